@@ -1,0 +1,160 @@
+//! The net effect of all policies on one pod, merged across policies.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::compiled::{CompiledPeer, NamespaceMatch};
+use crate::describe;
+use crate::evaluate::dir_slot;
+use crate::index::{ClusterIndex, PodId, PolicyId};
+use crate::model::{Direction, Labels, PodState};
+
+/// What `explain` says about a pod.
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    /// `namespace/name`.
+    pub pod: String,
+    /// Pod labels.
+    pub labels: Labels,
+    /// Pod IPs.
+    pub ips: Vec<IpAddr>,
+    /// Whether the pod is a policy endpoint.
+    pub state: PodState,
+    /// The workload a template pod stands for.
+    pub workload: Option<String>,
+    /// Policies whose `podSelector` selects the pod, with the directions they isolate.
+    pub selected_by: Vec<SelectingPolicy>,
+    /// Ingress summary.
+    pub ingress: DirectionSummary,
+    /// Egress summary.
+    pub egress: DirectionSummary,
+}
+
+/// A policy selecting the pod.
+#[derive(Debug, Serialize)]
+pub struct SelectingPolicy {
+    /// `namespace/name`.
+    pub policy: String,
+    /// Directions it isolates.
+    pub isolates: Vec<Direction>,
+}
+
+/// The merged allowances for one direction.
+#[derive(Debug, Serialize)]
+pub struct DirectionSummary {
+    /// Whether some policy isolates the pod in this direction.
+    pub isolated: bool,
+    /// True when everything is allowed (not isolated, or a rule with no peers and no ports).
+    pub allows_everything: bool,
+    /// Distinct allowances, merged across policies, each with its sources.
+    pub allowed: Vec<Allowance>,
+}
+
+/// One allowance in plain words.
+#[derive(Debug, Serialize)]
+pub struct Allowance {
+    /// For example `from pods with app=api in namespace prod, on TCP 5432`.
+    pub text: String,
+    /// The rules that grant it: `prod/allow-api ingress rule 0`.
+    pub sources: Vec<String>,
+    /// How many pods its pod peers currently match (`None` for ipBlock-only or all-peer rules).
+    pub matching_pods: Option<usize>,
+}
+
+impl ClusterIndex {
+    /// Explains the net effect of all policies on `pod`.
+    #[must_use]
+    pub fn explain(&self, pod_id: PodId) -> Explanation {
+        let entry = self.pod(pod_id);
+        let pod = entry.pod();
+        let mut selected_by: Vec<PolicyId> =
+            Direction::BOTH.iter().flat_map(|d| entry.isolating(*d).iter().copied()).collect();
+        selected_by.sort_by_key(|p| self.policy(*p).policy().name.clone());
+        selected_by.dedup();
+        let selected_by = selected_by
+            .into_iter()
+            .map(|p| SelectingPolicy {
+                policy: self.policy_name(p),
+                isolates: Direction::BOTH.into_iter().filter(|d| self.policy(p).policy().isolates(*d)).collect(),
+            })
+            .collect();
+        Explanation {
+            pod: self.pod_name(pod_id),
+            labels: pod.labels.clone(),
+            ips: pod.ips.clone(),
+            state: pod.state.clone(),
+            workload: pod.workload.clone(),
+            selected_by,
+            ingress: self.summarize(pod_id, Direction::Ingress),
+            egress: self.summarize(pod_id, Direction::Egress),
+        }
+    }
+
+    fn summarize(&self, pod_id: PodId, dir: Direction) -> DirectionSummary {
+        let isolating = self.pod(pod_id).isolating(dir);
+        if isolating.is_empty() {
+            return DirectionSummary { isolated: false, allows_everything: true, allowed: Vec::new() };
+        }
+        let word = match dir {
+            Direction::Ingress => "from",
+            Direction::Egress => "to",
+        };
+        let mut allowed: Vec<Allowance> = Vec::new();
+        let mut allows_everything = false;
+        for &policy_id in isolating {
+            let policy = self.policy(policy_id).policy();
+            for (i, rule) in policy.rules(dir).iter().enumerate() {
+                allows_everything |= rule.peers.is_empty() && rule.ports.is_empty();
+                let text = describe::rule(rule, word, &policy.namespace);
+                let source = format!("{} {dir} rule {i}", self.policy_name(policy_id));
+                if let Some(existing) = allowed.iter_mut().find(|a| a.text == text) {
+                    existing.sources.push(source);
+                    continue;
+                }
+                let matching_pods = self.rule_peer_pods(policy_id, dir, i).map(|pods| pods.len());
+                allowed.push(Allowance { text, sources: vec![source], matching_pods });
+            }
+        }
+        DirectionSummary { isolated: true, allows_everything, allowed }
+    }
+
+    /// Pods that the pod peers of one rule match (distinct, sorted); `None`
+    /// when the rule has no pod peers (ipBlocks only) or no peers at all.
+    #[must_use]
+    pub fn rule_peer_pods(&self, policy_id: PolicyId, dir: Direction, rule: usize) -> Option<Vec<PodId>> {
+        let compiled = &self.policy(policy_id).rules[dir_slot(dir)][rule];
+        if compiled.peers.is_empty() || !compiled.peers.iter().any(|p| matches!(p, CompiledPeer::Pods { .. })) {
+            return None;
+        }
+        let mut pods: Vec<PodId> =
+            (0..compiled.peers.len()).flat_map(|i| self.peer_pods(policy_id, dir, rule, i)).collect();
+        pods.sort_unstable();
+        pods.dedup();
+        Some(pods)
+    }
+
+    /// Endpoint pods matched by one pod peer (empty for an ipBlock peer).
+    #[must_use]
+    pub fn peer_pods(&self, policy_id: PolicyId, dir: Direction, rule: usize, peer: usize) -> Vec<PodId> {
+        let policy = self.policy(policy_id);
+        let CompiledPeer::Pods { namespaces, pods } = &policy.rules[dir_slot(dir)][rule].peers[peer] else {
+            return Vec::new();
+        };
+        let candidate_namespaces = match namespaces {
+            NamespaceMatch::Own => vec![policy.ns],
+            NamespaceMatch::Selector(sel) => {
+                self.namespaces_sorted().into_iter().filter(|ns| sel.matches(&self.namespace(*ns).compiled)).collect()
+            }
+        };
+        candidate_namespaces
+            .into_iter()
+            .flat_map(|ns| self.namespace(ns).pods().iter().copied())
+            .filter(|p| {
+                let entry = self.pod(*p);
+                !matches!(entry.pod().state, PodState::Excluded(_))
+                    && pods.as_ref().is_none_or(|sel| sel.matches(&entry.labels))
+            })
+            .collect()
+    }
+}

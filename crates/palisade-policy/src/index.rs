@@ -1,0 +1,498 @@
+//! The cluster index: namespaces, pods and policies, kept ready for
+//! evaluation.
+//!
+//! Updates are synchronous and proportional to what they affect:
+//! - a pod change re-tests only the policies of its namespace against it;
+//! - a policy change re-tests only the pods of its namespace;
+//! - a namespace relabel updates one label set (peers are matched against
+//!   namespace labels at evaluation time, so nothing else is stale).
+//!
+//! Every update returns whether anything changed.
+
+use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
+
+use crate::compiled::{CompiledPort, CompiledRule};
+use crate::labels::{CompiledLabels, CompiledSelector, Interner};
+use crate::model::{Direction, Labels, NAMESPACE_NAME_LABEL, Namespace, NetworkPolicy, Pod, PodState};
+use crate::slab::Slab;
+
+/// Identifies a namespace in one index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NsId(pub(crate) u32);
+/// Identifies a pod in one index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PodId(pub(crate) u32);
+/// Identifies a policy in one index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyId(pub(crate) u32);
+
+/// A namespace as indexed.
+#[derive(Debug)]
+pub struct NamespaceEntry {
+    name: String,
+    /// Effective labels (declared or implicit, always with the name label).
+    labels: Labels,
+    declared: bool,
+    pub(crate) compiled: CompiledLabels,
+    pods: Vec<PodId>,
+    policies: Vec<PolicyId>,
+}
+
+impl NamespaceEntry {
+    /// Namespace name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Effective labels, including `kubernetes.io/metadata.name`.
+    #[must_use]
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+    /// Whether a Namespace object declared it (otherwise it exists implicitly).
+    #[must_use]
+    pub fn declared(&self) -> bool {
+        self.declared
+    }
+    /// Pods in the namespace.
+    #[must_use]
+    pub fn pods(&self) -> &[PodId] {
+        &self.pods
+    }
+    /// Policies in the namespace, by name.
+    #[must_use]
+    pub fn policies(&self) -> &[PolicyId] {
+        &self.policies
+    }
+}
+
+/// A pod as indexed.
+#[derive(Debug)]
+pub struct PodEntry {
+    pod: Pod,
+    pub(crate) ns: NsId,
+    pub(crate) labels: CompiledLabels,
+    pub(crate) ports: Box<[CompiledPort]>,
+    /// Policies selecting the pod that isolate it, per direction, by name.
+    selected_by: [Vec<PolicyId>; 2],
+}
+
+impl PodEntry {
+    /// The pod as given.
+    #[must_use]
+    pub fn pod(&self) -> &Pod {
+        &self.pod
+    }
+    /// Its namespace.
+    #[must_use]
+    pub fn namespace(&self) -> NsId {
+        self.ns
+    }
+    /// Policies that select the pod and isolate it for `dir`, by name.
+    /// Empty means the pod is not isolated for `dir`.
+    #[must_use]
+    pub fn isolating(&self, dir: Direction) -> &[PolicyId] {
+        &self.selected_by[dir_index(dir)]
+    }
+}
+
+/// A policy as indexed.
+#[derive(Debug)]
+pub struct PolicyEntry {
+    policy: NetworkPolicy,
+    pub(crate) ns: NsId,
+    selector: CompiledSelector,
+    pub(crate) rules: [Box<[CompiledRule]>; 2],
+    selected: Vec<PodId>,
+}
+
+impl PolicyEntry {
+    /// The policy as given.
+    #[must_use]
+    pub fn policy(&self) -> &NetworkPolicy {
+        &self.policy
+    }
+    /// Its namespace.
+    #[must_use]
+    pub fn namespace(&self) -> NsId {
+        self.ns
+    }
+    /// Pods its `podSelector` selects (endpoints only), in id order.
+    #[must_use]
+    pub fn selected(&self) -> &[PodId] {
+        &self.selected
+    }
+}
+
+fn dir_index(dir: Direction) -> usize {
+    match dir {
+        Direction::Ingress => 0,
+        Direction::Egress => 1,
+    }
+}
+
+/// Namespaces, pods and policies with everything evaluation needs.
+#[derive(Debug, Default)]
+pub struct ClusterIndex {
+    pub(crate) interner: Interner,
+    namespaces: Slab<NamespaceEntry>,
+    ns_by_name: FxHashMap<String, NsId>,
+    pods: Slab<PodEntry>,
+    pod_by_key: FxHashMap<String, PodId>,
+    pod_by_ip: FxHashMap<IpAddr, PodId>,
+    policies: Slab<PolicyEntry>,
+    policy_by_key: FxHashMap<String, PolicyId>,
+}
+
+fn key(namespace: &str, name: &str) -> String {
+    let mut k = String::with_capacity(namespace.len() + 1 + name.len());
+    k.push_str(namespace);
+    k.push('/');
+    k.push_str(name);
+    k
+}
+
+/// Whether a pod takes part in policy at all (as a selected pod or a peer).
+fn is_endpoint(pod: &Pod) -> bool {
+    !matches!(pod.state, PodState::Excluded(_))
+}
+
+impl ClusterIndex {
+    /// An empty index.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds an index from objects in any order.
+    pub fn from_objects(
+        namespaces: impl IntoIterator<Item = Namespace>,
+        pods: impl IntoIterator<Item = Pod>,
+        policies: impl IntoIterator<Item = NetworkPolicy>,
+    ) -> Self {
+        let mut index = Self::new();
+        for ns in namespaces {
+            index.apply_namespace(ns);
+        }
+        for pod in pods {
+            index.apply_pod(pod);
+        }
+        for policy in policies {
+            index.apply_policy(policy);
+        }
+        index
+    }
+
+    // ----- lookups -------------------------------------------------------
+
+    /// Namespace by id.
+    ///
+    /// # Panics
+    /// If the id is not from this index (ids stay valid while their object exists).
+    #[must_use]
+    pub fn namespace(&self, id: NsId) -> &NamespaceEntry {
+        self.namespaces.get(id.0).expect("namespace id from this index")
+    }
+    /// Pod by id.
+    ///
+    /// # Panics
+    /// If the id is not from this index.
+    #[must_use]
+    pub fn pod(&self, id: PodId) -> &PodEntry {
+        self.pods.get(id.0).expect("pod id from this index")
+    }
+    /// Policy by id.
+    ///
+    /// # Panics
+    /// If the id is not from this index.
+    #[must_use]
+    pub fn policy(&self, id: PolicyId) -> &PolicyEntry {
+        self.policies.get(id.0).expect("policy id from this index")
+    }
+    /// Namespace id by name.
+    #[must_use]
+    pub fn namespace_id(&self, name: &str) -> Option<NsId> {
+        self.ns_by_name.get(name).copied()
+    }
+    /// Pod id by namespace and name.
+    #[must_use]
+    pub fn pod_id(&self, namespace: &str, name: &str) -> Option<PodId> {
+        self.pod_by_key.get(&key(namespace, name)).copied()
+    }
+    /// Pod id by `namespace/name`.
+    #[must_use]
+    pub fn pod_id_by_key(&self, ns_slash_name: &str) -> Option<PodId> {
+        self.pod_by_key.get(ns_slash_name).copied()
+    }
+    /// The active pod that owns `ip`, if any.
+    #[must_use]
+    pub fn pod_by_ip(&self, ip: IpAddr) -> Option<PodId> {
+        self.pod_by_ip.get(&ip).copied()
+    }
+    /// Policy id by namespace and name.
+    #[must_use]
+    pub fn policy_id(&self, namespace: &str, name: &str) -> Option<PolicyId> {
+        self.policy_by_key.get(&key(namespace, name)).copied()
+    }
+    /// `namespace/name` of a pod.
+    #[must_use]
+    pub fn pod_name(&self, id: PodId) -> String {
+        let pod = &self.pod(id).pod;
+        key(&pod.namespace, &pod.name)
+    }
+    /// `namespace/name` of a policy.
+    #[must_use]
+    pub fn policy_name(&self, id: PolicyId) -> String {
+        let policy = &self.policy(id).policy;
+        key(&policy.namespace, &policy.name)
+    }
+    /// All namespaces, sorted by name.
+    #[must_use]
+    pub fn namespaces_sorted(&self) -> Vec<NsId> {
+        let mut ids: Vec<NsId> = self.namespaces.iter().map(|(i, _)| NsId(i)).collect();
+        ids.sort_by(|a, b| self.namespace(*a).name.cmp(&self.namespace(*b).name));
+        ids
+    }
+    /// All pods, sorted by namespace then name.
+    #[must_use]
+    pub fn pods_sorted(&self) -> Vec<PodId> {
+        let mut ids: Vec<PodId> = self.pods.iter().map(|(i, _)| PodId(i)).collect();
+        ids.sort_by(|a, b| {
+            let (a, b) = (&self.pod(*a).pod, &self.pod(*b).pod);
+            (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+        });
+        ids
+    }
+    /// All policies, sorted by namespace then name.
+    #[must_use]
+    pub fn policies_sorted(&self) -> Vec<PolicyId> {
+        let mut ids: Vec<PolicyId> = self.policies.iter().map(|(i, _)| PolicyId(i)).collect();
+        ids.sort_by(|a, b| {
+            let (a, b) = (&self.policy(*a).policy, &self.policy(*b).policy);
+            (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+        });
+        ids
+    }
+    /// Object counts: namespaces, pods, policies.
+    #[must_use]
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.namespaces.len(), self.pods.len(), self.policies.len())
+    }
+    /// The label interner (read-only), for building virtual endpoints.
+    #[must_use]
+    pub fn interner(&self) -> &Interner {
+        &self.interner
+    }
+
+    // ----- namespaces ----------------------------------------------------
+
+    fn implicit_labels(name: &str) -> Labels {
+        Labels::from([(NAMESPACE_NAME_LABEL.to_string(), name.to_string())])
+    }
+
+    fn ensure_namespace(&mut self, name: &str) -> NsId {
+        if let Some(&id) = self.ns_by_name.get(name) {
+            return id;
+        }
+        let labels = Self::implicit_labels(name);
+        let compiled = CompiledLabels::compile(&labels, &mut self.interner);
+        let id = NsId(self.namespaces.insert(NamespaceEntry {
+            name: name.to_string(),
+            labels,
+            declared: false,
+            compiled,
+            pods: Vec::new(),
+            policies: Vec::new(),
+        }));
+        self.ns_by_name.insert(name.to_string(), id);
+        id
+    }
+
+    fn drop_namespace_if_unused(&mut self, id: NsId) {
+        let entry = self.namespace(id);
+        if !entry.declared && entry.pods.is_empty() && entry.policies.is_empty() {
+            let name = entry.name.clone();
+            self.namespaces.remove(id.0);
+            self.ns_by_name.remove(&name);
+        }
+    }
+
+    /// Adds or updates a namespace. Returns whether anything changed.
+    pub fn apply_namespace(&mut self, ns: Namespace) -> bool {
+        let mut labels = ns.labels;
+        labels.insert(NAMESPACE_NAME_LABEL.to_string(), ns.name.clone());
+        let id = self.ensure_namespace(&ns.name);
+        let entry = self.namespace(id);
+        if entry.declared && entry.labels == labels {
+            return false;
+        }
+        let compiled = CompiledLabels::compile(&labels, &mut self.interner);
+        let entry = self.namespaces.get_mut(id.0).expect("namespace just ensured");
+        entry.declared = true;
+        entry.labels = labels;
+        entry.compiled = compiled;
+        true
+    }
+
+    /// Removes a declared namespace. Its pods and policies stay indexed (the
+    /// namespace then exists implicitly with only its name label). Returns
+    /// whether anything changed.
+    pub fn delete_namespace(&mut self, name: &str) -> bool {
+        let Some(id) = self.namespace_id(name) else { return false };
+        if !self.namespace(id).declared {
+            return false;
+        }
+        let labels = Self::implicit_labels(name);
+        let compiled = CompiledLabels::compile(&labels, &mut self.interner);
+        let entry = self.namespaces.get_mut(id.0).expect("namespace exists");
+        entry.declared = false;
+        entry.labels = labels;
+        entry.compiled = compiled;
+        self.drop_namespace_if_unused(id);
+        true
+    }
+
+    // ----- pods ----------------------------------------------------------
+
+    /// Adds or updates a pod. Returns whether anything changed.
+    pub fn apply_pod(&mut self, pod: Pod) -> bool {
+        let pod_key = key(&pod.namespace, &pod.name);
+        if let Some(&id) = self.pod_by_key.get(&pod_key) {
+            if self.pod(id).pod == pod {
+                return false;
+            }
+            self.remove_pod(id);
+        }
+        let ns = self.ensure_namespace(&pod.namespace);
+        let labels = CompiledLabels::compile(&pod.labels, &mut self.interner);
+        let ports = CompiledPort::compile_all(&pod.ports, &mut self.interner);
+        let active = pod.state == PodState::Active;
+        let endpoint = is_endpoint(&pod);
+        let ips = if active { pod.ips.clone() } else { Vec::new() };
+        let id = PodId(self.pods.insert(PodEntry { pod, ns, labels, ports, selected_by: [Vec::new(), Vec::new()] }));
+        self.pod_by_key.insert(pod_key, id);
+        for ip in ips {
+            self.pod_by_ip.insert(ip, id);
+        }
+        let ns_entry = self.namespaces.get_mut(ns.0).expect("namespace ensured");
+        ns_entry.pods.push(id);
+        if endpoint {
+            let policies = ns_entry.policies.clone();
+            for policy_id in policies {
+                if self.policy(policy_id).selector.matches(&self.pod(id).labels) {
+                    self.link(policy_id, id);
+                }
+            }
+        }
+        true
+    }
+
+    /// Removes a pod. Returns whether it existed.
+    pub fn delete_pod(&mut self, namespace: &str, name: &str) -> bool {
+        let Some(id) = self.pod_id(namespace, name) else { return false };
+        let ns = self.remove_pod(id);
+        self.drop_namespace_if_unused(ns);
+        true
+    }
+
+    fn remove_pod(&mut self, id: PodId) -> NsId {
+        let entry = self.pods.remove(id.0).expect("pod exists");
+        self.pod_by_key.remove(&key(&entry.pod.namespace, &entry.pod.name));
+        for ip in &entry.pod.ips {
+            if self.pod_by_ip.get(ip) == Some(&id) {
+                self.pod_by_ip.remove(ip);
+            }
+        }
+        let mut unlinked: Vec<PolicyId> = entry.selected_by.iter().flatten().copied().collect();
+        unlinked.sort_unstable();
+        unlinked.dedup();
+        for policy_id in unlinked {
+            let selected = &mut self.policies.get_mut(policy_id.0).expect("linked policy exists").selected;
+            if let Ok(pos) = selected.binary_search(&id) {
+                selected.remove(pos);
+            }
+        }
+        let ns = self.namespaces.get_mut(entry.ns.0).expect("pod namespace exists");
+        ns.pods.retain(|p| *p != id);
+        entry.ns
+    }
+
+    // ----- policies --------------------------------------------------------
+
+    /// Adds or updates a policy. Returns whether anything changed.
+    pub fn apply_policy(&mut self, policy: NetworkPolicy) -> bool {
+        let policy_key = key(&policy.namespace, &policy.name);
+        if let Some(&id) = self.policy_by_key.get(&policy_key) {
+            if self.policy(id).policy == policy {
+                return false;
+            }
+            self.remove_policy(id);
+        }
+        let ns = self.ensure_namespace(&policy.namespace);
+        let selector = CompiledSelector::compile(&policy.pod_selector, &mut self.interner);
+        let ingress = policy.ingress.iter().map(|r| CompiledRule::compile(r, &mut self.interner)).collect();
+        let egress = policy.egress.iter().map(|r| CompiledRule::compile(r, &mut self.interner)).collect();
+        let id = PolicyId(self.policies.insert(PolicyEntry {
+            policy,
+            ns,
+            selector,
+            rules: [ingress, egress],
+            selected: Vec::new(),
+        }));
+        self.policy_by_key.insert(policy_key, id);
+        // Keep the namespace's policy list sorted by name.
+        let ns_policies = &self.namespaces.get(ns.0).expect("namespace ensured").policies;
+        let name = &self.policy(id).policy.name;
+        let at = ns_policies.partition_point(|p| self.policy(*p).policy.name < *name);
+        self.namespaces.get_mut(ns.0).expect("namespace ensured").policies.insert(at, id);
+        let ns_pods = self.namespace(ns).pods.clone();
+        for pod_id in ns_pods {
+            let pod = self.pod(pod_id);
+            if is_endpoint(&pod.pod) && self.policy(id).selector.matches(&pod.labels) {
+                self.link(id, pod_id);
+            }
+        }
+        true
+    }
+
+    /// Removes a policy. Returns whether it existed.
+    pub fn delete_policy(&mut self, namespace: &str, name: &str) -> bool {
+        let Some(id) = self.policy_id(namespace, name) else { return false };
+        let ns = self.remove_policy(id);
+        self.drop_namespace_if_unused(ns);
+        true
+    }
+
+    fn remove_policy(&mut self, id: PolicyId) -> NsId {
+        let entry = self.policies.remove(id.0).expect("policy exists");
+        self.policy_by_key.remove(&key(&entry.policy.namespace, &entry.policy.name));
+        for pod_id in &entry.selected {
+            let pod = self.pods.get_mut(pod_id.0).expect("selected pod exists");
+            for list in &mut pod.selected_by {
+                list.retain(|p| *p != id);
+            }
+        }
+        let ns = self.namespaces.get_mut(entry.ns.0).expect("policy namespace exists");
+        ns.policies.retain(|p| *p != id);
+        entry.ns
+    }
+
+    /// Records that `policy` selects `pod`, keeping lists sorted.
+    fn link(&mut self, policy_id: PolicyId, pod_id: PodId) {
+        let entry = self.policies.get_mut(policy_id.0).expect("policy exists");
+        if let Err(pos) = entry.selected.binary_search(&pod_id) {
+            entry.selected.insert(pos, pod_id);
+        }
+        let policy = &self.policies.get(policy_id.0).expect("policy exists").policy;
+        for dir in Direction::BOTH {
+            if !policy.isolates(dir) {
+                continue;
+            }
+            let list = &self.pods.get(pod_id.0).expect("pod exists").selected_by[dir_index(dir)];
+            let pos = list.partition_point(|p| self.policy(*p).policy.name < policy.name);
+            self.pods.get_mut(pod_id.0).expect("pod exists").selected_by[dir_index(dir)].insert(pos, policy_id);
+        }
+    }
+}

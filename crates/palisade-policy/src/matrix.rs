@@ -1,0 +1,147 @@
+//! Reachability truth tables between pods, computed on classes of pods that
+//! behave identically.
+//!
+//! Two pods behave identically under every policy when they share namespace,
+//! labels and declared ports, and their addresses fall in the same ipBlocks.
+//! The matrix evaluates one representative pair per pair of classes, which is
+//! exact (evaluation sees nothing else of a pod) and makes large matrices
+//! cheap; the classes double as the groups shown for large clusters.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use crate::evaluate::{Endpoint, Flow};
+use crate::index::{ClusterIndex, PodId};
+use crate::model::{IpBlock, Peer, Protocol};
+
+/// One port and protocol of a matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Case {
+    /// Destination port.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+}
+
+/// A computed matrix.
+#[derive(Debug)]
+pub struct Matrix {
+    /// The pods, in row/column order.
+    pub pods: Vec<PodId>,
+    /// The port/protocol cases.
+    pub cases: Vec<Case>,
+    /// Class of each pod (index into `classes`).
+    pub class_of: Vec<usize>,
+    /// Members of each class (indexes into `pods`), in pod order.
+    pub classes: Vec<Vec<usize>>,
+    /// Per case, `classes.len()²` cells, row-major (from, to).
+    cells: Vec<Vec<bool>>,
+}
+
+impl Matrix {
+    /// Whether `pods[from]` reaches `pods[to]` in case `case`.
+    #[must_use]
+    pub fn allowed(&self, case: usize, from: usize, to: usize) -> bool {
+        from == to || self.class_allowed(case, self.class_of[from], self.class_of[to])
+    }
+
+    /// Whether a member of class `from` reaches a different member of class
+    /// `to` (for a one-pod class to itself: the pod reaches itself).
+    #[must_use]
+    pub fn class_allowed(&self, case: usize, from: usize, to: usize) -> bool {
+        self.cells[case][from * self.classes.len() + to]
+    }
+}
+
+impl ClusterIndex {
+    /// The endpoint for `pod`, at its address of the family of `toward`
+    /// when it has one, else at its first address.
+    #[must_use]
+    pub fn pod_endpoint(&self, pod: PodId, toward: Option<IpAddr>) -> Endpoint {
+        let ips = &self.pod(pod).pod().ips;
+        let same_family = toward.and_then(|t| ips.iter().find(|ip| ip.is_ipv4() == t.is_ipv4()));
+        Endpoint::Pod { id: pod, addr: same_family.or(ips.first()).copied() }
+    }
+
+    /// Every distinct ipBlock peer of every policy.
+    fn all_ip_blocks(&self) -> Vec<IpBlock> {
+        let mut blocks = BTreeSet::new();
+        for id in self.policies_sorted() {
+            let policy = self.policy(id).policy();
+            for rule in policy.ingress.iter().chain(&policy.egress) {
+                for peer in &rule.peers {
+                    if let Peer::IpBlock(b) = peer {
+                        blocks.insert(b.clone());
+                    }
+                }
+            }
+        }
+        blocks.into_iter().collect()
+    }
+
+    /// Groups `pods` into classes that behave identically; returns the class
+    /// of each pod and the members of each class.
+    #[must_use]
+    pub fn behaviour_classes(&self, pods: &[PodId]) -> (Vec<usize>, Vec<Vec<usize>>) {
+        let blocks = self.all_ip_blocks();
+        let mut by_key = FxHashMap::default();
+        let mut class_of = Vec::with_capacity(pods.len());
+        let mut classes: Vec<Vec<usize>> = Vec::new();
+        for (i, &pod_id) in pods.iter().enumerate() {
+            let entry = self.pod(pod_id);
+            let addresses: Vec<(bool, Vec<bool>)> = entry
+                .pod()
+                .ips
+                .iter()
+                .map(|ip| (ip.is_ipv4(), blocks.iter().map(|b| b.contains(*ip)).collect()))
+                .collect();
+            let key = (entry.ns, entry.labels.clone(), entry.ports.clone(), addresses);
+            let next = classes.len();
+            let class = *by_key.entry(key).or_insert(next);
+            if class == next {
+                classes.push(Vec::new());
+            }
+            classes[class].push(i);
+            class_of.push(class);
+        }
+        (class_of, classes)
+    }
+
+    /// Computes the matrix of `pods` (rows = from, columns = to) for `cases`.
+    #[must_use]
+    pub fn matrix(&self, pods: Vec<PodId>, cases: Vec<Case>) -> Matrix {
+        let (class_of, classes) = self.behaviour_classes(&pods);
+        let n = classes.len();
+        let mut cells = Vec::with_capacity(cases.len());
+        for case in &cases {
+            let mut table = vec![false; n * n];
+            for (from, from_members) in classes.iter().enumerate() {
+                for (to, to_members) in classes.iter().enumerate() {
+                    let pair = if from == to {
+                        from_members.get(1).map(|&second| (pods[from_members[0]], pods[second]))
+                    } else {
+                        Some((pods[from_members[0]], pods[to_members[0]]))
+                    };
+                    // A one-pod class to itself: the pod reaches itself.
+                    let Some((src, dst)) = pair else {
+                        table[from * n + to] = true;
+                        continue;
+                    };
+                    let dst = self.pod_endpoint(dst, None);
+                    let toward = match dst {
+                        Endpoint::Pod { addr, .. } => addr,
+                        Endpoint::External(a) => Some(a),
+                    };
+                    let flow =
+                        Flow { src: self.pod_endpoint(src, toward), dst, port: case.port, protocol: case.protocol };
+                    table[from * n + to] = self.evaluate(&flow).allowed;
+                }
+            }
+            cells.push(table);
+        }
+        Matrix { pods, cases, class_of, classes, cells }
+    }
+}
