@@ -1,0 +1,82 @@
+//! `palisade explain`: the net effect of all policies on one pod.
+
+use palisade_policy::PodState;
+use palisade_policy::explain::{DirectionSummary, Explanation};
+
+use super::{EXIT_ERROR, TextOrJson};
+use crate::endpoint::{Named, resolve};
+use crate::inputs::State;
+use crate::style::Style;
+
+/// Runs `explain` for `pod` (`namespace/name`).
+#[must_use]
+pub fn run(state: &State, pod: &str, output: TextOrJson, style: Style) -> u8 {
+    let id = match resolve(&state.index, pod) {
+        Ok(Named::Pod(id)) => id,
+        Ok(Named::Address(ip)) => match state.index.pod_by_ip(ip) {
+            Some(id) => id,
+            None => {
+                eprintln!("error: no pod has address {ip}");
+                return EXIT_ERROR;
+            }
+        },
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let explanation = state.index.explain(id);
+    match output {
+        TextOrJson::Json => println!("{}", serde_json::to_string_pretty(&explanation).expect("plain data serializes")),
+        TextOrJson::Text => print!("{}", text(&explanation, style)),
+    }
+    if state.had_errors() { EXIT_ERROR } else { 0 }
+}
+
+/// The human report.
+#[must_use]
+pub fn text(e: &Explanation, style: Style) -> String {
+    let labels: Vec<String> = e.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let ips: Vec<String> = e.ips.iter().map(ToString::to_string).collect();
+    let mut out = format!("{} {}\n", style.strong("Pod"), style.strong(&e.pod));
+    out.push_str(&format!("  labels: {}\n", if labels.is_empty() { "(none)".into() } else { labels.join(", ") }));
+    let state = match &e.state {
+        PodState::Active => format!("active, IPs {}", ips.join(", ")),
+        PodState::Planned => "planned (no IP: ipBlock peers cannot match it)".into(),
+        PodState::Excluded(reason) => format!("not a policy endpoint: {reason}"),
+    };
+    out.push_str(&format!("  state: {state}\n"));
+    if let Some(w) = &e.workload {
+        out.push_str(&format!("  stands for the pods of {w}\n"));
+    }
+    if e.selected_by.is_empty() {
+        out.push_str("  selected by no policy\n");
+    } else {
+        out.push_str("  selected by:\n");
+        for p in &e.selected_by {
+            let dirs: Vec<&str> = p.isolates.iter().map(|d| d.as_str()).collect();
+            out.push_str(&format!("    - {} ({})\n", p.policy, dirs.join(", ")));
+        }
+    }
+    section(&mut out, "Ingress", &e.ingress, style);
+    section(&mut out, "Egress", &e.egress, style);
+    out
+}
+
+fn section(out: &mut String, title: &str, s: &DirectionSummary, style: Style) {
+    if !s.isolated {
+        out.push_str(&format!("{}: not isolated: {}\n", style.strong(title), style.good("all traffic allowed")));
+        return;
+    }
+    if s.allowed.is_empty() {
+        out.push_str(&format!("{}: isolated: {}\n", style.strong(title), style.bad("nothing allowed")));
+        return;
+    }
+    let summary =
+        if s.allows_everything { style.good("everything allowed (a rule admits all)") } else { "allowed only:".into() };
+    out.push_str(&format!("{}: isolated: {summary}\n", style.strong(title)));
+    for a in &s.allowed {
+        let matching = a.matching_pods.map(|n| format!(" — matches {n} pod(s) now")).unwrap_or_default();
+        out.push_str(&format!("  - {}{matching}\n    [{}]\n", a.text, a.sources.join("; ")));
+    }
+}

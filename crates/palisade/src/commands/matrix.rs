@@ -1,0 +1,271 @@
+//! `palisade matrix`: the reachability truth table between pods.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use clap::ValueEnum;
+use palisade_policy::matrix::{Case, Matrix};
+use palisade_policy::{ClusterIndex, PodState, Protocol};
+use serde::Serialize;
+
+use super::EXIT_ERROR;
+use crate::inputs::State;
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MatrixFormat {
+    /// Aligned table, `.` allowed and `X` denied, as the Kubernetes e2e tests print.
+    Table,
+    /// JSON.
+    Json,
+    /// One row per from, to, port, protocol.
+    Csv,
+    /// Markdown tables.
+    Markdown,
+    /// A mermaid flowchart of the allowed edges.
+    Mermaid,
+    /// A Graphviz digraph of the allowed edges.
+    Dot,
+}
+
+/// When to group pods that behave identically.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Grouping {
+    /// Group when there are more than 20 pods.
+    Auto,
+    /// Always group.
+    Always,
+    /// Never group.
+    Never,
+}
+
+/// Options of `matrix`.
+#[derive(Debug)]
+pub struct MatrixArgs {
+    /// Only pods of these namespaces (all when empty).
+    pub namespaces: Vec<String>,
+    /// Ports (default: every declared container port, or 80 when none).
+    pub ports: Vec<u16>,
+    /// Protocols.
+    pub protocols: Vec<Protocol>,
+    /// Output format.
+    pub format: MatrixFormat,
+    /// Grouping.
+    pub group: Grouping,
+}
+
+/// Rows and columns: single pods or groups of identical pods.
+struct View {
+    /// Row/column labels.
+    names: Vec<String>,
+    /// Members of each row (pod names), for groups.
+    members: Vec<Vec<String>>,
+    grouped: bool,
+}
+
+/// Runs `matrix`.
+#[must_use]
+pub fn run(state: &State, args: &MatrixArgs) -> u8 {
+    let index = &state.index;
+    let pods: Vec<_> = index
+        .pods_sorted()
+        .into_iter()
+        .filter(|p| {
+            let pod = index.pod(*p).pod();
+            (args.namespaces.is_empty() || args.namespaces.contains(&pod.namespace))
+                && !matches!(pod.state, PodState::Excluded(_))
+        })
+        .collect();
+    let excluded =
+        index.pods_sorted().into_iter().filter(|p| matches!(index.pod(*p).pod().state, PodState::Excluded(_))).count();
+    if excluded > 0 {
+        eprintln!(
+            "note: {excluded} pod(s) are not policy endpoints (hostNetwork, no IP, or finished) and are left out"
+        );
+    }
+    let cases = cases(index, &pods, args);
+    let matrix = index.matrix(pods, cases);
+    let grouped = match args.group {
+        Grouping::Always => true,
+        Grouping::Never => false,
+        Grouping::Auto => matrix.pods.len() > 20,
+    };
+    print!("{}", render(index, &matrix, grouped, args.format));
+    if state.had_errors() { EXIT_ERROR } else { 0 }
+}
+
+fn cases(index: &ClusterIndex, pods: &[palisade_policy::PodId], args: &MatrixArgs) -> Vec<Case> {
+    let ports: Vec<u16> = if args.ports.is_empty() {
+        let declared: BTreeSet<u16> =
+            pods.iter().flat_map(|p| index.pod(*p).pod().ports.iter().map(|c| c.port)).collect();
+        if declared.is_empty() { vec![80] } else { declared.into_iter().collect() }
+    } else {
+        args.ports.clone()
+    };
+    let mut cases = Vec::new();
+    for protocol in &args.protocols {
+        for port in &ports {
+            cases.push(Case { port: *port, protocol: *protocol });
+        }
+    }
+    cases
+}
+
+fn view(index: &ClusterIndex, m: &Matrix, grouped: bool) -> View {
+    if !grouped {
+        let names: Vec<String> = m.pods.iter().map(|p| index.pod_name(*p)).collect();
+        return View { members: names.iter().map(|n| vec![n.clone()]).collect(), names, grouped };
+    }
+    let members: Vec<Vec<String>> =
+        m.classes.iter().map(|c| c.iter().map(|i| index.pod_name(m.pods[*i])).collect()).collect();
+    let names = (1..=members.len()).map(|i| format!("G{i}")).collect();
+    View { names, members, grouped }
+}
+
+fn cell(m: &Matrix, grouped: bool, case: usize, from: usize, to: usize) -> bool {
+    if grouped { m.class_allowed(case, from, to) } else { m.allowed(case, from, to) }
+}
+
+#[derive(Serialize)]
+struct JsonCase {
+    port: u16,
+    protocol: Protocol,
+    /// `allowed[from][to]`.
+    allowed: Vec<Vec<bool>>,
+}
+
+#[derive(Serialize)]
+struct JsonMatrix<'a> {
+    grouped: bool,
+    /// Row and column labels: pods, or groups `G1`… .
+    names: &'a [String],
+    /// Pods in each group (one pod each when not grouped).
+    members: &'a [Vec<String>],
+    cases: Vec<JsonCase>,
+}
+
+/// Renders `m` in `format`.
+#[must_use]
+pub fn render(index: &ClusterIndex, m: &Matrix, grouped: bool, format: MatrixFormat) -> String {
+    let v = view(index, m, grouped);
+    let n = v.names.len();
+    let mut out = String::new();
+    match format {
+        MatrixFormat::Json => {
+            let cases = (0..m.cases.len())
+                .map(|c| JsonCase {
+                    port: m.cases[c].port,
+                    protocol: m.cases[c].protocol,
+                    allowed: (0..n).map(|f| (0..n).map(|t| cell(m, grouped, c, f, t)).collect()).collect(),
+                })
+                .collect();
+            let json = JsonMatrix { grouped, names: &v.names, members: &v.members, cases };
+            out = serde_json::to_string_pretty(&json).expect("plain data serializes");
+            out.push('\n');
+        }
+        MatrixFormat::Csv => {
+            out.push_str("from,to,port,protocol,allowed\n");
+            for (c, case) in m.cases.iter().enumerate() {
+                for f in 0..n {
+                    for t in 0..n {
+                        let _ = writeln!(
+                            out,
+                            "{},{},{},{},{}",
+                            v.names[f],
+                            v.names[t],
+                            case.port,
+                            case.protocol,
+                            cell(m, grouped, c, f, t)
+                        );
+                    }
+                }
+            }
+        }
+        MatrixFormat::Table | MatrixFormat::Markdown => {
+            let md = format == MatrixFormat::Markdown;
+            for (c, case) in m.cases.iter().enumerate() {
+                let title = format!("{}/{}", case.protocol, case.port);
+                let width = v.names.iter().map(String::len).chain([title.len()]).max().unwrap_or(0);
+                let row = |first: &str, cells: Vec<String>| {
+                    if md {
+                        format!(
+                            "| {} |\n",
+                            [first.to_string()].into_iter().chain(cells).collect::<Vec<_>>().join(" | ")
+                        )
+                    } else {
+                        let cells: Vec<String> = cells.iter().map(|c| format!("{c:<w$}", w = width)).collect();
+                        format!("{first:<width$}  {}\n", cells.join(" ")).trim_end().to_string() + "\n"
+                    }
+                };
+                out.push_str(&row(&title, v.names.clone()));
+                if md {
+                    out.push_str(&format!("|{}\n", "---|".repeat(n + 1)));
+                }
+                for f in 0..n {
+                    let cells =
+                        (0..n).map(|t| if cell(m, grouped, c, f, t) { ".".into() } else { "X".into() }).collect();
+                    out.push_str(&row(&v.names[f], cells));
+                }
+                out.push('\n');
+            }
+            out.push_str(if md {
+                "`.` allowed, `X` denied; rows are sources, columns destinations.\n"
+            } else {
+                ". allowed, X denied; rows are sources, columns destinations.\n"
+            });
+            if v.grouped {
+                out.push_str(&legend(&v, md));
+            }
+        }
+        MatrixFormat::Mermaid | MatrixFormat::Dot => out.push_str(&graph(m, &v, format == MatrixFormat::Dot)),
+    }
+    out
+}
+
+fn legend(v: &View, md: bool) -> String {
+    let mut out = String::from(if md {
+        "\nGroups (pods that behave identically):\n\n"
+    } else {
+        "\nGroups (pods that behave identically):\n"
+    });
+    for (name, members) in v.names.iter().zip(&v.members) {
+        let _ = writeln!(out, "{}{name}: {}", if md { "- " } else { "  " }, members.join(", "));
+    }
+    out
+}
+
+fn graph(m: &Matrix, v: &View, dot: bool) -> String {
+    let n = v.names.len();
+    let mut out = String::from(if dot { "digraph reachability {\n  rankdir=LR;\n" } else { "flowchart LR\n" });
+    for (i, name) in v.names.iter().enumerate() {
+        let label = if v.grouped { format!("{name}: {}", v.members[i].join(", ")) } else { name.clone() };
+        let _ = if dot { writeln!(out, "  n{i} [label=\"{label}\"];") } else { writeln!(out, "  n{i}[\"{label}\"]") };
+    }
+    for f in 0..n {
+        for t in 0..n {
+            if f == t && !(v.grouped && v.members[f].len() > 1) {
+                continue;
+            }
+            let ports: Vec<String> = m
+                .cases
+                .iter()
+                .enumerate()
+                .filter(|(c, _)| cell(m, v.grouped, *c, f, t))
+                .map(|(_, case)| format!("{}/{}", case.protocol, case.port))
+                .collect();
+            if ports.is_empty() {
+                continue;
+            }
+            let label = ports.join(", ");
+            let _ = if dot {
+                writeln!(out, "  n{f} -> n{t} [label=\"{label}\"];")
+            } else {
+                writeln!(out, "  n{f} -->|\"{label}\"| n{t}")
+            };
+        }
+    }
+    if dot {
+        out.push_str("}\n");
+    }
+    out
+}

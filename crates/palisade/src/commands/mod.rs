@@ -1,0 +1,22 @@
+//! One module per subcommand. Each `run` prints its result and returns the
+//! process exit code.
+
+pub mod check;
+pub mod diff;
+pub mod explain;
+pub mod lint;
+pub mod matrix;
+
+use clap::ValueEnum;
+
+/// Human text or machine JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TextOrJson {
+    /// Readable text.
+    Text,
+    /// JSON.
+    Json,
+}
+
+/// Exit status for a command that found invalid input: 2.
+pub const EXIT_ERROR: u8 = 2;

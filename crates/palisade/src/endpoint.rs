@@ -1,0 +1,73 @@
+//! Parsing `namespace/pod` or an IP address into flow endpoints.
+
+use std::net::IpAddr;
+
+use palisade_policy::{ClusterIndex, Endpoint, Flow, PodState, Protocol};
+
+/// Where a flow end was named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Named {
+    /// A pod, resolved.
+    Pod(palisade_policy::PodId),
+    /// An address: a pod's (resolved to the pod) or outside the cluster.
+    Address(IpAddr),
+}
+
+/// Resolves `text` (`namespace/pod` or an IP address).
+pub fn resolve(index: &ClusterIndex, text: &str) -> Result<Named, String> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(Named::Address(ip));
+    }
+    if !text.contains('/') {
+        return Err(format!("{text:?} is neither namespace/pod nor an IP address"));
+    }
+    let id = index.pod_id_by_key(text).ok_or_else(|| format!("no pod {text} in the input"))?;
+    if let PodState::Excluded(reason) = &index.pod(id).pod().state {
+        return Err(format!("{text} is not a policy endpoint: {reason}"));
+    }
+    Ok(Named::Pod(id))
+}
+
+/// Builds the flow between two named ends, choosing pod addresses of a
+/// common family where there is a choice.
+#[must_use]
+pub fn flow(index: &ClusterIndex, from: &Named, to: &Named, port: u16, protocol: Protocol) -> Flow {
+    let fixed = |n: &Named| match n {
+        Named::Address(ip) => Some(match index.pod_by_ip(*ip) {
+            Some(id) => Endpoint::Pod { id, addr: Some(*ip) },
+            None => Endpoint::External(*ip),
+        }),
+        Named::Pod(_) => None,
+    };
+    let addr_of = |e: Endpoint| match e {
+        Endpoint::Pod { addr, .. } => addr,
+        Endpoint::External(a) => Some(a),
+    };
+    let (src, dst) = match (fixed(from), fixed(to)) {
+        (Some(s), Some(d)) => (s, d),
+        (Some(s), None) => (s, pod_end(index, to, addr_of(s))),
+        (None, Some(d)) => (pod_end(index, from, addr_of(d)), d),
+        (None, None) => {
+            let d = pod_end(index, to, None);
+            (pod_end(index, from, addr_of(d)), d)
+        }
+    };
+    Flow { src, dst, port, protocol }
+}
+
+fn pod_end(index: &ClusterIndex, named: &Named, toward: Option<IpAddr>) -> Endpoint {
+    match named {
+        Named::Pod(id) => index.pod_endpoint(*id, toward),
+        Named::Address(ip) => Endpoint::External(*ip),
+    }
+}
+
+/// `namespace/pod (ip)` or the address.
+#[must_use]
+pub fn describe(index: &ClusterIndex, e: Endpoint) -> String {
+    match e {
+        Endpoint::Pod { id, addr: Some(a) } => format!("{} ({a})", index.pod_name(id)),
+        Endpoint::Pod { id, addr: None } => format!("{} (no IP)", index.pod_name(id)),
+        Endpoint::External(a) => a.to_string(),
+    }
+}

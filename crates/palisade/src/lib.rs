@@ -1,0 +1,14 @@
+//! The `palisade` command line: offline analysis of NetworkPolicies.
+//!
+//! ```text
+//! -f inputs --load--> Loaded --index--> ClusterIndex --> check | explain | matrix | query | lint | diff
+//! ```
+//!
+//! Every command shares the loader and the engine; only rendering differs.
+
+pub mod commands;
+pub mod endpoint;
+pub mod inputs;
+pub mod query;
+pub mod style;
+pub mod verdict_text;
