@@ -36,6 +36,6 @@ pub mod validation;
 pub use evaluate::{Endpoint, Flow, RuleRef, SideVerdict, Verdict, VirtualPod};
 pub use index::{ClusterIndex, NamespaceEntry, NsId, PodEntry, PodId, PolicyEntry, PolicyId};
 pub use model::{
-    ContainerPort, Direction, IpBlock, LabelSelector, Labels, Namespace, NetworkPolicy, Operator, Peer, Pod, PodState,
-    PortTarget, Protocol, Requirement, Rule, RulePort,
+    ContainerPort, Direction, IpBlock, LabelSelector, Labels, NAMESPACE_NAME_LABEL, Namespace, NetworkPolicy, Operator,
+    Peer, Pod, PodState, PortTarget, Protocol, Requirement, Rule, RulePort,
 };

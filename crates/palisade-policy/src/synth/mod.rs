@@ -5,6 +5,8 @@
 //! matchExpressions, endPort ranges, named ports and ipBlocks with `except`,
 //! in both directions, so every evaluation path is exercised.
 
+pub mod e2e;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::model::{

@@ -1,0 +1,173 @@
+//! Input forms: multi-document YAML, JSON, `kind: List`, directories,
+//! workload templates, implicit namespaces and pod endpoint states.
+
+use std::fs;
+
+use palisade_manifests::{Input, load, load_str};
+use palisade_policy::{NAMESPACE_NAME_LABEL, PodState, Protocol};
+
+#[test]
+fn kubectl_list_dump_loads() {
+    // The shape `kubectl get namespaces,pods,networkpolicies -A -o yaml` prints.
+    let text = r"
+apiVersion: v1
+kind: List
+metadata: {resourceVersion: ''}
+items:
+- apiVersion: v1
+  kind: Namespace
+  metadata: {name: prod, labels: {kubernetes.io/metadata.name: prod, env: prd}}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: web-5d8f-abc, namespace: prod, labels: {app: web}, ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-5d8f, uid: u1}]}
+  spec: {nodeName: n1, containers: [{name: c, image: i, ports: [{containerPort: 8080, name: http}]}]}
+  status: {phase: Running, podIP: 10.1.0.5, podIPs: [{ip: 10.1.0.5}, {ip: 'fd00::5'}]}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: done, namespace: prod}
+  spec: {containers: [{name: c, image: i}]}
+  status: {phase: Succeeded, podIP: 10.1.0.6}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: pending, namespace: prod}
+  spec: {containers: [{name: c, image: i}]}
+  status: {phase: Pending}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: node-agent, namespace: kube-system}
+  spec: {hostNetwork: true, containers: [{name: c, image: i}]}
+  status: {phase: Running, podIP: 192.168.1.10}
+- apiVersion: networking.k8s.io/v1
+  kind: NetworkPolicy
+  metadata: {name: deny, namespace: prod}
+  spec: {podSelector: {}}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: web, namespace: prod}
+";
+    let loaded = load_str("dump.yaml", text, "default");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    assert_eq!(loaded.namespaces.len(), 1);
+    assert_eq!(loaded.policies.len(), 1);
+    let state = |name: &str| loaded.pods.iter().find(|p| p.name == name).expect("pod").state.clone();
+    assert_eq!(state("web-5d8f-abc"), PodState::Active);
+    assert_eq!(state("done"), PodState::Excluded("phase Succeeded".into()));
+    assert_eq!(state("pending"), PodState::Excluded("no pod IP yet (phase Pending)".into()));
+    assert!(matches!(state("node-agent"), PodState::Excluded(r) if r.starts_with("hostNetwork")));
+    let web = loaded.pods.iter().find(|p| p.name == "web-5d8f-abc").expect("web");
+    assert_eq!(web.ips.len(), 2, "IPv4 and IPv6 from podIPs");
+    assert_eq!(web.ports[0].name.as_deref(), Some("http"));
+    assert_eq!(web.ports[0].protocol, Protocol::Tcp);
+    assert_eq!(loaded.skipped.get("Service"), Some(&1));
+    assert_eq!(
+        loaded.skipped_summary().as_deref(),
+        Some("skipped 1 object(s) of kinds Palisade does not use: 1 Service")
+    );
+}
+
+#[test]
+fn json_list_and_concatenated_json() {
+    let text = r#"{"apiVersion":"v1","kind":"List","items":[
+      {"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","namespace":"x","labels":{"app":"a"}},"spec":{"containers":[]}}
+    ]}
+    {"apiVersion":"v1","kind":"PodList","items":[{"apiVersion":"v1","kind":"Pod","metadata":{"name":"b"},"spec":{"containers":[]}}]}"#;
+    let loaded = load_str("dump.json", text, "team");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let names: Vec<String> = loaded.pods.iter().map(|p| format!("{}/{}", p.namespace, p.name)).collect();
+    assert_eq!(names, ["x/a", "team/b"], "objects without namespace go to the default namespace");
+}
+
+#[test]
+fn workloads_become_planned_pods() {
+    let text = r"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api, tier: backend}}
+    spec: {containers: [{name: c, image: i, ports: [{containerPort: 9000, name: grpc}]}]}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: report, namespace: shop}
+spec:
+  schedule: '* * * * *'
+  jobTemplate: {spec: {template: {metadata: {labels: {app: report}}, spec: {restartPolicy: Never, containers: [{name: c, image: i}]}}}}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: shop}
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template: {metadata: {labels: {app: db}}, spec: {containers: [{name: c, image: i, ports: [{containerPort: 5432, protocol: TCP}]}]}}
+";
+    let loaded = load_str("apps.yaml", text, "default");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let api = loaded.pods.iter().find(|p| p.name == "api").expect("api template pod");
+    assert_eq!(api.state, PodState::Planned);
+    assert_eq!(api.workload.as_deref(), Some("Deployment/api"));
+    assert_eq!(api.labels.get("tier").map(String::as_str), Some("backend"));
+    assert_eq!(api.ports[0].port, 9000);
+    assert!(loaded.pods.iter().any(|p| p.workload.as_deref() == Some("CronJob/report")));
+    assert!(loaded.pods.iter().any(|p| p.workload.as_deref() == Some("StatefulSet/db")));
+}
+
+#[test]
+fn live_pods_replace_their_workload_template() {
+    let text = r"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: prod}
+spec: {selector: {matchLabels: {app: web}}, template: {metadata: {labels: {app: web}}, spec: {containers: [{name: c, image: i}]}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-5d8f-abc, namespace: prod, labels: {app: web}, ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-5d8f, uid: u1}]}
+spec: {containers: [{name: c, image: i}]}
+status: {phase: Running, podIP: 10.1.0.5}
+";
+    let loaded = load_str("mixed.yaml", text, "default");
+    assert_eq!(loaded.pods.len(), 1, "the Deployment's template is dropped: {:?}", loaded.pods);
+    assert_eq!(loaded.skipped.get("Deployment (live pods present)"), Some(&1));
+}
+
+#[test]
+fn namespaces_exist_implicitly_with_their_name_label() {
+    let loaded = load_str(
+        "p.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: ghost}\nspec: {containers: []}\n",
+        "default",
+    );
+    let index = loaded.index();
+    let ns = index.namespace(index.namespace_id("ghost").expect("implicit namespace"));
+    assert!(!ns.declared());
+    assert_eq!(ns.labels().get(NAMESPACE_NAME_LABEL).map(String::as_str), Some("ghost"));
+}
+
+#[test]
+fn directories_are_searched_recursively_in_order() {
+    let dir = std::env::temp_dir().join(format!("palisade-load-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("nested/deeper")).expect("temp dir");
+    fs::write(dir.join("b.yaml"), "apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n").expect("write");
+    fs::write(dir.join("nested/a.yml"), "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n").expect("write");
+    fs::write(dir.join("nested/deeper/c.json"), r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"c"}}"#)
+        .expect("write");
+    fs::write(dir.join("notes.txt"), "not a manifest").expect("write");
+    let loaded = load(&[Input::Path(dir.clone())], "default");
+    let _ = fs::remove_dir_all(&dir);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    assert_eq!(loaded.files, 3, ".txt files are not read");
+    let names: Vec<&str> = loaded.namespaces.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["b", "a", "c"], "sorted by path: b.yaml, nested/a.yml, nested/deeper/c.json");
+}
+
+#[test]
+fn missing_paths_are_reported() {
+    let loaded = load(&[Input::Path("/nonexistent/palisade".into())], "default");
+    assert_eq!(loaded.errors.len(), 1);
+    assert!(loaded.errors[0].to_string().starts_with("/nonexistent/palisade: "));
+}

@@ -1,0 +1,140 @@
+//! The upstream e2e network-policy model: namespaces x, y, z (labelled
+//! `ns=<name>`), pods a, b, c in each (labelled `pod=<name>`), every pod
+//! serving 80 and 81 on TCP, UDP and SCTP with named ports
+//! `serve-<port>-<proto>`, as in kubernetes/test/e2e/network/netpol.
+//!
+//! Expectations are written by hand with `Reach`, the way the upstream
+//! tests use `Reachability.ExpectPeer`: start from a default, then set
+//! exceptions; a pod always reaches itself.
+
+#![allow(dead_code, reason = "each test binary uses a different part of the shared model")]
+
+use palisade_manifests::load_str;
+use palisade_policy::matrix::Case;
+use palisade_policy::{ClusterIndex, Protocol};
+
+pub const NAMESPACES: [&str; 3] = ["x", "y", "z"];
+pub const PODS: [&str; 3] = ["a", "b", "c"];
+
+/// Address of pod `ns/pod`: x/a = 10.0.1.1 … z/c = 10.0.3.3 (and fd00::1:1 …).
+pub fn ip(ns: &str, pod: &str) -> String {
+    let n = NAMESPACES.iter().position(|x| *x == ns).expect("model namespace") + 1;
+    let p = PODS.iter().position(|x| *x == pod).expect("model pod") + 1;
+    format!("10.0.{n}.{p}")
+}
+
+pub fn ipv6(ns: &str, pod: &str) -> String {
+    let n = NAMESPACES.iter().position(|x| *x == ns).expect("model namespace") + 1;
+    let p = PODS.iter().position(|x| *x == pod).expect("model pod") + 1;
+    format!("fd00::{n}:{p}")
+}
+
+/// The model cluster as YAML.
+pub fn model_yaml() -> String {
+    let mut out = String::new();
+    for ns in NAMESPACES {
+        out.push_str(&format!(
+            "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{ns: {ns}}}}}\n"
+        ));
+        for pod in PODS {
+            let mut ports = String::new();
+            for port in [80, 81] {
+                for proto in ["TCP", "UDP", "SCTP"] {
+                    let lower = proto.to_lowercase();
+                    ports.push_str(&format!(
+                        "{{containerPort: {port}, protocol: {proto}, name: serve-{port}-{lower}}}, "
+                    ));
+                }
+            }
+            out.push_str(&format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, namespace: {ns}, labels: {{pod: {pod}}}}}\nspec: {{containers: [{{name: c, image: agnhost, ports: [{ports}]}}]}}\nstatus: {{phase: Running, podIP: {}, podIPs: [{{ip: {}}}, {{ip: {}}}]}}\n",
+                ip(ns, pod), ip(ns, pod), ipv6(ns, pod)
+            ));
+        }
+    }
+    out
+}
+
+/// Loads the model plus `policies` (YAML); panics on any load error.
+pub fn cluster(policies: &str) -> ClusterIndex {
+    let text = format!("{}---\n{policies}", model_yaml());
+    let loaded = load_str("model.yaml", &text, "default");
+    assert!(loaded.errors.is_empty(), "model must load: {:?}", loaded.errors);
+    loaded.index()
+}
+
+/// All nine model pods as `ns/pod`, in row order.
+pub fn all_pods() -> Vec<String> {
+    NAMESPACES.iter().flat_map(|ns| PODS.iter().map(move |p| format!("{ns}/{p}"))).collect()
+}
+
+/// A hand-written expected truth table.
+#[derive(Clone, Debug)]
+pub struct Reach {
+    pods: Vec<String>,
+    cells: Vec<Vec<bool>>,
+}
+
+fn matches(pattern: &str, pod: &str) -> bool {
+    let (pns, pname) = pattern.split_once('/').unwrap_or((pattern, "*"));
+    let (ns, name) = pod.split_once('/').expect("ns/pod");
+    (pns == "*" || pns == ns) && (pname == "*" || pname == name)
+}
+
+impl Reach {
+    /// Every pair `default`.
+    pub fn new(default: bool) -> Self {
+        let pods = all_pods();
+        let n = pods.len();
+        Reach { pods, cells: vec![vec![default; n]; n] }
+    }
+
+    /// Sets every (from, to) matching the patterns (`x/a`, `x/*`, `x`, `*/a`, `*`).
+    pub fn expect(mut self, from: &str, to: &str, allowed: bool) -> Self {
+        for (i, f) in self.pods.iter().enumerate() {
+            for (j, t) in self.pods.iter().enumerate() {
+                if matches(from, f) && matches(to, t) {
+                    self.cells[i][j] = allowed;
+                }
+            }
+        }
+        self
+    }
+
+    fn with_loopback(&self) -> Vec<Vec<bool>> {
+        let mut cells = self.cells.clone();
+        for (i, row) in cells.iter_mut().enumerate() {
+            row[i] = true;
+        }
+        cells
+    }
+
+    /// Renders a table in the e2e style for failure messages.
+    fn render(pods: &[String], cells: &[Vec<bool>]) -> String {
+        let mut s = format!("{:6}{}\n", "", pods.iter().map(|p| format!("{p:4}")).collect::<String>());
+        for (i, row) in cells.iter().enumerate() {
+            s.push_str(&format!(
+                "{:6}{}\n",
+                pods[i],
+                row.iter().map(|c| if *c { ".   " } else { "X   " }).collect::<String>()
+            ));
+        }
+        s
+    }
+}
+
+/// Asserts the engine's matrix equals `expected` for `port`/`protocol`.
+#[track_caller]
+pub fn assert_reach(index: &ClusterIndex, port: u16, protocol: Protocol, expected: &Reach, what: &str) {
+    let ids: Vec<_> = expected.pods.iter().map(|p| index.pod_id_by_key(p).expect("model pod")).collect();
+    let m = index.matrix(ids, vec![Case { port, protocol }]);
+    let n = expected.pods.len();
+    let got: Vec<Vec<bool>> = (0..n).map(|f| (0..n).map(|t| m.allowed(0, f, t)).collect()).collect();
+    let want = expected.with_loopback();
+    assert!(
+        got == want,
+        "{what}: {protocol}/{port}\nexpected:\n{}got:\n{}",
+        Reach::render(&expected.pods, &want),
+        Reach::render(&expected.pods, &got)
+    );
+}

@@ -1,0 +1,168 @@
+//! Randomized invariants over the e2e model with seeded random policies.
+
+use palisade_policy::matrix::Case;
+use palisade_policy::synth::Rng;
+use palisade_policy::synth::e2e::{model, random_policies, random_rule};
+use palisade_policy::{ClusterIndex, Endpoint, Flow, NetworkPolicy, Protocol, SideVerdict, Verdict};
+use proptest::prelude::*;
+
+/// A verdict with policy ids replaced by names, comparable across indexes.
+#[derive(Debug, PartialEq, Eq)]
+struct Named(bool, String, String);
+
+fn side(index: &ClusterIndex, s: SideVerdict) -> String {
+    match s {
+        SideVerdict::Allowed(r) => {
+            format!("{} {:?} {} {:?} {:?}", index.policy_name(r.policy), r.direction, r.rule, r.peer, r.port)
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn named(index: &ClusterIndex, v: Verdict) -> Named {
+    Named(v.allowed, side(index, v.egress), side(index, v.ingress))
+}
+
+/// Every pod-to-pod flow on both address families, plus external flows, on every case.
+fn flows(index: &ClusterIndex) -> Vec<(String, Flow)> {
+    let pods = index.pods_sorted();
+    let mut out = Vec::new();
+    let externals: [Endpoint; 2] =
+        [Endpoint::External("10.0.9.9".parse().expect("ip")), Endpoint::External("192.0.2.1".parse().expect("ip"))];
+    for port in [80, 81] {
+        for protocol in Protocol::ALL {
+            for &a in &pods {
+                for &b in &pods {
+                    for v6 in [false, true] {
+                        let pick = |id| {
+                            let ips = &index.pod(id).pod().ips;
+                            Endpoint::Pod { id, addr: ips.iter().find(|ip| ip.is_ipv6() == v6).copied() }
+                        };
+                        let label = format!("{}->{} {protocol}/{port} v6={v6}", index.pod_name(a), index.pod_name(b));
+                        out.push((label, Flow { src: pick(a), dst: pick(b), port, protocol }));
+                    }
+                }
+                for e in externals {
+                    let label = format!("{}<->{e:?} {protocol}/{port}", index.pod_name(a));
+                    let at = index.pod_endpoint(a, None);
+                    out.push((label.clone() + " out", Flow { src: at, dst: e, port, protocol }));
+                    out.push((label + " in", Flow { src: e, dst: at, port, protocol }));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn build(policies: Vec<NetworkPolicy>) -> ClusterIndex {
+    let (namespaces, pods) = model();
+    ClusterIndex::from_objects(namespaces, pods, policies)
+}
+
+fn verdicts(index: &ClusterIndex) -> Vec<(String, Named)> {
+    flows(index).into_iter().map(|(label, f)| (label, named(index, index.evaluate(&f)))).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn no_policies_allow_everything(_seed in any::<u64>()) {
+        let index = build(Vec::new());
+        for (label, flow) in flows(&index) {
+            prop_assert!(index.evaluate(&flow).allowed, "{}", label);
+        }
+    }
+
+    #[test]
+    fn adding_an_allow_never_removes_a_connection(seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let policies = { let n = 1 + rng.below(5); random_policies(&mut rng, n) };
+        let before = build(policies.clone());
+        let mut widened = policies;
+        let which = rng.below(widened.len());
+        let p = &mut widened[which];
+        let rule = random_rule(&mut rng);
+        if p.isolates_ingress { p.ingress.push(rule) } else { p.egress.push(rule) }
+        let after = build(widened);
+        for (label, flow) in flows(&before) {
+            if before.evaluate(&flow).allowed {
+                // Same model, same insertion order: the ids of pods coincide.
+                prop_assert!(after.evaluate(&flow).allowed, "{} closed by adding a rule", label);
+            }
+        }
+    }
+
+    #[test]
+    fn result_is_independent_of_object_order(seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let policies = { let n = 1 + rng.below(6); random_policies(&mut rng, n) };
+        let (mut namespaces, mut pods) = model();
+        let forward = ClusterIndex::from_objects(namespaces.clone(), pods.clone(), policies.clone());
+        let mut reversed_policies = policies;
+        reversed_policies.reverse();
+        namespaces.reverse();
+        pods.reverse();
+        // Policies first, then pods, then namespaces: the opposite of the usual order.
+        let mut backward = ClusterIndex::new();
+        for p in reversed_policies { backward.apply_policy(p); }
+        for p in pods { backward.apply_pod(p); }
+        for n in namespaces { backward.apply_namespace(n); }
+        let by_label = |index: &ClusterIndex| {
+            let mut v = verdicts(index);
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        prop_assert_eq!(by_label(&forward), by_label(&backward));
+    }
+
+    #[test]
+    fn incremental_updates_equal_a_fresh_build(seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let first = { let n = 1 + rng.below(5); random_policies(&mut rng, n) };
+        let second = { let n = 1 + rng.below(5); random_policies(&mut rng, n) };
+        let mut index = build(first.clone());
+        // Move to `second`: delete what it lacks, apply what it has.
+        for p in &first {
+            if !second.iter().any(|q| q.namespace == p.namespace && q.name == p.name) {
+                index.delete_policy(&p.namespace, &p.name);
+            }
+        }
+        for p in &second { index.apply_policy(p.clone()); }
+        // Relabel a pod and a namespace there and back.
+        let (namespaces, pods) = model();
+        let mut moved = pods[rng.below(pods.len())].clone();
+        moved.labels.insert("pod".into(), "b".into());
+        index.apply_pod(moved);
+        let mut ns = namespaces[rng.below(3)].clone();
+        ns.labels.insert("ns".into(), "other".into());
+        index.apply_namespace(ns);
+        for p in pods { index.apply_pod(p); }
+        for n in namespaces { index.apply_namespace(n); }
+        let fresh = build(second);
+        let mut a = verdicts(&index);
+        let mut b = verdicts(&fresh);
+        a.sort_by(|x, y| x.0.cmp(&y.0));
+        b.sort_by(|x, y| x.0.cmp(&y.0));
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn matrix_classes_agree_with_direct_evaluation(seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let index = build({ let n = 1 + rng.below(6); random_policies(&mut rng, n) });
+        let pods = index.pods_sorted();
+        let cases: Vec<Case> = [80, 81].iter().flat_map(|p| Protocol::ALL.map(|protocol| Case { port: *p, protocol })).collect();
+        let m = index.matrix(pods.clone(), cases.clone());
+        for (c, case) in cases.iter().enumerate() {
+            for (i, a) in pods.iter().enumerate() {
+                for (j, b) in pods.iter().enumerate() {
+                    let dst = index.pod_endpoint(*b, None);
+                    let Endpoint::Pod { addr, .. } = dst else { unreachable!() };
+                    let flow = Flow { src: index.pod_endpoint(*a, addr), dst, port: case.port, protocol: case.protocol };
+                    prop_assert_eq!(m.allowed(c, i, j), index.evaluate(&flow).allowed, "{} -> {}", index.pod_name(*a), index.pod_name(*b));
+                }
+            }
+        }
+    }
+}
