@@ -39,6 +39,9 @@ pub struct Matrix {
     pub classes: Vec<Vec<usize>>,
     /// Per case, `classes.len()²` cells, row-major (from, to).
     cells: Vec<Vec<bool>>,
+    /// Classes merged for display: classes whose pods can be swapped without
+    /// changing the matrix (see [`Matrix::groups`]).
+    merged: Vec<Vec<usize>>,
 }
 
 impl Matrix {
@@ -54,7 +57,74 @@ impl Matrix {
     pub fn class_allowed(&self, case: usize, from: usize, to: usize) -> bool {
         self.cells[case][from * self.classes.len() + to]
     }
+
+    /// Groups of pods (indexes into `pods`) that behave identically in this
+    /// matrix: swapping any two members leaves every cell unchanged. Coarser
+    /// than `classes`, which group by identical inputs.
+    #[must_use]
+    pub fn groups(&self) -> Vec<Vec<usize>> {
+        self.merged
+            .iter()
+            .map(|classes| {
+                let mut pods: Vec<usize> = classes.iter().flat_map(|c| self.classes[*c].iter().copied()).collect();
+                pods.sort_unstable();
+                pods
+            })
+            .collect()
+    }
+
+    /// Whether a member of group `from` reaches a different member of group
+    /// `to` (a one-pod group to itself: the pod reaches itself).
+    #[must_use]
+    pub fn group_allowed(&self, case: usize, from: usize, to: usize) -> bool {
+        let (f, t) = (&self.merged[from], &self.merged[to]);
+        if from != to {
+            return self.class_allowed(case, f[0], t[0]);
+        }
+        match (f.get(1), self.classes[f[0]].len()) {
+            (_, 2..) => self.class_allowed(case, f[0], f[0]),
+            (Some(second), _) => self.class_allowed(case, f[0], *second),
+            (None, _) => true,
+        }
+    }
+
+    /// Whether pods of classes `a` and `b` can be swapped without changing
+    /// any cell of any case.
+    fn swappable(&self, a: usize, b: usize) -> bool {
+        let n = self.classes.len();
+        (0..self.cases.len()).all(|c| {
+            let cell = |f: usize, t: usize| self.cells[c][f * n + t];
+            let between = cell(a, b);
+            cell(b, a) == between
+                && (self.classes[a].len() < 2 || cell(a, a) == between)
+                && (self.classes[b].len() < 2 || cell(b, b) == between)
+                && (0..n).filter(|k| *k != a && *k != b).all(|k| cell(a, k) == cell(b, k) && cell(k, a) == cell(k, b))
+        })
+    }
+
+    /// Merges swappable classes. Swappability is an equivalence (a product
+    /// of transpositions that preserve the matrix preserves it), so comparing
+    /// with each group's first class suffices. Quadratic in classes, so only
+    /// done up to `MERGE_LIMIT` classes.
+    fn merge_classes(&mut self) {
+        let mut merged: Vec<Vec<usize>> = Vec::new();
+        for class in 0..self.classes.len() {
+            let home = if self.classes.len() <= MERGE_LIMIT {
+                merged.iter().position(|g| self.swappable(g[0], class))
+            } else {
+                None
+            };
+            match home {
+                Some(g) => merged[g].push(class),
+                None => merged.push(vec![class]),
+            }
+        }
+        self.merged = merged;
+    }
 }
+
+/// Above this many classes, display groups are the classes themselves.
+const MERGE_LIMIT: usize = 400;
 
 impl ClusterIndex {
     /// The endpoint for `pod`, at its address of the family of `toward`
@@ -142,6 +212,8 @@ impl ClusterIndex {
             }
             cells.push(table);
         }
-        Matrix { pods, cases, class_of, classes, cells }
+        let mut matrix = Matrix { pods, cases, class_of, classes, cells, merged: Vec::new() };
+        matrix.merge_classes();
+        matrix
     }
 }

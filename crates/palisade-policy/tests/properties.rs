@@ -166,3 +166,27 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn display_groups_are_interchangeable(seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let index = build({ let n = rng.below(6); random_policies(&mut rng, n) });
+        let pods = index.pods_sorted();
+        let cases: Vec<Case> = [80, 81].iter().flat_map(|p| Protocol::ALL.map(|protocol| Case { port: *p, protocol })).collect();
+        let m = index.matrix(pods.clone(), cases.clone());
+        let groups = m.groups();
+        let group_of = |pod: usize| groups.iter().position(|g| g.contains(&pod)).expect("every pod is in a group");
+        for c in 0..cases.len() {
+            for f in 0..pods.len() {
+                for t in 0..pods.len() {
+                    if f != t {
+                        prop_assert_eq!(m.allowed(c, f, t), m.group_allowed(c, group_of(f), group_of(t)), "{} -> {}", f, t);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -117,13 +117,13 @@ fn view(index: &ClusterIndex, m: &Matrix, grouped: bool) -> View {
         return View { members: names.iter().map(|n| vec![n.clone()]).collect(), names, grouped };
     }
     let members: Vec<Vec<String>> =
-        m.classes.iter().map(|c| c.iter().map(|i| index.pod_name(m.pods[*i])).collect()).collect();
+        m.groups().iter().map(|g| g.iter().map(|i| index.pod_name(m.pods[*i])).collect()).collect();
     let names = (1..=members.len()).map(|i| format!("G{i}")).collect();
     View { names, members, grouped }
 }
 
 fn cell(m: &Matrix, grouped: bool, case: usize, from: usize, to: usize) -> bool {
-    if grouped { m.class_allowed(case, from, to) } else { m.allowed(case, from, to) }
+    if grouped { m.group_allowed(case, from, to) } else { m.allowed(case, from, to) }
 }
 
 #[derive(Serialize)]

@@ -1,0 +1,185 @@
+//! Golden tests of the command line: output and exit status of each
+//! command on the examples. `BLESS=1 cargo test -p palisade --test cli`
+//! rewrites the golden files; review the diff before committing.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+/// Runs palisade from the workspace root; returns (stdout, stderr, status).
+fn palisade(args: &[&str], stdin: Option<&str>) -> (String, String, i32) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("palisade runs");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.unwrap_or_default().as_bytes()).expect("write stdin");
+    drop(input);
+    let out = child.wait_with_output().expect("palisade finishes");
+    (
+        String::from_utf8(out.stdout).expect("utf-8 stdout"),
+        String::from_utf8(out.stderr).expect("utf-8 stderr"),
+        out.status.code().expect("exit code"),
+    )
+}
+
+#[track_caller]
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(&path, actual).expect("write golden file");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden file {}; run with BLESS=1", path.display()));
+    assert!(expected == actual, "{name} differs from its golden file\n--- expected\n{expected}\n--- actual\n{actual}");
+}
+
+#[test]
+fn matrix_formats() {
+    for (format, file) in [
+        ("table", "matrix-part1.txt"),
+        ("markdown", "matrix-part1.md"),
+        ("csv", "matrix-part1.csv"),
+        ("mermaid", "matrix-part1.mmd"),
+        ("dot", "matrix-part1.dot"),
+        ("json", "matrix-part1.json"),
+    ] {
+        let (out, err, code) = palisade(&["matrix", "-f", "examples/walkthrough/part1", "-o", format], None);
+        assert_eq!((code, err.as_str()), (0, ""), "{format}");
+        golden(file, &out);
+    }
+    let (out, _, code) = palisade(&["matrix", "-f", "examples/walkthrough/part2", "--group", "always"], None);
+    assert_eq!(code, 0);
+    golden("matrix-part2-grouped.txt", &out);
+}
+
+#[test]
+fn check_allowed_denied_and_json() {
+    let (out, _, code) = palisade(
+        &["check", "-f", "examples/three-tier", "--from", "shop/frontend", "--to", "shop/backend", "--port", "9000"],
+        None,
+    );
+    assert_eq!(code, 0, "allowed exits 0");
+    golden("check-allowed.txt", &out);
+    let (out, _, code) = palisade(
+        &["check", "-f", "examples/three-tier", "--from", "shop/frontend", "--to", "shop/database", "--port", "5432"],
+        None,
+    );
+    assert_eq!(code, 1, "denied exits 1");
+    golden("check-denied.txt", &out);
+    let (out, _, code) = palisade(
+        &[
+            "check",
+            "-f",
+            "examples/three-tier",
+            "--from",
+            "shop/backend",
+            "--to",
+            "kube-system/coredns",
+            "--port",
+            "53",
+            "--protocol",
+            "udp",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(code, 0);
+    golden("check-dns.json", &out);
+    let (_, err, code) = palisade(
+        &["check", "-f", "examples/three-tier", "--from", "shop/nope", "--to", "shop/backend", "--port", "1"],
+        None,
+    );
+    assert_eq!((code, err.as_str()), (2, "error: no pod shop/nope in the input\n"));
+}
+
+#[test]
+fn explain_text_and_json() {
+    let (out, _, code) = palisade(&["explain", "-f", "examples/three-tier", "shop/backend"], None);
+    assert_eq!(code, 0);
+    golden("explain-backend.txt", &out);
+    let (out, _, _) = palisade(&["explain", "-f", "examples/three-tier", "shop/frontend", "-o", "json"], None);
+    golden("explain-frontend.json", &out);
+}
+
+#[test]
+fn lint_reports_every_finding() {
+    let (out, _, code) = palisade(&["lint", "-f", "crates/palisade/tests/fixtures/lint.yaml"], None);
+    assert_eq!(code, 1, "warnings exit 1");
+    golden("lint.txt", &out);
+    for code_name in [
+        "policy-selects-no-pod",
+        "peer-matches-no-pod",
+        "named-port-undeclared",
+        "rule-shadowed",
+        "ipblock-covers-pods",
+        "egress-blocks-dns",
+        "peer-or-not-and",
+    ] {
+        assert!(out.contains(code_name), "lint finds {code_name}");
+    }
+    let (_, _, clean) = palisade(&["lint", "-f", "examples/three-tier"], None);
+    assert_eq!(clean, 0, "the three-tier example is clean");
+}
+
+#[test]
+fn diff_opened_and_closed() {
+    let (out, _, code) = palisade(
+        &[
+            "diff",
+            "--before",
+            "examples/walkthrough/part1/00-pods.yaml",
+            "--after",
+            "examples/walkthrough/part1/00-pods.yaml",
+            "--after",
+            "examples/walkthrough/part1/01-default-deny-all.yaml",
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "changes exit 1");
+    golden("diff-deny-all.txt", &out);
+    let (_, _, same) =
+        palisade(&["diff", "--before", "examples/walkthrough/part1", "--after", "examples/walkthrough/part1"], None);
+    assert_eq!(same, 0, "no change exits 0");
+}
+
+#[test]
+fn query_streams_answers_and_errors_in_order() {
+    let input = concat!(
+        "{\"from\":\"shop/frontend\",\"to\":\"shop/backend\",\"port\":9000,\"protocol\":\"TCP\"}\n",
+        "{\"from\":\"shop/frontend\",\"to\":\"shop/database\",\"port\":5432}\n",
+        "not json\n",
+        "\n",
+        "{\"from\":\"203.0.113.9\",\"to\":\"shop/frontend\",\"port\":8080,\"id\":7}\n",
+        "{\"from\":\"shop/ghost\",\"to\":\"shop/frontend\",\"port\":8080}\n",
+        "{\"from\":\"shop/backend\",\"to\":\"kube-system/coredns\",\"port\":53,\"protocol\":\"udp\"}\n",
+        "{\"from\":\"shop/backend\",\"to\":\"shop/frontend\",\"port\":70000}\n",
+    );
+    let (out, err, code) = palisade(&["query", "-f", "examples/three-tier"], Some(input));
+    assert_eq!((code, err.as_str()), (0, ""));
+    golden("query.jsonl", &out);
+    assert_eq!(out.lines().count(), 7, "one line per non-blank input line");
+}
+
+#[test]
+fn invalid_input_is_reported_and_the_rest_analysed() {
+    let (out, err, code) =
+        palisade(&["matrix", "-f", "crates/palisade/tests/fixtures/invalid.yaml", "--ports", "5432"], None);
+    assert_eq!(code, 2, "invalid input exits 2");
+    assert_eq!(
+        err,
+        "error: crates/palisade/tests/fixtures/invalid.yaml: NetworkPolicy prod/db: spec.ingress[0].from[1].ipBlock.except[0]: 10.1.0.0/16 is not inside 10.0.0.0/16\n"
+    );
+    assert!(out.contains("prod/db"), "the valid pod is still analysed: {out}");
+}
