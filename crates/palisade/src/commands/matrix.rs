@@ -224,9 +224,9 @@ pub fn render(index: &ClusterIndex, m: &Matrix, grouped: bool, format: MatrixFor
 
 fn legend(v: &View, md: bool) -> String {
     let mut out = String::from(if md {
-        "\nGroups (pods that behave identically):\n\n"
+        "\nGroups (pods that behave identically; a group's own cell is between two different members):\n\n"
     } else {
-        "\nGroups (pods that behave identically):\n"
+        "\nGroups (pods that behave identically; a group's own cell is between two different members):\n"
     });
     for (name, members) in v.names.iter().zip(&v.members) {
         let _ = writeln!(out, "{}{name}: {}", if md { "- " } else { "  " }, members.join(", "));
