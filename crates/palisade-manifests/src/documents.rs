@@ -53,7 +53,7 @@ pub fn read_inputs(inputs: &[Input], errors: &mut Vec<LoadError>) -> Vec<(String
                     match fs::read_to_string(&file) {
                         Ok(text) => out.push((file.display().to_string(), text)),
                         Err(e) => {
-                            errors.push(LoadError::Read { file: file.display().to_string(), message: e.to_string() })
+                            errors.push(LoadError::Read { file: file.display().to_string(), message: e.to_string() });
                         }
                     }
                 }

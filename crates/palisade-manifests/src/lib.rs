@@ -142,6 +142,12 @@ fn add_value(loaded: &mut Loaded, file: &str, value: Value, default_namespace: &
         }
         return;
     }
+    add_object(loaded, file, value, &kind, &name, &namespace);
+}
+
+/// Converts one object (not a List) by its apiVersion and kind.
+fn add_object(loaded: &mut Loaded, file: &str, value: Value, kind: &str, name: &str, namespace: &str) {
+    let (kind, name, namespace) = (kind.to_string(), name.to_string(), namespace.to_string());
     let api_version = str_at(&value, &["apiVersion"]).unwrap_or_default().to_string();
     let cluster_scoped = kind == "Namespace";
     let object = if cluster_scoped { format!("{kind} {name}") } else { format!("{kind} {namespace}/{name}") };
@@ -163,7 +169,7 @@ fn add_value(loaded: &mut Loaded, file: &str, value: Value, default_namespace: &
                 let mut errors = FieldErrors::default();
                 let labels = pod::namespace_labels(&ns, &mut errors);
                 ctx.accept(loaded, "Namespace", errors, Namespace { name: name.clone(), labels }, |l, v| {
-                    l.namespaces.push(v)
+                    l.namespaces.push(v);
                 });
             }
         }
@@ -210,11 +216,8 @@ fn add_value(loaded: &mut Loaded, file: &str, value: Value, default_namespace: &
             "Namespace" | "Pod" | "NetworkPolicy" | "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job"
             | "CronJob",
         ) => {
-            loaded.errors.push(invalid(
-                object,
-                "apiVersion",
-                format!("{api_version:?} is not a supported version of {kind}"),
-            ));
+            let message = format!("{api_version:?} is not a supported version of {kind}");
+            ctx.reject(loaded, vec![FieldError::new("apiVersion", message)]);
         }
         _ => *loaded.skipped.entry(kind).or_default() += 1,
     }

@@ -23,12 +23,11 @@ pub fn protocol(value: Option<&String>, field: &str, errors: &mut FieldErrors) -
 
 /// Parses a CIDR, normalised to its network address.
 fn cidr(s: &str, field: &str, errors: &mut FieldErrors) -> Option<IpNet> {
-    match s.parse::<IpNet>() {
-        Ok(net) => Some(net.trunc()),
-        Err(_) => {
-            errors.push(field, format!("{s:?} is not a valid CIDR (for example 10.0.0.0/16 or 2001:db8::/64)"));
-            None
-        }
+    if let Ok(net) = s.parse::<IpNet>() {
+        Some(net.trunc())
+    } else {
+        errors.push(field, format!("{s:?} is not a valid CIDR (for example 10.0.0.0/16 or 2001:db8::/64)"));
+        None
     }
 }
 

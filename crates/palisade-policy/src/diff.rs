@@ -69,7 +69,7 @@ fn endpoint_pods(index: &ClusterIndex) -> Vec<(String, PodId)> {
         .pods_sorted()
         .into_iter()
         .filter(|p| !matches!(index.pod(*p).pod().state, crate::PodState::Excluded(_)))
-        .map(|p| (index.pod_name(p), p))
+        .map(|p| (index.pod_name(p).to_string(), p))
         .collect()
 }
 

@@ -75,12 +75,12 @@ impl ClusterIndex {
         let selected_by = selected_by
             .into_iter()
             .map(|p| SelectingPolicy {
-                policy: self.policy_name(p),
+                policy: self.policy_name(p).to_string(),
                 isolates: Direction::BOTH.into_iter().filter(|d| self.policy(p).policy().isolates(*d)).collect(),
             })
             .collect();
         Explanation {
-            pod: self.pod_name(pod_id),
+            pod: self.pod_name(pod_id).to_string(),
             labels: pod.labels.clone(),
             ips: pod.ips.clone(),
             state: pod.state.clone(),

@@ -11,7 +11,10 @@
 
 use std::net::IpAddr;
 
-use rustc_hash::FxHashMap;
+use std::hash::BuildHasher as _;
+
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::compiled::{CompiledPort, CompiledRule};
 use crate::labels::{CompiledLabels, CompiledSelector, Interner};
@@ -72,6 +75,8 @@ impl NamespaceEntry {
 #[derive(Debug)]
 pub struct PodEntry {
     pod: Pod,
+    /// `namespace/name`, kept whole for output and lookups.
+    key: Box<str>,
     pub(crate) ns: NsId,
     pub(crate) labels: CompiledLabels,
     pub(crate) ports: Box<[CompiledPort]>,
@@ -102,6 +107,8 @@ impl PodEntry {
 #[derive(Debug)]
 pub struct PolicyEntry {
     policy: NetworkPolicy,
+    /// `namespace/name`, kept whole for output.
+    key: Box<str>,
     pub(crate) ns: NsId,
     selector: CompiledSelector,
     pub(crate) rules: [Box<[CompiledRule]>; 2],
@@ -140,7 +147,9 @@ pub struct ClusterIndex {
     namespaces: Slab<NamespaceEntry>,
     ns_by_name: FxHashMap<String, NsId>,
     pods: Slab<PodEntry>,
-    pod_by_key: FxHashMap<String, PodId>,
+    /// Pods by `namespace/name`; the key lives in the entry, so a lookup
+    /// touches one allocation instead of two.
+    pod_by_key: HashTable<PodId>,
     pod_by_ip: FxHashMap<IpAddr, PodId>,
     policies: Slab<PolicyEntry>,
     policy_by_key: FxHashMap<String, PolicyId>,
@@ -219,12 +228,15 @@ impl ClusterIndex {
     /// Pod id by namespace and name.
     #[must_use]
     pub fn pod_id(&self, namespace: &str, name: &str) -> Option<PodId> {
-        self.pod_by_key.get(&key(namespace, name)).copied()
+        self.pod_id_by_key(&key(namespace, name))
     }
     /// Pod id by `namespace/name`.
     #[must_use]
     pub fn pod_id_by_key(&self, ns_slash_name: &str) -> Option<PodId> {
-        self.pod_by_key.get(ns_slash_name).copied()
+        let pods = &self.pods;
+        self.pod_by_key
+            .find(FxBuildHasher.hash_one(ns_slash_name), |id| pods.get(id.0).is_some_and(|p| &*p.key == ns_slash_name))
+            .copied()
     }
     /// The active pod that owns `ip`, if any.
     #[must_use]
@@ -238,15 +250,13 @@ impl ClusterIndex {
     }
     /// `namespace/name` of a pod.
     #[must_use]
-    pub fn pod_name(&self, id: PodId) -> String {
-        let pod = &self.pod(id).pod;
-        key(&pod.namespace, &pod.name)
+    pub fn pod_name(&self, id: PodId) -> &str {
+        &self.pod(id).key
     }
     /// `namespace/name` of a policy.
     #[must_use]
-    pub fn policy_name(&self, id: PolicyId) -> String {
-        let policy = &self.policy(id).policy;
-        key(&policy.namespace, &policy.name)
+    pub fn policy_name(&self, id: PolicyId) -> &str {
+        &self.policy(id).key
     }
     /// All namespaces, sorted by name.
     #[must_use]
@@ -359,7 +369,7 @@ impl ClusterIndex {
     /// Adds or updates a pod. Returns whether anything changed.
     pub fn apply_pod(&mut self, pod: Pod) -> bool {
         let pod_key = key(&pod.namespace, &pod.name);
-        if let Some(&id) = self.pod_by_key.get(&pod_key) {
+        if let Some(id) = self.pod_id_by_key(&pod_key) {
             if self.pod(id).pod == pod {
                 return false;
             }
@@ -371,8 +381,18 @@ impl ClusterIndex {
         let active = pod.state == PodState::Active;
         let endpoint = is_endpoint(&pod);
         let ips = if active { pod.ips.clone() } else { Vec::new() };
-        let id = PodId(self.pods.insert(PodEntry { pod, ns, labels, ports, selected_by: [Vec::new(), Vec::new()] }));
-        self.pod_by_key.insert(pod_key, id);
+        let id = PodId(self.pods.insert(PodEntry {
+            pod,
+            key: pod_key.as_str().into(),
+            ns,
+            labels,
+            ports,
+            selected_by: [Vec::new(), Vec::new()],
+        }));
+        let pods = &self.pods;
+        self.pod_by_key.insert_unique(FxBuildHasher.hash_one(pod_key.as_str()), id, |i| {
+            FxBuildHasher.hash_one(&*pods.get(i.0).expect("indexed pod exists").key)
+        });
         for ip in ips {
             self.pod_by_ip.insert(ip, id);
         }
@@ -399,7 +419,9 @@ impl ClusterIndex {
 
     fn remove_pod(&mut self, id: PodId) -> NsId {
         let entry = self.pods.remove(id.0).expect("pod exists");
-        self.pod_by_key.remove(&key(&entry.pod.namespace, &entry.pod.name));
+        if let Ok(slot) = self.pod_by_key.find_entry(FxBuildHasher.hash_one(&*entry.key), |i| *i == id) {
+            slot.remove();
+        }
         for ip in &entry.pod.ips {
             if self.pod_by_ip.get(ip) == Some(&id) {
                 self.pod_by_ip.remove(ip);
@@ -436,6 +458,7 @@ impl ClusterIndex {
         let egress = policy.egress.iter().map(|r| CompiledRule::compile(r, &mut self.interner)).collect();
         let id = PolicyId(self.policies.insert(PolicyEntry {
             policy,
+            key: policy_key.as_str().into(),
             ns,
             selector,
             rules: [ingress, egress],

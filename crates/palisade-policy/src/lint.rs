@@ -44,7 +44,7 @@ fn peer_field(dir: Direction, rule: usize, peer: usize) -> String {
 }
 
 fn sample(index: &ClusterIndex, pods: &[PodId]) -> String {
-    let mut names: Vec<String> = pods.iter().take(5).map(|p| index.pod_name(*p)).collect();
+    let mut names: Vec<String> = pods.iter().take(5).map(|p| index.pod_name(*p).to_string()).collect();
     if pods.len() > 5 {
         names.push(format!("and {} more", pods.len() - 5));
     }
@@ -341,7 +341,7 @@ fn dns_egress(index: &ClusterIndex, out: &mut Vec<Finding>) {
         }
     }
     for (policies, pods) in groups {
-        let names: Vec<String> = policies.iter().map(|p| index.policy_name(*p)).collect();
+        let names: Vec<String> = policies.iter().map(|p| index.policy_name(*p).to_string()).collect();
         out.push(Finding {
             code: "egress-blocks-dns",
             severity: Severity::Warning,

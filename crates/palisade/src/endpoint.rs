@@ -15,11 +15,12 @@ pub enum Named {
 
 /// Resolves `text` (`namespace/pod` or an IP address).
 pub fn resolve(index: &ClusterIndex, text: &str) -> Result<Named, String> {
-    if let Ok(ip) = text.parse::<IpAddr>() {
-        return Ok(Named::Address(ip));
-    }
+    // Pod references contain '/', addresses never do: parse only what may be an address.
     if !text.contains('/') {
-        return Err(format!("{text:?} is neither namespace/pod nor an IP address"));
+        return text
+            .parse::<IpAddr>()
+            .map(Named::Address)
+            .map_err(|_| format!("{text:?} is neither namespace/pod nor an IP address"));
     }
     let id = index.pod_id_by_key(text).ok_or_else(|| format!("no pod {text} in the input"))?;
     if let PodState::Excluded(reason) = &index.pod(id).pod().state {

@@ -10,5 +10,6 @@ pub mod commands;
 pub mod endpoint;
 pub mod inputs;
 pub mod query;
+mod query_line;
 pub mod style;
 pub mod verdict_text;

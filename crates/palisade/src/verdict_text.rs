@@ -1,29 +1,60 @@
 //! Verdicts in words and as JSON, shared by `check` and `query`.
 
-use palisade_policy::{ClusterIndex, Direction, Endpoint, Flow, PodId, RuleRef, SideVerdict, Verdict};
+use std::fmt::Write as _;
+
+use palisade_policy::{ClusterIndex, Direction, Endpoint, Flow, PodId, PolicyId, RuleRef, SideVerdict, Verdict};
 use serde::Serialize;
+
+/// Writes `namespace/name` of a policy.
+fn write_policy(out: &mut String, index: &ClusterIndex, id: PolicyId) {
+    out.push_str(index.policy_name(id));
+}
+
+/// Appends a decimal number without going through `fmt` (hot in `query`).
+pub(crate) fn push_number(out: &mut String, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+}
+
+/// Writes `ns/policy ingress rule 0, peer 1, port 0`.
+fn write_rule_ref(out: &mut String, index: &ClusterIndex, r: &RuleRef) {
+    write_policy(out, index, r.policy);
+    out.push(' ');
+    out.push_str(r.direction.as_str());
+    out.push_str(" rule ");
+    push_number(out, r.rule);
+    match r.peer {
+        Some(p) => {
+            out.push_str(", peer ");
+            push_number(out, p);
+        }
+        None => out.push_str(", all peers"),
+    }
+    match r.port {
+        Some(p) => {
+            out.push_str(", port ");
+            push_number(out, p);
+        }
+        None => out.push_str(", all ports"),
+    }
+}
 
 /// `ns/policy ingress rule 0, peer 1, port 0`.
 #[must_use]
 pub fn rule_ref(index: &ClusterIndex, r: &RuleRef) -> String {
-    let mut s = format!("{} {} rule {}", index.policy_name(r.policy), r.direction, r.rule);
-    match r.peer {
-        Some(p) => s.push_str(&format!(", peer {p}")),
-        None => s.push_str(", all peers"),
-    }
-    match r.port {
-        Some(p) => s.push_str(&format!(", port {p}")),
-        None => s.push_str(", all ports"),
-    }
+    let mut s = String::new();
+    write_rule_ref(&mut s, index, r);
     s
-}
-
-fn policy_list(index: &ClusterIndex, policies: &[palisade_policy::PolicyId], limit: usize) -> String {
-    let mut names: Vec<String> = policies.iter().take(limit).map(|p| index.policy_name(*p)).collect();
-    if policies.len() > limit {
-        names.push(format!("+{} more", policies.len() - limit));
-    }
-    names.join(", ")
 }
 
 fn side_pod(flow: &Flow, dir: Direction) -> Option<PodId> {
@@ -34,40 +65,61 @@ fn side_pod(flow: &Flow, dir: Direction) -> Option<PodId> {
     }
 }
 
-/// One side in a short phrase, or `None` when nothing applies there.
-#[must_use]
-pub fn side_short(index: &ClusterIndex, flow: &Flow, dir: Direction, side: SideVerdict) -> Option<String> {
+/// Writes one side in a short phrase; returns false when nothing applies there.
+fn write_side(out: &mut String, index: &ClusterIndex, flow: &Flow, dir: Direction, side: SideVerdict) -> bool {
     match side {
-        SideVerdict::NotAPod | SideVerdict::SamePod => None,
-        SideVerdict::NotIsolated => Some(format!("{dir} not isolated")),
-        SideVerdict::Allowed(r) => Some(format!("{dir} allowed by {}", rule_ref(index, &r))),
+        SideVerdict::NotAPod | SideVerdict::SamePod => return false,
+        SideVerdict::NotIsolated => {
+            out.push_str(dir.as_str());
+            out.push_str(" not isolated");
+        }
+        SideVerdict::Allowed(r) => {
+            out.push_str(dir.as_str());
+            out.push_str(" allowed by ");
+            write_rule_ref(out, index, &r);
+        }
         SideVerdict::Denied => {
             let pod = side_pod(flow, dir).expect("a denied side is a pod");
             let isolating = index.pod(pod).isolating(dir);
-            Some(format!("{dir} denied: isolated by {}, no rule admits it", policy_list(index, isolating, 3)))
+            out.push_str(dir.as_str());
+            out.push_str(" denied: isolated by ");
+            for (i, p) in isolating.iter().take(3).enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_policy(out, index, *p);
+            }
+            if isolating.len() > 3 {
+                let _ = write!(out, ", +{} more", isolating.len() - 3);
+            }
+            out.push_str(", no rule admits it");
         }
     }
+    true
 }
 
-/// The short reason `query` prints.
-#[must_use]
-pub fn reason(index: &ClusterIndex, flow: &Flow, verdict: &Verdict) -> String {
+/// Writes the short reason `query` prints into `out` (cleared first):
+/// the denying side first, if any.
+pub fn write_reason(out: &mut String, index: &ClusterIndex, flow: &Flow, verdict: &Verdict) {
+    out.clear();
     if verdict.egress == SideVerdict::SamePod {
-        return "a pod can always reach itself".into();
+        out.push_str("a pod can always reach itself");
+        return;
     }
-    // Lead with what decided: a denial if there is one.
-    let mut parts: Vec<String> = Vec::with_capacity(2);
-    let sides = [(Direction::Egress, verdict.egress), (Direction::Ingress, verdict.ingress)];
-    for (dir, side) in sides
-        .iter()
-        .filter(|(_, s)| *s == SideVerdict::Denied)
-        .chain(sides.iter().filter(|(_, s)| *s != SideVerdict::Denied))
-    {
-        if let Some(p) = side_short(index, flow, *dir, *side) {
-            parts.push(p);
+    let sides = if verdict.ingress == SideVerdict::Denied && verdict.egress != SideVerdict::Denied {
+        [(Direction::Ingress, verdict.ingress), (Direction::Egress, verdict.egress)]
+    } else {
+        [(Direction::Egress, verdict.egress), (Direction::Ingress, verdict.ingress)]
+    };
+    for (dir, side) in sides {
+        let mark = out.len();
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        if !write_side(out, index, flow, dir, side) {
+            out.truncate(mark);
         }
     }
-    parts.join("; ")
 }
 
 /// A side as JSON.
@@ -100,7 +152,7 @@ pub struct RuleJson {
 #[must_use]
 pub fn side_json(index: &ClusterIndex, flow: &Flow, dir: Direction, side: SideVerdict) -> SideJson {
     let isolated_by = side_pod(flow, dir)
-        .map(|p| index.pod(p).isolating(dir).iter().map(|id| index.policy_name(*id)).collect())
+        .map(|p| index.pod(p).isolating(dir).iter().map(|id| index.policy_name(*id).to_string()).collect())
         .unwrap_or_default();
     let verdict = match side {
         SideVerdict::NotAPod => "not-a-pod",
@@ -111,7 +163,7 @@ pub fn side_json(index: &ClusterIndex, flow: &Flow, dir: Direction, side: SideVe
     };
     let allowed_by = match side {
         SideVerdict::Allowed(r) => Some(RuleJson {
-            policy: index.policy_name(r.policy),
+            policy: index.policy_name(r.policy).to_string(),
             direction: r.direction,
             rule: r.rule,
             peer: r.peer,

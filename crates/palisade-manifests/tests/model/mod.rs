@@ -9,6 +9,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part of the shared model")]
 
+use std::fmt::Write as _;
+
 use palisade_manifests::load_str;
 use palisade_policy::matrix::Case;
 use palisade_policy::{ClusterIndex, Protocol};
@@ -33,23 +35,22 @@ pub fn ipv6(ns: &str, pod: &str) -> String {
 pub fn model_yaml() -> String {
     let mut out = String::new();
     for ns in NAMESPACES {
-        out.push_str(&format!(
-            "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{ns: {ns}}}}}\n"
-        ));
+        let _ = write!(out, "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{ns: {ns}}}}}\n");
         for pod in PODS {
             let mut ports = String::new();
             for port in [80, 81] {
                 for proto in ["TCP", "UDP", "SCTP"] {
                     let lower = proto.to_lowercase();
-                    ports.push_str(&format!(
-                        "{{containerPort: {port}, protocol: {proto}, name: serve-{port}-{lower}}}, "
-                    ));
+                    let _ = write!(ports, "{{containerPort: {port}, protocol: {proto}, name: serve-{port}-{lower}}}, ");
                 }
             }
-            out.push_str(&format!(
+            let _ = write!(
+                out,
                 "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, namespace: {ns}, labels: {{pod: {pod}}}}}\nspec: {{containers: [{{name: c, image: agnhost, ports: [{ports}]}}]}}\nstatus: {{phase: Running, podIP: {}, podIPs: [{{ip: {}}}, {{ip: {}}}]}}\n",
-                ip(ns, pod), ip(ns, pod), ipv6(ns, pod)
-            ));
+                ip(ns, pod),
+                ip(ns, pod),
+                ipv6(ns, pod)
+            );
         }
     }
     out
@@ -111,13 +112,18 @@ impl Reach {
 
     /// Renders a table in the e2e style for failure messages.
     fn render(pods: &[String], cells: &[Vec<bool>]) -> String {
-        let mut s = format!("{:6}{}\n", "", pods.iter().map(|p| format!("{p:4}")).collect::<String>());
+        let mut s = format!("{:6}", "");
+        for p in pods {
+            let _ = write!(s, "{p:4}");
+        }
+        s.push('\n');
         for (i, row) in cells.iter().enumerate() {
-            s.push_str(&format!(
-                "{:6}{}\n",
+            let _ = writeln!(
+                s,
+                "{:6}{}",
                 pods[i],
                 row.iter().map(|c| if *c { ".   " } else { "X   " }).collect::<String>()
-            ));
+            );
         }
         s
     }

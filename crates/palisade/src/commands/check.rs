@@ -1,5 +1,7 @@
 //! `palisade check`: is one connection allowed, and why.
 
+use std::fmt::Write as _;
+
 use palisade_policy::{Direction, Flow, Protocol, SideVerdict};
 use serde::Serialize;
 
@@ -97,13 +99,14 @@ pub fn text(state: &State, flow: &Flow, style: Style) -> String {
                 let rule = &policy.rules(dir)[r.rule];
                 let mut detail = format!("allowed by {}", rule_ref(index, &r));
                 if let Some(p) = r.peer {
-                    detail.push_str(&format!(
+                    let _ = write!(
+                        detail,
                         "\n          peer: {}",
                         palisade_policy::describe::peer(&rule.peers[p], &policy.namespace)
-                    ));
+                    );
                 }
                 if let Some(p) = r.port {
-                    detail.push_str(&format!("\n          port: {}", palisade_policy::describe::port(&rule.ports[p])));
+                    let _ = write!(detail, "\n          port: {}", palisade_policy::describe::port(&rule.ports[p]));
                 }
                 format!("{dir:<7} {who}: isolated by {}\n          {detail}", isolating(state, flow, dir))
             }
@@ -130,6 +133,7 @@ fn capitalized(dir: Direction) -> &'static str {
 fn isolating(state: &State, flow: &Flow, dir: Direction) -> String {
     let end = if dir == Direction::Egress { flow.src } else { flow.dst };
     let palisade_policy::Endpoint::Pod { id, .. } = end else { return String::new() };
-    let names: Vec<String> = state.index.pod(id).isolating(dir).iter().map(|p| state.index.policy_name(*p)).collect();
+    let names: Vec<String> =
+        state.index.pod(id).isolating(dir).iter().map(|p| state.index.policy_name(*p).to_string()).collect();
     names.join(", ")
 }

@@ -1,5 +1,7 @@
 //! `palisade explain`: the net effect of all policies on one pod.
 
+use std::fmt::Write as _;
+
 use palisade_policy::PodState;
 use palisade_policy::explain::{DirectionSummary, Explanation};
 
@@ -13,13 +15,14 @@ use crate::style::Style;
 pub fn run(state: &State, pod: &str, output: TextOrJson, style: Style) -> u8 {
     let id = match resolve(&state.index, pod) {
         Ok(Named::Pod(id)) => id,
-        Ok(Named::Address(ip)) => match state.index.pod_by_ip(ip) {
-            Some(id) => id,
-            None => {
+        Ok(Named::Address(ip)) => {
+            if let Some(id) = state.index.pod_by_ip(ip) {
+                id
+            } else {
                 eprintln!("error: no pod has address {ip}");
                 return EXIT_ERROR;
             }
-        },
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_ERROR;
@@ -39,15 +42,15 @@ pub fn text(e: &Explanation, style: Style) -> String {
     let labels: Vec<String> = e.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let ips: Vec<String> = e.ips.iter().map(ToString::to_string).collect();
     let mut out = format!("{} {}\n", style.strong("Pod"), style.strong(&e.pod));
-    out.push_str(&format!("  labels: {}\n", if labels.is_empty() { "(none)".into() } else { labels.join(", ") }));
+    let _ = writeln!(out, "  labels: {}", if labels.is_empty() { "(none)".into() } else { labels.join(", ") });
     let state = match &e.state {
         PodState::Active => format!("active, IPs {}", ips.join(", ")),
         PodState::Planned => "planned (no IP: ipBlock peers cannot match it)".into(),
         PodState::Excluded(reason) => format!("not a policy endpoint: {reason}"),
     };
-    out.push_str(&format!("  state: {state}\n"));
+    let _ = writeln!(out, "  state: {state}");
     if let Some(w) = &e.workload {
-        out.push_str(&format!("  stands for the pods of {w}\n"));
+        let _ = writeln!(out, "  stands for the pods of {w}");
     }
     if e.selected_by.is_empty() {
         out.push_str("  selected by no policy\n");
@@ -55,7 +58,7 @@ pub fn text(e: &Explanation, style: Style) -> String {
         out.push_str("  selected by:\n");
         for p in &e.selected_by {
             let dirs: Vec<&str> = p.isolates.iter().map(|d| d.as_str()).collect();
-            out.push_str(&format!("    - {} ({})\n", p.policy, dirs.join(", ")));
+            let _ = writeln!(out, "    - {} ({})", p.policy, dirs.join(", "));
         }
     }
     section(&mut out, "Ingress", &e.ingress, style);
@@ -65,18 +68,18 @@ pub fn text(e: &Explanation, style: Style) -> String {
 
 fn section(out: &mut String, title: &str, s: &DirectionSummary, style: Style) {
     if !s.isolated {
-        out.push_str(&format!("{}: not isolated: {}\n", style.strong(title), style.good("all traffic allowed")));
+        let _ = writeln!(out, "{}: not isolated: {}", style.strong(title), style.good("all traffic allowed"));
         return;
     }
     if s.allowed.is_empty() {
-        out.push_str(&format!("{}: isolated: {}\n", style.strong(title), style.bad("nothing allowed")));
+        let _ = writeln!(out, "{}: isolated: {}", style.strong(title), style.bad("nothing allowed"));
         return;
     }
     let summary =
         if s.allows_everything { style.good("everything allowed (a rule admits all)") } else { "allowed only:".into() };
-    out.push_str(&format!("{}: isolated: {summary}\n", style.strong(title)));
+    let _ = writeln!(out, "{}: isolated: {summary}", style.strong(title));
     for a in &s.allowed {
         let matching = a.matching_pods.map(|n| format!(" — matches {n} pod(s) now")).unwrap_or_default();
-        out.push_str(&format!("  - {}{matching}\n    [{}]\n", a.text, a.sources.join("; ")));
+        let _ = write!(out, "  - {}{matching}\n    [{}]\n", a.text, a.sources.join("; "));
     }
 }

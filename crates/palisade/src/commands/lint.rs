@@ -1,5 +1,7 @@
 //! `palisade lint`: findings with a why and a fix.
 
+use std::fmt::Write as _;
+
 use palisade_policy::lint::{Finding, Severity, lint};
 
 use super::{EXIT_ERROR, TextOrJson};
@@ -27,12 +29,13 @@ pub fn text(findings: &[Finding], style: Style) -> String {
             Severity::Info => "info".to_string(),
         };
         let field = f.field.as_deref().map(|f| format!(": {f}")).unwrap_or_default();
-        out.push_str(&format!(
+        let _ = write!(
+            out,
             "{level}[{}] {}{field}\n  {}\n  why: {}\n  fix: {}\n",
             f.code, f.object, f.message, f.why, f.fix
-        ));
+        );
     }
     let warnings = findings.iter().filter(|f| f.severity == Severity::Warning).count();
-    out.push_str(&format!("{} finding(s), {warnings} warning(s)\n", findings.len()));
+    let _ = writeln!(out, "{} finding(s), {warnings} warning(s)", findings.len());
     out
 }

@@ -113,11 +113,11 @@ fn cases(index: &ClusterIndex, pods: &[palisade_policy::PodId], args: &MatrixArg
 
 fn view(index: &ClusterIndex, m: &Matrix, grouped: bool) -> View {
     if !grouped {
-        let names: Vec<String> = m.pods.iter().map(|p| index.pod_name(*p)).collect();
+        let names: Vec<String> = m.pods.iter().map(|p| index.pod_name(*p).to_string()).collect();
         return View { members: names.iter().map(|n| vec![n.clone()]).collect(), names, grouped };
     }
     let members: Vec<Vec<String>> =
-        m.groups().iter().map(|g| g.iter().map(|i| index.pod_name(m.pods[*i])).collect()).collect();
+        m.groups().iter().map(|g| g.iter().map(|i| index.pod_name(m.pods[*i]).to_string()).collect()).collect();
     let names = (1..=members.len()).map(|i| format!("G{i}")).collect();
     View { names, members, grouped }
 }
@@ -193,13 +193,13 @@ pub fn render(index: &ClusterIndex, m: &Matrix, grouped: bool, format: MatrixFor
                             [first.to_string()].into_iter().chain(cells).collect::<Vec<_>>().join(" | ")
                         )
                     } else {
-                        let cells: Vec<String> = cells.iter().map(|c| format!("{c:<w$}", w = width)).collect();
+                        let cells: Vec<String> = cells.iter().map(|c| format!("{c:<width$}")).collect();
                         format!("{first:<width$}  {}\n", cells.join(" ")).trim_end().to_string() + "\n"
                     }
                 };
                 out.push_str(&row(&title, v.names.clone()));
                 if md {
-                    out.push_str(&format!("|{}\n", "---|".repeat(n + 1)));
+                    let _ = writeln!(out, "|{}", "---|".repeat(n + 1));
                 }
                 for f in 0..n {
                     let cells =
