@@ -1,0 +1,184 @@
+//! Compiling the cluster index into the program for one node.
+//!
+//! The engine stays the single source of truth: isolation comes from the
+//! index's per-pod policy lists, peer sets from the same peer matching that
+//! evaluation uses, and named ports resolve on the destination pod exactly as
+//! in evaluation.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use palisade_policy::{ClusterIndex, Direction, Peer, PodId, PodState, PolicyId, PortTarget, Protocol};
+
+use crate::program::{LocalPod, PolicyProgram, PortSet, Program, RuleProgram};
+use crate::ranges::AddrSet;
+
+/// Which pods are local.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeScope {
+    /// Every pod (the lab: one node runs every pod).
+    All,
+    /// Pods whose `spec.nodeName` is this.
+    Node(String),
+}
+
+impl NodeScope {
+    fn includes(&self, node: Option<&str>) -> bool {
+        match self {
+            NodeScope::All => true,
+            NodeScope::Node(name) => node == Some(name.as_str()),
+        }
+    }
+}
+
+fn active(index: &ClusterIndex, pod: PodId) -> bool {
+    let p = index.pod(pod).pod();
+    p.state == PodState::Active && !p.ips.is_empty()
+}
+
+/// Compiles the program for the pods in `scope`; `ifaces` maps a local pod
+/// address to the node-side interface its traffic arrives on.
+#[must_use]
+pub fn compile(index: &ClusterIndex, scope: &NodeScope, ifaces: &BTreeMap<IpAddr, String>) -> Program {
+    let mut program = Program::default();
+    let mut needed: BTreeMap<String, PolicyId> = BTreeMap::new();
+    let local: Vec<PodId> = index
+        .pods_sorted()
+        .into_iter()
+        .filter(|p| active(index, *p) && scope.includes(index.pod(*p).pod().node_name.as_deref()))
+        .collect();
+    for &pod in &local {
+        let entry = index.pod(pod);
+        let mut isolation = |dir: Direction| {
+            let policies = entry.isolating(dir);
+            (!policies.is_empty()).then(|| {
+                policies
+                    .iter()
+                    .map(|p| {
+                        let name = index.policy_name(*p).to_string();
+                        needed.insert(name.clone(), *p);
+                        name
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        let ingress = isolation(Direction::Ingress);
+        let egress = isolation(Direction::Egress);
+        let addrs = entry.pod().ips.clone();
+        let iface = addrs.iter().find_map(|a| ifaces.get(a).cloned());
+        program.pods.insert(index.pod_name(pod).to_string(), LocalPod { addrs, iface, ingress, egress });
+    }
+    for (name, id) in needed {
+        let policy = index.policy(id).policy();
+        let rules = |dir: Direction| -> Vec<RuleProgram> {
+            if !policy.isolates(dir) {
+                return Vec::new();
+            }
+            (0..policy.rules(dir).len()).map(|r| compile_rule(index, id, dir, r, scope)).collect()
+        };
+        program
+            .policies
+            .insert(name, PolicyProgram { ingress: rules(Direction::Ingress), egress: rules(Direction::Egress) });
+    }
+    program
+}
+
+fn compile_rule(index: &ClusterIndex, id: PolicyId, dir: Direction, r: usize, scope: &NodeScope) -> RuleProgram {
+    let policy = index.policy(id).policy();
+    let rule = &policy.rules(dir)[r];
+    let peers = (!rule.peers.is_empty()).then(|| {
+        let mut set = AddrSet::default();
+        for (k, peer) in rule.peers.iter().enumerate() {
+            match peer {
+                Peer::Pods { .. } => {
+                    for pod in index.peer_pods(id, dir, r, k) {
+                        if active(index, pod) {
+                            index.pod(pod).pod().ips.iter().for_each(|ip| set.insert(*ip));
+                        }
+                    }
+                }
+                Peer::IpBlock(block) => set.insert_block(block),
+            }
+        }
+        set.normalize();
+        set
+    });
+    let ports = (!rule.ports.is_empty()).then(|| {
+        let mut ports = PortSet::default();
+        for port in &rule.ports {
+            match &port.target {
+                PortTarget::Any => ports.numeric.push((port.protocol, 0, u16::MAX)),
+                PortTarget::Range { start, end } => ports.numeric.push((port.protocol, *start, *end)),
+                PortTarget::Named(name) => {
+                    for pod in named_port_candidates(index, id, dir, r, scope) {
+                        let p = index.pod(pod).pod();
+                        for declared in &p.ports {
+                            if declared.name.as_deref() == Some(name.as_str()) && declared.protocol == port.protocol {
+                                for ip in &p.ips {
+                                    ports.named.push((*ip, port.protocol, declared.port));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        ports.numeric.sort_unstable();
+        ports.numeric.dedup();
+        ports.named.sort_unstable();
+        ports.named.dedup();
+        ports
+    });
+    RuleProgram { peers, ports }
+}
+
+/// Pods on which a named port of this rule can resolve: for ingress the
+/// local pods the policy selects (the destination is the selected pod); for
+/// egress every active pod the rule's peers can match (the destination is
+/// the peer).
+fn named_port_candidates(
+    index: &ClusterIndex,
+    id: PolicyId,
+    dir: Direction,
+    r: usize,
+    scope: &NodeScope,
+) -> Vec<PodId> {
+    match dir {
+        Direction::Ingress => index
+            .policy(id)
+            .selected()
+            .iter()
+            .copied()
+            .filter(|p| active(index, *p) && scope.includes(index.pod(*p).pod().node_name.as_deref()))
+            .collect(),
+        Direction::Egress => {
+            let rule = &index.policy(id).policy().rules(dir)[r];
+            let all = index.pods_sorted().into_iter().filter(|p| active(index, *p));
+            if rule.peers.is_empty() {
+                return all.collect();
+            }
+            let mut out: Vec<PodId> = index.rule_peer_pods(id, dir, r).unwrap_or_default();
+            let blocks: Vec<_> =
+                rule.peers.iter().filter_map(|p| if let Peer::IpBlock(b) = p { Some(b) } else { None }).collect();
+            if !blocks.is_empty() {
+                out.extend(
+                    all.filter(|p| index.pod(*p).pod().ips.iter().any(|ip| blocks.iter().any(|b| b.contains(*ip)))),
+                );
+            }
+            out.retain(|p| active(index, *p));
+            out.sort_unstable();
+            out.dedup();
+            out
+        }
+    }
+}
+
+/// The protocol name nft uses in `meta l4proto`.
+#[must_use]
+pub fn l4proto(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+        Protocol::Sctp => "sctp",
+    }
+}

@@ -1,0 +1,126 @@
+//! The dataplane program for one node: plain data, independent of nftables.
+//!
+//! Local pods (the node's active pods) are dispatched by address; each
+//! isolated pod lists, per direction, the policies whose rules may admit its
+//! traffic. Each policy rule is a set of peer addresses and a set of ports;
+//! remote pods only ever appear as addresses inside these sets.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use palisade_policy::{Direction, Protocol};
+use serde::Serialize;
+
+use crate::ranges::AddrSet;
+
+/// Everything one node enforces.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Program {
+    /// Local pods by `namespace/name`.
+    pub pods: BTreeMap<String, LocalPod>,
+    /// Policies that select at least one local pod, by `namespace/name`.
+    pub policies: BTreeMap<String, PolicyProgram>,
+}
+
+/// A pod on this node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LocalPod {
+    /// Its addresses.
+    pub addrs: Vec<IpAddr>,
+    /// The node-side interface its traffic arrives on, when known (anti-spoofing).
+    pub iface: Option<String>,
+    /// Policies isolating it for ingress, in evaluation order; `None`: not isolated.
+    pub ingress: Option<Vec<String>>,
+    /// Policies isolating it for egress, in evaluation order; `None`: not isolated.
+    pub egress: Option<Vec<String>>,
+}
+
+impl LocalPod {
+    /// Isolating policies for `dir`.
+    #[must_use]
+    pub fn isolation(&self, dir: Direction) -> Option<&Vec<String>> {
+        match dir {
+            Direction::Ingress => self.ingress.as_ref(),
+            Direction::Egress => self.egress.as_ref(),
+        }
+    }
+}
+
+/// The compiled rules of one policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PolicyProgram {
+    /// Ingress rules (empty when the policy does not isolate ingress).
+    pub ingress: Vec<RuleProgram>,
+    /// Egress rules (empty when the policy does not isolate egress).
+    pub egress: Vec<RuleProgram>,
+}
+
+impl PolicyProgram {
+    /// Rules for `dir`.
+    #[must_use]
+    pub fn rules(&self, dir: Direction) -> &[RuleProgram] {
+        match dir {
+            Direction::Ingress => &self.ingress,
+            Direction::Egress => &self.egress,
+        }
+    }
+}
+
+/// One rule: traffic from/to `peers` on `ports` is admitted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RuleProgram {
+    /// Peer addresses (the source for ingress, the destination for egress);
+    /// `None`: the rule lists no peers, so every address matches.
+    pub peers: Option<AddrSet>,
+    /// Ports; `None`: the rule lists no ports, so every port and protocol matches.
+    pub ports: Option<PortSet>,
+}
+
+/// Numeric ports, and named ports resolved on their destination pods.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PortSet {
+    /// Protocol and inclusive port range.
+    pub numeric: Vec<(Protocol, u16, u16)>,
+    /// Destination address, protocol and port of each resolved named port.
+    pub named: Vec<(IpAddr, Protocol, u16)>,
+}
+
+impl Program {
+    /// Counts for reports: local pods, isolated (pod, direction) pairs,
+    /// policies, rules, and set elements (addresses ranges and ports).
+    #[must_use]
+    pub fn stats(&self) -> ProgramStats {
+        let mut s =
+            ProgramStats { local_pods: self.pods.len(), policies: self.policies.len(), ..ProgramStats::default() };
+        for pod in self.pods.values() {
+            s.isolated += usize::from(pod.ingress.is_some()) + usize::from(pod.egress.is_some());
+        }
+        for policy in self.policies.values() {
+            for rule in policy.ingress.iter().chain(&policy.egress) {
+                s.rules += 1;
+                if let Some(peers) = &rule.peers {
+                    s.elements += peers.v4.len() + peers.v6.len();
+                }
+                if let Some(ports) = &rule.ports {
+                    s.elements += ports.numeric.len() + ports.named.len();
+                }
+            }
+        }
+        s
+    }
+}
+
+/// Sizes of a program.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ProgramStats {
+    /// Local pods.
+    pub local_pods: usize,
+    /// Isolated (pod, direction) pairs.
+    pub isolated: usize,
+    /// Policies compiled.
+    pub policies: usize,
+    /// Policy rules compiled.
+    pub rules: usize,
+    /// Set elements (address ranges, ports).
+    pub elements: usize,
+}
