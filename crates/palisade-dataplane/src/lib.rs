@@ -17,3 +17,6 @@ pub mod ranges;
 
 pub use compile::{NodeScope, compile};
 pub use program::{LocalPod, PolicyProgram, PortSet, Program, ProgramStats, RuleProgram};
+pub mod nft;
+pub mod render;
+pub mod transaction;

@@ -1,0 +1,76 @@
+//! Golden test of the rendered transaction, and the property that applying
+//! a diff leads to the same state as rendering from scratch.
+
+use std::collections::BTreeMap;
+
+use palisade_dataplane::render::render;
+use palisade_dataplane::transaction::{diff, full};
+use palisade_dataplane::{NodeScope, compile};
+use palisade_manifests::load_str;
+use palisade_policy::ClusterIndex;
+use palisade_policy::synth::Rng;
+use palisade_policy::synth::e2e::{model, random_policies};
+
+fn model_index(policies_yaml: &str) -> ClusterIndex {
+    let loaded = load_str("policies.yaml", policies_yaml, "default");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let (namespaces, pods) = model();
+    ClusterIndex::from_objects(namespaces, pods, loaded.policies)
+}
+
+fn ifaces() -> BTreeMap<std::net::IpAddr, String> {
+    let (_, pods) = model();
+    pods.iter().enumerate().flat_map(|(i, p)| p.ips.iter().map(move |ip| (*ip, format!("pv{i}")))).collect()
+}
+
+#[test]
+fn golden_full_transaction() {
+    let index = model_index(include_str!("golden/policies.yaml"));
+    let program = compile(&index, &NodeScope::All, &ifaces());
+    let rendered = serde_json::to_string_pretty(&full(&render(&program))).expect("json");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/full.json");
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(path, &rendered).expect("write golden");
+        return;
+    }
+    let expected = std::fs::read_to_string(path).expect("golden file; run with BLESS=1");
+    assert!(expected == rendered, "rendered transaction differs from tests/golden/full.json (BLESS=1 to update)");
+}
+
+#[test]
+fn remote_pods_are_elements_not_rules() {
+    // The same policies over a cluster with many more remote pods: the rule
+    // count does not change, only set elements do.
+    let yaml = include_str!("golden/policies.yaml");
+    let small = render(&compile(&model_index(yaml), &NodeScope::Node("node".into()), &ifaces()));
+    let loaded = load_str("policies.yaml", yaml, "default");
+    let (namespaces, mut pods) = model();
+    let template = pods[4].clone(); // y/b
+    for i in 0..500 {
+        let mut p = template.clone();
+        p.name = format!("remote-{i}");
+        p.node_name = Some("elsewhere".into());
+        p.ips = vec![
+            format!("10.0.2.{}", 10 + i % 240).parse().expect("ip"),
+            format!("fd00::2:{:x}", 0x100 + i).parse().expect("ip"),
+        ];
+        pods.push(p);
+    }
+    let big_index = ClusterIndex::from_objects(namespaces, pods, loaded.policies);
+    let big = render(&compile(&big_index, &NodeScope::Node("node".into()), &ifaces()));
+    let rules = |r: &palisade_dataplane::render::Rendered| r.chains.values().map(|c| c.rules.len()).sum::<usize>();
+    let elements = |r: &palisade_dataplane::render::Rendered| r.sets.values().map(|s| s.elements.len()).sum::<usize>();
+    assert_eq!(rules(&small), rules(&big), "rules do not grow with remote pods");
+    assert!(elements(&big) > elements(&small), "remote pods are set elements");
+}
+
+#[test]
+fn diff_is_empty_for_equal_programs_and_full_render_is_deterministic() {
+    let mut rng = Rng::new(5);
+    let (namespaces, pods) = model();
+    let index = ClusterIndex::from_objects(namespaces, pods, random_policies(&mut rng, 6));
+    let a = render(&compile(&index, &NodeScope::All, &ifaces()));
+    let b = render(&compile(&index, &NodeScope::All, &ifaces()));
+    assert!(diff(&a, &b).is_none());
+    assert_eq!(full(&a), full(&b));
+}

@@ -1,0 +1,151 @@
+//! Network namespaces the lab creates and removes, and running code inside them.
+//!
+//! Every namespace name carries the lab's unique prefix; a [`NetNs`] removes
+//! its namespace when dropped (also on panic), so tests never leak one.
+
+use std::fs::File;
+use std::process::{Command, Output};
+
+use nix::sched::{CloneFlags, setns};
+
+/// Why a namespace operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetNsError {
+    /// A command could not be started.
+    #[error("cannot run `{command}`: {source}")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A command failed.
+    #[error("`{command}` failed: {stderr}")]
+    Failed {
+        /// The command line.
+        command: String,
+        /// What it printed.
+        stderr: String,
+    },
+    /// Entering a namespace failed.
+    #[error("cannot enter network namespace {name}: {source}")]
+    Enter {
+        /// Namespace name.
+        name: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Runs a command; fails with its stderr when it exits non-zero.
+pub fn run(program: &str, args: &[&str]) -> Result<Output, NetNsError> {
+    let command = format!("{program} {}", args.join(" "));
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|source| NetNsError::Spawn { command: command.clone(), source })?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(NetNsError::Failed { command, stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
+    }
+}
+
+/// A named network namespace, removed on drop unless [`NetNs::keep`] was called.
+#[derive(Debug)]
+pub struct NetNs {
+    name: String,
+    owned: bool,
+}
+
+impl NetNs {
+    /// Creates the namespace `name` and brings its loopback up.
+    pub fn create(name: &str) -> Result<Self, NetNsError> {
+        run("ip", &["netns", "add", name])?;
+        let ns = NetNs { name: name.to_string(), owned: true };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// A handle to an existing namespace that is not removed on drop.
+    #[must_use]
+    pub fn existing(name: &str) -> Self {
+        NetNs { name: name.to_string(), owned: false }
+    }
+
+    /// The namespace's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Leaves the namespace in place when this handle is dropped (the lab
+    /// records it and `lab down` removes it).
+    #[must_use]
+    pub fn keep(mut self) -> String {
+        self.owned = false;
+        std::mem::take(&mut self.name)
+    }
+
+    /// `ip -n NAME args…`.
+    pub fn ip(&self, args: &[&str]) -> Result<Output, NetNsError> {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    /// `ip netns exec NAME program args…`.
+    pub fn exec(&self, program: &str, args: &[&str]) -> Result<Output, NetNsError> {
+        let mut full = vec!["netns", "exec", self.name.as_str(), program];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    /// Sets a sysctl inside the namespace (never in the root namespace).
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<(), NetNsError> {
+        self.exec("sysctl", &["-q", "-w", &format!("{key}={value}")]).map(|_| ())
+    }
+
+    /// Moves the calling thread into the namespace. Use on a thread of its own.
+    pub fn enter(&self) -> Result<(), NetNsError> {
+        enter(&self.name)
+    }
+}
+
+/// Moves the calling thread into the namespace `name`.
+pub fn enter(name: &str) -> Result<(), NetNsError> {
+    let file =
+        File::open(format!("/run/netns/{name}")).map_err(|source| NetNsError::Enter { name: name.into(), source })?;
+    setns(file, CloneFlags::CLONE_NEWNET).map_err(|e| NetNsError::Enter { name: name.into(), source: e.into() })
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = run("ip", &["netns", "del", &self.name]);
+        }
+    }
+}
+
+/// Namespaces whose name starts with `prefix`.
+#[must_use]
+pub fn list_with_prefix(prefix: &str) -> Vec<String> {
+    run("ip", &["netns", "list"])
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .filter(|n| n.starts_with(prefix))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A prefix unique to this process and moment: `pal-<6 hex>-`.
+#[must_use]
+pub fn unique_prefix() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let mix = (u64::from(std::process::id()) << 32 | u64::from(nanos)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    format!("pal-{:06x}-", mix >> 40)
+}
