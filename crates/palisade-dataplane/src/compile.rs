@@ -123,8 +123,7 @@ fn compile_rule(index: &ClusterIndex, id: PolicyId, dir: Direction, r: usize, sc
                 }
             }
         }
-        ports.numeric.sort_unstable();
-        ports.numeric.dedup();
+        ports.numeric = merge_port_ranges(ports.numeric);
         ports.named.sort_unstable();
         ports.named.dedup();
         ports
@@ -180,5 +179,37 @@ pub fn l4proto(p: Protocol) -> &'static str {
         Protocol::Tcp => "tcp",
         Protocol::Udp => "udp",
         Protocol::Sctp => "sctp",
+    }
+}
+
+/// Sorts and merges overlapping or adjacent ranges of the same protocol:
+/// nft interval sets reject overlapping elements.
+fn merge_port_ranges(mut ranges: Vec<(Protocol, u16, u16)>) -> Vec<(Protocol, u16, u16)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(Protocol, u16, u16)> = Vec::with_capacity(ranges.len());
+    for (proto, start, end) in ranges {
+        match out.last_mut() {
+            Some(last) if last.0 == proto && u32::from(start) <= u32::from(last.2) + 1 => last.2 = last.2.max(end),
+            _ => out.push((proto, start, end)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges_merge_per_protocol() {
+        let merged = merge_port_ranges(vec![
+            (Protocol::Tcp, 80, 81),
+            (Protocol::Tcp, 80, 80),
+            (Protocol::Udp, 53, 53),
+            (Protocol::Tcp, 82, 90),
+            (Protocol::Tcp, 100, 100),
+            (Protocol::Udp, 54, 54),
+        ]);
+        assert_eq!(merged, vec![(Protocol::Tcp, 80, 90), (Protocol::Tcp, 100, 100), (Protocol::Udp, 53, 54)]);
     }
 }

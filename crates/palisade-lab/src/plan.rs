@@ -1,0 +1,118 @@
+//! What to probe, and what the engine expects of each probe.
+
+use std::net::IpAddr;
+
+use palisade_policy::{ClusterIndex, Endpoint, Flow, Protocol};
+use serde::Serialize;
+
+use crate::probe::Probe;
+use crate::topology::Topology;
+
+/// One probed connection with both verdicts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProbeRow {
+    /// `namespace/pod` or an address.
+    pub from: String,
+    /// `namespace/pod` or an address.
+    pub to: String,
+    /// Destination port.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// What the packets did.
+    pub measured: bool,
+    /// What the engine says.
+    pub expected: bool,
+}
+
+/// A probe target: a pod of the lab or an external address.
+#[derive(Clone, Debug)]
+struct End {
+    label: String,
+    ns: String,
+    addr: IpAddr,
+    endpoint: Endpoint,
+}
+
+/// Which address family to probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// IPv4 only.
+    V4,
+    /// IPv6 only.
+    V6,
+}
+
+fn ends(index: &ClusterIndex, topo: &Topology, family: Family) -> Vec<End> {
+    let want_v6 = family == Family::V6;
+    let mut out = Vec::new();
+    for (key, pod) in &topo.pods {
+        let Some(id) = index.pod_id_by_key(key) else { continue };
+        if let Some(addr) = pod.addrs.iter().find(|a| a.is_ipv6() == want_v6) {
+            out.push(End {
+                label: key.clone(),
+                ns: pod.ns.name().to_string(),
+                addr: *addr,
+                endpoint: Endpoint::Pod { id, addr: Some(*addr) },
+            });
+        }
+    }
+    if let Some(ext) = &topo.external {
+        for addr in ext.addrs.iter().filter(|a| a.is_ipv6() == want_v6) {
+            out.push(End {
+                label: addr.to_string(),
+                ns: ext.ns.name().to_string(),
+                addr: *addr,
+                endpoint: Endpoint::External(*addr),
+            });
+        }
+    }
+    out
+}
+
+/// Every pod (and external address) to every other one, on each port and
+/// protocol, with the engine's expectation. External-to-external is skipped.
+#[must_use]
+pub fn plan(
+    index: &ClusterIndex,
+    topo: &Topology,
+    ports: &[u16],
+    protocols: &[Protocol],
+    family: Family,
+) -> (Vec<Probe>, Vec<ProbeRow>) {
+    let ends = ends(index, topo, family);
+    let mut probes = Vec::new();
+    let mut rows = Vec::new();
+    for protocol in protocols {
+        for port in ports {
+            for from in &ends {
+                for to in &ends {
+                    let external_pair =
+                        matches!(from.endpoint, Endpoint::External(_)) && matches!(to.endpoint, Endpoint::External(_));
+                    if from.label == to.label || external_pair {
+                        continue;
+                    }
+                    let flow = Flow { src: from.endpoint, dst: to.endpoint, port: *port, protocol: *protocol };
+                    let expected = index.evaluate(&flow).allowed;
+                    probes.push(Probe {
+                        from_ns: from.ns.clone(),
+                        from: from.addr,
+                        to_ns: to.ns.clone(),
+                        to: to.addr,
+                        port: *port,
+                        protocol: *protocol,
+                    });
+                    rows.push(ProbeRow {
+                        from: from.label.clone(),
+                        to: to.label.clone(),
+                        port: *port,
+                        protocol: *protocol,
+                        measured: false,
+                        expected,
+                    });
+                }
+            }
+        }
+    }
+    (probes, rows)
+}
