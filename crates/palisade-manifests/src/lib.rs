@@ -331,3 +331,57 @@ fn finish(loaded: &mut Loaded) {
         ctx.accept(loaded, "Pod", FieldErrors::default(), pod, |l, v| l.pods.push(v));
     }
 }
+
+/// An object as read, before conversion: for tools that rewrite manifests
+/// (the lab assigns pod addresses and writes them back).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawObject {
+    /// The file it came from.
+    pub file: String,
+    /// `kind`.
+    pub kind: String,
+    /// `metadata.namespace`, or the default namespace ("" for Namespaces).
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// The whole document, with `metadata.namespace` filled in.
+    pub value: Value,
+}
+
+fn flatten_raw(file: &str, value: Value, default_namespace: &str, depth: usize, out: &mut Vec<RawObject>) {
+    let kind = str_at(&value, &["kind"]).unwrap_or_default().to_string();
+    if (kind == "List" || kind.ends_with("List")) && depth < MAX_LIST_DEPTH {
+        if let Some(Value::Array(items)) = value.get("items") {
+            for item in items.clone() {
+                flatten_raw(file, item, default_namespace, depth + 1, out);
+            }
+        }
+        return;
+    }
+    let name = str_at(&value, &["metadata", "name"]).unwrap_or_default().to_string();
+    let mut value = value;
+    let namespace = if kind == "Namespace" {
+        String::new()
+    } else {
+        let ns = str_at(&value, &["metadata", "namespace"]).unwrap_or(default_namespace).to_string();
+        if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("namespace".into(), Value::String(ns.clone()));
+        }
+        ns
+    };
+    out.push(RawObject { file: file.to_string(), kind, namespace, name, value });
+}
+
+/// Reads `inputs` into raw objects (Lists flattened). Syntax and read errors
+/// are returned; objects are not validated here (use [`load`] for that).
+#[must_use]
+pub fn raw_objects(inputs: &[Input], default_namespace: &str) -> (Vec<RawObject>, Vec<LoadError>) {
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    for (file, text) in documents::read_inputs(inputs, &mut errors) {
+        for doc in documents::parse_documents(&file, &text, &mut errors) {
+            flatten_raw(&file, doc, default_namespace, 0, &mut out);
+        }
+    }
+    (out, errors)
+}

@@ -9,8 +9,8 @@ use palisade_policy::matrix::Case;
 use proptest::prelude::*;
 
 const SEEDS: [&str; 3] = [
-    include_str!("../../../examples/walkthrough/part2/03-within-production.yaml"),
-    include_str!("../../../examples/three-tier/02-policies.yaml"),
+    include_str!("../../../examples/walkthrough/part2/steps/03-within-production.yaml"),
+    include_str!("../../../examples/three-tier/steps/02-policies.yaml"),
     include_str!("../../palisade/tests/fixtures/lint.yaml"),
 ];
 

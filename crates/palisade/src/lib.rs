@@ -6,9 +6,11 @@
 //!
 //! Every command shares the loader and the engine; only rendering differs.
 
+pub mod agent;
 pub mod commands;
 pub mod endpoint;
 pub mod inputs;
+pub mod lab;
 pub mod query;
 mod query_line;
 pub mod style;

@@ -92,6 +92,11 @@ enum Command {
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: TextOrJson,
     },
+    /// Enforce policies on this node: watch manifests, keep nftables in sync.
+    Agent(AgentArgs),
+    /// A real mini node on this machine: namespaces as pods, real packets (root).
+    #[command(subcommand)]
+    Lab(LabCommand),
     /// Which connections a change opens and closes. Exit 1 when any do.
     Diff {
         /// The state before (file or directory; repeatable).
@@ -113,6 +118,151 @@ enum Command {
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: TextOrJson,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct AgentArgs {
+    /// This node's name: pods with this spec.nodeName are enforced. Default: $NODE_NAME.
+    #[arg(long, env = "NODE_NAME", conflicts_with = "all_pods")]
+    node: Option<String>,
+    /// Enforce every pod (one node runs them all, as in the lab).
+    #[arg(long)]
+    all_pods: bool,
+    /// Directory of manifests to load and watch.
+    #[arg(long)]
+    manifests: Option<PathBuf>,
+    /// Write the applied state here after every apply (JSON).
+    #[arg(long)]
+    status_file: Option<PathBuf>,
+    /// Seconds between checks of the kernel's table for drift.
+    #[arg(long, default_value_t = 10)]
+    resync_seconds: u64,
+    /// Remove Palisade's table: on stop, or right away when no --manifests is given.
+    #[arg(long)]
+    cleanup: bool,
+}
+
+fn parse_ip(s: &str) -> Result<std::net::IpAddr, String> {
+    s.parse().map_err(|_| format!("{s:?} is not an IPv4 or IPv6 address"))
+}
+
+/// Address families to probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum FamilyArg {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+    /// Both.
+    Both,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct LabProbeArgs {
+    /// Ports (comma-separated); default: every declared TCP/UDP container port.
+    #[arg(long, value_delimiter = ',', value_parser = parse_port)]
+    ports: Vec<u16>,
+    /// Protocols (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "tcp,udp,sctp", value_parser = parse_protocol)]
+    protocols: Vec<Protocol>,
+    /// Address family: v4, v6 or both.
+    #[arg(long, value_enum, default_value = "v4")]
+    family: FamilyArg,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    output: TextOrJson,
+}
+
+impl LabProbeArgs {
+    fn probe_args(&self) -> palisade::lab::ProbeArgs {
+        use palisade_lab::plan::Family;
+        let families = match self.family {
+            FamilyArg::V4 => vec![Family::V4],
+            FamilyArg::V6 => vec![Family::V6],
+            FamilyArg::Both => vec![Family::V4, Family::V6],
+        };
+        palisade::lab::ProbeArgs { ports: self.ports.clone(), protocols: self.protocols.clone(), families }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum LabCommand {
+    /// Build the lab from manifests and start enforcing them.
+    Up {
+        /// Manifests (files or directories; repeatable).
+        #[arg(short = 'f', long = "filename", required = true)]
+        filenames: Vec<PathBuf>,
+        /// Addresses of hosts outside the cluster, behind the node.
+        #[arg(long, value_delimiter = ',', value_parser = parse_ip)]
+        external: Vec<std::net::IpAddr>,
+    },
+    /// Make these manifests the lab's desired state; returns once enforced.
+    Apply {
+        /// Manifests (files or directories; repeatable).
+        #[arg(short = 'f', long = "filename", required = true)]
+        filenames: Vec<PathBuf>,
+    },
+    /// Connect every pod to every pod with real packets; compare with the engine.
+    Probe(LabProbeArgs),
+    /// Run a scenario (base/ then steps/), probing after each step, then tear down.
+    Run {
+        /// Scenario directory.
+        scenario: PathBuf,
+        /// Addresses of hosts outside the cluster.
+        #[arg(long, value_delimiter = ',', value_parser = parse_ip)]
+        external: Vec<std::net::IpAddr>,
+        #[command(flatten)]
+        probe: LabProbeArgs,
+    },
+    /// Remove everything the lab created.
+    Down,
+    /// (internal) Serve the lab pods' ports until killed.
+    #[command(hide = true)]
+    Serve,
+}
+
+fn run_agent(args: AgentArgs) -> anyhow::Result<u8> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_target(false)
+        .init();
+    let Some(manifests) = args.manifests else {
+        if args.cleanup {
+            palisade::agent::remove_table()?;
+            return Ok(0);
+        }
+        anyhow::bail!("give --manifests DIR (the Kubernetes API source is not available yet), or --cleanup alone");
+    };
+    let scope = match (args.all_pods, args.node) {
+        (true, _) => palisade_dataplane::NodeScope::All,
+        (false, Some(node)) => palisade_dataplane::NodeScope::Node(node),
+        (false, None) => anyhow::bail!("give --node NAME (or set NODE_NAME), or --all-pods"),
+    };
+    let config = palisade::agent::AgentConfig {
+        scope,
+        manifests,
+        status_file: args.status_file,
+        resync: std::time::Duration::from_secs(args.resync_seconds.max(1)),
+        cleanup_on_exit: args.cleanup,
+    };
+    palisade::agent::run(&config)?;
+    Ok(0)
+}
+
+fn run_lab(command: LabCommand) -> anyhow::Result<u8> {
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("the lab creates network namespaces and needs root");
+    }
+    match command {
+        LabCommand::Up { filenames, external } => palisade::lab::up(&filenames, &external).map(|()| 0),
+        LabCommand::Apply { filenames } => palisade::lab::apply(&filenames).map(|()| 0),
+        LabCommand::Probe(p) => palisade::lab::probe(&p.probe_args(), p.output == TextOrJson::Json),
+        LabCommand::Run { scenario, external, probe } => {
+            palisade::lab::run(&scenario, &external, &probe.probe_args(), probe.output == TextOrJson::Json)
+        }
+        LabCommand::Down => palisade::lab::down().map(|()| 0),
+        LabCommand::Serve => palisade::lab::serve_forever().map(|()| 0),
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -139,6 +289,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             if state.had_errors() { commands::EXIT_ERROR } else { 0 }
         }
         Command::Lint { input, output } => commands::lint::run(&input.load(), output, style),
+        Command::Agent(args) => run_agent(args)?,
+        Command::Lab(command) => run_lab(command)?,
         Command::Diff { before, after, default_namespace, ports, protocols, output } => {
             let before = load_state(&before, &default_namespace);
             let after = load_state(&after, &default_namespace);

@@ -139,11 +139,11 @@ fn diff_opened_and_closed() {
         &[
             "diff",
             "--before",
-            "examples/walkthrough/part1/00-pods.yaml",
+            "examples/walkthrough/part1/base/00-pods.yaml",
             "--after",
-            "examples/walkthrough/part1/00-pods.yaml",
+            "examples/walkthrough/part1/base/00-pods.yaml",
             "--after",
-            "examples/walkthrough/part1/01-default-deny-all.yaml",
+            "examples/walkthrough/part1/steps/01-default-deny-all.yaml",
         ],
         None,
     );
