@@ -254,7 +254,10 @@ fn run_lab(command: LabCommand) -> anyhow::Result<u8> {
         anyhow::bail!("the lab creates network namespaces and needs root");
     }
     match command {
-        LabCommand::Up { filenames, external } => palisade::lab::up(&filenames, &external).map(|()| 0),
+        LabCommand::Up { filenames, external } => {
+            println!("{}", palisade::lab::up(&filenames, &external)?);
+            Ok(0)
+        }
         LabCommand::Apply { filenames } => palisade::lab::apply(&filenames).map(|()| 0),
         LabCommand::Probe(p) => palisade::lab::probe(&p.probe_args(), p.output == TextOrJson::Json),
         LabCommand::Run { scenario, external, probe } => {

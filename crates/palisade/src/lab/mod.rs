@@ -224,8 +224,8 @@ fn record_objects(state: &mut LabState, raw: &[RawObject]) {
     state.objects = raw.iter().map(|o| (object_key(&o.kind, &o.namespace, &o.name), o.value.clone())).collect();
 }
 
-/// `lab up`.
-pub fn up(paths: &[PathBuf], external: &[IpAddr]) -> anyhow::Result<()> {
+/// `lab up`; returns the line to print.
+pub fn up(paths: &[PathBuf], external: &[IpAddr]) -> anyhow::Result<String> {
     if let Some(existing) = LabState::load()? {
         bail!("a lab is already up (namespaces {}*); run `palisade lab down` first", existing.prefix);
     }
@@ -244,7 +244,7 @@ pub fn up(paths: &[PathBuf], external: &[IpAddr]) -> anyhow::Result<()> {
         objects: BTreeMap::new(),
     };
     state.save()?;
-    let result = (|| -> anyhow::Result<()> {
+    let result = (|| -> anyhow::Result<String> {
         let started = Instant::now();
         let mut topo = Topology::new(&prefix)?;
         let objects = build(&raw, &BTreeMap::new(), &mut state.next_ip);
@@ -262,44 +262,51 @@ pub fn up(paths: &[PathBuf], external: &[IpAddr]) -> anyhow::Result<()> {
         record_objects(&mut state, &raw);
         write_manifests(&state, &objects)?;
         start_servers(&mut state)?;
-        let node = format!("{prefix}node");
-        let exe = exe()?;
-        let manifests = state.manifests().display().to_string();
-        let status = state.status_file().display().to_string();
-        let args = [
-            "netns",
-            "exec",
-            &node,
-            &exe.to_string_lossy(),
-            "agent",
-            "--all-pods",
-            "--manifests",
-            &manifests,
-            "--status-file",
-            &status,
-            "--resync-seconds",
-            "2",
-        ];
-        state.agent_pid = Some(spawn_detached(Path::new("ip"), &args, &state.workdir.join("agent.log"))?);
-        state.save()?;
+        start_agent(&mut state)?;
         wait_enforced(&state, Duration::from_secs(30))?;
-        println!(
+        Ok(format!(
             "lab up: {} pods{} in namespaces {prefix}*, enforcing {} objects; ready in {} ms",
             state.pods.len(),
             if external.is_empty() { String::new() } else { format!(", {} external addresses", external.len()) },
             state.objects.len(),
             started.elapsed().as_millis()
-        );
-        Ok(())
+        ))
     })();
-    if let Err(e) = result {
+    if result.is_err() {
         down_quiet();
-        return Err(e);
     }
-    Ok(())
+    result
+}
+
+/// Starts the agent inside the node namespace on the lab's manifests.
+fn start_agent(state: &mut LabState) -> anyhow::Result<()> {
+    let node = format!("{}node", state.prefix);
+    let exe = exe()?;
+    let manifests = state.manifests().display().to_string();
+    let status = state.status_file().display().to_string();
+    let args = [
+        "netns",
+        "exec",
+        &node,
+        &exe.to_string_lossy(),
+        "agent",
+        "--all-pods",
+        "--manifests",
+        &manifests,
+        "--status-file",
+        &status,
+        "--resync-seconds",
+        "2",
+    ];
+    state.agent_pid = Some(spawn_detached(Path::new("ip"), &args, &state.workdir.join("agent.log"))?);
+    state.save()
 }
 
 fn apply_raw(state: &mut LabState, raw: &[RawObject]) -> anyhow::Result<Duration> {
+    if state.agent_pid.is_none_or(|pid| !alive(pid)) {
+        eprintln!("note: the agent is not running; starting it (the kernel kept enforcing the last applied rules)");
+        start_agent(state)?;
+    }
     let previous: BTreeMap<String, PodPlan> = state.pods.iter().map(|(k, p)| (k.clone(), p.plan.clone())).collect();
     let objects = build(raw, &previous, &mut state.next_ip);
     for note in &objects.notes {
@@ -559,7 +566,12 @@ pub fn run(scenario: &Path, external: &[IpAddr], args: &ProbeArgs, json: bool) -
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> anyhow::Result<Vec<StepReport>> {
         let mut reports = Vec::new();
         let start = Instant::now();
-        up(std::slice::from_ref(&base), external)?;
+        let line = up(std::slice::from_ref(&base), external)?;
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
         let state = LabState::load()?.context("lab state")?;
         let probes = probe_rows(&state, args)?;
         reports.push(report("base", start.elapsed(), probes, json));
