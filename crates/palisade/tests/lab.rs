@@ -155,6 +155,53 @@ fn tcp_allowed(report: &Value, from: &str, to: &str) -> bool {
         .any(|p| p["from"] == from && p["to"] == to && p["measured"] == true)
 }
 
+type Watcher = (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::thread::JoinHandle<usize>,
+);
+
+/// Probes `ip`:80 from namespace `ns` until stopped, counting connections that get through.
+fn watch_forbidden(ns: String, ip: String) -> Watcher {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let breaches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (s, b) = (stop.clone(), breaches.clone());
+    let handle = std::thread::spawn(move || {
+        palisade_lab::netns::enter(&ns).expect("enter the source namespace");
+        let addr: std::net::SocketAddr = format!("{ip}:80").parse().expect("addr");
+        let mut attempts = 0usize;
+        while !s.load(std::sync::atomic::Ordering::Relaxed) && attempts < 20_000 {
+            attempts += 1;
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(20)).is_ok() {
+                b.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        attempts
+    });
+    (stop, breaches, handle)
+}
+
+/// Deletes the table behind the agent's back and waits for its periodic resync to restore it.
+fn delete_table_and_wait_for_repair(node: &str) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", node, "nft", "delete", "table", "inet", "palisade"])
+        .output()
+        .expect("nft");
+    assert!(out.status.success());
+    let start = Instant::now();
+    loop {
+        let listed = Command::new("ip")
+            .args(["netns", "exec", node, "nft", "list", "table", "inet", "palisade"])
+            .output()
+            .expect("nft");
+        if listed.status.success() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the agent did not restore its table");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn agent_faults_never_open_an_isolated_pod() {
     if !available() {
@@ -179,23 +226,7 @@ fn agent_faults_never_open_an_isolated_pod() {
     let st = state();
     let b_ns = st["pods"]["x/b"]["netns"].as_str().expect("netns").to_string();
     let a_ip = st["pods"]["x/a"]["plan"]["addrs"][0].as_str().expect("ip").to_string();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let breaches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let watcher = {
-        let (stop, breaches) = (stop.clone(), breaches.clone());
-        std::thread::spawn(move || {
-            palisade_lab::netns::enter(&b_ns).expect("enter x/b");
-            let addr: std::net::SocketAddr = format!("{a_ip}:80").parse().expect("addr");
-            let mut attempts = 0usize;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && attempts < 20_000 {
-                attempts += 1;
-                if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(20)).is_ok() {
-                    breaches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-            attempts
-        })
-    };
+    let (stop, breaches, watcher) = watch_forbidden(b_ns, a_ip);
 
     // kill -9 the agent while a stream of updates arrives, then restart it.
     let manifests = PathBuf::from(st["workdir"].as_str().expect("workdir")).join("manifests");
@@ -228,24 +259,7 @@ fn agent_faults_never_open_an_isolated_pod() {
 
     assert_eq!(breaches.load(std::sync::atomic::Ordering::Relaxed), 0, "x/a was reachable around the restart");
     // Delete the table behind the agent's back: the periodic resync repairs it.
-    let node = format!("{}node", st["prefix"].as_str().expect("prefix"));
-    let out = Command::new("ip")
-        .args(["netns", "exec", &node, "nft", "delete", "table", "inet", "palisade"])
-        .output()
-        .expect("nft");
-    assert!(out.status.success());
-    let start = Instant::now();
-    loop {
-        let listed = Command::new("ip")
-            .args(["netns", "exec", &node, "nft", "list", "table", "inet", "palisade"])
-            .output()
-            .expect("nft");
-        if listed.status.success() {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "the agent did not restore its table");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    delete_table_and_wait_for_repair(&format!("{}node", st["prefix"].as_str().expect("prefix")));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let attempts = watcher.join().expect("watcher");
     // The only window is the deliberate table deletion above; before it, no breach.
