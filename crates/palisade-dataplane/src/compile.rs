@@ -110,6 +110,7 @@ fn compile_rule(index: &ClusterIndex, id: PolicyId, dir: Direction, r: usize, sc
                 PortTarget::Any => ports.numeric.push((port.protocol, 0, u16::MAX)),
                 PortTarget::Range { start, end } => ports.numeric.push((port.protocol, *start, *end)),
                 PortTarget::Named(name) => {
+                    ports.has_named = true;
                     for pod in named_port_candidates(index, id, dir, r, scope) {
                         let p = index.pod(pod).pod();
                         for declared in &p.ports {

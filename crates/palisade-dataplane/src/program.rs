@@ -83,6 +83,9 @@ pub struct PortSet {
     pub numeric: Vec<(Protocol, u16, u16)>,
     /// Destination address, protocol and port of each resolved named port.
     pub named: Vec<(IpAddr, Protocol, u16)>,
+    /// Whether the rule names ports (its named-port rules exist even while
+    /// no pod resolves them, so rules depend on policies only).
+    pub has_named: bool,
 }
 
 impl Program {

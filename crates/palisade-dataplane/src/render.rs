@@ -258,10 +258,9 @@ fn render_rule(r: &mut Rendered, chain: &mut Vec<Value>, base: &str, rule: &Rule
         let peer = match &rule.peers {
             None => None,
             Some(peers) => {
+                // The set exists even when empty, so the rules depend on the
+                // policy alone and remote pods only ever change elements.
                 let elems = range_elements(peers, v6);
-                if elems.is_empty() {
-                    continue; // no peer of this family: nothing to admit
-                }
                 let name = format!("{base}/peers{family}");
                 r.sets.insert(name.clone(), set(json!(if v6 { "ipv6_addr" } else { "ipv4_addr" }), true, elems));
                 Some(in_set(addr_payload(v6, peer_field), &name))
@@ -290,7 +289,7 @@ fn render_rule(r: &mut Rendered, chain: &mut Vec<Value>, base: &str, rule: &Rule
                     .filter(|(addr, ..)| addr.is_ipv6() == v6)
                     .map(|(addr, proto, port)| json!({"concat": [ip_text(*addr), l4proto(*proto), port]}))
                     .collect();
-                if !named.is_empty() {
+                if ports.has_named {
                     let name = format!("{base}/named{family}");
                     let kind = json!([if v6 { "ipv6_addr" } else { "ipv4_addr" }, "inet_proto", "inet_service"]);
                     r.sets.insert(name.clone(), set(kind, false, elements(named)));

@@ -216,6 +216,12 @@ enum LabCommand {
     },
     /// Remove everything the lab created.
     Down,
+    /// Benchmark the dataplane with real packets (10,000-pod cluster, with and without the table).
+    Bench {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
     /// (internal) Serve the lab pods' ports until killed.
     #[command(hide = true)]
     Serve,
@@ -264,6 +270,7 @@ fn run_lab(command: LabCommand) -> anyhow::Result<u8> {
             palisade::lab::run(&scenario, &external, &probe.probe_args(), probe.output == TextOrJson::Json)
         }
         LabCommand::Down => palisade::lab::down().map(|()| 0),
+        LabCommand::Bench { seconds } => palisade::lab::bench::run(seconds.clamp(0.2, 30.0)).map(|()| 0),
         LabCommand::Serve => palisade::lab::serve_forever().map(|()| 0),
     }
 }

@@ -135,6 +135,8 @@ pub fn generate(size: Size, seed: u64) -> Cluster {
             workload: None,
         });
     }
+    // Policies draw from their own stream, so they do not depend on the pod count.
+    let mut rng = Rng::new(seed ^ 0x5EED_0F00_11C1);
     let mut policies = Vec::with_capacity(size.policies);
     for k in 0..size.policies {
         let ns = k % size.namespaces;

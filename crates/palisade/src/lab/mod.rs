@@ -8,6 +8,7 @@
 //! scenario; `down` removes everything. Root only; nothing outside the lab's
 //! namespaces changes.
 
+pub mod bench;
 pub mod objects;
 pub mod state;
 
