@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use palisade_policy::{ClusterIndex, Direction, Peer, PodId, PodState, PolicyId, PortTarget, Protocol};
 
-use crate::program::{LocalPod, PolicyProgram, PortSet, Program, RuleProgram};
+use crate::program::{LocalPod, Peers, PolicyProgram, PortSet, Program, RuleProgram};
 use crate::ranges::AddrSet;
 
 /// Which pods are local.
@@ -87,21 +87,28 @@ fn compile_rule(index: &ClusterIndex, id: PolicyId, dir: Direction, r: usize, sc
     let policy = index.policy(id).policy();
     let rule = &policy.rules(dir)[r];
     let peers = (!rule.peers.is_empty()).then(|| {
-        let mut set = AddrSet::default();
+        let mut peers = Peers::default();
         for (k, peer) in rule.peers.iter().enumerate() {
             match peer {
                 Peer::Pods { .. } => {
+                    let addrs = peers.pods.get_or_insert_with(Vec::new);
                     for pod in index.peer_pods(id, dir, r, k) {
                         if active(index, pod) {
-                            index.pod(pod).pod().ips.iter().for_each(|ip| set.insert(*ip));
+                            addrs.extend(index.pod(pod).pod().ips.iter().copied());
                         }
                     }
                 }
-                Peer::IpBlock(block) => set.insert_block(block),
+                Peer::IpBlock(block) => peers.blocks.get_or_insert_with(AddrSet::default).insert_block(block),
             }
         }
-        set.normalize();
-        set
+        if let Some(addrs) = &mut peers.pods {
+            addrs.sort_unstable();
+            addrs.dedup();
+        }
+        if let Some(blocks) = &mut peers.blocks {
+            blocks.normalize();
+        }
+        peers
     });
     let ports = (!rule.ports.is_empty()).then(|| {
         let mut ports = PortSet::default();

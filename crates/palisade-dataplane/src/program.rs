@@ -71,9 +71,19 @@ impl PolicyProgram {
 pub struct RuleProgram {
     /// Peer addresses (the source for ingress, the destination for egress);
     /// `None`: the rule lists no peers, so every address matches.
-    pub peers: Option<AddrSet>,
+    pub peers: Option<Peers>,
     /// Ports; `None`: the rule lists no ports, so every port and protocol matches.
     pub ports: Option<PortSet>,
+}
+
+/// A rule's peers: pod addresses (hash sets: O(1) lookups, and nft never
+/// needs to read them back to change them) and ipBlock ranges (interval sets).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Peers {
+    /// Addresses of the pods the pod peers match; `Some` iff the rule has pod peers.
+    pub pods: Option<Vec<IpAddr>>,
+    /// The ipBlocks' ranges; `Some` iff the rule has ipBlock peers.
+    pub blocks: Option<AddrSet>,
 }
 
 /// Numeric ports, and named ports resolved on their destination pods.
@@ -102,7 +112,8 @@ impl Program {
             for rule in policy.ingress.iter().chain(&policy.egress) {
                 s.rules += 1;
                 if let Some(peers) = &rule.peers {
-                    s.elements += peers.v4.len() + peers.v6.len();
+                    s.elements += peers.pods.as_ref().map_or(0, Vec::len);
+                    s.elements += peers.blocks.as_ref().map_or(0, |b| b.v4.len() + b.v6.len());
                 }
                 if let Some(ports) = &rule.ports {
                     s.elements += ports.numeric.len() + ports.named.len();

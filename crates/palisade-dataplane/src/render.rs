@@ -237,9 +237,33 @@ fn base_chains(program: &Program, r: &mut Rendered) {
     r.chains.insert("ingress".into(), ChainDef { base: Some(("forward", INGRESS_PRIORITY)), rules: ingress });
 }
 
-/// Renders one policy rule as chain rules, creating its sets.
+/// Renders one policy rule as chain rules, creating its sets. Which rules
+/// exist depends on the policy alone (peer kinds, port kinds); the pods of
+/// the cluster only fill the sets.
 fn render_rule(r: &mut Rendered, chain: &mut Vec<Value>, base: &str, rule: &RuleProgram, dir: Direction) {
     let peer_field = if dir == Direction::Ingress { "saddr" } else { "daddr" };
+    let kind = |v6: bool| json!(if v6 { "ipv6_addr" } else { "ipv4_addr" });
+    // Peer alternatives: (family, match), or one family-free alternative.
+    let mut alternatives: Vec<(Option<bool>, Option<Value>)> = Vec::new();
+    match &rule.peers {
+        None => alternatives.push((None, None)),
+        Some(peers) => {
+            for v6 in [false, true] {
+                let family = if v6 { "6" } else { "4" };
+                if let Some(pods) = &peers.pods {
+                    let name = format!("{base}/pods{family}");
+                    let elems = elements(pods.iter().filter(|a| a.is_ipv6() == v6).map(|a| ip_text(*a)));
+                    r.sets.insert(name.clone(), set(kind(v6), false, elems));
+                    alternatives.push((Some(v6), Some(in_set(addr_payload(v6, peer_field), &name))));
+                }
+                if let Some(blocks) = &peers.blocks {
+                    let name = format!("{base}/blocks{family}");
+                    r.sets.insert(name.clone(), set(kind(v6), true, range_elements(blocks, v6)));
+                    alternatives.push((Some(v6), Some(in_set(addr_payload(v6, peer_field), &name))));
+                }
+            }
+        }
+    }
     let numeric = rule.ports.as_ref().filter(|p| !p.numeric.is_empty()).map(|p| {
         let name = format!("{base}/ports");
         let elems = p.numeric.iter().map(|(proto, a, b)| {
@@ -252,53 +276,39 @@ fn render_rule(r: &mut Rendered, chain: &mut Vec<Value>, base: &str, rule: &Rule
         r.sets.insert(name.clone(), set(json!(["inet_proto", "inet_service"]), true, elements(elems)));
         in_set(json!({"concat": l4_dport()}), &name)
     });
-    let mut emitted_family_free = false;
-    for v6 in [false, true] {
+    let named_match = |r: &mut Rendered, v6: bool, ports: &crate::program::PortSet| {
         let family = if v6 { "6" } else { "4" };
-        let peer = match &rule.peers {
-            None => None,
-            Some(peers) => {
-                // The set exists even when empty, so the rules depend on the
-                // policy alone and remote pods only ever change elements.
-                let elems = range_elements(peers, v6);
-                let name = format!("{base}/peers{family}");
-                r.sets.insert(name.clone(), set(json!(if v6 { "ipv6_addr" } else { "ipv4_addr" }), true, elems));
-                Some(in_set(addr_payload(v6, peer_field), &name))
-            }
-        };
-        let family_free = peer.is_none();
-        let mut emit = |mut exprs: Vec<Value>| {
-            exprs.push(json!({"accept": null}));
-            chain.push(Value::Array(exprs));
-        };
+        let name = format!("{base}/named{family}");
+        let elems = ports
+            .named
+            .iter()
+            .filter(|(addr, ..)| addr.is_ipv6() == v6)
+            .map(|(addr, proto, port)| json!({"concat": [ip_text(*addr), l4proto(*proto), port]}));
+        r.sets.insert(name.clone(), set(json!([kind(v6), "inet_proto", "inet_service"]), false, elements(elems)));
+        let [l4, dport] = l4_dport();
+        in_set(json!({"concat": [addr_payload(v6, "daddr"), l4, dport]}), &name)
+    };
+    let mut emit = |exprs: Vec<Value>| {
+        let mut exprs = exprs;
+        exprs.push(json!({"accept": null}));
+        chain.push(Value::Array(exprs));
+    };
+    for (family, peer) in alternatives {
+        let peer: Vec<Value> = peer.into_iter().collect();
         match &rule.ports {
-            None => {
-                if !(family_free && emitted_family_free) {
-                    emit(peer.iter().cloned().collect());
-                }
-            }
+            None => emit(peer.clone()),
             Some(ports) => {
-                if let Some(numeric) = &numeric
-                    && !(family_free && emitted_family_free)
-                {
+                if let Some(numeric) = &numeric {
                     emit(peer.iter().cloned().chain([numeric.clone()]).collect());
                 }
-                let named: Vec<Value> = ports
-                    .named
-                    .iter()
-                    .filter(|(addr, ..)| addr.is_ipv6() == v6)
-                    .map(|(addr, proto, port)| json!({"concat": [ip_text(*addr), l4proto(*proto), port]}))
-                    .collect();
                 if ports.has_named {
-                    let name = format!("{base}/named{family}");
-                    let kind = json!([if v6 { "ipv6_addr" } else { "ipv4_addr" }, "inet_proto", "inet_service"]);
-                    r.sets.insert(name.clone(), set(kind, false, elements(named)));
-                    let [l4, dport] = l4_dport();
-                    let key = json!({"concat": [addr_payload(v6, "daddr"), l4, dport]});
-                    emit(peer.iter().cloned().chain([in_set(key, &name)]).collect());
+                    let families = family.map_or(vec![false, true], |v6| vec![v6]);
+                    for v6 in families {
+                        let m = named_match(r, v6, ports);
+                        emit(peer.iter().cloned().chain([m]).collect());
+                    }
                 }
             }
         }
-        emitted_family_free |= family_free;
     }
 }

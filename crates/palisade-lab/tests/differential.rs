@@ -19,7 +19,9 @@ use palisade_policy::synth::e2e::{model, random_policies};
 use palisade_policy::{ClusterIndex, Protocol};
 
 fn kernel_available() -> bool {
-    let ok = nix::unistd::geteuid().is_root() && run("nft", &["--version"]).is_ok();
+    let ok = nix::unistd::geteuid().is_root()
+        && run("nft", &["--version"]).is_ok()
+        && run("conntrack", &["--version"]).is_ok();
     assert!(
         ok || std::env::var_os("PALISADE_ROOT_TESTS").is_none(),
         "PALISADE_ROOT_TESTS is set but root or nft is missing"
@@ -60,6 +62,10 @@ fn engine_and_packets_agree_on_random_policies() {
             nft.apply(&tx).unwrap_or_else(|e| panic!("seed {seed}: nft rejected the program: {e}\n{tx}"));
         }
         applied = Some(rendered);
+        // Connections the previous policy set allowed stay established in
+        // conntrack (revoking them is later work); a probe that reused a
+        // source port would ride on one. Each set starts from a clean table.
+        run("ip", &["netns", "exec", topo.node.name(), "conntrack", "-F"]).expect("conntrack -F in the node namespace");
         let family = if seed % 2 == 0 { Family::V4 } else { Family::V6 };
         let (probes, mut rows) = plan(&index, &topo, &[80, 81], &Protocol::ALL, family);
         let expected: Vec<bool> = rows.iter().map(|r| r.expected).collect();

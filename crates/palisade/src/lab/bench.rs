@@ -161,7 +161,8 @@ pub fn run(seconds: f64) -> anyhow::Result<()> {
     let server_ip: IpAddr = "10.250.0.2".parse()?;
     topo.add_pod("bench/client", &[client_ip])?;
     topo.add_pod("bench/server", &[server_ip])?;
-    let (client_ns, server_ns) = (topo.pods["bench/client"].ns.name().to_string(), topo.pods["bench/server"].ns.name().to_string());
+    let (client_ns, server_ns) =
+        (topo.pods["bench/client"].ns.name().to_string(), topo.pods["bench/server"].ns.name().to_string());
     let server = SocketAddr::new(server_ip, PORT);
     start_server(&server_ns, SocketAddr::new("0.0.0.0".parse()?, PORT));
     let nft = NftCli { netns: Some(topo.node.name().to_string()) };
@@ -178,7 +179,10 @@ pub fn run(seconds: f64) -> anyhow::Result<()> {
     nft.apply(&tx)?;
     let applied = t.elapsed();
     let stats = program.stats();
-    println!("cluster: 10,000 pods + 2, 501 namespaces, 5,003 policies; index built in {:.0} ms", built_index.as_secs_f64() * 1e3);
+    println!(
+        "cluster: 10,000 pods + 2, 501 namespaces, 5,003 policies; index built in {:.0} ms",
+        built_index.as_secs_f64() * 1e3
+    );
     println!(
         "program for {} local pods: {} isolated pod directions, {} policies, {} rules, {} set elements",
         stats.local_pods, stats.isolated, stats.policies, stats.rules, stats.elements
@@ -239,7 +243,11 @@ pub fn run(seconds: f64) -> anyhow::Result<()> {
 fn updates(index: &mut ClusterIndex, topo: &Topology, nft: &NftCli, mut applied: Rendered) -> anyhow::Result<()> {
     let ifaces = topo.pod_ifaces();
     let scope = NodeScope::Node("lab".into());
-    let remote = index.pods_sorted().into_iter().find(|p| index.pod(*p).pod().labels.get("role").is_some_and(|r| r == "web")).context("a web pod")?;
+    let remote = index
+        .pods_sorted()
+        .into_iter()
+        .find(|p| index.pod(*p).pod().labels.get("role").is_some_and(|r| r == "web"))
+        .context("a web pod")?;
     let mut pod = index.pod(remote).pod().clone();
     let policy_id = index.policy_id("bench", "server").context("bench/server")?;
     let mut policy = index.policy(policy_id).policy().clone();
@@ -253,7 +261,10 @@ fn updates(index: &mut ClusterIndex, topo: &Topology, nft: &NftCli, mut applied:
             } else {
                 policy.ingress[0].ports[1] = palisade_policy::RulePort {
                     protocol: palisade_policy::Protocol::Tcp,
-                    target: palisade_policy::PortTarget::Range { start: 9090 + (i % 2) as u16, end: 9090 + (i % 2) as u16 },
+                    target: palisade_policy::PortTarget::Range {
+                        start: 9090 + (i % 2) as u16,
+                        end: 9090 + (i % 2) as u16,
+                    },
                 };
                 index.apply_policy(policy.clone());
             }
@@ -293,5 +304,7 @@ fn rule_growth(topo: &Topology) {
     };
     let (r1, e1) = with_pods(1_000);
     let (r2, e2) = with_pods(10_000);
-    println!("same 100 local pods, same policies: 1,000-pod cluster -> {r1} rules, {e1} set elements; 10,000-pod cluster -> {r2} rules, {e2} set elements");
+    println!(
+        "same 100 local pods, same policies: 1,000-pod cluster -> {r1} rules, {e1} set elements; 10,000-pod cluster -> {r2} rules, {e2} set elements"
+    );
 }
