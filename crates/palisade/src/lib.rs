@@ -12,6 +12,6 @@ pub mod endpoint;
 pub mod inputs;
 pub mod lab;
 pub mod query;
-mod query_line;
+pub mod query_line;
 pub mod style;
 pub mod verdict_text;

@@ -21,9 +21,7 @@ use crate::verdict_text::{push_number, write_reason};
 /// Appends `s` as a JSON string: copied as is when nothing needs escaping
 /// (the common case: pod names, addresses, reasons), else via serde_json.
 fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    // Branch-free per byte so the check vectorizes.
-    let needs_escape = s.bytes().fold(false, |acc, b| acc || (b < 0x20) || (b == b'"') || (b == b'\\'));
-    if needs_escape {
+    if crate::query_line::needs_escape(s.as_bytes()) {
         serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
     } else {
         out.push(b'"');

@@ -9,6 +9,13 @@
 //! single-stream throughput; then program build-and-apply time, the latency
 //! of incremental updates, and rule versus element counts.
 
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap,
+    reason = "benchmark arithmetic on counts and durations far below 2^52"
+)]
+
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
