@@ -60,6 +60,24 @@ fn subtract<T: Copy + Ord>(
     out
 }
 
+/// The IPv6 bits of an address (IPv4 addresses map into ::ffff:0:0/96).
+fn v6_bits(addr: IpAddr) -> u128 {
+    match addr {
+        IpAddr::V4(a) => a.to_ipv6_mapped().to_bits(),
+        IpAddr::V6(a) => a.to_bits(),
+    }
+}
+
+/// `whole` minus every range in `cuts`.
+fn carve<T: Copy + Ord>(
+    whole: (T, T),
+    cuts: impl Iterator<Item = (T, T)>,
+    prev: impl Fn(T) -> Option<T> + Copy,
+    next: impl Fn(T) -> Option<T> + Copy,
+) -> Vec<(T, T)> {
+    cuts.fold(vec![whole], |parts, cut| subtract(&parts, cut, prev, next))
+}
+
 impl AddrSet {
     /// True when no address is in the set.
     #[must_use]
@@ -77,28 +95,19 @@ impl AddrSet {
 
     /// Adds an ipBlock: its CIDR minus each `except`.
     pub fn insert_block(&mut self, block: &IpBlock) {
-        match (block.cidr.network(), block.cidr.broadcast()) {
-            (IpAddr::V4(lo), IpAddr::V4(hi)) => {
-                let mut parts = vec![(lo.to_bits(), hi.to_bits())];
-                for e in &block.except {
-                    if let (IpAddr::V4(a), IpAddr::V4(b)) = (e.network(), e.broadcast()) {
-                        parts =
-                            subtract(&parts, (a.to_bits(), b.to_bits()), |x| x.checked_sub(1), |x| x.checked_add(1));
-                    }
-                }
-                self.v4.extend(parts);
+        let bounds = |net: &ipnet::IpNet| match (net.network(), net.broadcast()) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => Ok((a.to_bits(), b.to_bits())),
+            (a, b) => Err((v6_bits(a), v6_bits(b))),
+        };
+        match bounds(&block.cidr) {
+            Ok(whole) => {
+                let cuts = block.except.iter().filter_map(|e| bounds(e).ok());
+                self.v4.extend(carve(whole, cuts, |x| x.checked_sub(1), |x| x.checked_add(1)));
             }
-            (IpAddr::V6(lo), IpAddr::V6(hi)) => {
-                let mut parts = vec![(lo.to_bits(), hi.to_bits())];
-                for e in &block.except {
-                    if let (IpAddr::V6(a), IpAddr::V6(b)) = (e.network(), e.broadcast()) {
-                        parts =
-                            subtract(&parts, (a.to_bits(), b.to_bits()), |x| x.checked_sub(1), |x| x.checked_add(1));
-                    }
-                }
-                self.v6.extend(parts);
+            Err(whole) => {
+                let cuts = block.except.iter().filter_map(|e| bounds(e).err());
+                self.v6.extend(carve(whole, cuts, |x| x.checked_sub(1), |x| x.checked_add(1)));
             }
-            _ => {}
         }
     }
 

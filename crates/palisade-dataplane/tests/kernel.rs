@@ -10,22 +10,12 @@ use palisade_dataplane::nft::{Nft, NftCli, summarize_listing, summarize_rendered
 use palisade_dataplane::render::{Rendered, render};
 use palisade_dataplane::transaction::{cleanup, diff, full};
 use palisade_dataplane::{NodeScope, compile};
-use palisade_lab::netns::{NetNs, run, unique_prefix};
+use palisade_lab::netns::{NetNs, unique_prefix};
 use palisade_manifests::load_str;
 use palisade_policy::ClusterIndex;
 use palisade_policy::synth::Rng;
 use palisade_policy::synth::e2e::{model, random_policies};
 use serde_json::Value;
-
-/// Whether kernel tests can run here; panics when they must but cannot.
-fn kernel_available() -> bool {
-    let ok = nix::unistd::geteuid().is_root() && run("nft", &["--version"]).is_ok();
-    assert!(
-        ok || std::env::var_os("PALISADE_ROOT_TESTS").is_none(),
-        "PALISADE_ROOT_TESTS is set but root or nft is missing"
-    );
-    ok
-}
 
 fn ifaces() -> BTreeMap<std::net::IpAddr, String> {
     let (_, pods) = model();
@@ -77,7 +67,7 @@ fn strip_handles(v: &mut Value) {
 
 #[test]
 fn golden_listing() {
-    if !kernel_available() {
+    if !palisade_lab::netns::kernel_tests_enabled(&["nft"]) {
         return;
     }
     let ns = NetNs::create(&format!("{}golden", unique_prefix())).expect("netns");
@@ -99,7 +89,7 @@ fn golden_listing() {
 
 #[test]
 fn diffs_reach_the_same_state_as_full_renders() {
-    if !kernel_available() {
+    if !palisade_lab::netns::kernel_tests_enabled(&["nft"]) {
         return;
     }
     let prefix = unique_prefix();

@@ -149,3 +149,22 @@ pub fn unique_prefix() -> String {
     let mix = (u64::from(std::process::id()) << 32 | u64::from(nanos)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     format!("pal-{:06x}-", mix >> 40)
 }
+
+/// Whether tests that need root and the given tools (`nft`, `conntrack`, …)
+/// can run here. When `PALISADE_ROOT_TESTS` is set (as `scripts/test` does
+/// for root), their absence is a failure instead of a skip.
+///
+/// # Panics
+/// When `PALISADE_ROOT_TESTS` is set and root or a tool is missing.
+#[must_use]
+pub fn kernel_tests_enabled(tools: &[&str]) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let missing: Vec<&str> =
+        tools.iter().copied().filter(|t| Command::new(t).arg("--version").output().is_err()).collect();
+    let ok = root && missing.is_empty();
+    assert!(
+        ok || std::env::var_os("PALISADE_ROOT_TESTS").is_none(),
+        "PALISADE_ROOT_TESTS is set but root={root} and these tools are missing: {missing:?}"
+    );
+    ok
+}

@@ -18,23 +18,12 @@ use palisade_policy::synth::Rng;
 use palisade_policy::synth::e2e::{model, random_policies};
 use palisade_policy::{ClusterIndex, Protocol};
 
-fn kernel_available() -> bool {
-    let ok = nix::unistd::geteuid().is_root()
-        && run("nft", &["--version"]).is_ok()
-        && run("conntrack", &["--version"]).is_ok();
-    assert!(
-        ok || std::env::var_os("PALISADE_ROOT_TESTS").is_none(),
-        "PALISADE_ROOT_TESTS is set but root or nft is missing"
-    );
-    ok
-}
-
 /// Policy sets per run (at least 50, as the dataplane issue asks).
 const SETS: u64 = 50;
 
 #[test]
 fn engine_and_packets_agree_on_random_policies() {
-    if !kernel_available() {
+    if !palisade_lab::netns::kernel_tests_enabled(&["nft", "conntrack"]) {
         return;
     }
     let (namespaces, pods) = model();

@@ -63,6 +63,16 @@ pub fn read_inputs(inputs: &[Input], errors: &mut Vec<LoadError>) -> Vec<(String
     out
 }
 
+/// The manifest files under `dir` (.yaml, .yml, .json; recursive, hidden
+/// entries skipped), sorted by path.
+#[must_use]
+pub fn manifest_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    collect_files(dir, 0, false, &mut out, &mut Vec::new());
+    out.sort();
+    out
+}
+
 fn collect_files(path: &Path, depth: usize, explicit: bool, out: &mut Vec<PathBuf>, errors: &mut Vec<LoadError>) {
     let read_error = |e: std::io::Error| LoadError::Read { file: path.display().to_string(), message: e.to_string() };
     let meta = match fs::metadata(path) {

@@ -24,7 +24,7 @@ use palisade_policy::{ClusterIndex, Namespace, NetworkPolicy, Pod};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use documents::Input;
+pub use documents::{Input, manifest_files};
 use error::FieldErrors;
 pub use error::{FieldError, LoadError};
 

@@ -30,6 +30,17 @@ pub enum Endpoint {
     External(IpAddr),
 }
 
+impl Endpoint {
+    /// The address the endpoint uses, if known.
+    #[must_use]
+    pub fn addr(self) -> Option<IpAddr> {
+        match self {
+            Endpoint::Pod { addr, .. } => addr,
+            Endpoint::External(addr) => Some(addr),
+        }
+    }
+}
+
 /// A connection attempt: source, destination, destination port, protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Flow {

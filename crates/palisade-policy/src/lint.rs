@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::describe;
-use crate::evaluate::{Flow, VirtualPod};
+use crate::evaluate::VirtualPod;
 use crate::index::{ClusterIndex, PodId, PolicyId};
 use crate::model::{
     ContainerPort, Direction, Labels, NAMESPACE_NAME_LABEL, Peer, PodState, PortTarget, Protocol, Rule, RulePort,
@@ -321,15 +321,7 @@ fn dns_egress(index: &ClusterIndex, out: &mut Vec<Finding>) {
         let reaches = if dns_pods.is_empty() {
             index.egress_to_virtual_pod(pod_id, &virtual_dns, 53, Protocol::Udp).allows()
         } else {
-            dns_pods.iter().any(|dns| {
-                let dst = index.pod_endpoint(*dns, None);
-                let toward = match dst {
-                    crate::Endpoint::Pod { addr, .. } => addr,
-                    crate::Endpoint::External(a) => Some(a),
-                };
-                let flow = Flow { src: index.pod_endpoint(pod_id, toward), dst, port: 53, protocol: Protocol::Udp };
-                index.evaluate(&flow).allowed
-            })
+            dns_pods.iter().any(|dns| index.evaluate(&index.pod_flow(pod_id, *dns, 53, Protocol::Udp)).allowed)
         };
         if reaches {
             continue;

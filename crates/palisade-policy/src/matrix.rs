@@ -136,6 +136,14 @@ impl ClusterIndex {
         Endpoint::Pod { id: pod, addr: same_family.or(ips.first()).copied() }
     }
 
+    /// The flow from pod `src` to pod `dst`: the destination at its first
+    /// address, the source at its address of the same family.
+    #[must_use]
+    pub fn pod_flow(&self, src: PodId, dst: PodId, port: u16, protocol: Protocol) -> Flow {
+        let dst = self.pod_endpoint(dst, None);
+        Flow { src: self.pod_endpoint(src, dst.addr()), dst, port, protocol }
+    }
+
     /// Every distinct ipBlock peer of every policy.
     fn all_ip_blocks(&self) -> Vec<IpBlock> {
         let mut blocks = BTreeSet::new();
@@ -200,14 +208,7 @@ impl ClusterIndex {
                         table[from * n + to] = true;
                         continue;
                     };
-                    let dst = self.pod_endpoint(dst, None);
-                    let toward = match dst {
-                        Endpoint::Pod { addr, .. } => addr,
-                        Endpoint::External(a) => Some(a),
-                    };
-                    let flow =
-                        Flow { src: self.pod_endpoint(src, toward), dst, port: case.port, protocol: case.protocol };
-                    table[from * n + to] = self.evaluate(&flow).allowed;
+                    table[from * n + to] = self.evaluate(&self.pod_flow(src, dst, case.port, case.protocol)).allowed;
                 }
             }
             cells.push(table);

@@ -157,9 +157,7 @@ proptest! {
         for (c, case) in cases.iter().enumerate() {
             for (i, a) in pods.iter().enumerate() {
                 for (j, b) in pods.iter().enumerate() {
-                    let dst = index.pod_endpoint(*b, None);
-                    let Endpoint::Pod { addr, .. } = dst else { unreachable!() };
-                    let flow = Flow { src: index.pod_endpoint(*a, addr), dst, port: case.port, protocol: case.protocol };
+                    let flow = index.pod_flow(*a, *b, case.port, case.protocol);
                     prop_assert_eq!(m.allowed(c, i, j), index.evaluate(&flow).allowed, "{} -> {}", index.pod_name(*a), index.pod_name(*b));
                 }
             }

@@ -40,17 +40,13 @@ pub fn flow(index: &ClusterIndex, from: &Named, to: &Named, port: u16, protocol:
         }),
         Named::Pod(_) => None,
     };
-    let addr_of = |e: Endpoint| match e {
-        Endpoint::Pod { addr, .. } => addr,
-        Endpoint::External(a) => Some(a),
-    };
     let (src, dst) = match (fixed(from), fixed(to)) {
         (Some(s), Some(d)) => (s, d),
-        (Some(s), None) => (s, pod_end(index, to, addr_of(s))),
-        (None, Some(d)) => (pod_end(index, from, addr_of(d)), d),
+        (Some(s), None) => (s, pod_end(index, to, s.addr())),
+        (None, Some(d)) => (pod_end(index, from, d.addr()), d),
         (None, None) => {
             let d = pod_end(index, to, None);
-            (pod_end(index, from, addr_of(d)), d)
+            (pod_end(index, from, d.addr()), d)
         }
     };
     Flow { src, dst, port, protocol }

@@ -17,16 +17,6 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
 }
 
-fn available() -> bool {
-    let ok = nix::unistd::geteuid().is_root()
-        && Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success());
-    assert!(
-        ok || std::env::var_os("PALISADE_ROOT_TESTS").is_none(),
-        "PALISADE_ROOT_TESTS is set but root or nft is missing"
-    );
-    ok
-}
-
 fn palisade(args: &[&str]) -> (String, String, i32) {
     let out =
         Command::new(env!("CARGO_BIN_EXE_palisade")).args(args).current_dir(root()).output().expect("palisade runs");
@@ -80,7 +70,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[test]
 fn walkthrough_with_real_packets() {
-    if !available() {
+    if !palisade_lab::netns::kernel_tests_enabled(&["nft"]) {
         return;
     }
     let _lab = LabGuard::take();
@@ -204,7 +194,7 @@ fn delete_table_and_wait_for_repair(node: &str) {
 
 #[test]
 fn agent_faults_never_open_an_isolated_pod() {
-    if !available() {
+    if !palisade_lab::netns::kernel_tests_enabled(&["nft"]) {
         return;
     }
     let _lab = LabGuard::take();

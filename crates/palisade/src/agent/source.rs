@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use palisade_manifests::{LoadError, load_str};
+use palisade_manifests::{LoadError, load_str, manifest_files};
 use palisade_policy::{ClusterIndex, Namespace, NetworkPolicy, Pod};
 
 /// An object the index holds.
@@ -90,26 +90,6 @@ pub struct Scan {
     pub files_read: usize,
 }
 
-fn is_manifest(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
-}
-
-fn list(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
-        if hidden {
-            continue;
-        }
-        if path.is_dir() && depth < 8 {
-            list(&path, depth + 1, out);
-        } else if is_manifest(&path) {
-            out.push(path);
-        }
-    }
-}
-
 /// FNV-1a over the relative paths and contents of manifest files, in path
 /// order: what `lab` compares to know the agent enforces a given directory.
 #[must_use]
@@ -127,9 +107,7 @@ pub fn digest<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
 /// The digest of a directory's manifest files as they are on disk now.
 #[must_use]
 pub fn dir_digest(dir: &Path) -> u64 {
-    let mut paths = Vec::new();
-    list(dir, 0, &mut paths);
-    paths.sort();
+    let paths = manifest_files(dir);
     let texts: Vec<(String, String)> = paths
         .iter()
         .filter_map(|p| Some((p.strip_prefix(dir).ok()?.display().to_string(), fs::read_to_string(p).ok()?)))
@@ -159,9 +137,7 @@ impl ManifestSource {
     /// Re-reads what changed and returns the object changes.
     pub fn scan(&mut self) -> Scan {
         let mut scan = Scan::default();
-        let mut paths = Vec::new();
-        list(&self.dir, 0, &mut paths);
-        paths.sort();
+        let paths = manifest_files(&self.dir);
         self.files.retain(|p, _| paths.contains(p));
         for path in &paths {
             let Ok(text) = fs::read_to_string(path) else { continue };
