@@ -134,7 +134,8 @@ impl ClusterIndex {
         Some(pods)
     }
 
-    /// Endpoint pods matched by one pod peer (empty for an ipBlock peer).
+    /// Endpoint pods matched by one pod peer (empty for an ipBlock peer), in
+    /// no particular order.
     #[must_use]
     pub fn peer_pods(&self, policy_id: PolicyId, dir: Direction, rule: usize, peer: usize) -> Vec<PodId> {
         let policy = self.policy(policy_id);
@@ -144,7 +145,7 @@ impl ClusterIndex {
         let candidate_namespaces = match namespaces {
             NamespaceMatch::Own => vec![policy.ns],
             NamespaceMatch::Selector(sel) => {
-                self.namespaces_sorted().into_iter().filter(|ns| sel.matches(&self.namespace(*ns).compiled)).collect()
+                self.namespace_ids().filter(|ns| sel.matches(&self.namespace(*ns).compiled)).collect()
             }
         };
         candidate_namespaces

@@ -258,6 +258,10 @@ impl ClusterIndex {
     pub fn policy_name(&self, id: PolicyId) -> &str {
         &self.policy(id).key
     }
+    /// All namespaces, in no particular order.
+    pub fn namespace_ids(&self) -> impl Iterator<Item = NsId> + '_ {
+        self.namespaces.iter().map(|(i, _)| NsId(i))
+    }
     /// All namespaces, sorted by name.
     #[must_use]
     pub fn namespaces_sorted(&self) -> Vec<NsId> {

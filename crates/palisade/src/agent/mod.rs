@@ -99,6 +99,8 @@ pub fn run(config: &AgentConfig) -> anyhow::Result<()> {
     let mut last_resync = Instant::now();
     let mut dirty = true; // the first scan is a full list of the directory
     let mut buffer = [0u8; 16 * 1024];
+    // Pod interfaces come from the routing table; re-read only when pods change.
+    let mut ifaces = routes::pod_interfaces();
     info!(dir = %config.manifests.display(), scope = ?config.scope, "agent starting; existing rules stay until the first program is applied");
     loop {
         if dirty {
@@ -113,8 +115,14 @@ pub fn run(config: &AgentConfig) -> anyhow::Result<()> {
                 errors.clear();
             }
             let changes = scan.changes.len();
+            let pods_changed = scan.changes.iter().any(|c| {
+                matches!(c, source::Change::Apply(source::Object::Pod(_)) | source::Change::Delete(("Pod", ..)))
+            });
             apply_changes(&mut index, scan.changes);
-            match reconciler.sync(&index, &routes::pod_interfaces()) {
+            if pods_changed {
+                ifaces = routes::pod_interfaces();
+            }
+            match reconciler.sync(&index, &ifaces) {
                 Ok(report) => {
                     generation += 1;
                     if report.outcome != Outcome::Unchanged {

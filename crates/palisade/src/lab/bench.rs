@@ -259,6 +259,7 @@ fn updates(index: &mut ClusterIndex, topo: &Topology, nft: &NftCli, mut applied:
     let policy_id = index.policy_id("bench", "server").context("bench/server")?;
     let mut policy = index.policy(policy_id).policy().clone();
     let mut latencies = (Vec::new(), Vec::new());
+    let mut phases = [Duration::ZERO; 4];
     for i in 0..100 {
         for kind in 0..2 {
             let t = Instant::now();
@@ -275,14 +276,32 @@ fn updates(index: &mut ClusterIndex, topo: &Topology, nft: &NftCli, mut applied:
                 };
                 index.apply_policy(policy.clone());
             }
-            let rendered = render(&compile(index, &scope, &ifaces));
-            if let Some(tx) = diff(&applied, &rendered) {
+            let t0 = Instant::now();
+            let program = compile(index, &scope, &ifaces);
+            let t1 = Instant::now();
+            let rendered = render(&program);
+            let t2 = Instant::now();
+            let tx = diff(&applied, &rendered);
+            let t3 = Instant::now();
+            if let Some(tx) = tx {
                 nft.apply(&tx)?;
+            }
+            let t4 = Instant::now();
+            for (slot, d) in phases.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2, t4 - t3]) {
+                *slot += d;
             }
             applied = rendered;
             if kind == 0 { &mut latencies.0 } else { &mut latencies.1 }.push(t.elapsed());
         }
     }
+    let per = |d: Duration| d.as_secs_f64() * 1e3 / 200.0;
+    println!(
+        "update phases, mean per change: compile {:.1} ms, render {:.1} ms, diff {:.1} ms, nft {:.1} ms",
+        per(phases[0]),
+        per(phases[1]),
+        per(phases[2]),
+        per(phases[3])
+    );
     for (name, v) in [("remote pod relabel", &mut latencies.0), ("policy change", &mut latencies.1)] {
         v.sort();
         println!(
