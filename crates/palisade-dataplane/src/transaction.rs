@@ -102,6 +102,11 @@ fn key_of(def: &SetDef, v: &Value) -> Value {
     }
 }
 
+/// Elements of `a` that `b` lacks.
+fn only_in<'a>(a: &'a SetDef, b: &SetDef) -> impl Iterator<Item = &'a Value> {
+    a.elements.iter().filter(|(k, _)| !b.elements.contains_key(*k)).map(|(_, v)| v)
+}
+
 fn same_shape(a: &SetDef, b: &SetDef) -> bool {
     a.kind == b.kind && a.map == b.map && a.interval == b.interval
 }
@@ -119,8 +124,7 @@ pub fn diff(old: &Rendered, new: &Rendered) -> Option<Value> {
     // 1. Remove references: stale map elements, contents of changed or removed chains.
     for (name, o) in old.sets.iter().filter(|(_, d)| d.map.is_some()) {
         if let Some((_, n)) = kept_set(name) {
-            let gone: Vec<Value> =
-                o.elements.iter().filter(|(k, _)| !n.elements.contains_key(*k)).map(|(_, v)| key_of(o, v)).collect();
+            let gone: Vec<Value> = only_in(o, n).map(|v| key_of(o, v)).collect();
             if !gone.is_empty() {
                 cmds.push(delete(element(name, gone)));
             }
@@ -143,8 +147,7 @@ pub fn diff(old: &Rendered, new: &Rendered) -> Option<Value> {
         match kept_set(name) {
             None => cmds.push(delete(named(if o.map.is_some() { "map" } else { "set" }, name))),
             Some((_, n)) if o.map.is_none() => {
-                let gone: Vec<Value> =
-                    o.elements.iter().filter(|(k, _)| !n.elements.contains_key(*k)).map(|(_, v)| v.clone()).collect();
+                let gone: Vec<Value> = only_in(o, n).cloned().collect();
                 if !gone.is_empty() {
                     cmds.push(delete(element(name, gone)));
                 }
@@ -163,8 +166,7 @@ pub fn diff(old: &Rendered, new: &Rendered) -> Option<Value> {
         match kept_set(name) {
             None => cmds.push(add(set_object(name, n, n.map.is_none()))),
             Some((o, _)) if n.map.is_none() => {
-                let fresh: Vec<Value> =
-                    n.elements.iter().filter(|(k, _)| !o.elements.contains_key(*k)).map(|(_, v)| v.clone()).collect();
+                let fresh: Vec<Value> = only_in(n, o).cloned().collect();
                 if !fresh.is_empty() {
                     cmds.push(add(element(name, fresh)));
                 }
@@ -181,13 +183,10 @@ pub fn diff(old: &Rendered, new: &Rendered) -> Option<Value> {
         }
     }
     for (name, n) in new.sets.iter().filter(|(_, d)| d.map.is_some()) {
-        let old_elements = kept_set(name).map(|(o, _)| &o.elements);
-        let fresh: Vec<Value> = n
-            .elements
-            .iter()
-            .filter(|(k, _)| old_elements.is_none_or(|o| !o.contains_key(*k)))
-            .map(|(_, v)| v.clone())
-            .collect();
+        let fresh: Vec<Value> = match kept_set(name) {
+            Some((o, _)) => only_in(n, o).cloned().collect(),
+            None => n.elements.values().cloned().collect(),
+        };
         if !fresh.is_empty() {
             cmds.push(add(element(name, fresh)));
         }
