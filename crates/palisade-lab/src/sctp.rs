@@ -117,12 +117,6 @@ pub fn send_init(from: IpAddr, to: IpAddr, src_port: u16, dst_port: u16, tag: u3
     Ok(())
 }
 
-/// Whether this kernel offers SCTP sockets (then real associations could be used).
-#[must_use]
-pub fn kernel_has_sctp_sockets() -> bool {
-    Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::from(IPPROTO_SCTP))).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

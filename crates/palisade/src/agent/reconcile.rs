@@ -106,9 +106,4 @@ impl Reconciler {
         }
         Ok(drift)
     }
-
-    /// The counters of denied packets, `(counter name, packets)`.
-    pub fn counters(&self) -> Result<Vec<(String, u64)>, NftError> {
-        Ok(self.nft.list_table()?.map(|l| palisade_dataplane::nft::counters(&l)).unwrap_or_default())
-    }
 }

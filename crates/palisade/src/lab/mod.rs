@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use palisade_lab::netns::{self, NetNs};
+use palisade_lab::netns;
 use palisade_lab::plan::{Family, ProbeRow, plan};
 use palisade_lab::probe::run_all;
 use palisade_lab::serve;
@@ -608,10 +608,4 @@ fn report(step: &str, took: Duration, probes: Vec<ProbeRow>, json: bool) -> Step
         println!();
     }
     StepReport { step: step.to_string(), applied_ms: took.as_millis(), probes, mismatches }
-}
-
-/// Handle for tests: the lab's node namespace, if a lab is up.
-#[must_use]
-pub fn node_netns() -> Option<NetNs> {
-    LabState::load().ok().flatten().map(|s| NetNs::existing(&format!("{}node", s.prefix)))
 }

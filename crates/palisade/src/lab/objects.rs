@@ -33,12 +33,6 @@ pub struct LabObjects {
     pub notes: Vec<String>,
 }
 
-/// `(kind, namespace, name)` of a raw object.
-#[must_use]
-pub fn key(o: &RawObject) -> (String, String, String) {
-    (o.kind.clone(), o.namespace.clone(), o.name.clone())
-}
-
 const WORKLOADS: [&str; 6] = ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"];
 
 fn template(o: &RawObject) -> Option<&Value> {
