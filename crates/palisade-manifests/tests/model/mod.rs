@@ -11,6 +11,8 @@
 
 use std::fmt::Write as _;
 
+pub mod cases;
+
 use palisade_manifests::load_str;
 use palisade_policy::matrix::Case;
 use palisade_policy::{ClusterIndex, Protocol};
@@ -100,6 +102,17 @@ impl Reach {
             }
         }
         self
+    }
+
+    /// Whether `from` reaches `to` (`ns/pod`); a pod always reaches itself.
+    ///
+    /// # Panics
+    /// If either is not a model pod.
+    #[must_use]
+    pub fn allowed(&self, from: &str, to: &str) -> bool {
+        let i = self.pods.iter().position(|p| p == from).expect("model pod");
+        let j = self.pods.iter().position(|p| p == to).expect("model pod");
+        i == j || self.cells[i][j]
     }
 
     fn with_loopback(&self) -> Vec<Vec<bool>> {
