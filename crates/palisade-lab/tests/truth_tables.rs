@@ -35,7 +35,7 @@ fn truth_tables_with_real_packets() {
     let nft = NftCli { netns: Some(topo.node.name().to_string()) };
     let mut applied = None;
     let mut failures = Vec::new();
-    let mut probed = 0usize;
+    let mut measured_count = 0usize;
     for (n, case) in model::cases::cases().iter().enumerate() {
         let index = model::cluster(&case.policies);
         let rendered = render(&compile(&index, &NodeScope::All, &topo.pod_ifaces()));
@@ -63,7 +63,7 @@ fn truth_tables_with_real_packets() {
         let results = run_all(&probes, &hand, 48, Duration::from_millis(150), Duration::from_millis(1500));
         for (((row, _), hand), result) in rows.iter().zip(&hand).zip(results) {
             let measured = result.unwrap_or_else(|e| panic!("{}: probe failed to run: {e}", case.name));
-            probed += 1;
+            measured_count += 1;
             if measured != *hand || row.expected != *hand {
                 failures.push(format!(
                     "{}: {} -> {} {}/{}: packets {}, hand-written {}, engine {}",
@@ -78,5 +78,5 @@ fn truth_tables_with_real_packets() {
         failures.len(),
         failures.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
     );
-    eprintln!("{probed} probes, all as the hand-written truth tables say");
+    eprintln!("{measured_count} probes, all as the hand-written truth tables say");
 }
