@@ -6,6 +6,7 @@
 //! RAII guards (also on panic) or by `palisade lab down`, and no setting of
 //! the root namespace is touched.
 
+pub mod model_lab;
 pub mod netns;
 pub mod plan;
 pub mod probe;
