@@ -1,6 +1,7 @@
-//! `query` throughput on the synthetic cluster S: the engine alone versus
-//! the whole JSON Lines path (parse, resolve, evaluate, reason, serialize),
-//! measured in one run so their ratio is meaningful on a noisy machine.
+//! `query` throughput on the synthetic cluster S, measured in one run so the
+//! ratios are meaningful on a noisy machine: the engine alone (flows already
+//! resolved), a query answered in-process (names resolved, evaluated, reason
+//! written), and the whole JSON Lines path (plus parsing and serializing).
 //!
 //! `cargo bench -p palisade --bench query`
 
@@ -52,6 +53,25 @@ fn engine_only(bencher: Bencher) {
     bencher
         .counter(ItemsCount::new(flows.len()))
         .bench_local(|| flows.iter().filter(|f| index.evaluate(black_box(f)).allowed).count());
+}
+
+/// A query answered in-process: names resolved, flow evaluated, reason
+/// written, as `query` does for each line minus the JSON.
+#[divan::bench(sample_count = 10)]
+fn query_in_process(bencher: Bencher) {
+    let index = &*INDEX;
+    let mut reason = String::new();
+    bencher.counter(ItemsCount::new(QUERY_SET.len())).bench_local(|| {
+        let mut allowed = 0usize;
+        for (f, t, port, proto) in QUERY_SET.iter() {
+            let (f, t) = (resolve(index, f).expect("pod"), resolve(index, t).expect("pod or address"));
+            let flow = flow(index, &f, &t, *port, *proto);
+            let verdict = index.evaluate(black_box(&flow));
+            palisade::verdict_text::write_reason(&mut reason, index, &flow, &verdict);
+            allowed += usize::from(verdict.allowed);
+        }
+        allowed
+    });
 }
 
 #[divan::bench(sample_count = 10)]
