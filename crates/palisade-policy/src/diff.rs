@@ -68,7 +68,7 @@ fn endpoint_pods(index: &ClusterIndex) -> Vec<(String, PodId)> {
     index
         .pods_sorted()
         .into_iter()
-        .filter(|p| !matches!(index.pod(*p).pod().state, crate::PodState::Excluded(_)))
+        .filter(|p| index.pod(*p).pod().is_endpoint())
         .map(|p| (index.pod_name(p).to_string(), p))
         .collect()
 }

@@ -181,7 +181,7 @@ impl ClusterIndex {
         }
         for &policy_id in isolating {
             let policy = self.policy(policy_id);
-            for (rule_index, rule) in policy.rules[dir_slot(dir)].iter().enumerate() {
+            for (rule_index, rule) in policy.rules[dir.slot()].iter().enumerate() {
                 if let Some((peer_index, port_index)) = rule_admits(rule, policy.ns, peer, port, protocol, dst_ports) {
                     return SideVerdict::Allowed(RuleRef {
                         policy: policy_id,
@@ -229,13 +229,6 @@ pub struct VirtualPod {
     pub labels: Labels,
     /// Declared ports.
     pub ports: Vec<ContainerPort>,
-}
-
-pub(crate) fn dir_slot(dir: Direction) -> usize {
-    match dir {
-        Direction::Ingress => 0,
-        Direction::Egress => 1,
-    }
 }
 
 /// Whether `rule` admits `peer` on `port`/`protocol`; returns the matching

@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use crate::compiled::{CompiledPeer, NamespaceMatch};
 use crate::describe;
-use crate::evaluate::dir_slot;
 use crate::index::{ClusterIndex, PodId, PolicyId};
 use crate::model::{Direction, Labels, PodState};
 
@@ -123,7 +122,7 @@ impl ClusterIndex {
     /// when the rule has no pod peers (ipBlocks only) or no peers at all.
     #[must_use]
     pub fn rule_peer_pods(&self, policy_id: PolicyId, dir: Direction, rule: usize) -> Option<Vec<PodId>> {
-        let compiled = &self.policy(policy_id).rules[dir_slot(dir)][rule];
+        let compiled = &self.policy(policy_id).rules[dir.slot()][rule];
         if compiled.peers.is_empty() || !compiled.peers.iter().any(|p| matches!(p, CompiledPeer::Pods { .. })) {
             return None;
         }
@@ -139,7 +138,7 @@ impl ClusterIndex {
     #[must_use]
     pub fn peer_pods(&self, policy_id: PolicyId, dir: Direction, rule: usize, peer: usize) -> Vec<PodId> {
         let policy = self.policy(policy_id);
-        let CompiledPeer::Pods { namespaces, pods } = &policy.rules[dir_slot(dir)][rule].peers[peer] else {
+        let CompiledPeer::Pods { namespaces, pods } = &policy.rules[dir.slot()][rule].peers[peer] else {
             return Vec::new();
         };
         let candidate_namespaces = match namespaces {
@@ -153,8 +152,7 @@ impl ClusterIndex {
             .flat_map(|ns| self.namespace(ns).pods().iter().copied())
             .filter(|p| {
                 let entry = self.pod(*p);
-                !matches!(entry.pod().state, PodState::Excluded(_))
-                    && pods.as_ref().is_none_or(|sel| sel.matches(&entry.labels))
+                entry.pod().is_endpoint() && pods.as_ref().is_none_or(|sel| sel.matches(&entry.labels))
             })
             .collect()
     }

@@ -99,7 +99,7 @@ impl PodEntry {
     /// Empty means the pod is not isolated for `dir`.
     #[must_use]
     pub fn isolating(&self, dir: Direction) -> &[PolicyId] {
-        &self.selected_by[dir_index(dir)]
+        &self.selected_by[dir.slot()]
     }
 }
 
@@ -133,13 +133,6 @@ impl PolicyEntry {
     }
 }
 
-fn dir_index(dir: Direction) -> usize {
-    match dir {
-        Direction::Ingress => 0,
-        Direction::Egress => 1,
-    }
-}
-
 /// Namespaces, pods and policies with everything evaluation needs.
 #[derive(Debug, Default)]
 pub struct ClusterIndex {
@@ -161,11 +154,6 @@ fn key(namespace: &str, name: &str) -> String {
     k.push('/');
     k.push_str(name);
     k
-}
-
-/// Whether a pod takes part in policy at all (as a selected pod or a peer).
-fn is_endpoint(pod: &Pod) -> bool {
-    !matches!(pod.state, PodState::Excluded(_))
 }
 
 impl ClusterIndex {
@@ -383,7 +371,7 @@ impl ClusterIndex {
         let labels = CompiledLabels::compile(&pod.labels, &mut self.interner);
         let ports = CompiledPort::compile_all(&pod.ports, &mut self.interner);
         let active = pod.state == PodState::Active;
-        let endpoint = is_endpoint(&pod);
+        let endpoint = pod.is_endpoint();
         let ips = if active { pod.ips.clone() } else { Vec::new() };
         let id = PodId(self.pods.insert(PodEntry {
             pod,
@@ -477,7 +465,7 @@ impl ClusterIndex {
         let ns_pods = self.namespace(ns).pods.clone();
         for pod_id in ns_pods {
             let pod = self.pod(pod_id);
-            if is_endpoint(&pod.pod) && self.policy(id).selector.matches(&pod.labels) {
+            if pod.pod.is_endpoint() && self.policy(id).selector.matches(&pod.labels) {
                 self.link(id, pod_id);
             }
         }
@@ -517,9 +505,9 @@ impl ClusterIndex {
             if !policy.isolates(dir) {
                 continue;
             }
-            let list = &self.pods.get(pod_id.0).expect("pod exists").selected_by[dir_index(dir)];
+            let list = &self.pods.get(pod_id.0).expect("pod exists").selected_by[dir.slot()];
             let pos = list.partition_point(|p| self.policy(*p).policy.name < policy.name);
-            self.pods.get_mut(pod_id.0).expect("pod exists").selected_by[dir_index(dir)].insert(pos, policy_id);
+            self.pods.get_mut(pod_id.0).expect("pod exists").selected_by[dir.slot()].insert(pos, policy_id);
         }
     }
 }

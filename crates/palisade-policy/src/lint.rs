@@ -292,7 +292,7 @@ fn dns_egress(index: &ClusterIndex, out: &mut Vec<Finding>) {
         .into_iter()
         .filter(|p| {
             let pod = index.pod(*p).pod();
-            !matches!(pod.state, PodState::Excluded(_)) && pod.labels.get("k8s-app").is_some_and(|v| v == "kube-dns")
+            pod.is_endpoint() && pod.labels.get("k8s-app").is_some_and(|v| v == "kube-dns")
         })
         .collect();
     let namespace_labels = index.namespace_id("kube-system").map_or_else(
@@ -312,7 +312,7 @@ fn dns_egress(index: &ClusterIndex, out: &mut Vec<Finding>) {
     let mut groups: Vec<(Vec<PolicyId>, Vec<PodId>)> = Vec::new();
     for pod_id in index.pods_sorted() {
         let entry = index.pod(pod_id);
-        if matches!(entry.pod().state, PodState::Excluded(_)) || entry.isolating(Direction::Egress).is_empty() {
+        if !entry.pod().is_endpoint() || entry.isolating(Direction::Egress).is_empty() {
             continue;
         }
         if entry.pod().labels.get("k8s-app").is_some_and(|v| v == "kube-dns") {

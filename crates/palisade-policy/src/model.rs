@@ -81,6 +81,14 @@ impl Direction {
     /// Both directions, ingress first.
     pub const BOTH: [Direction; 2] = [Direction::Ingress, Direction::Egress];
 
+    /// Index of per-direction arrays: ingress 0, egress 1.
+    pub(crate) fn slot(self) -> usize {
+        match self {
+            Direction::Ingress => 0,
+            Direction::Egress => 1,
+        }
+    }
+
     /// `ingress` or `egress`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -151,6 +159,14 @@ pub struct Pod {
     pub state: PodState,
     /// The workload a template pod stands for, as `Kind/name`.
     pub workload: Option<String>,
+}
+
+impl Pod {
+    /// Whether the pod takes part in policy (as a selected pod or a peer).
+    #[must_use]
+    pub fn is_endpoint(&self) -> bool {
+        !matches!(self.state, PodState::Excluded(_))
+    }
 }
 
 /// One `matchExpressions` operator.

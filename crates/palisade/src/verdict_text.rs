@@ -148,12 +148,19 @@ pub struct RuleJson {
     pub port: Option<usize>,
 }
 
+/// `namespace/name` of the policies isolating the flow's pod on side `dir`
+/// (empty for an address outside the cluster).
+#[must_use]
+pub fn isolating_names(index: &ClusterIndex, flow: &Flow, dir: Direction) -> Vec<String> {
+    side_pod(flow, dir)
+        .map(|p| index.pod(p).isolating(dir).iter().map(|id| index.policy_name(*id).to_string()).collect())
+        .unwrap_or_default()
+}
+
 /// A side's JSON form.
 #[must_use]
 pub fn side_json(index: &ClusterIndex, flow: &Flow, dir: Direction, side: SideVerdict) -> SideJson {
-    let isolated_by = side_pod(flow, dir)
-        .map(|p| index.pod(p).isolating(dir).iter().map(|id| index.policy_name(*id).to_string()).collect())
-        .unwrap_or_default();
+    let isolated_by = isolating_names(index, flow, dir);
     let verdict = match side {
         SideVerdict::NotAPod => "not-a-pod",
         SideVerdict::SamePod => "same-pod",

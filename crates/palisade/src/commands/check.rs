@@ -9,7 +9,7 @@ use super::{EXIT_ERROR, TextOrJson};
 use crate::endpoint::{describe, flow, resolve};
 use crate::inputs::State;
 use crate::style::Style;
-use crate::verdict_text::{SideJson, rule_ref, side_json};
+use crate::verdict_text::{SideJson, isolating_names, rule_ref, side_json};
 
 /// What to check.
 #[derive(Debug)]
@@ -108,11 +108,14 @@ pub fn text(state: &State, flow: &Flow, style: Style) -> String {
                 if let Some(p) = r.port {
                     let _ = write!(detail, "\n          port: {}", palisade_policy::describe::port(&rule.ports[p]));
                 }
-                format!("{dir:<7} {who}: isolated by {}\n          {detail}", isolating(state, flow, dir))
+                format!(
+                    "{dir:<7} {who}: isolated by {}\n          {detail}",
+                    isolating_names(&state.index, flow, dir).join(", ")
+                )
             }
             SideVerdict::Denied => format!(
                 "{dir:<7} {who}: isolated by {}\n          {}",
-                isolating(state, flow, dir),
+                isolating_names(&state.index, flow, dir).join(", "),
                 style.bad("no rule of these policies admits this connection")
             ),
         };
@@ -128,12 +131,4 @@ fn capitalized(dir: Direction) -> &'static str {
         Direction::Ingress => "Ingress",
         Direction::Egress => "Egress",
     }
-}
-
-fn isolating(state: &State, flow: &Flow, dir: Direction) -> String {
-    let end = if dir == Direction::Egress { flow.src } else { flow.dst };
-    let palisade_policy::Endpoint::Pod { id, .. } = end else { return String::new() };
-    let names: Vec<String> =
-        state.index.pod(id).isolating(dir).iter().map(|p| state.index.policy_name(*p).to_string()).collect();
-    names.join(", ")
 }

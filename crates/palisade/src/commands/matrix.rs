@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use clap::ValueEnum;
 use palisade_policy::matrix::{Case, Matrix};
-use palisade_policy::{ClusterIndex, PodState, Protocol};
+use palisade_policy::{ClusterIndex, Protocol};
 use serde::Serialize;
 
 use super::EXIT_ERROR;
@@ -72,12 +72,10 @@ pub fn run(state: &State, args: &MatrixArgs) -> u8 {
         .into_iter()
         .filter(|p| {
             let pod = index.pod(*p).pod();
-            (args.namespaces.is_empty() || args.namespaces.contains(&pod.namespace))
-                && !matches!(pod.state, PodState::Excluded(_))
+            (args.namespaces.is_empty() || args.namespaces.contains(&pod.namespace)) && pod.is_endpoint()
         })
         .collect();
-    let excluded =
-        index.pods_sorted().into_iter().filter(|p| matches!(index.pod(*p).pod().state, PodState::Excluded(_))).count();
+    let excluded = index.pods_sorted().into_iter().filter(|p| !index.pod(*p).pod().is_endpoint()).count();
     if excluded > 0 {
         eprintln!(
             "note: {excluded} pod(s) are not policy endpoints (hostNetwork, no IP, or finished) and are left out"
