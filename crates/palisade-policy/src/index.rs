@@ -9,13 +9,14 @@
 //!
 //! Every update returns whether anything changed.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use std::hash::BuildHasher as _;
 
 use hashbrown::HashTable;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
+use crate::changes::Changes;
 use crate::compiled::{CompiledPort, CompiledRule};
 use crate::labels::{CompiledLabels, CompiledSelector, Interner};
 use crate::model::{Direction, Labels, NAMESPACE_NAME_LABEL, Namespace, NetworkPolicy, Pod, PodState};
@@ -80,8 +81,40 @@ pub struct PodEntry {
     pub(crate) ns: NsId,
     pub(crate) labels: CompiledLabels,
     pub(crate) ports: Box<[CompiledPort]>,
+    /// The pod's first address of each family, inline (no pointer to chase
+    /// when a flow picks the pod's address).
+    pub(crate) addrs: FirstAddrs,
     /// Policies selecting the pod that isolate it, per direction, by name.
     selected_by: [Vec<PolicyId>; 2],
+}
+
+/// A pod's first IPv4 and first IPv6 address and which of them it lists
+/// first.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FirstAddrs {
+    v4: Option<Ipv4Addr>,
+    v6: Option<Ipv6Addr>,
+    v6_first: bool,
+}
+
+impl FirstAddrs {
+    fn of(ips: &[IpAddr]) -> Self {
+        let v4 = ips.iter().find_map(|ip| if let IpAddr::V4(a) = ip { Some(*a) } else { None });
+        let v6 = ips.iter().find_map(|ip| if let IpAddr::V6(a) = ip { Some(*a) } else { None });
+        FirstAddrs { v4, v6, v6_first: ips.first().is_some_and(IpAddr::is_ipv6) }
+    }
+
+    /// The first address of the family of `toward` when there is one, else
+    /// the first address.
+    pub(crate) fn toward(self, toward: Option<IpAddr>) -> Option<IpAddr> {
+        let (v4, v6) = (self.v4.map(IpAddr::V4), self.v6.map(IpAddr::V6));
+        match toward {
+            Some(IpAddr::V4(_)) if v4.is_some() => v4,
+            Some(IpAddr::V6(_)) if v6.is_some() => v6,
+            _ if self.v6_first => v6,
+            _ => v4,
+        }
+    }
 }
 
 impl PodEntry {
@@ -140,12 +173,48 @@ pub struct ClusterIndex {
     namespaces: Slab<NamespaceEntry>,
     ns_by_name: FxHashMap<String, NsId>,
     pods: Slab<PodEntry>,
-    /// Pods by `namespace/name`; the key lives in the entry, so a lookup
-    /// touches one allocation instead of two.
-    pod_by_key: HashTable<PodId>,
+    /// Pods by `namespace/name`. The slot holds a copy of the key, so a
+    /// lookup compares it without visiting the pod's entry.
+    pod_by_key: HashTable<(SlotKey, PodId)>,
     pod_by_ip: FxHashMap<IpAddr, PodId>,
     policies: Slab<PolicyEntry>,
     policy_by_key: FxHashMap<String, PolicyId>,
+    /// What changed since last taken; `None` until a consumer asks for it.
+    journal: Option<Changes>,
+}
+
+/// A key as a hash slot holds it: short keys (most `namespace/name` pairs)
+/// inline, so comparing one touches no other memory.
+#[derive(Debug)]
+enum SlotKey {
+    Inline { len: u8, bytes: [u8; SlotKey::INLINE] },
+    Heap(Box<str>),
+}
+
+impl SlotKey {
+    const INLINE: usize = 38;
+
+    fn new(key: &str) -> Self {
+        match u8::try_from(key.len()) {
+            Ok(len) if key.len() <= Self::INLINE => {
+                let mut bytes = [0; Self::INLINE];
+                bytes[..key.len()].copy_from_slice(key.as_bytes());
+                SlotKey::Inline { len, bytes }
+            }
+            _ => SlotKey::Heap(key.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            SlotKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            SlotKey::Heap(key) => key.as_bytes(),
+        }
+    }
+
+    fn hash(key: &[u8]) -> u64 {
+        FxBuildHasher.hash_one(key)
+    }
 }
 
 fn key(namespace: &str, name: &str) -> String {
@@ -180,6 +249,26 @@ impl ClusterIndex {
             index.apply_policy(policy);
         }
         index
+    }
+
+    // ----- change journal --------------------------------------------------
+
+    /// Starts recording which objects change (off by default, so one-shot
+    /// users pay nothing).
+    pub fn track_changes(&mut self) {
+        self.journal.get_or_insert_with(Changes::default);
+    }
+
+    /// What changed since tracking started or the journal was last taken;
+    /// `None` when tracking is off.
+    pub fn take_changes(&mut self) -> Option<Changes> {
+        self.journal.as_mut().map(std::mem::take)
+    }
+
+    fn record(&mut self, what: impl FnOnce(&mut Changes)) {
+        if let Some(journal) = &mut self.journal {
+            what(journal);
+        }
     }
 
     // ----- lookups -------------------------------------------------------
@@ -221,10 +310,8 @@ impl ClusterIndex {
     /// Pod id by `namespace/name`.
     #[must_use]
     pub fn pod_id_by_key(&self, ns_slash_name: &str) -> Option<PodId> {
-        let pods = &self.pods;
-        self.pod_by_key
-            .find(FxBuildHasher.hash_one(ns_slash_name), |id| pods.get(id.0).is_some_and(|p| &*p.key == ns_slash_name))
-            .copied()
+        let wanted = ns_slash_name.as_bytes();
+        self.pod_by_key.find(SlotKey::hash(wanted), |(key, _)| key.as_bytes() == wanted).map(|(_, id)| *id)
     }
     /// The active pod that owns `ip`, if any.
     #[must_use]
@@ -335,6 +422,9 @@ impl ClusterIndex {
         entry.declared = true;
         entry.labels = labels;
         entry.compiled = compiled;
+        self.record(|c| {
+            c.namespaces.insert(ns.name);
+        });
         true
     }
 
@@ -353,6 +443,9 @@ impl ClusterIndex {
         entry.labels = labels;
         entry.compiled = compiled;
         self.drop_namespace_if_unused(id);
+        self.record(|c| {
+            c.namespaces.insert(name.to_string());
+        });
         true
     }
 
@@ -367,23 +460,27 @@ impl ClusterIndex {
             }
             self.remove_pod(id);
         }
+        self.record(|c| {
+            c.pods.insert(pod_key.clone());
+        });
         let ns = self.ensure_namespace(&pod.namespace);
         let labels = CompiledLabels::compile(&pod.labels, &mut self.interner);
         let ports = CompiledPort::compile_all(&pod.ports, &mut self.interner);
         let active = pod.state == PodState::Active;
         let endpoint = pod.is_endpoint();
         let ips = if active { pod.ips.clone() } else { Vec::new() };
+        let addrs = FirstAddrs::of(&pod.ips);
         let id = PodId(self.pods.insert(PodEntry {
             pod,
             key: pod_key.as_str().into(),
             ns,
             labels,
             ports,
+            addrs,
             selected_by: [Vec::new(), Vec::new()],
         }));
-        let pods = &self.pods;
-        self.pod_by_key.insert_unique(FxBuildHasher.hash_one(pod_key.as_str()), id, |i| {
-            FxBuildHasher.hash_one(&*pods.get(i.0).expect("indexed pod exists").key)
+        self.pod_by_key.insert_unique(SlotKey::hash(pod_key.as_bytes()), (SlotKey::new(&pod_key), id), |(key, _)| {
+            SlotKey::hash(key.as_bytes())
         });
         for ip in ips {
             self.pod_by_ip.insert(ip, id);
@@ -404,6 +501,9 @@ impl ClusterIndex {
     /// Removes a pod. Returns whether it existed.
     pub fn delete_pod(&mut self, namespace: &str, name: &str) -> bool {
         let Some(id) = self.pod_id(namespace, name) else { return false };
+        self.record(|c| {
+            c.pods.insert(key(namespace, name));
+        });
         let ns = self.remove_pod(id);
         self.drop_namespace_if_unused(ns);
         true
@@ -411,7 +511,7 @@ impl ClusterIndex {
 
     fn remove_pod(&mut self, id: PodId) -> NsId {
         let entry = self.pods.remove(id.0).expect("pod exists");
-        if let Ok(slot) = self.pod_by_key.find_entry(FxBuildHasher.hash_one(&*entry.key), |i| *i == id) {
+        if let Ok(slot) = self.pod_by_key.find_entry(SlotKey::hash(entry.key.as_bytes()), |(_, i)| *i == id) {
             slot.remove();
         }
         for ip in &entry.pod.ips {
@@ -444,6 +544,9 @@ impl ClusterIndex {
             }
             self.remove_policy(id);
         }
+        self.record(|c| {
+            c.policies.insert(policy_key.clone());
+        });
         let ns = self.ensure_namespace(&policy.namespace);
         let selector = CompiledSelector::compile(&policy.pod_selector, &mut self.interner);
         let ingress = policy.ingress.iter().map(|r| CompiledRule::compile(r, &mut self.interner)).collect();
@@ -475,6 +578,9 @@ impl ClusterIndex {
     /// Removes a policy. Returns whether it existed.
     pub fn delete_policy(&mut self, namespace: &str, name: &str) -> bool {
         let Some(id) = self.policy_id(namespace, name) else { return false };
+        self.record(|c| {
+            c.policies.insert(key(namespace, name));
+        });
         let ns = self.remove_policy(id);
         self.drop_namespace_if_unused(ns);
         true

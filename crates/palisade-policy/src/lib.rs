@@ -19,6 +19,7 @@
 //!   matches a destination outside the cluster.
 //! - ipBlock peers match pod IPs as well as external addresses.
 
+mod changes;
 mod compiled;
 pub mod describe;
 pub mod diff;
@@ -33,6 +34,7 @@ mod slab;
 pub mod synth;
 pub mod validation;
 
+pub use changes::Changes;
 pub use evaluate::{Endpoint, Flow, RuleRef, SideVerdict, Verdict, VirtualPod};
 pub use index::{ClusterIndex, NamespaceEntry, NsId, PodEntry, PodId, PolicyEntry, PolicyId};
 pub use model::{

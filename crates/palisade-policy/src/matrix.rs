@@ -131,9 +131,7 @@ impl ClusterIndex {
     /// when it has one, else at its first address.
     #[must_use]
     pub fn pod_endpoint(&self, pod: PodId, toward: Option<IpAddr>) -> Endpoint {
-        let ips = &self.pod(pod).pod().ips;
-        let same_family = toward.and_then(|t| ips.iter().find(|ip| ip.is_ipv4() == t.is_ipv4()));
-        Endpoint::Pod { id: pod, addr: same_family.or(ips.first()).copied() }
+        Endpoint::Pod { id: pod, addr: self.pod(pod).addrs.toward(toward) }
     }
 
     /// The flow from pod `src` to pod `dst`: the destination at its first

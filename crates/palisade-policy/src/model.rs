@@ -57,7 +57,7 @@ impl Protocol {
     /// Parses a protocol name in any letter case, for command lines.
     #[must_use]
     pub fn parse_loose(s: &str) -> Option<Protocol> {
-        Protocol::from_api(&s.to_ascii_uppercase())
+        [Protocol::Tcp, Protocol::Udp, Protocol::Sctp].into_iter().find(|p| p.as_str().eq_ignore_ascii_case(s))
     }
 }
 
@@ -82,7 +82,8 @@ impl Direction {
     pub const BOTH: [Direction; 2] = [Direction::Ingress, Direction::Egress];
 
     /// Index of per-direction arrays: ingress 0, egress 1.
-    pub(crate) fn slot(self) -> usize {
+    #[must_use]
+    pub fn slot(self) -> usize {
         match self {
             Direction::Ingress => 0,
             Direction::Egress => 1,

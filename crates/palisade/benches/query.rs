@@ -67,6 +67,7 @@ fn query_in_process(bencher: Bencher) {
             let (f, t) = (resolve(index, f).expect("pod"), resolve(index, t).expect("pod or address"));
             let flow = flow(index, &f, &t, *port, *proto);
             let verdict = index.evaluate(black_box(&flow));
+            reason.clear();
             palisade::verdict_text::write_reason(&mut reason, index, &flow, &verdict);
             allowed += usize::from(verdict.allowed);
         }

@@ -8,6 +8,7 @@
 //! flushed whenever no more input is buffered, so the command can be driven
 //! interactively over a pipe.
 
+use std::borrow::Cow;
 use std::io::{self, BufRead as _, BufReader, Read, Write};
 
 use palisade_policy::{ClusterIndex, Flow, Protocol, Verdict};
@@ -16,7 +17,7 @@ use serde_json::value::RawValue;
 
 use crate::endpoint::{flow, resolve};
 use crate::query_line::{QueryIn, parse};
-use crate::verdict_text::{push_number, write_reason};
+use crate::verdict_text::write_reason;
 
 /// Appends `s` as a JSON string: copied as is when nothing needs escaping
 /// (the common case: pod names, addresses, reasons), else via serde_json.
@@ -24,15 +25,46 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     if crate::query_line::needs_escape(s.as_bytes()) {
         serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
     } else {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
+        push_quoted(out, s);
     }
+}
+
+fn push_quoted(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+/// Appends a string read from the query: a borrowed one is a slice of the
+/// input JSON without escapes (the scanner and serde_json borrow only
+/// those), so it is echoed verbatim; a decoded one is escaped again.
+#[expect(clippy::ptr_arg, reason = "whether the text is borrowed tells whether it was escaped")]
+fn push_echo(out: &mut Vec<u8>, s: &Cow<'_, str>) {
+    match s {
+        Cow::Borrowed(s) => push_quoted(out, s),
+        Cow::Owned(s) => push_json_str(out, s),
+    }
+}
+
+/// Appends a port number in decimal.
+fn push_port(out: &mut Vec<u8>, port: u16) {
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut n = port;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Appends one answer line (without the newline): the query echoed, then
 /// `allowed` and `reason`.
-fn push_answer(out: &mut Vec<u8>, ready: &Ready<'_>, allowed: bool, reason: &str) {
+fn push_answer(out: &mut Vec<u8>, index: &ClusterIndex, ready: &Ready<'_>, verdict: &Verdict) {
     out.push(b'{');
     if let Some(id) = ready.query.id {
         out.extend_from_slice(b"\"id\":");
@@ -40,21 +72,29 @@ fn push_answer(out: &mut Vec<u8>, ready: &Ready<'_>, allowed: bool, reason: &str
         out.push(b',');
     }
     out.extend_from_slice(b"\"from\":");
-    push_json_str(out, &ready.query.from);
+    push_echo(out, &ready.query.from);
     out.extend_from_slice(b",\"to\":");
-    push_json_str(out, &ready.query.to);
+    push_echo(out, &ready.query.to);
     out.extend_from_slice(b",\"port\":");
-    let mut number = String::new();
-    push_number(&mut number, usize::from(ready.port));
-    out.extend_from_slice(number.as_bytes());
+    push_port(out, ready.port);
     out.extend_from_slice(b",\"protocol\":\"");
     out.extend_from_slice(ready.protocol.as_str().as_bytes());
-    out.extend_from_slice(if allowed {
-        b"\",\"allowed\":true,\"reason\":"
+    out.extend_from_slice(if verdict.allowed {
+        b"\",\"allowed\":true,\"reason\":\""
     } else {
-        b"\",\"allowed\":false,\"reason\":"
+        b"\",\"allowed\":false,\"reason\":\""
     });
-    push_json_str(out, reason);
+    // The reason is written in place; names from manifests could in
+    // principle need escaping, and then it is written again, escaped.
+    let reason_at = out.len();
+    write_reason(out, index, &ready.flow, verdict);
+    if crate::query_line::needs_escape(&out[reason_at..]) {
+        let reason = String::from_utf8(out.split_off(reason_at)).expect("the reason is UTF-8");
+        out.pop();
+        push_json_str(out, &reason);
+    } else {
+        out.push(b'"');
+    }
     out.push(b'}');
 }
 
@@ -106,49 +146,78 @@ fn prepare<'a>(index: &ClusterIndex, line: &'a str) -> Result<Ready<'a>, (Option
 /// overlap instead of queueing behind each other.
 const BATCH: usize = 512;
 
+/// Reads what is available now, up to `BATCH` lines, into `bytes` (waiting
+/// only to complete a started line); records each non-blank line with its
+/// number. Returns whether the input ended.
+fn take_lines<R: Read>(
+    reader: &mut BufReader<R>,
+    bytes: &mut Vec<u8>,
+    lines: &mut Vec<(usize, std::ops::Range<usize>)>,
+    number: &mut usize,
+) -> io::Result<bool> {
+    let mut record = |range: std::ops::Range<usize>, bytes: &[u8], lines: &mut Vec<_>| {
+        *number += 1;
+        if !bytes[range.clone()].trim_ascii().is_empty() {
+            lines.push((*number, range));
+        }
+    };
+    let (mut line_start, mut taken) = (0, 0);
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            if line_start < bytes.len() {
+                record(line_start..bytes.len(), bytes, lines);
+            }
+            return Ok(true);
+        }
+        // Up to the newline that completes the batch, else all of it.
+        let want = BATCH - lines.len();
+        let upto = memchr::memchr_iter(b'\n', buf).nth(want - 1).map_or(buf.len(), |at| at + 1);
+        bytes.extend_from_slice(&buf[..upto]);
+        reader.consume(upto);
+        for at in memchr::memchr_iter(b'\n', &bytes[taken..]) {
+            let end = taken + at + 1;
+            record(line_start..end, bytes, lines);
+            line_start = end;
+        }
+        taken = bytes.len();
+        if lines.len() >= BATCH || (line_start == bytes.len() && reader.buffer().is_empty()) {
+            return Ok(false);
+        }
+    }
+}
+
 /// Runs the query loop until end of input.
 pub fn run<R: Read, W: Write>(index: &ClusterIndex, reader: &mut BufReader<R>, writer: &mut W) -> io::Result<Stats> {
     let mut stats = Stats::default();
-    let mut text = String::new();
+    let mut bytes: Vec<u8> = Vec::with_capacity(1 << 16);
     let mut lines: Vec<(usize, std::ops::Range<usize>)> = Vec::with_capacity(BATCH);
-    let mut reason = String::new();
     let mut out: Vec<u8> = Vec::with_capacity(1 << 16);
     let mut number = 0usize;
     loop {
-        // Take what is available now (up to BATCH lines) without waiting for more.
-        text.clear();
+        bytes.clear();
         lines.clear();
-        let mut eof = false;
-        while lines.len() < BATCH {
-            let start = text.len();
-            if reader.read_line(&mut text)? == 0 {
-                eof = true;
-                break;
-            }
-            number += 1;
-            if !text[start..].trim().is_empty() {
-                lines.push((number, start..text.len()));
-            }
-            if reader.buffer().is_empty() {
-                break;
-            }
-        }
-        let prepared: Vec<_> = lines.iter().map(|(_, range)| prepare(index, &text[range.clone()])).collect();
-        let verdicts: Vec<Option<Verdict>> =
-            prepared.iter().map(|p| p.as_ref().ok().map(|r| index.evaluate(&r.flow))).collect();
-        for ((line, _), (prepared, verdict)) in lines.iter().zip(prepared.iter().zip(verdicts)) {
-            match (prepared, verdict) {
-                (Ok(r), Some(verdict)) => {
-                    write_reason(&mut reason, index, &r.flow, &verdict);
-                    push_answer(&mut out, r, verdict.allowed, &reason);
+        let eof = take_lines(reader, &mut bytes, &mut lines, &mut number)?;
+        // One UTF-8 check for the batch; lines end at '\n', so each range is
+        // a valid slice of it. Only a batch with bad bytes is checked per line.
+        let batch = std::str::from_utf8(&bytes).ok();
+        let text = |range: &std::ops::Range<usize>| match batch {
+            Some(batch) => Ok(&batch[range.clone()]),
+            None => std::str::from_utf8(&bytes[range.clone()])
+                .map_err(|e| (None, format!("bad query: the line is not UTF-8 ({e})"))),
+        };
+        for (line, range) in &lines {
+            match text(range).and_then(|text| prepare(index, text)) {
+                Ok(r) => {
+                    let verdict = index.evaluate(&r.flow);
+                    push_answer(&mut out, index, &r, &verdict);
                     stats.answered += 1;
                 }
-                (Err((id, error)), _) => {
+                Err((id, error)) => {
                     let id = id.and_then(|raw| serde_json::from_str::<&RawValue>(raw).ok());
-                    serde_json::to_writer(&mut out, &ErrorOut { id, error, line: *line })?;
+                    serde_json::to_writer(&mut out, &ErrorOut { id, error: &error, line: *line })?;
                     stats.errors += 1;
                 }
-                (Ok(_), None) => unreachable!("every prepared query is evaluated"),
             }
             out.push(b'\n');
         }
@@ -159,6 +228,71 @@ pub fn run<R: Read, W: Write>(index: &ClusterIndex, reader: &mut BufReader<R>, w
         }
         if eof {
             return Ok(stats);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_policy::{Pod, PodState};
+
+    fn index() -> ClusterIndex {
+        let pod = |name: &str, ip: &str| Pod {
+            namespace: "x".into(),
+            name: name.into(),
+            labels: std::collections::BTreeMap::default(),
+            ips: vec![ip.parse().expect("address")],
+            ports: Vec::new(),
+            node_name: None,
+            state: PodState::Active,
+            workload: None,
+        };
+        ClusterIndex::from_objects([], [pod("a", "10.0.0.1"), pod("b", "10.0.0.2")], [])
+    }
+
+    fn answer(input: &[u8], buffer: usize) -> (Vec<serde_json::Value>, Stats) {
+        let mut reader = BufReader::with_capacity(buffer, input);
+        let mut out = Vec::new();
+        let stats = run(&index(), &mut reader, &mut out).expect("in-memory I/O");
+        let lines = out.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+        (lines.map(|l| serde_json::from_slice(l).expect("every output line is JSON")).collect(), stats)
+    }
+
+    #[test]
+    fn lines_keep_their_order_and_numbers_across_batches_and_buffers() {
+        let mut input = Vec::new();
+        for i in 0..(BATCH * 2 + 7) {
+            match i % 5 {
+                0 => input.extend_from_slice(b"\n"),
+                1 => input.extend_from_slice(b"{\"from\":\"x/a\",\"to\":\"x/b\",\"port\":80}\n"),
+                2 => input.extend_from_slice(b"{\"from\":\"x/\xff\",\"to\":\"x/b\",\"port\":80}\n"),
+                3 => input.extend_from_slice(
+                    b"  {\"to\":\"10.9.9.9\", \"from\":\"x/b\",\"port\":53,\"protocol\":\"udp\"}\r\n",
+                ),
+                _ => input.extend_from_slice(b"{\"from\":\"x/zz\",\"to\":\"x/b\",\"port\":80}\n"),
+            }
+        }
+        input.extend_from_slice(b"{\"from\":\"x/a\",\"to\":\"x/b\",\"port\":81}");
+        for buffer in [7, 64, 1 << 16] {
+            let (answers, stats) = answer(&input, buffer);
+            assert_eq!(answers.len(), stats.answered + stats.errors);
+            let blank = (0..(BATCH * 2 + 7)).filter(|i| i % 5 == 0).count();
+            assert_eq!(answers.len(), BATCH * 2 + 7 - blank + 1, "buffer {buffer}");
+            let mut nonblank = (1..).zip(0..(BATCH * 2 + 7)).filter(|(_, i)| i % 5 != 0);
+            for answer in &answers[..answers.len() - 1] {
+                let (number, i) = nonblank.next().expect("one answer per non-blank line");
+                match i % 5 {
+                    1 => assert_eq!(answer["allowed"], true, "{answer}"),
+                    3 => assert_eq!(answer["protocol"], "UDP", "{answer}"),
+                    2 => {
+                        assert!(answer["error"].as_str().is_some_and(|e| e.contains("UTF-8")), "{answer}");
+                        assert_eq!(answer["line"], number, "{answer}");
+                    }
+                    _ => assert_eq!(answer["line"], number, "{answer}"),
+                }
+            }
+            assert_eq!(answers.last().expect("last line")["port"], 81, "a last line without a newline is answered");
         }
     }
 }

@@ -1,17 +1,42 @@
 //! Verdicts in words and as JSON, shared by `check` and `query`.
 
-use std::fmt::Write as _;
-
 use palisade_policy::{ClusterIndex, Direction, Endpoint, Flow, PodId, PolicyId, RuleRef, SideVerdict, Verdict};
 use serde::Serialize;
 
+/// Where text goes: a `String`, or the byte buffer `query` writes its
+/// answers into (so the reason needs no copy).
+pub trait Text {
+    /// Appends `s`.
+    fn push_str(&mut self, s: &str);
+    /// Appends one ASCII character.
+    fn push_ascii(&mut self, c: u8);
+}
+
+impl Text for String {
+    fn push_str(&mut self, s: &str) {
+        self.push_str(s);
+    }
+    fn push_ascii(&mut self, c: u8) {
+        self.push(char::from(c));
+    }
+}
+
+impl Text for Vec<u8> {
+    fn push_str(&mut self, s: &str) {
+        self.extend_from_slice(s.as_bytes());
+    }
+    fn push_ascii(&mut self, c: u8) {
+        self.push(c);
+    }
+}
+
 /// Writes `namespace/name` of a policy.
-fn write_policy(out: &mut String, index: &ClusterIndex, id: PolicyId) {
+fn write_policy(out: &mut impl Text, index: &ClusterIndex, id: PolicyId) {
     out.push_str(index.policy_name(id));
 }
 
 /// Appends a decimal number without going through `fmt` (hot in `query`).
-pub(crate) fn push_number(out: &mut String, n: usize) {
+fn push_number(out: &mut impl Text, n: usize) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut n = n;
@@ -23,15 +48,19 @@ pub(crate) fn push_number(out: &mut String, n: usize) {
             break;
         }
     }
-    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+    for d in &digits[at..] {
+        out.push_ascii(*d);
+    }
 }
 
 /// Writes `ns/policy ingress rule 0, peer 1, port 0`.
-fn write_rule_ref(out: &mut String, index: &ClusterIndex, r: &RuleRef) {
+fn write_rule_ref(out: &mut impl Text, index: &ClusterIndex, r: &RuleRef) {
     write_policy(out, index, r.policy);
-    out.push(' ');
-    out.push_str(r.direction.as_str());
-    out.push_str(" rule ");
+    // Literal per direction: a copy of known length (this is hot in `query`).
+    match r.direction {
+        Direction::Ingress => out.push_str(" ingress rule "),
+        Direction::Egress => out.push_str(" egress rule "),
+    }
     push_number(out, r.rule);
     match r.peer {
         Some(p) => {
@@ -65,24 +94,28 @@ fn side_pod(flow: &Flow, dir: Direction) -> Option<PodId> {
     }
 }
 
-/// Writes one side in a short phrase; returns false when nothing applies there.
-fn write_side(out: &mut String, index: &ClusterIndex, flow: &Flow, dir: Direction, side: SideVerdict) -> bool {
+/// Writes one side in a short phrase (nothing for a side that is not a pod).
+fn write_side(out: &mut impl Text, index: &ClusterIndex, flow: &Flow, dir: Direction, side: SideVerdict) {
     match side {
-        SideVerdict::NotAPod | SideVerdict::SamePod => return false,
-        SideVerdict::NotIsolated => {
-            out.push_str(dir.as_str());
-            out.push_str(" not isolated");
-        }
+        SideVerdict::NotAPod | SideVerdict::SamePod => {}
+        SideVerdict::NotIsolated => match dir {
+            Direction::Ingress => out.push_str("ingress not isolated"),
+            Direction::Egress => out.push_str("egress not isolated"),
+        },
         SideVerdict::Allowed(r) => {
-            out.push_str(dir.as_str());
-            out.push_str(" allowed by ");
+            match dir {
+                Direction::Ingress => out.push_str("ingress allowed by "),
+                Direction::Egress => out.push_str("egress allowed by "),
+            }
             write_rule_ref(out, index, &r);
         }
         SideVerdict::Denied => {
             let pod = side_pod(flow, dir).expect("a denied side is a pod");
             let isolating = index.pod(pod).isolating(dir);
-            out.push_str(dir.as_str());
-            out.push_str(" denied: isolated by ");
+            match dir {
+                Direction::Ingress => out.push_str("ingress denied: isolated by "),
+                Direction::Egress => out.push_str("egress denied: isolated by "),
+            }
             for (i, p) in isolating.iter().take(3).enumerate() {
                 if i > 0 {
                     out.push_str(", ");
@@ -90,18 +123,18 @@ fn write_side(out: &mut String, index: &ClusterIndex, flow: &Flow, dir: Directio
                 write_policy(out, index, *p);
             }
             if isolating.len() > 3 {
-                let _ = write!(out, ", +{} more", isolating.len() - 3);
+                out.push_str(", +");
+                push_number(out, isolating.len() - 3);
+                out.push_str(" more");
             }
             out.push_str(", no rule admits it");
         }
     }
-    true
 }
 
-/// Writes the short reason `query` prints into `out` (cleared first):
-/// the denying side first, if any.
-pub fn write_reason(out: &mut String, index: &ClusterIndex, flow: &Flow, verdict: &Verdict) {
-    out.clear();
+/// Writes the short reason `query` prints (the denying side first, if any)
+/// to the end of `out`.
+pub fn write_reason(out: &mut impl Text, index: &ClusterIndex, flow: &Flow, verdict: &Verdict) {
     if verdict.egress == SideVerdict::SamePod {
         out.push_str("a pod can always reach itself");
         return;
@@ -111,14 +144,15 @@ pub fn write_reason(out: &mut String, index: &ClusterIndex, flow: &Flow, verdict
     } else {
         [(Direction::Egress, verdict.egress), (Direction::Ingress, verdict.ingress)]
     };
-    for (dir, side) in sides {
-        let mark = out.len();
-        if !out.is_empty() {
+    let written = |side: SideVerdict| !matches!(side, SideVerdict::NotAPod | SideVerdict::SamePod);
+    if written(sides[0].1) {
+        write_side(out, index, flow, sides[0].0, sides[0].1);
+        if written(sides[1].1) {
             out.push_str("; ");
         }
-        if !write_side(out, index, flow, dir, side) {
-            out.truncate(mark);
-        }
+    }
+    if written(sides[1].1) {
+        write_side(out, index, flow, sides[1].0, sides[1].1);
     }
 }
 

@@ -1,0 +1,72 @@
+//! What changed in an index, for consumers that update incrementally (the
+//! dataplane compiler), and which pods a policy's compiled form can depend on.
+
+use std::collections::BTreeSet;
+
+use crate::compiled::{CompiledPeer, CompiledTarget, NamespaceMatch};
+use crate::index::{ClusterIndex, PodId, PolicyId};
+
+/// Objects changed since the journal was last taken: names of namespaces,
+/// `namespace/name` of pods and policies. An object is listed when an apply
+/// or delete changed it, whatever the change.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Namespaces whose labels changed (declared, relabelled or deleted).
+    pub namespaces: BTreeSet<String>,
+    /// Pods added, changed or removed.
+    pub pods: BTreeSet<String>,
+    /// Policies added, changed or removed.
+    pub policies: BTreeSet<String>,
+}
+
+impl Changes {
+    /// Whether nothing changed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.namespaces.is_empty() && self.pods.is_empty() && self.policies.is_empty()
+    }
+}
+
+impl ClusterIndex {
+    /// Whether `pod` can take part in what `policy` compiles to: the policy
+    /// selects it, a pod peer of one of its rules matches it, one of its
+    /// addresses is in an ipBlock of a rule, or a rule without peers names a
+    /// port (every pod is then a candidate destination). A change to a pod
+    /// for which this is false, before and after the change, cannot change
+    /// the policy's compiled form.
+    #[must_use]
+    pub fn pod_may_affect(&self, policy: PolicyId, pod: PodId) -> bool {
+        let entry = self.policy(policy);
+        let p = self.pod(pod);
+        if entry.selected().binary_search(&pod).is_ok() {
+            return true;
+        }
+        let ns_labels = &self.namespace(p.ns).compiled;
+        entry.rules.iter().flatten().any(|rule| {
+            let named = rule.ports.iter().any(|port| matches!(port.target, CompiledTarget::Named(_)));
+            (rule.peers.is_empty() && named)
+                || rule.peers.iter().any(|peer| match peer {
+                    CompiledPeer::Pods { namespaces, pods } => {
+                        let ns_ok = match namespaces {
+                            NamespaceMatch::Own => p.ns == entry.ns,
+                            NamespaceMatch::Selector(s) => s.matches(ns_labels),
+                        };
+                        ns_ok && pods.as_ref().is_none_or(|s| s.matches(&p.labels))
+                    }
+                    CompiledPeer::Block(block) => p.pod().ips.iter().any(|ip| block.contains(*ip)),
+                })
+        })
+    }
+
+    /// Whether a peer of `policy` selects namespaces by label, so that a
+    /// namespace relabel can change which pods it matches.
+    #[must_use]
+    pub fn policy_selects_namespaces(&self, policy: PolicyId) -> bool {
+        self.policy(policy)
+            .rules
+            .iter()
+            .flatten()
+            .flat_map(|r| r.peers.iter())
+            .any(|peer| matches!(peer, CompiledPeer::Pods { namespaces: NamespaceMatch::Selector(_), .. }))
+    }
+}
