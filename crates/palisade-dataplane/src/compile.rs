@@ -5,7 +5,10 @@
 //! evaluation uses, and named ports resolve on the destination pod exactly as
 //! in evaluation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::BuildHasher as _;
+
+use rustc_hash::{FxBuildHasher, FxHashSet};
 use std::net::IpAddr;
 
 use palisade_policy::{ClusterIndex, Direction, Peer, PodId, PodState, PolicyId, PortTarget, Protocol};
@@ -40,52 +43,79 @@ fn active(index: &ClusterIndex, pod: PodId) -> bool {
 /// address to the node-side interface its traffic arrives on.
 #[must_use]
 pub fn compile(index: &ClusterIndex, scope: &NodeScope, ifaces: &BTreeMap<IpAddr, String>) -> Program {
-    let mut program = Program::default();
-    let mut needed: BTreeMap<String, PolicyId> = BTreeMap::new();
-    let local: Vec<PodId> = index
-        .pods_sorted()
+    let local: Vec<PodId> = index.pods_sorted().into_iter().filter(|p| is_local(index, scope, *p)).collect();
+    let pods: BTreeMap<String, LocalPod> =
+        local.iter().map(|&pod| (index.pod_name(pod).to_string(), local_pod(index, pod, ifaces))).collect();
+    let policies = needed_policies(&pods)
         .into_iter()
-        .filter(|p| active(index, *p) && scope.includes(index.pod(*p).pod().node_name.as_deref()))
+        .filter_map(|name| {
+            let (ns, policy) = name.split_once('/')?;
+            let id = index.policy_id(ns, policy)?;
+            Some((name, compile_policy(index, id, scope).0))
+        })
         .collect();
-    for &pod in &local {
-        let entry = index.pod(pod);
-        let mut isolation = |dir: Direction| {
-            let policies = entry.isolating(dir);
-            (!policies.is_empty()).then(|| {
-                policies
-                    .iter()
-                    .map(|p| {
-                        let name = index.policy_name(*p).to_string();
-                        needed.insert(name.clone(), *p);
-                        name
-                    })
-                    .collect::<Vec<_>>()
-            })
-        };
-        let ingress = isolation(Direction::Ingress);
-        let egress = isolation(Direction::Egress);
-        let addrs = entry.pod().ips.clone();
-        let iface = addrs.iter().find_map(|a| ifaces.get(a).cloned());
-        program.pods.insert(index.pod_name(pod).to_string(), LocalPod { addrs, iface, ingress, egress });
-    }
-    for (name, id) in needed {
-        let policy = index.policy(id).policy();
-        let rules = |dir: Direction| -> Vec<RuleProgram> {
-            if !policy.isolates(dir) {
-                return Vec::new();
-            }
-            (0..policy.rules(dir).len()).map(|r| compile_rule(index, id, dir, r, scope)).collect()
-        };
-        program
-            .policies
-            .insert(name, PolicyProgram { ingress: rules(Direction::Ingress), egress: rules(Direction::Egress) });
-    }
-    program
+    Program { pods, policies }
 }
 
-fn compile_rule(index: &ClusterIndex, id: PolicyId, dir: Direction, r: usize, scope: &NodeScope) -> RuleProgram {
+/// Whether `pod` is an active pod of this node.
+pub(crate) fn is_local(index: &ClusterIndex, scope: &NodeScope, pod: PodId) -> bool {
+    active(index, pod) && scope.includes(index.pod(pod).pod().node_name.as_deref())
+}
+
+/// A local pod's addresses, interface and isolating policies.
+pub(crate) fn local_pod(index: &ClusterIndex, pod: PodId, ifaces: &BTreeMap<IpAddr, String>) -> LocalPod {
+    let entry = index.pod(pod);
+    let isolation = |dir: Direction| {
+        let policies = entry.isolating(dir);
+        (!policies.is_empty()).then(|| policies.iter().map(|p| index.policy_name(*p).to_string()).collect())
+    };
+    let addrs = entry.pod().ips.clone();
+    let iface = addrs.iter().find_map(|a| ifaces.get(a).cloned());
+    LocalPod { addrs, iface, ingress: isolation(Direction::Ingress), egress: isolation(Direction::Egress) }
+}
+
+/// Policies some local pod lists, by name.
+pub(crate) fn needed_policies(pods: &BTreeMap<String, LocalPod>) -> BTreeSet<String> {
+    pods.values().flat_map(|p| p.ingress.iter().chain(&p.egress).flatten().cloned()).collect()
+}
+
+/// Pods a compiled policy depends on, as hashes of their `namespace/name`
+/// (a collision only costs a needless recompile).
+pub(crate) type PodDeps = FxHashSet<u64>;
+
+/// The hash [`PodDeps`] holds for a pod.
+pub(crate) fn pod_dep(key: &str) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
+
+/// Compiles one policy; also returns the pods whose addresses or ports went
+/// into its sets, which is what it depends on.
+pub(crate) fn compile_policy(index: &ClusterIndex, id: PolicyId, scope: &NodeScope) -> (PolicyProgram, PodDeps) {
+    let policy = index.policy(id).policy();
+    let mut deps = PodDeps::default();
+    let mut rules = |dir: Direction| -> Vec<RuleProgram> {
+        if !policy.isolates(dir) {
+            return Vec::new();
+        }
+        (0..policy.rules(dir).len()).map(|r| compile_rule(index, id, dir, r, scope, &mut deps)).collect()
+    };
+    let program = PolicyProgram { ingress: rules(Direction::Ingress), egress: rules(Direction::Egress) };
+    (program, deps)
+}
+
+fn compile_rule(
+    index: &ClusterIndex,
+    id: PolicyId,
+    dir: Direction,
+    r: usize,
+    scope: &NodeScope,
+    deps: &mut PodDeps,
+) -> RuleProgram {
     let policy = index.policy(id).policy();
     let rule = &policy.rules(dir)[r];
+    let mut depend = |pod: PodId| {
+        deps.insert(pod_dep(index.pod_name(pod)));
+    };
     let peers = (!rule.peers.is_empty()).then(|| {
         let mut peers = Peers::default();
         for (k, peer) in rule.peers.iter().enumerate() {
@@ -93,6 +123,7 @@ fn compile_rule(index: &ClusterIndex, id: PolicyId, dir: Direction, r: usize, sc
                 Peer::Pods { .. } => {
                     let addrs = peers.pods.get_or_insert_with(Vec::new);
                     for pod in index.peer_pods(id, dir, r, k) {
+                        depend(pod);
                         if active(index, pod) {
                             addrs.extend(index.pod(pod).pod().ips.iter().copied());
                         }
@@ -119,6 +150,7 @@ fn compile_rule(index: &ClusterIndex, id: PolicyId, dir: Direction, r: usize, sc
                 PortTarget::Named(name) => {
                     ports.has_named = true;
                     for pod in named_port_candidates(index, id, dir, r, scope) {
+                        depend(pod);
                         let p = index.pod(pod).pod();
                         for declared in &p.ports {
                             if declared.name.as_deref() == Some(name.as_str()) && declared.protocol == port.protocol {

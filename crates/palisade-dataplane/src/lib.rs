@@ -8,15 +8,21 @@
 //!                             nft JSON transaction --apply (the only writer)--> kernel
 //! ```
 //!
+//! [`Incremental`] does the same per change: it recompiles and re-renders only
+//! the parts of the table a change can affect, and yields their difference.
+//!
 //! See `render` for the nftables layout and why it keeps per-packet cost
 //! independent of the cluster's size.
 
 pub mod compile;
+pub mod incremental;
 pub mod program;
 pub mod ranges;
 
 pub use compile::{NodeScope, compile};
+pub use incremental::{Incremental, UpdateStats};
 pub use program::{LocalPod, PolicyProgram, PortSet, Program, ProgramStats, RuleProgram};
+pub mod netlink;
 pub mod nft;
 pub mod render;
 pub mod transaction;

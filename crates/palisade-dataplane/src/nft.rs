@@ -6,15 +6,20 @@
 //! The JSON interface is documented (libnftables-json(5)), applies a whole
 //! transaction atomically, reports errors per command, and is what the
 //! nftables project supports for programs. The cost is one process spawn
-//! per transaction (a few milliseconds), which batching keeps off the
-//! per-change path. The `Nft` trait keeps a netlink backend possible.
+//! per transaction (a few milliseconds), and `nft` reads back the table
+//! before it changes it, which with large interval sets costs tens of
+//! milliseconds. So transactions that only add or delete elements of hash
+//! sets and verdict maps (most changes elsewhere in the cluster) take a
+//! small netlink path instead (`netlink`); the encoding they need is simple
+//! and fixed.
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::render::TABLE;
+use crate::netlink::Batch;
+use crate::render::{Rendered, TABLE};
 
 /// Why a call to nft failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,12 +43,22 @@ pub enum NftError {
     /// `nft` printed something that is not the JSON expected.
     #[error("unexpected nft output: {0}")]
     Output(String),
+    /// The netlink path failed; nothing of its batch was applied.
+    #[error("netlink: {0}")]
+    Netlink(String),
 }
 
 /// Something that applies nft JSON transactions and lists Palisade's table.
 pub trait Nft {
     /// Applies one transaction atomically.
     fn apply(&self, transaction: &Value) -> Result<(), NftError>;
+    /// Applies one transaction that brings the table to `table`; an
+    /// implementation may take a faster path when the transaction only
+    /// changes elements of `table`'s hash sets and maps.
+    fn apply_to(&self, transaction: &Value, table: &Rendered) -> Result<(), NftError> {
+        let _ = table;
+        self.apply(transaction)
+    }
     /// `nft -j list table inet palisade`; `None` when the table does not exist.
     fn list_table(&self) -> Result<Option<Value>, NftError>;
 }
@@ -92,6 +107,16 @@ impl NftCli {
 impl Nft for NftCli {
     fn apply(&self, transaction: &Value) -> Result<(), NftError> {
         self.run(&["-j", "-f", "-"], Some(&transaction.to_string())).map(|_| ())
+    }
+
+    /// Element-only transactions go over netlink (see [`crate::netlink`])
+    /// when `nft` would run in this process's namespace; the rest through
+    /// `nft -j`.
+    fn apply_to(&self, transaction: &Value, table: &Rendered) -> Result<(), NftError> {
+        match Batch::for_elements(transaction, table).filter(|_| self.netns.is_none()) {
+            Some(batch) => batch.apply(),
+            None => self.apply(transaction),
+        }
     }
 
     fn list_table(&self) -> Result<Option<Value>, NftError> {

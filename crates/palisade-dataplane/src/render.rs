@@ -33,7 +33,7 @@ use palisade_policy::Direction;
 use serde_json::{Value, json};
 
 use crate::compile::l4proto;
-use crate::program::{Program, RuleProgram};
+use crate::program::{LocalPod, PolicyProgram, Program, RuleProgram};
 use crate::ranges::{AddrSet, v4, v6};
 
 /// The table Palisade owns.
@@ -151,35 +151,56 @@ pub fn render(program: &Program) -> Rendered {
     let mut r = Rendered::default();
     base_chains(program, &mut r);
     for (name, pod) in &program.pods {
-        for dir in Direction::BOTH {
-            let Some(policies) = pod.isolation(dir) else { continue };
-            let mut rules: Vec<Value> =
-                policies.iter().map(|p| json!([{"jump": {"target": policy_chain(p, dir)}}])).collect();
-            let prefix: String = format!("palisade deny {dir} {name}: ").chars().take(120).collect();
-            rules.push(json!([{"limit": {"rate": 10, "per": "second", "burst": 5}}, {"log": {"prefix": prefix}}]));
-            let counter = pod_counter(name, dir);
-            rules.push(json!([{"counter": counter}, {"drop": null}]));
-            r.counters.insert(counter);
-            r.chains.insert(pod_chain(name, dir), ChainDef { base: None, rules });
-        }
+        render_pod(&mut r, name, pod);
     }
     for (name, policy) in &program.policies {
-        for dir in Direction::BOTH {
-            let rules = policy.rules(dir);
-            if rules.is_empty() && !program.pods.values().any(|p| p.isolation(dir).is_some_and(|l| l.contains(name))) {
-                continue;
-            }
-            let mut chain = Vec::new();
-            for (i, rule) in rules.iter().enumerate() {
-                render_rule(&mut r, &mut chain, &format!("policy/{name}/{dir}/{i}"), rule, dir);
-            }
-            r.chains.insert(policy_chain(name, dir), ChainDef { base: None, rules: chain });
-        }
+        render_policy(&mut r, name, policy, listed(program, name));
     }
     r
 }
 
-fn base_chains(program: &Program, r: &mut Rendered) {
+/// Per direction (by [`Direction::slot`]), whether some local pod lists the
+/// policy `name` as isolating it.
+pub(crate) fn listed(program: &Program, name: &str) -> [bool; 2] {
+    Direction::BOTH
+        .map(|dir| program.pods.values().any(|p| p.isolation(dir).is_some_and(|l| l.iter().any(|n| n == name))))
+}
+
+/// The chains and counters of one local pod.
+pub(crate) fn render_pod(r: &mut Rendered, name: &str, pod: &LocalPod) {
+    for dir in Direction::BOTH {
+        let Some(policies) = pod.isolation(dir) else { continue };
+        let mut rules: Vec<Value> =
+            policies.iter().map(|p| json!([{"jump": {"target": policy_chain(p, dir)}}])).collect();
+        let prefix: String = format!("palisade deny {dir} {name}: ").chars().take(120).collect();
+        rules.push(json!([{"limit": {"rate": 10, "per": "second", "burst": 5}}, {"log": {"prefix": prefix}}]));
+        let counter = pod_counter(name, dir);
+        rules.push(json!([{"counter": counter}, {"drop": null}]));
+        r.counters.insert(counter);
+        r.chains.insert(pod_chain(name, dir), ChainDef { base: None, rules });
+    }
+}
+
+/// The chains and sets of one policy; `listed` says for which directions a
+/// local pod jumps to it (a direction without rules still needs its empty
+/// chain then).
+pub(crate) fn render_policy(r: &mut Rendered, name: &str, policy: &PolicyProgram, listed: [bool; 2]) {
+    for dir in Direction::BOTH {
+        let rules = policy.rules(dir);
+        if rules.is_empty() && !listed[dir.slot()] {
+            continue;
+        }
+        let mut chain = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            render_rule(r, &mut chain, &format!("policy/{name}/{dir}/{i}"), rule, dir);
+        }
+        r.chains.insert(policy_chain(name, dir), ChainDef { base: None, rules: chain });
+    }
+}
+
+/// The base chains, dispatch maps and anti-spoofing sets (they depend on
+/// every local pod).
+pub(crate) fn base_chains(program: &Program, r: &mut Rendered) {
     let mut dispatch: BTreeMap<(Direction, bool), BTreeMap<String, Value>> = BTreeMap::new();
     let mut ifaces = BTreeSet::new();
     let mut spoof: [BTreeMap<String, Value>; 2] = [BTreeMap::new(), BTreeMap::new()];

@@ -93,6 +93,7 @@ pub fn run(config: &AgentConfig) -> anyhow::Result<()> {
 
     let mut source = ManifestSource::new(&config.manifests, "default");
     let mut index = ClusterIndex::new();
+    index.track_changes();
     let mut reconciler = Reconciler::new(Box::new(NftCli::default()), config.scope.clone());
     let mut generation = 0u64;
     let mut errors: Vec<String> = Vec::new();
@@ -122,7 +123,8 @@ pub fn run(config: &AgentConfig) -> anyhow::Result<()> {
             if pods_changed {
                 ifaces = routes::pod_interfaces();
             }
-            match reconciler.sync(&index, &ifaces) {
+            let journal = index.take_changes();
+            match reconciler.sync(&index, journal.as_ref(), &ifaces) {
                 Ok(report) => {
                     generation += 1;
                     if report.outcome != Outcome::Unchanged {
@@ -131,6 +133,8 @@ pub fn run(config: &AgentConfig) -> anyhow::Result<()> {
                             changes,
                             commands = report.commands,
                             compile_us = report.compile.as_micros(),
+                            policies_compiled = report.update.policies_compiled,
+                            parts_rendered = report.update.parts_rendered,
                             apply_us = report.apply.as_micros(),
                             latency_us = seen.elapsed().as_micros(),
                             local_pods = report.stats.local_pods,

@@ -6,10 +6,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use palisade_dataplane::nft::{Nft, NftError, summarize_listing, summarize_rendered};
-use palisade_dataplane::render::{Rendered, render};
 use palisade_dataplane::transaction::{diff, full};
-use palisade_dataplane::{NodeScope, ProgramStats, compile};
-use palisade_policy::ClusterIndex;
+use palisade_dataplane::{Incremental, NodeScope, ProgramStats, UpdateStats};
+use palisade_policy::{Changes, ClusterIndex};
 
 /// What a sync did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +26,7 @@ pub enum Outcome {
 pub struct SyncReport {
     /// What was done.
     pub outcome: Outcome,
-    /// Compile and render time.
+    /// Compile, render and diff time.
     pub compile: Duration,
     /// Time in nft.
     pub apply: Duration,
@@ -35,13 +34,18 @@ pub struct SyncReport {
     pub commands: usize,
     /// Program sizes.
     pub stats: ProgramStats,
+    /// Policies recompiled and parts of the table re-rendered.
+    pub update: UpdateStats,
 }
 
 /// Keeps one node's kernel table equal to what the index says.
 pub struct Reconciler {
     nft: Box<dyn Nft>,
     scope: NodeScope,
-    applied: Option<Rendered>,
+    /// The program and table last applied; `None` when the kernel's state is
+    /// unknown (start, failed apply, drift), so the next sync replaces the
+    /// whole table.
+    applied: Option<Incremental>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -61,17 +65,37 @@ impl Reconciler {
         Reconciler { nft, scope, applied: None }
     }
 
-    /// Brings the kernel to the program for `index`.
-    pub fn sync(&mut self, index: &ClusterIndex, ifaces: &BTreeMap<IpAddr, String>) -> Result<SyncReport, NftError> {
+    /// Brings the kernel to the program for `index`. `changes` are the
+    /// objects changed since the previous sync (the index's journal): only
+    /// what they can affect is recompiled. `None` means unknown: everything
+    /// is recompiled and diffed.
+    pub fn sync(
+        &mut self,
+        index: &ClusterIndex,
+        changes: Option<&Changes>,
+        ifaces: &BTreeMap<IpAddr, String>,
+    ) -> Result<SyncReport, NftError> {
         let start = Instant::now();
-        let program = compile(index, &self.scope, ifaces);
-        let stats = program.stats();
-        let rendered = render(&program);
-        let compiled = start.elapsed();
-        let (tx, outcome) = match &self.applied {
-            None => (Some(full(&rendered)), Outcome::Full),
-            Some(old) => (diff(old, &rendered), Outcome::Incremental),
+        let (tx, outcome, update) = match (&mut self.applied, changes) {
+            (Some(applied), Some(changes)) => {
+                let (tx, update) = applied.update(index, changes, ifaces);
+                (tx, Outcome::Incremental, update)
+            }
+            (Some(applied), None) => {
+                let fresh = Incremental::new(index, self.scope.clone(), ifaces);
+                let tx = diff(applied.rendered(), fresh.rendered());
+                *applied = fresh;
+                (tx, Outcome::Incremental, UpdateStats { rebuilt: true, ..UpdateStats::default() })
+            }
+            (None, _) => {
+                let fresh = Incremental::new(index, self.scope.clone(), ifaces);
+                let tx = full(fresh.rendered());
+                self.applied = Some(fresh);
+                (Some(tx), Outcome::Full, UpdateStats { rebuilt: true, ..UpdateStats::default() })
+            }
         };
+        let compiled = start.elapsed();
+        let stats = self.applied.as_ref().map(|a| a.program().stats()).unwrap_or_default();
         let Some(tx) = tx else {
             return Ok(SyncReport {
                 outcome: Outcome::Unchanged,
@@ -79,17 +103,21 @@ impl Reconciler {
                 apply: Duration::ZERO,
                 commands: 0,
                 stats,
+                update,
             });
         };
         let commands = tx["nftables"].as_array().map_or(0, Vec::len);
         let t = Instant::now();
-        if let Err(e) = self.nft.apply(&tx) {
+        let applied = match &self.applied {
+            Some(table) => self.nft.apply_to(&tx, table.rendered()),
+            None => self.nft.apply(&tx),
+        };
+        if let Err(e) = applied {
             // Unknown kernel state: the next sync replaces the whole table.
             self.applied = None;
             return Err(e);
         }
-        self.applied = Some(rendered);
-        Ok(SyncReport { outcome, compile: compiled, apply: t.elapsed(), commands, stats })
+        Ok(SyncReport { outcome, compile: compiled, apply: t.elapsed(), commands, stats, update })
     }
 
     /// Compares the kernel's table with what was applied; on any difference
@@ -99,7 +127,7 @@ impl Reconciler {
         let Some(applied) = &self.applied else { return Ok(true) };
         let drift = match self.nft.list_table()? {
             None => true,
-            Some(listing) => summarize_listing(&listing) != summarize_rendered(applied),
+            Some(listing) => summarize_listing(&listing) != summarize_rendered(applied.rendered()),
         };
         if drift {
             self.applied = None;

@@ -1,0 +1,148 @@
+//! Dataplane updates in-process on the synthetic cluster S with 100 local
+//! pods: the full build, and one change through the incremental compiler
+//! (recompile, re-render and diff only what the change affects) versus the
+//! full path (compile, render and diff everything), measured in one run.
+//!
+//! `cargo bench -p palisade-dataplane --bench update`
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use divan::{Bencher, black_box};
+use palisade_dataplane::render::render;
+use palisade_dataplane::transaction::diff;
+use palisade_dataplane::{Incremental, NodeScope, compile};
+use palisade_policy::synth::{Cluster, Size, generate};
+use palisade_policy::{ClusterIndex, Labels, Pod, PortTarget, Protocol, RulePort};
+
+fn main() {
+    divan::main();
+}
+
+const NODE: &str = "lab";
+
+fn scope() -> NodeScope {
+    NodeScope::Node(NODE.into())
+}
+
+static CLUSTER: LazyLock<Cluster> = LazyLock::new(|| {
+    let mut c = generate(Size::S, 1);
+    for (i, pod) in c.pods.iter_mut().enumerate() {
+        if i % 100 == 0 {
+            pod.node_name = Some(NODE.into());
+        }
+    }
+    c
+});
+
+fn index() -> ClusterIndex {
+    let c = &*CLUSTER;
+    let mut index = ClusterIndex::from_objects(c.namespaces.clone(), c.pods.clone(), c.policies.clone());
+    index.track_changes();
+    index
+}
+
+fn ifaces(index: &ClusterIndex) -> BTreeMap<IpAddr, String> {
+    let mut out = BTreeMap::new();
+    for (i, id) in index.pods_sorted().into_iter().enumerate() {
+        if index.pod(id).pod().node_name.as_deref() == Some(NODE) {
+            for ip in &index.pod(id).pod().ips {
+                out.insert(*ip, format!("pv{i}"));
+            }
+        }
+    }
+    out
+}
+
+/// A remote pod whose relabel touches many compiled policies, and two
+/// label sets (its own and another pod's) the benches toggle between.
+fn relabel_target(index: &ClusterIndex, incremental: &Incremental) -> (Pod, [Labels; 2]) {
+    let needed: Vec<_> = incremental
+        .program()
+        .policies
+        .keys()
+        .filter_map(|k| k.split_once('/').and_then(|(ns, n)| index.policy_id(ns, n)))
+        .collect();
+    let pods = index.pods_sorted();
+    let best = pods
+        .iter()
+        .take(2_000)
+        .filter(|p| index.pod(**p).pod().node_name.as_deref() != Some(NODE))
+        .max_by_key(|p| needed.iter().filter(|n| index.pod_may_affect(**n, **p)).count())
+        .copied()
+        .expect("remote pods");
+    let pod = index.pod(best).pod().clone();
+    let other = pods.iter().map(|p| index.pod(*p).pod()).find(|p| p.labels != pod.labels).expect("two label sets");
+    let labels = [pod.labels.clone(), other.labels.clone()];
+    (pod, labels)
+}
+
+#[divan::bench(sample_count = 10)]
+fn full_build(bencher: Bencher) {
+    let index = index();
+    let links = ifaces(&index);
+    bencher.bench_local(|| Incremental::new(black_box(&index), scope(), &links));
+}
+
+#[divan::bench(sample_count = 20, sample_size = 5)]
+fn remote_pod_relabel_incremental(bencher: Bencher) {
+    let mut index = index();
+    let links = ifaces(&index);
+    let mut incremental = Incremental::new(&index, scope(), &links);
+    let (mut pod, labels) = relabel_target(&index, &incremental);
+    let mut flip = 0;
+    bencher.bench_local(|| {
+        flip ^= 1;
+        pod.labels.clone_from(&labels[flip]);
+        index.apply_pod(pod.clone());
+        let changes = index.take_changes().expect("tracking");
+        incremental.update(&index, &changes, &links).0.is_some()
+    });
+}
+
+#[divan::bench(sample_count = 10, sample_size = 2)]
+fn remote_pod_relabel_full(bencher: Bencher) {
+    let mut index = index();
+    let links = ifaces(&index);
+    let incremental = Incremental::new(&index, scope(), &links);
+    let (mut pod, labels) = relabel_target(&index, &incremental);
+    let mut applied = incremental.rendered().clone();
+    let mut flip = 0;
+    bencher.bench_local(|| {
+        flip ^= 1;
+        pod.labels.clone_from(&labels[flip]);
+        index.apply_pod(pod.clone());
+        let rendered = render(&compile(&index, &scope(), &links));
+        let changed = diff(&applied, &rendered).is_some();
+        applied = rendered;
+        changed
+    });
+}
+
+#[divan::bench(sample_count = 20, sample_size = 5)]
+fn policy_change_incremental(bencher: Bencher) {
+    let mut index = index();
+    let links = ifaces(&index);
+    let mut incremental = Incremental::new(&index, scope(), &links);
+    let name = incremental
+        .program()
+        .policies
+        .iter()
+        .find(|(_, p)| !p.ingress.is_empty())
+        .map(|(n, _)| n.clone())
+        .expect("a policy with ingress rules");
+    let (ns, n) = name.split_once('/').expect("namespace/name");
+    let mut policy = index.policy(index.policy_id(ns, n).expect("policy")).policy().clone();
+    let mut flip = 0u16;
+    bencher.bench_local(|| {
+        flip ^= 1;
+        policy.ingress[0].ports = vec![RulePort {
+            protocol: Protocol::Tcp,
+            target: PortTarget::Range { start: 7000 + flip, end: 7000 + flip },
+        }];
+        index.apply_policy(policy.clone());
+        let changes = index.take_changes().expect("tracking");
+        incremental.update(&index, &changes, &links).0.is_some()
+    });
+}

@@ -1,0 +1,277 @@
+//! Incremental compile and render: a change recompiles and re-renders only
+//! what it can affect, and the transaction is the difference of those parts.
+//!
+//! The table is made of parts with one owner each:
+//! - the base (base chains, dispatch maps, anti-spoofing sets), which
+//!   depends on every local pod and is cheap to rebuild;
+//! - each local pod (`pod/<ns>/<pod>/…`: its chains and counters);
+//! - each policy some local pod lists (`policy/<ns>/<name>/…`: its chains
+//!   and sets).
+//!
+//! The costly part is a policy's sets (peer pods, named ports). A policy is
+//! recompiled only when it changed, when a changed pod went into its sets
+//! before or may go into them now ([`ClusterIndex::pod_may_affect`]), or when a
+//! namespace was relabelled and the policy selects namespaces. The result is
+//! always what a full [`compile`](crate::compile())
+//! and [`render`] would give; tests check this on random change sequences.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use palisade_policy::{Changes, ClusterIndex, Direction, PodId, PolicyId};
+use serde_json::Value;
+
+use crate::compile::{NodeScope, PodDeps, compile_policy, is_local, local_pod, needed_policies, pod_dep};
+use crate::program::{LocalPod, Program};
+use crate::render::{Rendered, base_chains, listed, render, render_pod, render_policy};
+use crate::transaction::diff;
+
+/// Above this many changed objects, rebuilding everything is cheaper than
+/// testing each change against each policy.
+const REBUILD_ABOVE: usize = 2_000;
+
+/// What one update did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpdateStats {
+    /// Policies recompiled.
+    pub policies_compiled: usize,
+    /// Parts of the table re-rendered (base, pods, policies).
+    pub parts_rendered: usize,
+    /// Whether everything was rebuilt (a very large change).
+    pub rebuilt: bool,
+}
+
+/// One node's program and table, kept up to date change by change.
+#[derive(Clone, Debug)]
+pub struct Incremental {
+    scope: NodeScope,
+    program: Program,
+    /// Per compiled policy: the pods that went into its sets.
+    deps: BTreeMap<String, PodDeps>,
+    /// Local pods by `namespace/name`.
+    local: BTreeSet<String>,
+    rendered: Rendered,
+}
+
+/// The owner of a part of the table.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Owner {
+    Base,
+    Pod(String),
+    Policy(String),
+}
+
+impl Owner {
+    fn owns(&self, name: &str) -> bool {
+        match self {
+            Owner::Base => !name.starts_with("pod/") && !name.starts_with("policy/"),
+            Owner::Pod(pod) => {
+                name.strip_prefix("pod/").and_then(|n| n.strip_prefix(pod.as_str())).is_some_and(|n| n.starts_with('/'))
+            }
+            Owner::Policy(p) => name
+                .strip_prefix("policy/")
+                .and_then(|n| n.strip_prefix(p.as_str()))
+                .is_some_and(|n| n.starts_with('/')),
+        }
+    }
+
+    /// First name the owner can own (names are ordered, so an owner's names
+    /// form one run from here, except the base's).
+    fn prefix(&self) -> String {
+        match self {
+            Owner::Base => String::new(),
+            Owner::Pod(p) => format!("pod/{p}/"),
+            Owner::Policy(p) => format!("policy/{p}/"),
+        }
+    }
+}
+
+/// Moves the entries `owner` owns from `from` into `into`.
+fn take_owned<V>(from: &mut BTreeMap<String, V>, into: &mut BTreeMap<String, V>, owner: &Owner) {
+    let names: Vec<String> = if *owner == Owner::Base {
+        from.keys().filter(|n| owner.owns(n)).cloned().collect()
+    } else {
+        let prefix = owner.prefix();
+        from.range(prefix.clone()..).take_while(|(n, _)| n.starts_with(&prefix)).map(|(n, _)| n.clone()).collect()
+    };
+    for name in names {
+        if let Some(v) = from.remove(&name) {
+            into.insert(name, v);
+        }
+    }
+}
+
+fn take_part(r: &mut Rendered, owner: &Owner, into: &mut Rendered) {
+    take_owned(&mut r.sets, &mut into.sets, owner);
+    take_owned(&mut r.chains, &mut into.chains, owner);
+    let counters: Vec<String> = r.counters.iter().filter(|c| owner.owns(c)).cloned().collect();
+    for c in counters {
+        r.counters.remove(&c);
+        into.counters.insert(c);
+    }
+}
+
+fn put_all(r: &mut Rendered, part: Rendered) {
+    r.sets.extend(part.sets);
+    r.chains.extend(part.chains);
+    r.counters.extend(part.counters);
+}
+
+impl Incremental {
+    /// Compiles and renders everything for `scope`.
+    #[must_use]
+    pub fn new(index: &ClusterIndex, scope: NodeScope, ifaces: &BTreeMap<IpAddr, String>) -> Self {
+        let local: BTreeSet<String> = index
+            .pods_sorted()
+            .into_iter()
+            .filter(|p| is_local(index, &scope, *p))
+            .map(|p| index.pod_name(p).to_string())
+            .collect();
+        let mut this = Incremental {
+            scope,
+            program: Program::default(),
+            deps: BTreeMap::new(),
+            local,
+            rendered: Rendered::default(),
+        };
+        this.program.pods = this.local_pods(index, ifaces);
+        for name in needed_policies(&this.program.pods) {
+            let Some(id) = policy_id(index, &name) else { continue };
+            let (program, deps) = compile_policy(index, id, &this.scope);
+            this.program.policies.insert(name.clone(), program);
+            this.deps.insert(name, deps);
+        }
+        this.rendered = render(&this.program);
+        this
+    }
+
+    /// The program as it stands.
+    #[must_use]
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// The table as it stands (what the last transaction left in the kernel).
+    #[must_use]
+    pub fn rendered(&self) -> &Rendered {
+        &self.rendered
+    }
+
+    /// The node's scope.
+    #[must_use]
+    pub fn scope(&self) -> &NodeScope {
+        &self.scope
+    }
+
+    fn local_pods(&self, index: &ClusterIndex, ifaces: &BTreeMap<IpAddr, String>) -> BTreeMap<String, LocalPod> {
+        self.local
+            .iter()
+            .filter_map(|key| Some((key.clone(), local_pod(index, index.pod_id_by_key(key)?, ifaces))))
+            .collect()
+    }
+
+    /// Brings the program and table up to `index` after `changes` (what
+    /// changed in the index since the last update); returns the transaction
+    /// from the previous table to the new one, `None` when the table is
+    /// unchanged. `ifaces` may change at any time: local pods are always
+    /// refreshed (they are few).
+    pub fn update(
+        &mut self,
+        index: &ClusterIndex,
+        changes: &Changes,
+        ifaces: &BTreeMap<IpAddr, String>,
+    ) -> (Option<Value>, UpdateStats) {
+        if changes.pods.len() + changes.policies.len() + changes.namespaces.len() > REBUILD_ABOVE {
+            let fresh = Incremental::new(index, self.scope.clone(), ifaces);
+            let tx = diff(&self.rendered, &fresh.rendered);
+            let stats = UpdateStats {
+                policies_compiled: fresh.program.policies.len(),
+                parts_rendered: 1 + fresh.program.pods.len() + fresh.program.policies.len(),
+                rebuilt: true,
+            };
+            *self = fresh;
+            return (tx, stats);
+        }
+        let mut stats = UpdateStats::default();
+        for key in &changes.pods {
+            if index.pod_id_by_key(key).is_some_and(|id| is_local(index, &self.scope, id)) {
+                self.local.insert(key.clone());
+            } else {
+                self.local.remove(key);
+            }
+        }
+        let pods = self.local_pods(index, ifaces);
+        let mut dirty: BTreeSet<Owner> = BTreeSet::new();
+        for name in pods.keys().chain(self.program.pods.keys()) {
+            if pods.get(name) != self.program.pods.get(name) {
+                dirty.insert(Owner::Pod(name.clone()));
+                dirty.insert(Owner::Base);
+            }
+        }
+        let needed = needed_policies(&pods);
+        let changed_pods: Vec<(u64, Option<PodId>)> =
+            changes.pods.iter().map(|k| (pod_dep(k), index.pod_id_by_key(k))).collect();
+        for name in &needed {
+            let Some(id) = policy_id(index, name) else { continue };
+            let stale = !self.program.policies.contains_key(name)
+                || changes.policies.contains(name)
+                || (!changes.namespaces.is_empty() && index.policy_selects_namespaces(id))
+                || changed_pods.iter().any(|(key, pod)| {
+                    self.deps.get(name).is_some_and(|d| d.contains(key))
+                        || pod.is_some_and(|p| index.pod_may_affect(id, p))
+                });
+            if stale {
+                stats.policies_compiled += 1;
+                let (program, deps) = compile_policy(index, id, &self.scope);
+                if self.program.policies.get(name) != Some(&program) {
+                    dirty.insert(Owner::Policy(name.clone()));
+                }
+                self.program.policies.insert(name.clone(), program);
+                self.deps.insert(name.clone(), deps);
+            }
+            let old_listed = listed(&self.program, name);
+            let new_listed =
+                Direction::BOTH.map(|dir| pods.values().any(|p| p.isolation(dir).is_some_and(|l| l.contains(name))));
+            if old_listed != new_listed {
+                dirty.insert(Owner::Policy(name.clone()));
+            }
+        }
+        let gone: Vec<String> = self.program.policies.keys().filter(|n| !needed.contains(*n)).cloned().collect();
+        for name in gone {
+            self.program.policies.remove(&name);
+            self.deps.remove(&name);
+            dirty.insert(Owner::Policy(name));
+        }
+        self.program.pods = pods;
+        if dirty.is_empty() {
+            return (None, stats);
+        }
+        stats.parts_rendered = dirty.len();
+        let mut old = Rendered::default();
+        let mut new = Rendered::default();
+        for owner in &dirty {
+            take_part(&mut self.rendered, owner, &mut old);
+            match owner {
+                Owner::Base => base_chains(&self.program, &mut new),
+                Owner::Pod(name) => {
+                    if let Some(pod) = self.program.pods.get(name) {
+                        render_pod(&mut new, name, pod);
+                    }
+                }
+                Owner::Policy(name) => {
+                    if let Some(policy) = self.program.policies.get(name) {
+                        render_policy(&mut new, name, policy, listed(&self.program, name));
+                    }
+                }
+            }
+        }
+        let tx = diff(&old, &new);
+        put_all(&mut self.rendered, new);
+        (tx, stats)
+    }
+}
+
+fn policy_id(index: &ClusterIndex, name: &str) -> Option<PolicyId> {
+    let (ns, policy) = name.split_once('/')?;
+    index.policy_id(ns, policy)
+}
