@@ -1,6 +1,8 @@
-//! The only writer of kernel state: the `nft` tool's JSON interface.
+//! Writing kernel state: the `nft` tool's JSON interface, and for
+//! element-only transactions the netlink path in [`crate::netlink`]; both
+//! are reached only through the [`Nft`] trait.
 //!
-//! Why `nft -j` and not netlink directly: nftables' netlink encoding
+//! Why `nft -j` and not netlink for everything: nftables' netlink encoding
 //! (expressions, set element intervals, concatenations) is what libnftables
 //! exists for; re-implementing it is a large, version-sensitive surface.
 //! The JSON interface is documented (libnftables-json(5)), applies a whole
