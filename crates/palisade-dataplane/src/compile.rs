@@ -7,11 +7,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasher as _;
-
-use rustc_hash::{FxBuildHasher, FxHashSet};
 use std::net::IpAddr;
 
 use palisade_policy::{ClusterIndex, Direction, Peer, PodId, PodState, PolicyId, PortTarget, Protocol};
+use rustc_hash::{FxBuildHasher, FxHashSet};
 
 use crate::program::{LocalPod, Peers, PolicyProgram, PortSet, Program, RuleProgram};
 use crate::ranges::AddrSet;
