@@ -99,6 +99,51 @@ fn add_text(loaded: &mut Loaded, file: &str, text: &str, default_namespace: &str
     }
 }
 
+/// One object as the Kubernetes API serves it, converted.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ApiObject {
+    /// A Namespace.
+    Namespace(Namespace),
+    /// A Pod (never a workload template).
+    Pod(Pod),
+    /// A NetworkPolicy.
+    NetworkPolicy(NetworkPolicy),
+}
+
+/// Converts one object served by the Kubernetes API (a watcher's item) with
+/// exactly the checks manifests get; `source` names where it came from in
+/// errors (e.g. `api`). Kinds other than Namespace, Pod and NetworkPolicy
+/// are an error here.
+pub fn convert_api_object(source: &str, value: Value) -> Result<ApiObject, Vec<LoadError>> {
+    let kind = str_at(&value, &["kind"]).unwrap_or_default().to_string();
+    let name = str_at(&value, &["metadata", "name"]).unwrap_or_default().to_string();
+    let namespace = str_at(&value, &["metadata", "namespace"]).unwrap_or_default().to_string();
+    let mut loaded = Loaded::default();
+    match kind.as_str() {
+        "Namespace" | "Pod" | "NetworkPolicy" => add_object(&mut loaded, source, value, &kind, &name, &namespace),
+        _ => {
+            return Err(vec![LoadError::Invalid {
+                file: source.into(),
+                object: format!("{kind} {namespace}/{name}"),
+                field: "kind".into(),
+                message: "is not Namespace, Pod or NetworkPolicy".into(),
+            }]);
+        }
+    }
+    if !loaded.errors.is_empty() {
+        return Err(loaded.errors);
+    }
+    loaded
+        .namespaces
+        .pop()
+        .map(ApiObject::Namespace)
+        .or_else(|| loaded.pods.pop().map(ApiObject::Pod))
+        .or_else(|| loaded.policies.pop().map(ApiObject::NetworkPolicy))
+        .ok_or_else(|| {
+            vec![LoadError::Read { file: source.into(), message: format!("{kind} {name}: nothing converted") }]
+        })
+}
+
 /// Lists nested deeper than this are rejected (no manifest nests Lists).
 const MAX_LIST_DEPTH: usize = 4;
 

@@ -129,8 +129,15 @@ struct AgentArgs {
     #[arg(long)]
     all_pods: bool,
     /// Directory of manifests to load and watch.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kubernetes")]
     manifests: Option<PathBuf>,
+    /// Watch the Kubernetes API (in-cluster config, or KUBECONFIG). The
+    /// default inside a pod when no --manifests is given.
+    #[arg(long)]
+    kubernetes: bool,
+    /// Where /healthz, /readyz and /metrics listen (Kubernetes mode).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    listen: std::net::SocketAddr,
     /// Write the applied state here after every apply (JSON).
     #[arg(long)]
     status_file: Option<PathBuf>,
@@ -232,27 +239,61 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<u8> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_target(false)
         .init();
-    let Some(manifests) = args.manifests else {
+    let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    let kubernetes = args.kubernetes || (args.manifests.is_none() && in_pod && !args.cleanup);
+    if args.manifests.is_none() && !kubernetes {
         if args.cleanup {
             palisade::agent::remove_table()?;
             return Ok(0);
         }
-        anyhow::bail!("give --manifests DIR (the Kubernetes API source is not available yet), or --cleanup alone");
-    };
+        anyhow::bail!("give --manifests DIR or --kubernetes, or --cleanup alone");
+    }
     let scope = match (args.all_pods, args.node) {
         (true, _) => palisade_dataplane::NodeScope::All,
         (false, Some(node)) => palisade_dataplane::NodeScope::Node(node),
         (false, None) => anyhow::bail!("give --node NAME (or set NODE_NAME), or --all-pods"),
     };
+    let resync = std::time::Duration::from_secs(args.resync_seconds.max(1));
+    if kubernetes {
+        let config = palisade::agent::kube_agent::KubeAgentConfig {
+            scope,
+            resync,
+            listen: Some(args.listen),
+            cleanup_on_exit: args.cleanup,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        runtime.block_on(async {
+            let client =
+                kube::Client::try_default().await.context("Kubernetes client (in-cluster config or KUBECONFIG)")?;
+            let metrics = std::sync::Arc::new(palisade::agent::metrics::Metrics::new());
+            palisade::agent::kube_agent::run(client, config, metrics, shutdown_signal()).await
+        })?;
+        return Ok(0);
+    }
+    let manifests = args.manifests.expect("manifests mode");
     let config = palisade::agent::AgentConfig {
         scope,
         manifests,
         status_file: args.status_file,
-        resync: std::time::Duration::from_secs(args.resync_seconds.max(1)),
+        resync,
         cleanup_on_exit: args.cleanup,
     };
     palisade::agent::run(&config)?;
     Ok(0)
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }
 
 fn run_lab(command: LabCommand) -> anyhow::Result<u8> {

@@ -11,6 +11,9 @@
 //! program is applied atomically; stopping leaves the rules in place unless
 //! `--cleanup` is given.
 
+pub mod kube_agent;
+pub mod kube_source;
+pub mod metrics;
 pub mod reconcile;
 pub mod routes;
 pub mod source;

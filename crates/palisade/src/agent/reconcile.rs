@@ -40,7 +40,7 @@ pub struct SyncReport {
 
 /// Keeps one node's kernel table equal to what the index says.
 pub struct Reconciler {
-    nft: Box<dyn Nft>,
+    nft: Box<dyn Nft + Send>,
     scope: NodeScope,
     /// The program and table last applied; `None` when the kernel's state is
     /// unknown (start, failed apply, drift), so the next sync replaces the
@@ -61,7 +61,7 @@ impl Reconciler {
     /// A reconciler that has applied nothing yet: its first sync replaces
     /// the table atomically (rules of a previous run stay until then).
     #[must_use]
-    pub fn new(nft: Box<dyn Nft>, scope: NodeScope) -> Self {
+    pub fn new(nft: Box<dyn Nft + Send>, scope: NodeScope) -> Self {
         Reconciler { nft, scope, applied: None }
     }
 

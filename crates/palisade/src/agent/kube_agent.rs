@@ -1,0 +1,219 @@
+//! `palisade agent --kubernetes`: watchers → index → reconcile, with
+//! health and metrics.
+//!
+//! ```text
+//! watcher(Namespace) \
+//! watcher(Pod)        >-- converted events --> KubeState --> ClusterIndex --sync--> kernel
+//! watcher(Policy)    /      (relists buffered)       (journal of changes)   (one transaction per batch)
+//! ```
+//!
+//! Fail closed: nothing is programmed before every kind has completed its
+//! first list, so rules of a previous run stay in force until then; a failed
+//! apply leaves the kernel as it was (transactions are atomic) and the next
+//! sync replaces the whole table; on stop the rules stay unless `--cleanup`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use kube::Client;
+use palisade_dataplane::NodeScope;
+use palisade_dataplane::nft::{Nft as _, NftCli, counters};
+use palisade_policy::ClusterIndex;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use super::kube_source::{Kind, KubeState, WatchEvent, watch};
+use super::metrics::{KindLabel, Metrics, PodDirection};
+use super::reconcile::{Outcome, Reconciler};
+use super::routes;
+
+/// How the Kubernetes agent runs.
+#[derive(Clone, Debug)]
+pub struct KubeAgentConfig {
+    /// Which pods are local.
+    pub scope: NodeScope,
+    /// How often to compare the kernel with the applied state.
+    pub resync: Duration,
+    /// Where `/healthz`, `/readyz` and `/metrics` listen (`None`: nowhere).
+    pub listen: Option<SocketAddr>,
+    /// Remove the table when stopping.
+    pub cleanup_on_exit: bool,
+}
+
+/// Events waiting in the channel are applied together (one sync per batch).
+const CHANNEL: usize = 4096;
+
+/// Runs until `shutdown` completes. The watchers use `client`.
+pub async fn run(
+    client: Client,
+    config: KubeAgentConfig,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    if let Some(addr) = config.listen {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        info!(%addr, "serving /healthz, /readyz and /metrics");
+        tokio::spawn(super::metrics::serve(listener, metrics.clone(), config.resync * 3 + Duration::from_secs(30)));
+    }
+    let (mut rx, watchers) = spawn_watchers(&client);
+    let mut index = ClusterIndex::new();
+    index.track_changes();
+    let mut state = KubeState::default();
+    let mut reconciler = Reconciler::new(Box::new(NftCli::default()), config.scope.clone());
+    let mut ifaces = routes::pod_interfaces();
+    let mut resync = tokio::time::interval(config.resync);
+    let mut dirty = false;
+    let mut pods_changed = false;
+    let mut batch_started: Option<Instant> = None;
+    info!(scope = ?config.scope, "agent starting; existing rules stay until every kind is listed and programmed");
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        metrics.beat();
+        tokio::select! {
+            () = &mut shutdown => break,
+            event = rx.recv() => {
+                let Some(event) = event else { break };
+                batch_started.get_or_insert_with(Instant::now);
+                let mut next = Some(event);
+                // Everything already waiting joins this batch.
+                while let Some(event) = next {
+                    pods_changed |= matches!(&event, WatchEvent::Apply(Kind::Pod, ..) | WatchEvent::Delete(Kind::Pod, _) | WatchEvent::InitDone(Kind::Pod));
+                    for (kind, key, errors) in state.handle(&mut index, event) {
+                        let fields: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                        warn!(kind = kind.as_str(), object = %key, errors = ?fields, "rejected");
+                    }
+                    next = rx.try_recv().ok();
+                }
+                dirty = true;
+            }
+            _ = resync.tick() => {
+                if state.ready() {
+                    match tokio::task::block_in_place(|| reconciler.detect_drift()) {
+                        Ok(true) => {
+                            warn!("kernel table differs from the applied program (or is gone); replacing it");
+                            dirty = true;
+                        }
+                        Ok(false) => {}
+                        Err(e) => error!(error = %e, "cannot read the kernel table"),
+                    }
+                    read_counters(&metrics);
+                }
+            }
+        }
+        for (kind, n) in state.counts() {
+            metrics.objects.get_or_create(&KindLabel { kind: kind.as_str().into() }).set(gauge(n));
+        }
+        metrics.rejected.set(gauge(state.rejected.len()));
+        if !(dirty && state.ready()) {
+            continue;
+        }
+        if pods_changed {
+            ifaces = routes::pod_interfaces();
+            pods_changed = false;
+        }
+        let seen = batch_started.take().unwrap_or_else(Instant::now);
+        dirty = !program(&mut reconciler, &mut index, &ifaces, &metrics, seen);
+    }
+    for w in watchers {
+        w.abort();
+    }
+    info!(cleanup = config.cleanup_on_exit, "stopping; rules stay in place unless --cleanup");
+    if config.cleanup_on_exit {
+        super::remove_table()?;
+    }
+    Ok(())
+}
+
+/// One watcher task per kind, all sending into one channel.
+fn spawn_watchers(client: &Client) -> (mpsc::Receiver<WatchEvent>, Vec<tokio::task::JoinHandle<()>>) {
+    let (tx, rx) = mpsc::channel::<WatchEvent>(CHANNEL);
+    let watchers = Kind::ALL
+        .map(|kind| {
+            let (tx, client) = (tx.clone(), client.clone());
+            tokio::spawn(async move {
+                let mut events = std::pin::pin!(watch(client, kind));
+                while let Some(event) = events.next().await {
+                    if tx.send(event).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        })
+        .into();
+    (rx, watchers)
+}
+
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Syncs the kernel with the index; returns whether it succeeded.
+fn program(
+    reconciler: &mut Reconciler,
+    index: &mut ClusterIndex,
+    ifaces: &BTreeMap<std::net::IpAddr, String>,
+    metrics: &Metrics,
+    seen: Instant,
+) -> bool {
+    let journal = index.take_changes();
+    match tokio::task::block_in_place(|| reconciler.sync(index, journal.as_ref(), ifaces)) {
+        Ok(report) => {
+            metrics.sync_seconds.observe(report.compile.as_secs_f64());
+            metrics.rules.set(gauge(report.stats.rules));
+            metrics.elements.set(gauge(report.stats.elements));
+            if report.outcome != Outcome::Unchanged {
+                metrics.apply_seconds.observe(report.apply.as_secs_f64());
+                info!(
+                    outcome = ?report.outcome,
+                    commands = report.commands,
+                    compile_us = report.compile.as_micros(),
+                    apply_us = report.apply.as_micros(),
+                    latency_us = seen.elapsed().as_micros(),
+                    policies_compiled = report.update.policies_compiled,
+                    local_pods = report.stats.local_pods,
+                    rules = report.stats.rules,
+                    elements = report.stats.elements,
+                    "applied"
+                );
+            }
+            if !metrics.ready.swap(true, Ordering::Relaxed) {
+                info!("first sync programmed; ready");
+            }
+            true
+        }
+        Err(e) => {
+            metrics.apply_errors.inc();
+            error!(error = %e, "apply failed; the next sync replaces the whole table");
+            false
+        }
+    }
+}
+
+/// Copies the kernel's per-pod denied counters into the metrics.
+fn read_counters(metrics: &Metrics) {
+    let listing = match tokio::task::block_in_place(|| NftCli::default().list_table()) {
+        Ok(Some(listing)) => listing,
+        Ok(None) => return,
+        Err(e) => {
+            warn!(error = %e, "cannot read counters");
+            return;
+        }
+    };
+    let mut seen = BTreeMap::new();
+    for (name, packets) in counters(&listing) {
+        // Counter names: pod/<ns>/<pod>/<direction>/denied.
+        let parts: Vec<&str> = name.split('/').collect();
+        if let ["pod", ns, pod, direction, "denied"] = parts.as_slice() {
+            seen.insert(PodDirection { pod: format!("{ns}/{pod}"), direction: (*direction).to_string() }, packets);
+        }
+    }
+    metrics.denied_packets.clear();
+    for (labels, packets) in seen {
+        metrics.denied_packets.get_or_create(&labels).set(i64::try_from(packets).unwrap_or(i64::MAX));
+    }
+}

@@ -1,0 +1,160 @@
+//! `/healthz`, `/readyz` and `/metrics` (Prometheus text format, via
+//! prometheus-client) on a small HTTP/1.1 listener.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+use tracing::warn;
+
+/// Label of per-kind gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// `Namespace`, `Pod` or `NetworkPolicy`.
+    pub kind: String,
+}
+
+/// Label of per-pod counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct PodDirection {
+    /// `namespace/name`.
+    pub pod: String,
+    /// `ingress` or `egress`.
+    pub direction: String,
+}
+
+/// Everything the agent reports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Objects known from the API, per kind.
+    pub objects: Family<KindLabel, Gauge>,
+    /// Seconds to compile, render and diff one sync.
+    pub sync_seconds: Histogram,
+    /// Seconds to apply one transaction to the kernel.
+    pub apply_seconds: Histogram,
+    /// Rules, sets and set elements in the table.
+    pub rules: Gauge,
+    /// Sets and maps in the table.
+    pub sets: Gauge,
+    /// Set elements in the table.
+    pub elements: Gauge,
+    /// Failed applies.
+    pub apply_errors: Counter,
+    /// Objects rejected as invalid.
+    pub rejected: Gauge,
+    /// Packets dropped per pod and direction (the kernel's counters).
+    pub denied_packets: Family<PodDirection, Gauge>,
+    /// Whether the first sync has been programmed.
+    pub ready: Arc<AtomicBool>,
+    /// Unix seconds of the last loop iteration (liveness).
+    pub heartbeat: Arc<AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    #[must_use]
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("palisade");
+        let m = Metrics {
+            objects: Family::default(),
+            sync_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            apply_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            rules: Gauge::default(),
+            sets: Gauge::default(),
+            elements: Gauge::default(),
+            apply_errors: Counter::default(),
+            rejected: Gauge::default(),
+            denied_packets: Family::default(),
+            ready: Arc::new(AtomicBool::new(false)),
+            heartbeat: Arc::new(AtomicU64::new(0)),
+            registry: Registry::default(),
+        };
+        registry.register("objects", "Objects watched, per kind", m.objects.clone());
+        registry.register("sync_seconds", "Compile, render and diff time per sync", m.sync_seconds.clone());
+        registry.register("apply_seconds", "Kernel apply time per transaction", m.apply_seconds.clone());
+        registry.register("ruleset_rules", "Policy rules in the node's program", m.rules.clone());
+        registry.register("ruleset_sets", "Sets and maps in the table", m.sets.clone());
+        registry.register("ruleset_elements", "Set elements in the node's program", m.elements.clone());
+        registry.register("apply_errors", "Transactions the kernel refused", m.apply_errors.clone());
+        registry.register("rejected_objects", "Objects rejected as invalid", m.rejected.clone());
+        registry.register("denied_packets", "Packets dropped per pod and direction", m.denied_packets.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// Marks the loop alive now.
+    pub fn beat(&self) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        self.heartbeat.store(now, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    fn alive(&self, stale_after: Duration) -> bool {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        now.saturating_sub(self.heartbeat.load(Ordering::Relaxed)) <= stale_after.as_secs()
+    }
+}
+
+/// Answers one request line: status, content type, body.
+fn answer(metrics: &Metrics, path: &str, stale_after: Duration) -> (&'static str, &'static str, String) {
+    match path {
+        "/healthz" if metrics.alive(stale_after) => ("200 OK", "text/plain", "ok\n".into()),
+        "/healthz" => ("503 Service Unavailable", "text/plain", "reconcile loop stalled\n".into()),
+        "/readyz" if metrics.ready.load(Ordering::Relaxed) => ("200 OK", "text/plain", "ok\n".into()),
+        "/readyz" => ("503 Service Unavailable", "text/plain", "not synced yet\n".into()),
+        "/metrics" => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", metrics.encode()),
+        _ => ("404 Not Found", "text/plain", "not found\n".into()),
+    }
+}
+
+/// Serves the endpoints until the listener fails; each connection gets one
+/// answer (bounded read, bounded time).
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stale_after: Duration) {
+    loop {
+        let (mut conn, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "health listener failed");
+                return;
+            }
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let read = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await;
+            let Ok(Ok(n)) = read else { return };
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let path = path.split('?').next().unwrap_or(path);
+            let (status, content_type, body) = answer(&metrics, path, stale_after);
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.write_all(response.as_bytes())).await;
+        });
+    }
+}

@@ -1,0 +1,268 @@
+//! The Kubernetes path against a mock API server, through kube-rs's own
+//! client and watchers, asserting on the kernel's table in a network
+//! namespace (root; `scripts/test` makes these fail rather than skip).
+//!
+//! The mock serves what an API server serves, in its wire format: lists
+//! (`{"kind":"PodList","metadata":{"resourceVersion":…},"items":[…]}`, items
+//! without kind and apiVersion), chunked watch streams of `ADDED`,
+//! `MODIFIED`, `DELETED`, `BOOKMARK` and `ERROR` events, a `410 Expired`
+//! status that forces a relist, dropped connections, and malformed objects.
+
+#![allow(clippy::needless_pass_by_value, reason = "the object builders take json! values")]
+
+mod mock_api;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mock_api::{Mock, Resource};
+use palisade::agent::kube_agent::{KubeAgentConfig, run};
+use palisade::agent::metrics::Metrics;
+use palisade_dataplane::nft::{Nft as _, NftCli, summarize_listing, summarize_rendered};
+use palisade_dataplane::render::render;
+use palisade_dataplane::{NodeScope, compile};
+use palisade_lab::netns::{NetNs, unique_prefix};
+use palisade_manifests::{ApiObject, convert_api_object};
+use palisade_policy::ClusterIndex;
+use serde_json::{Value, json};
+
+fn namespace(name: &str, labels: Value) -> Value {
+    json!({"metadata": {"name": name, "uid": format!("uid-ns-{name}"), "labels": labels}, "spec": {}, "status": {"phase": "Active"}})
+}
+
+fn pod(ns: &str, name: &str, labels: Value, ip: &str) -> Value {
+    json!({
+        "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{ns}-{name}"), "labels": labels},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "nginx", "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}]}]},
+        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}
+    })
+}
+
+fn policy(ns: &str, name: &str, spec: Value) -> Value {
+    json!({"metadata": {"name": name, "namespace": ns, "uid": format!("uid-np-{ns}-{name}")}, "spec": spec})
+}
+
+/// The table a full compile and render of the mock's current valid objects gives.
+fn expected(mock: &Mock) -> palisade_dataplane::render::Rendered {
+    let mut index = ClusterIndex::new();
+    for (resource, kind, api_version) in [
+        (Resource::Namespaces, "Namespace", "v1"),
+        (Resource::Pods, "Pod", "v1"),
+        (Resource::NetworkPolicies, "NetworkPolicy", "networking.k8s.io/v1"),
+    ] {
+        for mut object in mock.objects(resource) {
+            object["kind"] = json!(kind);
+            object["apiVersion"] = json!(api_version);
+            match convert_api_object("expected", object) {
+                Ok(ApiObject::Namespace(n)) => {
+                    index.apply_namespace(n);
+                }
+                Ok(ApiObject::Pod(p)) => {
+                    index.apply_pod(p);
+                }
+                Ok(ApiObject::NetworkPolicy(p)) => {
+                    index.apply_policy(p);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    render(&compile(&index, &NodeScope::Node("node-1".into()), &BTreeMap::new()))
+}
+
+/// Addresses in the plain address sets (peer pods), per set: the part of
+/// the table a pod change moves, compared element by element.
+fn address_sets_rendered(r: &palisade_dataplane::render::Rendered) -> BTreeMap<String, BTreeSet<String>> {
+    r.sets
+        .iter()
+        .filter(|(_, d)| {
+            d.map.is_none() && !d.interval && (d.kind == json!("ipv4_addr") || d.kind == json!("ipv6_addr"))
+        })
+        .map(|(n, d)| (n.clone(), d.elements.values().filter_map(|v| v.as_str().map(String::from)).collect()))
+        .collect()
+}
+
+fn address_sets_listed(
+    listing: &Value,
+    names: &BTreeMap<String, BTreeSet<String>>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out = BTreeMap::new();
+    for item in listing["nftables"].as_array().into_iter().flatten() {
+        let Some(set) = item.get("set") else { continue };
+        let name = set["name"].as_str().unwrap_or_default();
+        if names.contains_key(name) {
+            let elems = set.get("elem").and_then(Value::as_array).into_iter().flatten();
+            out.insert(name.to_string(), elems.filter_map(|v| v.as_str().map(String::from)).collect());
+        }
+    }
+    out
+}
+
+/// Waits (bounded) until the kernel's table matches what the mock holds:
+/// the same chains, rule counts, sets and element counts, and the same
+/// addresses in every peer set.
+fn converge(mock: &Mock, what: &str) {
+    let nft = NftCli::default();
+    let rendered = expected(mock);
+    let want = (summarize_rendered(&rendered), address_sets_rendered(&rendered));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Ok(Some(listing)) = nft.list_table() {
+            let got = (summarize_listing(&listing), address_sets_listed(&listing, &want.1));
+            if got == want {
+                return;
+            }
+            last = Some(got);
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{what}: the kernel did not converge\nwant {want:#?}\ngot {last:#?}");
+}
+
+fn kernel_has_element(set: &str, element: &str) -> bool {
+    let Ok(Some(listing)) = NftCli::default().list_table() else { return false };
+    listing.to_string().contains(element)
+        && listing["nftables"].as_array().is_some_and(|items| {
+            items.iter().any(|i| {
+                ["set", "map"].iter().any(|k| {
+                    i.get(k).is_some_and(|s| {
+                        s["name"] == set && s.get("elem").is_some_and(|e| e.to_string().contains(element))
+                    })
+                })
+            })
+        })
+}
+
+fn start_agent(
+    runtime: &tokio::runtime::Runtime,
+    mock: &Mock,
+) -> (tokio::sync::oneshot::Sender<()>, Arc<Metrics>, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = Arc::new(Metrics::new());
+    let config = KubeAgentConfig {
+        scope: NodeScope::Node("node-1".into()),
+        resync: Duration::from_secs(1),
+        listen: Some("127.0.0.1:0".parse().expect("address")),
+        cleanup_on_exit: false,
+    };
+    let client = runtime.block_on(mock.client());
+    let handle = runtime.spawn(run(client, config, metrics.clone(), async {
+        let _ = stopped.await;
+    }));
+    (stop, metrics, handle)
+}
+
+#[test]
+fn agent_follows_the_api_into_the_kernel() {
+    if !palisade_lab::netns::kernel_tests_enabled(&["nft"]) {
+        return;
+    }
+    let ns = NetNs::create(&format!("{}kube", unique_prefix())).expect("netns");
+    let name = ns.name().to_string();
+    // The agent, the mock API server and the assertions share the namespace.
+    std::thread::spawn(move || {
+        palisade_lab::netns::enter(&name).expect("enter namespace");
+        scenario();
+    })
+    .join()
+    .expect("scenario");
+    drop(ns);
+}
+
+fn scenario() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let mock = runtime.block_on(Mock::start());
+    mock.put(Resource::Namespaces, namespace("shop", json!({"team": "shop"})));
+    mock.put(Resource::Namespaces, namespace("ops", json!({"team": "ops"})));
+    mock.put(Resource::Pods, pod("shop", "web", json!({"app": "web"}), "10.1.0.1"));
+    mock.put(Resource::Pods, pod("shop", "db", json!({"app": "db"}), "10.1.0.2"));
+    mock.put(Resource::Pods, pod("ops", "probe", json!({"app": "probe"}), "10.1.0.3"));
+    mock.put(
+        Resource::NetworkPolicies,
+        policy("shop", "db", json!({"podSelector": {"matchLabels": {"app": "db"}}, "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}], "ports": [{"port": 5432}]}]})),
+    );
+    // Malformed objects: an invalid CIDR, and a pod whose spec is not an object.
+    mock.put(
+        Resource::NetworkPolicies,
+        policy(
+            "shop",
+            "broken",
+            json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]}),
+        ),
+    );
+    mock.put(
+        Resource::Pods,
+        json!({"metadata": {"name": "odd", "namespace": "shop", "uid": "uid-odd"}, "spec": "not an object"}),
+    );
+
+    // Nothing is programmed before every kind is listed: hold the policy list.
+    mock.hold(Resource::NetworkPolicies, true);
+    let (stop, metrics, handle) = start_agent(&runtime, &mock);
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(NftCli::default().list_table().expect("list").is_none(), "no table before every kind is listed");
+    assert!(!metrics.ready.load(std::sync::atomic::Ordering::Relaxed), "not ready before the first sync");
+    mock.hold(Resource::NetworkPolicies, false);
+    converge(&mock, "initial sync");
+    assert!(kernel_has_element("policy/shop/db/ingress/0/pods4", "10.1.0.1"), "web may reach db");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !metrics.ready.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(metrics.ready.load(std::sync::atomic::Ordering::Relaxed), "ready after the first sync");
+    let exposition = metrics.encode();
+    assert!(exposition.contains("palisade_objects{kind=\"Pod\"} 3"), "{exposition}");
+    assert!(exposition.contains("palisade_rejected_objects 2"), "{exposition}");
+
+    // Watch events: pod added, relabelled, deleted; namespace relabelled; policy added, updated, deleted.
+    mock.put(Resource::Pods, pod("shop", "web2", json!({"app": "web"}), "10.1.0.4"));
+    converge(&mock, "pod added");
+    assert!(kernel_has_element("policy/shop/db/ingress/0/pods4", "10.1.0.4"));
+    mock.put(Resource::Pods, pod("shop", "web2", json!({"app": "batch"}), "10.1.0.4"));
+    converge(&mock, "pod relabelled");
+    assert!(!kernel_has_element("policy/shop/db/ingress/0/pods4", "10.1.0.4"));
+    mock.delete(Resource::Pods, "shop/web2");
+    converge(&mock, "pod deleted");
+    mock.put(
+        Resource::NetworkPolicies,
+        policy("shop", "from-ops", json!({"podSelector": {"matchLabels": {"app": "db"}}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "ops"}}}]}]})),
+    );
+    converge(&mock, "policy added");
+    assert!(kernel_has_element("policy/shop/from-ops/ingress/0/pods4", "10.1.0.3"));
+    mock.put(Resource::Namespaces, namespace("ops", json!({"team": "retired"})));
+    converge(&mock, "namespace relabelled");
+    assert!(!kernel_has_element("policy/shop/from-ops/ingress/0/pods4", "10.1.0.3"));
+    mock.put(
+        Resource::NetworkPolicies,
+        policy("shop", "from-ops", json!({"podSelector": {"matchLabels": {"app": "db"}}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "retired"}}}]}]})),
+    );
+    converge(&mock, "policy updated");
+    mock.delete(Resource::NetworkPolicies, "shop/from-ops");
+    converge(&mock, "policy deleted");
+
+    // Bookmarks are harmless; a dropped connection reconnects.
+    mock.bookmark(Resource::Pods);
+    mock.drop_watches(Resource::Pods);
+    mock.put(Resource::Pods, pod("shop", "web3", json!({"app": "web"}), "10.1.0.5"));
+    converge(&mock, "after a dropped watch");
+
+    // Relist during updates: changes the watch never delivers, then 410 Gone.
+    mock.put_silently(Resource::Pods, pod("shop", "web4", json!({"app": "web"}), "10.1.0.6"));
+    mock.delete_silently(Resource::Pods, "shop/web3");
+    mock.expire(Resource::Pods);
+    converge(&mock, "relist after 410 Gone");
+    assert!(kernel_has_element("policy/shop/db/ingress/0/pods4", "10.1.0.6"));
+    assert!(!kernel_has_element("policy/shop/db/ingress/0/pods4", "10.1.0.5"));
+
+    // Restart: the rules stay while the agent is down, and it converges again.
+    stop.send(()).expect("agent running");
+    runtime.block_on(handle).expect("agent task").expect("agent stops cleanly");
+    assert!(kernel_has_element("policy/shop/db/ingress/0/pods4", "10.1.0.1"), "rules stay in place on stop");
+    mock.put_silently(Resource::Pods, pod("shop", "web5", json!({"app": "web"}), "10.1.0.7"));
+    let (stop, _metrics, handle) = start_agent(&runtime, &mock);
+    converge(&mock, "after a restart");
+    stop.send(()).expect("agent running");
+    runtime.block_on(handle).expect("agent task").expect("agent stops cleanly");
+    runtime.block_on(mock.shutdown());
+}

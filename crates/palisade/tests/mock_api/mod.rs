@@ -1,0 +1,323 @@
+//! A mock Kubernetes API server for tests: lists and chunked watch streams
+//! in the API server's wire format, driven by the test.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+
+/// A resource the mock serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resource {
+    Namespaces,
+    Pods,
+    NetworkPolicies,
+}
+
+impl Resource {
+    const ALL: [Resource; 3] = [Resource::Namespaces, Resource::Pods, Resource::NetworkPolicies];
+
+    fn slot(self) -> usize {
+        self as usize
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Resource::Namespaces => "/api/v1/namespaces",
+            Resource::Pods => "/api/v1/pods",
+            Resource::NetworkPolicies => "/apis/networking.k8s.io/v1/networkpolicies",
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Resource::Namespaces => "Namespace",
+            Resource::Pods => "Pod",
+            Resource::NetworkPolicies => "NetworkPolicy",
+        }
+    }
+
+    fn api_version(self) -> &'static str {
+        match self {
+            Resource::NetworkPolicies => "networking.k8s.io/v1",
+            _ => "v1",
+        }
+    }
+}
+
+fn key(object: &Value) -> String {
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    match object["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_string(),
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Cmd {
+    /// A watch event line, with the resourceVersion it carries.
+    Event(u64, String),
+    /// Close the connection without ending the stream.
+    Drop,
+    /// Send `410 Expired` and close.
+    Expire,
+}
+
+#[derive(Debug)]
+struct Shared {
+    rv: u64,
+    objects: [BTreeMap<String, Value>; 3],
+    /// Delivered events, for watches that start from an older version.
+    log: [Vec<(u64, String)>; 3],
+    /// Watches from before this version get 410.
+    expired_before: [u64; 3],
+    /// Lists wait while held.
+    hold: [bool; 3],
+    watchers: [broadcast::Sender<Cmd>; 3],
+}
+
+/// The mock server; actions take effect at once.
+#[derive(Debug)]
+pub struct Mock {
+    addr: SocketAddr,
+    shared: Arc<Mutex<Shared>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Mock {
+    /// Listens on 127.0.0.1 (of the current network namespace).
+    pub async fn start() -> Mock {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let shared = Arc::new(Mutex::new(Shared {
+            rv: 1,
+            objects: Default::default(),
+            log: Default::default(),
+            expired_before: [0; 3],
+            hold: [false; 3],
+            watchers: std::array::from_fn(|_| broadcast::channel(1024).0),
+        }));
+        let server = shared.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(serve(conn, server.clone()));
+            }
+        });
+        Mock { addr, shared, task }
+    }
+
+    /// A kube client for this server (built inside the runtime: it spawns a task).
+    #[expect(clippy::unused_async, reason = "kube's client spawns a task, so it must be built in the runtime")]
+    pub async fn client(&self) -> kube::Client {
+        let uri: http::Uri = format!("http://{}", self.addr).parse().expect("uri");
+        kube::Client::try_from(kube::Config::new(uri)).expect("client")
+    }
+
+    fn change(&self, r: Resource, mut object: Value, deliver: Option<&str>) {
+        let mut s = self.shared.lock().expect("lock");
+        s.rv += 1;
+        let rv = s.rv;
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let k = key(&object);
+        let kind = deliver.unwrap_or(if s.objects[r.slot()].contains_key(&k) { "MODIFIED" } else { "ADDED" });
+        if kind == "DELETED" {
+            s.objects[r.slot()].remove(&k);
+        } else {
+            s.objects[r.slot()].insert(k, object.clone());
+        }
+        if deliver != Some("SILENT") {
+            object["kind"] = json!(r.kind());
+            object["apiVersion"] = json!(r.api_version());
+            let line = json!({"type": kind, "object": object}).to_string();
+            s.log[r.slot()].push((rv, line.clone()));
+            let _ = s.watchers[r.slot()].send(Cmd::Event(rv, line));
+        }
+    }
+
+    /// Adds or replaces an object; watchers get ADDED or MODIFIED.
+    pub fn put(&self, r: Resource, object: Value) {
+        self.change(r, object, None);
+    }
+
+    /// Adds or replaces an object without telling watchers (a missed event).
+    pub fn put_silently(&self, r: Resource, object: Value) {
+        self.change(r, object, Some("SILENT"));
+    }
+
+    fn remove(&self, r: Resource, key: &str, silently: bool) {
+        let object = self.shared.lock().expect("lock").objects[r.slot()].get(key).cloned().expect("object to delete");
+        if silently {
+            let mut s = self.shared.lock().expect("lock");
+            s.rv += 1;
+            s.objects[r.slot()].remove(key);
+        } else {
+            self.change(r, object, Some("DELETED"));
+        }
+    }
+
+    /// Deletes an object; watchers get DELETED.
+    pub fn delete(&self, r: Resource, key: &str) {
+        self.remove(r, key, false);
+    }
+
+    /// Deletes an object without telling watchers.
+    pub fn delete_silently(&self, r: Resource, key: &str) {
+        self.remove(r, key, true);
+    }
+
+    /// Sends a BOOKMARK at the current version.
+    pub fn bookmark(&self, r: Resource) {
+        let s = self.shared.lock().expect("lock");
+        let object =
+            json!({"kind": r.kind(), "apiVersion": r.api_version(), "metadata": {"resourceVersion": s.rv.to_string()}});
+        let _ = s.watchers[r.slot()].send(Cmd::Event(s.rv, json!({"type": "BOOKMARK", "object": object}).to_string()));
+    }
+
+    /// Drops every open watch of `r` mid-stream.
+    pub fn drop_watches(&self, r: Resource) {
+        let _ = self.shared.lock().expect("lock").watchers[r.slot()].send(Cmd::Drop);
+    }
+
+    /// Expires every older version: open watches get `410 Expired`, and so
+    /// does any watch that starts before the current version.
+    pub fn expire(&self, r: Resource) {
+        let mut s = self.shared.lock().expect("lock");
+        s.expired_before[r.slot()] = s.rv;
+        let _ = s.watchers[r.slot()].send(Cmd::Expire);
+    }
+
+    /// Holds (or releases) list responses of `r`.
+    pub fn hold(&self, r: Resource, on: bool) {
+        self.shared.lock().expect("lock").hold[r.slot()] = on;
+    }
+
+    /// The objects `r` holds now.
+    pub fn objects(&self, r: Resource) -> Vec<Value> {
+        self.shared.lock().expect("lock").objects[r.slot()].values().cloned().collect()
+    }
+
+    /// Stops accepting connections.
+    pub async fn shutdown(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Reads one request head (bounded); `None` at end of stream.
+async fn request(conn: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 64 * 1024 || conn.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+async fn chunk(conn: &mut TcpStream, line: &str) -> std::io::Result<()> {
+    let data = format!("{line}\n");
+    conn.write_all(format!("{:x}\r\n{data}\r\n", data.len()).as_bytes()).await?;
+    conn.flush().await
+}
+
+async fn serve(mut conn: TcpStream, shared: Arc<Mutex<Shared>>) {
+    while let Some(head) = request(&mut conn).await {
+        let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let params: BTreeMap<&str, &str> = query.split('&').filter_map(|p| p.split_once('=')).collect();
+        let Some(r) = Resource::ALL.into_iter().find(|r| r.path() == path) else {
+            let body =
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404})
+                    .to_string();
+            let _ = conn
+                .write_all(
+                    format!(
+                        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+            continue;
+        };
+        if params.get("watch") == Some(&"true") {
+            let from: u64 = params.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
+            watch(conn, &shared, r, from).await;
+            return;
+        }
+        // A list; held lists wait (bounded).
+        for _ in 0..1500 {
+            if !shared.lock().expect("lock").hold[r.slot()] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let body = {
+            let s = shared.lock().expect("lock");
+            json!({
+                "kind": format!("{}List", r.kind()),
+                "apiVersion": r.api_version(),
+                "metadata": {"resourceVersion": s.rv.to_string()},
+                "items": s.objects[r.slot()].values().collect::<Vec<_>>(),
+            })
+            .to_string()
+        };
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if conn.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn watch(mut conn: TcpStream, shared: &Arc<Mutex<Shared>>, r: Resource, from: u64) {
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    if conn.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let expired =
+        json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("too old resource version: {from}"), "reason": "Expired", "code": 410}})
+        .to_string();
+    let (backlog, mut rx, too_old) = {
+        let s = shared.lock().expect("lock");
+        let backlog: Vec<String> =
+            s.log[r.slot()].iter().filter(|(rv, _)| *rv > from).map(|(_, l)| l.clone()).collect();
+        (backlog, s.watchers[r.slot()].subscribe(), from < s.expired_before[r.slot()])
+    };
+    if too_old {
+        let _ = chunk(&mut conn, &expired).await;
+        let _ = conn.write_all(b"0\r\n\r\n").await;
+        return;
+    }
+    for line in backlog {
+        if chunk(&mut conn, &line).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        match rx.recv().await {
+            Ok(Cmd::Event(rv, line)) if rv > from => {
+                if chunk(&mut conn, &line).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Cmd::Event(..)) => {}
+            Ok(Cmd::Drop) | Err(_) => return,
+            Ok(Cmd::Expire) => {
+                let _ = chunk(&mut conn, &expired).await;
+                let _ = conn.write_all(b"0\r\n\r\n").await;
+                return;
+            }
+        }
+    }
+}
