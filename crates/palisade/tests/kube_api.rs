@@ -214,6 +214,17 @@ fn scenario() {
     let exposition = metrics.encode();
     assert!(exposition.contains("palisade_objects{kind=\"Pod\"} 3"), "{exposition}");
     assert!(exposition.contains("palisade_rejected_objects 2"), "{exposition}");
+    // The invalid policy gets a Warning Event naming the field.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while mock.events().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let events = mock.events();
+    assert_eq!(events.len(), 1, "one Event for the one invalid policy: {events:#?}");
+    assert_eq!(events[0]["involvedObject"]["name"], "broken");
+    assert_eq!(events[0]["type"], "Warning");
+    let message = events[0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("spec.ingress[0].from[0].ipBlock.cidr"), "{message}");
 
     // Watch events: pod added, relabelled, deleted; namespace relabelled; policy added, updated, deleted.
     mock.put(Resource::Pods, pod("shop", "web2", json!({"app": "web"}), "10.1.0.4"));

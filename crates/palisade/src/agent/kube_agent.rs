@@ -63,6 +63,7 @@ pub async fn run(
     let (mut rx, watchers) = spawn_watchers(&client);
     let mut index = ClusterIndex::new();
     index.track_changes();
+    let mut events = EventReporter::new(client.clone(), &config.scope);
     let mut state = KubeState::default();
     let mut reconciler = Reconciler::new(Box::new(NftCli::default()), config.scope.clone());
     let mut ifaces = routes::pod_interfaces();
@@ -84,8 +85,9 @@ pub async fn run(
                 while let Some(event) = next {
                     pods_changed |= matches!(&event, WatchEvent::Apply(Kind::Pod, ..) | WatchEvent::Delete(Kind::Pod, _) | WatchEvent::InitDone(Kind::Pod));
                     for (kind, key, errors) in state.handle(&mut index, event) {
-                        let fields: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                        warn!(kind = kind.as_str(), object = %key, errors = ?fields, "rejected");
+                        if kind == Kind::NetworkPolicy {
+                            events.rejected_policy(&key, &errors);
+                        }
                     }
                     next = rx.try_recv().ok();
                 }
@@ -127,6 +129,80 @@ pub async fn run(
         super::remove_table()?;
     }
     Ok(())
+}
+
+/// Kubernetes Events on NetworkPolicies rejected as invalid, one per
+/// distinct message (relists do not repeat them).
+struct EventReporter {
+    client: Client,
+    host: String,
+    reported: BTreeMap<String, String>,
+}
+
+impl EventReporter {
+    fn new(client: Client, scope: &NodeScope) -> Self {
+        let host = match scope {
+            NodeScope::Node(name) => name.clone(),
+            NodeScope::All => "all-pods".into(),
+        };
+        EventReporter { client, host, reported: BTreeMap::new() }
+    }
+
+    fn rejected_policy(&mut self, key: &str, errors: &[palisade_manifests::LoadError]) {
+        let Some((namespace, name)) = key.split_once('/') else { return };
+        let message = errors
+            .iter()
+            .map(|e| match e {
+                palisade_manifests::LoadError::Invalid { field, message, .. } => format!("{field}: {message}"),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        if self.reported.get(key) == Some(&message) {
+            return;
+        }
+        self.reported.insert(key.to_string(), message.clone());
+        let event = policy_event(namespace, name, &message, &self.host);
+        let api: kube::Api<k8s_openapi::api::core::v1::Event> = kube::Api::namespaced(self.client.clone(), namespace);
+        let object = format!("{namespace}/{name}");
+        tokio::spawn(async move {
+            if let Err(e) = api.create(&kube::api::PostParams::default(), &event).await {
+                warn!(policy = %object, error = %e, "cannot record the rejection as an Event");
+            }
+        });
+    }
+}
+
+/// A Warning Event on a NetworkPolicy that was rejected, naming the fields.
+#[must_use]
+pub fn policy_event(namespace: &str, name: &str, message: &str, host: &str) -> k8s_openapi::api::core::v1::Event {
+    use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    Event {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{name}.")),
+            namespace: Some(namespace.into()),
+            ..ObjectMeta::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("networking.k8s.io/v1".into()),
+            kind: Some("NetworkPolicy".into()),
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            ..ObjectReference::default()
+        },
+        reason: Some("InvalidNetworkPolicy".into()),
+        message: Some(format!("rejected by Palisade, not enforced as written: {message}")),
+        type_: Some("Warning".into()),
+        source: Some(EventSource { component: Some("palisade".into()), host: Some(host.into()) }),
+        reporting_component: Some("palisade".into()),
+        reporting_instance: Some(host.into()),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        count: Some(1),
+        ..Event::default()
+    }
 }
 
 /// One watcher task per kind, all sending into one channel.

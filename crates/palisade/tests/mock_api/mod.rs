@@ -79,6 +79,8 @@ struct Shared {
     /// Lists wait while held.
     hold: [bool; 3],
     watchers: [broadcast::Sender<Cmd>; 3],
+    /// Events created through the API.
+    events: Vec<Value>,
 }
 
 /// The mock server; actions take effect at once.
@@ -101,6 +103,7 @@ impl Mock {
             expired_before: [0; 3],
             hold: [false; 3],
             watchers: std::array::from_fn(|_| broadcast::channel(1024).0),
+            events: Vec::new(),
         }));
         let server = shared.clone();
         let task = tokio::spawn(async move {
@@ -201,6 +204,11 @@ impl Mock {
         self.shared.lock().expect("lock").objects[r.slot()].values().cloned().collect()
     }
 
+    /// Events created so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.shared.lock().expect("lock").events.clone()
+    }
+
     /// Stops accepting connections.
     pub async fn shutdown(self) {
         self.task.abort();
@@ -231,6 +239,12 @@ async fn serve(mut conn: TcpStream, shared: Arc<Mutex<Shared>>) {
     while let Some(head) = request(&mut conn).await {
         let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        if head.starts_with("POST ") && path.ends_with("/events") {
+            if !create_event(&mut conn, &head, &shared).await {
+                return;
+            }
+            continue;
+        }
         let params: BTreeMap<&str, &str> = query.split('&').filter_map(|p| p.split_once('=')).collect();
         let Some(r) = Resource::ALL.into_iter().find(|r| r.path() == path) else {
             let body =
@@ -277,6 +291,34 @@ async fn serve(mut conn: TcpStream, shared: Arc<Mutex<Shared>>) {
             return;
         }
     }
+}
+
+/// `POST /api/v1/namespaces/{ns}/events`: records the Event, answers 201.
+async fn create_event(conn: &mut TcpStream, head: &str, shared: &Arc<Mutex<Shared>>) -> bool {
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+        .min(1 << 20);
+    let mut body = vec![0u8; length];
+    if conn.read_exact(&mut body).await.is_err() {
+        return false;
+    }
+    let mut event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let name = format!(
+        "{}{}",
+        event["metadata"]["generateName"].as_str().unwrap_or("event."),
+        shared.lock().expect("lock").events.len()
+    );
+    event["metadata"]["name"] = json!(name);
+    shared.lock().expect("lock").events.push(event.clone());
+    let body = event.to_string();
+    let response = format!(
+        "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(response.as_bytes()).await.is_ok()
 }
 
 async fn watch(mut conn: TcpStream, shared: &Arc<Mutex<Shared>>, r: Resource, from: u64) {
