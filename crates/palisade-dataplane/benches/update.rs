@@ -72,9 +72,9 @@ fn relabel_target(index: &ClusterIndex, incremental: &Incremental) -> (Pod, [Lab
         .max_by_key(|p| needed.iter().filter(|n| index.pod_may_affect(**n, **p)).count())
         .copied()
         .expect("remote pods");
-    let pod = index.pod(best).pod().clone();
-    let other = pods.iter().map(|p| index.pod(*p).pod()).find(|p| p.labels != pod.labels).expect("two label sets");
-    let labels = [pod.labels.clone(), other.labels.clone()];
+    let pod = index.pod_object(best);
+    let other = pods.iter().map(|p| index.pod_labels(*p)).find(|l| *l != pod.labels).expect("two label sets");
+    let labels = [pod.labels.clone(), other];
     (pod, labels)
 }
 

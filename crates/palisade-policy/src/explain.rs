@@ -80,7 +80,7 @@ impl ClusterIndex {
             .collect();
         Explanation {
             pod: self.pod_name(pod_id).to_string(),
-            labels: pod.labels.clone(),
+            labels: self.pod_labels(pod_id),
             ips: pod.ips.clone(),
             state: pod.state.clone(),
             workload: pod.workload.clone(),

@@ -118,7 +118,10 @@ impl FirstAddrs {
 }
 
 impl PodEntry {
-    /// The pod as given.
+    /// The pod as given, except its labels, which the index keeps interned:
+    /// read them with [`ClusterIndex::pod_labels`] or
+    /// [`ClusterIndex::pod_label`], or get the whole object back with
+    /// [`ClusterIndex::pod_object`].
     #[must_use]
     pub fn pod(&self) -> &Pod {
         &self.pod
@@ -328,6 +331,27 @@ impl ClusterIndex {
     pub fn pod_name(&self, id: PodId) -> &str {
         &self.pod(id).key
     }
+    /// A pod's labels.
+    #[must_use]
+    pub fn pod_labels(&self, id: PodId) -> Labels {
+        self.pod(id)
+            .labels
+            .pairs()
+            .iter()
+            .map(|(k, v)| (self.interner.resolve(*k).to_string(), self.interner.resolve(*v).to_string()))
+            .collect()
+    }
+    /// The value of one of a pod's labels.
+    #[must_use]
+    pub fn pod_label(&self, id: PodId, key: &str) -> Option<&str> {
+        let key = self.interner.get(key)?;
+        self.pod(id).labels.get(key).map(|v| self.interner.resolve(v))
+    }
+    /// The pod as given, labels included.
+    #[must_use]
+    pub fn pod_object(&self, id: PodId) -> Pod {
+        Pod { labels: self.pod_labels(id), ..self.pod(id).pod.clone() }
+    }
     /// `namespace/name` of a policy.
     #[must_use]
     pub fn policy_name(&self, id: PolicyId) -> &str {
@@ -452,10 +476,13 @@ impl ClusterIndex {
     // ----- pods ----------------------------------------------------------
 
     /// Adds or updates a pod. Returns whether anything changed.
-    pub fn apply_pod(&mut self, pod: Pod) -> bool {
+    pub fn apply_pod(&mut self, mut pod: Pod) -> bool {
         let pod_key = key(&pod.namespace, &pod.name);
+        // Labels are kept once, interned (see `pod_labels`): at 10^5 pods the
+        // map and its strings would otherwise be half of each pod's memory.
+        let labels = CompiledLabels::compile(&std::mem::take(&mut pod.labels), &mut self.interner);
         if let Some(id) = self.pod_id_by_key(&pod_key) {
-            if self.pod(id).pod == pod {
+            if self.pod(id).pod == pod && self.pod(id).labels == labels {
                 return false;
             }
             self.remove_pod(id);
@@ -464,7 +491,6 @@ impl ClusterIndex {
             c.pods.insert(pod_key.clone());
         });
         let ns = self.ensure_namespace(&pod.namespace);
-        let labels = CompiledLabels::compile(&pod.labels, &mut self.interner);
         let ports = CompiledPort::compile_all(&pod.ports, &mut self.interner);
         let active = pod.state == PodState::Active;
         let endpoint = pod.is_endpoint();

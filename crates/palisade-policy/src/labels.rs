@@ -74,6 +74,12 @@ impl CompiledLabels {
         CompiledLabels(pairs.into_boxed_slice())
     }
 
+    /// The `(key, value)` pairs.
+    #[must_use]
+    pub fn pairs(&self) -> &[(Sym, Sym)] {
+        &self.0
+    }
+
     /// The value of `key`, if present.
     #[must_use]
     pub fn get(&self, key: Sym) -> Option<Sym> {

@@ -290,10 +290,7 @@ fn dns_egress(index: &ClusterIndex, out: &mut Vec<Finding>) {
     let dns_pods: Vec<PodId> = index
         .pods_sorted()
         .into_iter()
-        .filter(|p| {
-            let pod = index.pod(*p).pod();
-            pod.is_endpoint() && pod.labels.get("k8s-app").is_some_and(|v| v == "kube-dns")
-        })
+        .filter(|p| index.pod(*p).pod().is_endpoint() && index.pod_label(*p, "k8s-app") == Some("kube-dns"))
         .collect();
     let namespace_labels = index.namespace_id("kube-system").map_or_else(
         || Labels::from([(NAMESPACE_NAME_LABEL.into(), "kube-system".into())]),
@@ -315,7 +312,7 @@ fn dns_egress(index: &ClusterIndex, out: &mut Vec<Finding>) {
         if !entry.pod().is_endpoint() || entry.isolating(Direction::Egress).is_empty() {
             continue;
         }
-        if entry.pod().labels.get("k8s-app").is_some_and(|v| v == "kube-dns") {
+        if index.pod_label(pod_id, "k8s-app") == Some("kube-dns") {
             continue;
         }
         let reaches = if dns_pods.is_empty() {

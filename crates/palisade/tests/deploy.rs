@@ -115,8 +115,20 @@ fn deploy_renders_into_known_types_only() {
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
     let resources = agent.resources.as_ref().expect("resources");
     assert!(resources.requests.is_some() && resources.limits.is_some());
-    assert!(agent.liveness_probe.as_ref().and_then(|p| p.http_get.as_ref()).is_some_and(|h| h.path.as_deref() == Some("/healthz")));
-    assert!(agent.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()).is_some_and(|h| h.path.as_deref() == Some("/readyz")));
+    assert!(
+        agent
+            .liveness_probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .is_some_and(|h| h.path.as_deref() == Some("/healthz"))
+    );
+    assert!(
+        agent
+            .readiness_probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .is_some_and(|h| h.path.as_deref() == Some("/readyz"))
+    );
     assert!(agent.args.iter().flatten().any(|a| a == "--kubernetes"));
     assert!(agent.env.iter().flatten().any(|e| e.name == "NODE_NAME" && e.value_from.is_some()));
 }

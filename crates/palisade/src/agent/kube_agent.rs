@@ -107,7 +107,7 @@ pub async fn run(
                 }
             }
         }
-        for (kind, n) in state.counts() {
+        for (kind, n) in KubeState::counts(&index) {
             metrics.objects.get_or_create(&KindLabel { kind: kind.as_str().into() }).set(gauge(n));
         }
         metrics.rejected.set(gauge(state.rejected.len()));

@@ -12,7 +12,7 @@
 //! kind has completed its first list, [`KubeState::ready`] is false and the
 //! agent programs nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use futures::{Stream, StreamExt as _};
 use kube::Client;
@@ -139,12 +139,13 @@ pub fn watch(client: Client, kind: Kind) -> impl Stream<Item = WatchEvent> + Sen
 }
 
 /// What the agent knows from the API, per kind, and how it feeds the index.
+/// The index itself is the store: objects are kept once, converted.
 #[derive(Debug, Default)]
 pub struct KubeState {
-    /// Keys present in the index, per kind.
-    known: [BTreeSet<String>; 3],
-    /// A (re)list in progress, per kind: converted objects (`None` for one
-    /// that failed to convert: its last good state stays).
+    /// A relist in progress, per kind: converted objects (`None` for one
+    /// that failed to convert: its last good state stays). The first list
+    /// of a kind goes straight into the index (nothing is programmed before
+    /// every kind is listed), so only its keys are kept here.
     relist: [Option<BTreeMap<String, Option<ApiObject>>>; 3],
     synced: [bool; 3],
     /// Objects currently rejected, by `Kind key`, with why.
@@ -160,8 +161,25 @@ impl KubeState {
 
     /// Objects known per kind.
     #[must_use]
-    pub fn counts(&self) -> [(Kind, usize); 3] {
-        Kind::ALL.map(|k| (k, self.known[k.slot()].len()))
+    pub fn counts(index: &ClusterIndex) -> [(Kind, usize); 3] {
+        let (_, pods, policies) = index.counts();
+        let declared = index.namespace_ids().filter(|id| index.namespace(*id).declared()).count();
+        [(Kind::Namespace, declared), (Kind::Pod, pods), (Kind::NetworkPolicy, policies)]
+    }
+
+    /// Keys of `kind` in the index.
+    fn indexed(index: &ClusterIndex, kind: Kind) -> Vec<String> {
+        match kind {
+            Kind::Namespace => index
+                .namespace_ids()
+                .filter(|id| index.namespace(*id).declared())
+                .map(|id| index.namespace(id).name().to_string())
+                .collect(),
+            Kind::Pod => index.pods_sorted().into_iter().map(|id| index.pod_name(id).to_string()).collect(),
+            Kind::NetworkPolicy => {
+                index.policies_sorted().into_iter().map(|id| index.policy_name(id).to_string()).collect()
+            }
+        }
     }
 
     /// Applies one event to `index`. Returns the objects rejected by it (to
@@ -172,32 +190,36 @@ impl KubeState {
             WatchEvent::InitStart(kind) => self.relist[kind.slot()] = Some(BTreeMap::new()),
             WatchEvent::InitApply(kind, key, converted) => {
                 let object = self.accept(kind, &key, converted, &mut rejected);
+                let first_list = !self.synced[kind.slot()];
+                let object = match object {
+                    Some(object) if first_list => {
+                        Self::apply(index, object);
+                        None
+                    }
+                    other => other,
+                };
                 self.relist[kind.slot()].get_or_insert_with(BTreeMap::new).insert(key, object);
             }
             WatchEvent::InitDone(kind) => {
                 let listed = self.relist[kind.slot()].take().unwrap_or_default();
-                let gone: Vec<String> =
-                    self.known[kind.slot()].iter().filter(|k| !listed.contains_key(*k)).cloned().collect();
-                for key in gone {
-                    self.remove(index, kind, &key);
+                for key in Self::indexed(index, kind).into_iter().filter(|k| !listed.contains_key(k)) {
+                    Self::remove(index, kind, &key);
                 }
                 // An object that failed to convert keeps what the index has (if anything).
-                for (key, object) in listed {
-                    if let Some(object) = object {
-                        self.apply(index, kind, key, object);
-                    }
+                for object in listed.into_values().flatten() {
+                    Self::apply(index, object);
                 }
                 self.synced[kind.slot()] = true;
-                debug!(kind = kind.as_str(), objects = self.known[kind.slot()].len(), "list complete");
+                debug!(kind = kind.as_str(), "list complete");
             }
             WatchEvent::Apply(kind, key, converted) => {
                 if let Some(object) = self.accept(kind, &key, converted, &mut rejected) {
-                    self.apply(index, kind, key, object);
+                    Self::apply(index, object);
                 }
             }
             WatchEvent::Delete(kind, key) => {
                 self.rejected.remove(&format!("{} {key}", kind.as_str()));
-                self.remove(index, kind, &key);
+                Self::remove(index, kind, &key);
             }
         }
         rejected
@@ -227,7 +249,7 @@ impl KubeState {
         }
     }
 
-    fn apply(&mut self, index: &mut ClusterIndex, kind: Kind, key: String, object: ApiObject) {
+    fn apply(index: &mut ClusterIndex, object: ApiObject) {
         match object {
             ApiObject::Namespace(ns) => {
                 index.apply_namespace(ns);
@@ -239,10 +261,9 @@ impl KubeState {
                 index.apply_policy(policy);
             }
         }
-        self.known[kind.slot()].insert(key);
     }
 
-    fn remove(&mut self, index: &mut ClusterIndex, kind: Kind, key: &str) {
+    fn remove(index: &mut ClusterIndex, kind: Kind, key: &str) {
         match (kind, key.split_once('/')) {
             (Kind::Namespace, _) => {
                 index.delete_namespace(key);
@@ -255,7 +276,6 @@ impl KubeState {
             }
             _ => {}
         }
-        self.known[kind.slot()].remove(key);
     }
 }
 

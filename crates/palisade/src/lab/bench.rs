@@ -288,12 +288,9 @@ fn update_loop(
 ) -> anyhow::Result<UpdateTimes> {
     let nft = NftCli::default();
     let scope = NodeScope::Node("lab".into());
-    let remote = index
-        .pods_sorted()
-        .into_iter()
-        .find(|p| index.pod(*p).pod().labels.get("role").is_some_and(|r| r == "web"))
-        .context("a web pod")?;
-    let mut pod = index.pod(remote).pod().clone();
+    let remote =
+        index.pods_sorted().into_iter().find(|p| index.pod_label(*p, "role") == Some("web")).context("a web pod")?;
+    let mut pod = index.pod_object(remote);
     let policy_id = index.policy_id("bench", "server").context("bench/server")?;
     let mut policy = index.policy(policy_id).policy().clone();
     index.track_changes();
