@@ -154,6 +154,52 @@ fn start_agent(
     (stop, metrics, handle)
 }
 
+/// One HTTP GET to the agent's endpoints; the whole answer.
+fn http(metrics: &Metrics, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let addr = metrics.listening.get().expect("endpoints bound");
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).expect("request");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).expect("answer");
+    answer
+}
+
+/// After the first sync: ready, endpoints, metrics, and the Event for the invalid policy.
+fn check_reporting(mock: &Mock, metrics: &Metrics) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !metrics.ready.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(metrics.ready.load(std::sync::atomic::Ordering::Relaxed), "ready after the first sync");
+    assert!(http(metrics, "/healthz").starts_with("HTTP/1.1 200"), "healthz");
+    assert!(http(metrics, "/readyz").starts_with("HTTP/1.1 200"), "readyz");
+    let scraped = http(metrics, "/metrics");
+    for name in [
+        "palisade_sync_seconds_bucket",
+        "palisade_apply_seconds_count",
+        "palisade_ruleset_sets",
+        "palisade_apply_errors_total 0",
+    ] {
+        assert!(scraped.contains(name), "{name} in /metrics:\n{scraped}");
+    }
+    let exposition = metrics.encode();
+    assert!(exposition.contains("palisade_objects{kind=\"Pod\"} 3"), "{exposition}");
+    assert!(exposition.contains("palisade_rejected_objects 2"), "{exposition}");
+    // The invalid policy gets a Warning Event naming the field.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while mock.events().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let events = mock.events();
+    assert_eq!(events.len(), 1, "one Event for the one invalid policy: {events:#?}");
+    assert_eq!(events[0]["involvedObject"]["name"], "broken");
+    assert_eq!(events[0]["type"], "Warning");
+    let message = events[0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("spec.ingress[0].from[0].ipBlock.cidr"), "{message}");
+}
+
 #[test]
 fn agent_follows_the_api_into_the_kernel() {
     if !palisade_lab::netns::kernel_tests_enabled(&["nft"]) {
@@ -202,29 +248,12 @@ fn scenario() {
     let (stop, metrics, handle) = start_agent(&runtime, &mock);
     std::thread::sleep(Duration::from_millis(600));
     assert!(NftCli::default().list_table().expect("list").is_none(), "no table before every kind is listed");
+    assert!(http(&metrics, "/readyz").starts_with("HTTP/1.1 503"), "not ready before the first sync");
     assert!(!metrics.ready.load(std::sync::atomic::Ordering::Relaxed), "not ready before the first sync");
     mock.hold(Resource::NetworkPolicies, false);
     converge(&mock, "initial sync");
     assert!(kernel_has_element("policy/shop/db/ingress/0/pods4", "10.1.0.1"), "web may reach db");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !metrics.ready.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(metrics.ready.load(std::sync::atomic::Ordering::Relaxed), "ready after the first sync");
-    let exposition = metrics.encode();
-    assert!(exposition.contains("palisade_objects{kind=\"Pod\"} 3"), "{exposition}");
-    assert!(exposition.contains("palisade_rejected_objects 2"), "{exposition}");
-    // The invalid policy gets a Warning Event naming the field.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while mock.events().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let events = mock.events();
-    assert_eq!(events.len(), 1, "one Event for the one invalid policy: {events:#?}");
-    assert_eq!(events[0]["involvedObject"]["name"], "broken");
-    assert_eq!(events[0]["type"], "Warning");
-    let message = events[0]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("spec.ingress[0].from[0].ipBlock.cidr"), "{message}");
+    check_reporting(&mock, &metrics);
 
     // Watch events: pod added, relabelled, deleted; namespace relabelled; policy added, updated, deleted.
     mock.put(Resource::Pods, pod("shop", "web2", json!({"app": "web"}), "10.1.0.4"));

@@ -57,6 +57,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     if let Some(addr) = config.listen {
         let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let _ = metrics.listening.set(addr);
         info!(%addr, "serving /healthz, /readyz and /metrics");
         tokio::spawn(super::metrics::serve(listener, metrics.clone(), config.resync * 3 + Duration::from_secs(30)));
     }
@@ -242,6 +244,7 @@ fn program(
             metrics.sync_seconds.observe(report.compile.as_secs_f64());
             metrics.rules.set(gauge(report.stats.rules));
             metrics.elements.set(gauge(report.stats.elements));
+            metrics.sets.set(gauge(report.sets));
             if report.outcome != Outcome::Unchanged {
                 metrics.apply_seconds.observe(report.apply.as_secs_f64());
                 info!(

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub ready: Arc<AtomicBool>,
     /// Unix seconds of the last loop iteration (liveness).
     pub heartbeat: Arc<AtomicU64>,
+    /// Where the endpoints listen, once bound.
+    pub listening: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl Default for Metrics {
@@ -82,6 +84,7 @@ impl Metrics {
             denied_packets: Family::default(),
             ready: Arc::new(AtomicBool::new(false)),
             heartbeat: Arc::new(AtomicU64::new(0)),
+            listening: std::sync::OnceLock::new(),
             registry: Registry::default(),
         };
         registry.register("objects", "Objects watched, per kind", m.objects.clone());

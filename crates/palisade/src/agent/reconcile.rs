@@ -36,6 +36,8 @@ pub struct SyncReport {
     pub stats: ProgramStats,
     /// Policies recompiled and parts of the table re-rendered.
     pub update: UpdateStats,
+    /// Sets and maps in the table.
+    pub sets: usize,
 }
 
 /// Keeps one node's kernel table equal to what the index says.
@@ -96,6 +98,7 @@ impl Reconciler {
         };
         let compiled = start.elapsed();
         let stats = self.applied.as_ref().map(|a| a.program().stats()).unwrap_or_default();
+        let sets = self.applied.as_ref().map_or(0, |a| a.rendered().sets.len());
         let Some(tx) = tx else {
             return Ok(SyncReport {
                 outcome: Outcome::Unchanged,
@@ -104,6 +107,7 @@ impl Reconciler {
                 commands: 0,
                 stats,
                 update,
+                sets,
             });
         };
         let commands = tx["nftables"].as_array().map_or(0, Vec::len);
@@ -117,7 +121,7 @@ impl Reconciler {
             self.applied = None;
             return Err(e);
         }
-        Ok(SyncReport { outcome, compile: compiled, apply: t.elapsed(), commands, stats, update })
+        Ok(SyncReport { outcome, compile: compiled, apply: t.elapsed(), commands, stats, update, sets })
     }
 
     /// Compares the kernel's table with what was applied; on any difference
