@@ -22,6 +22,7 @@ use palisade_policy::{Changes, ClusterIndex, Direction, PodId, PolicyId};
 use serde_json::Value;
 
 use crate::compile::{NodeScope, PodDeps, compile_policy, is_local, local_pod, needed_policies, pod_dep};
+use crate::patch::patch_policy;
 use crate::program::{LocalPod, Program};
 use crate::render::{Rendered, base_chains, listed, render, render_pod, render_policy};
 use crate::transaction::diff;
@@ -37,6 +38,8 @@ pub struct UpdateStats {
     pub policies_compiled: usize,
     /// Parts of the table re-rendered (base, pods, policies).
     pub parts_rendered: usize,
+    /// Policies whose sets were patched element by element instead.
+    pub policies_patched: usize,
     /// Whether everything was rebuilt (a very large change).
     pub rebuilt: bool,
 }
@@ -187,6 +190,7 @@ impl Incremental {
             let stats = UpdateStats {
                 policies_compiled: fresh.program.policies.len(),
                 parts_rendered: 1 + fresh.program.pods.len() + fresh.program.policies.len(),
+                policies_patched: 0,
                 rebuilt: true,
             };
             *self = fresh;
@@ -211,8 +215,16 @@ impl Incremental {
         let needed = needed_policies(&pods);
         let changed_pods: Vec<(u64, Option<PodId>)> =
             changes.pods.iter().map(|k| (pod_dep(k), index.pod_id_by_key(k))).collect();
+        // Element-level patches of policies whose rules kept their shape.
+        let (mut patched_old, mut patched_new) = (Rendered::default(), Rendered::default());
         for name in &needed {
             let Some(id) = policy_id(index, name) else { continue };
+            let old_listed = listed(&self.program, name);
+            let new_listed =
+                Direction::BOTH.map(|dir| pods.values().any(|p| p.isolation(dir).is_some_and(|l| l.contains(name))));
+            if old_listed != new_listed {
+                dirty.insert(Owner::Policy(name.clone()));
+            }
             let stale = !self.program.policies.contains_key(name)
                 || changes.policies.contains(name)
                 || (!changes.namespaces.is_empty() && index.policy_selects_namespaces(id))
@@ -220,21 +232,32 @@ impl Incremental {
                     self.deps.get(name).is_some_and(|d| d.contains(key))
                         || pod.is_some_and(|p| index.pod_may_affect(id, p))
                 });
-            if stale {
-                stats.policies_compiled += 1;
-                let (program, deps) = compile_policy(index, id, &self.scope);
-                if self.program.policies.get(name) != Some(&program) {
+            if !stale {
+                continue;
+            }
+            stats.policies_compiled += 1;
+            let (program, deps) = compile_policy(index, id, &self.scope);
+            match self.program.policies.get(name) {
+                Some(old) if *old == program => {}
+                Some(old)
+                    if !dirty.contains(&Owner::Policy(name.clone()))
+                        && patch_policy(
+                            &mut self.rendered,
+                            name,
+                            old,
+                            &program,
+                            &mut patched_old,
+                            &mut patched_new,
+                        ) =>
+                {
+                    stats.policies_patched += 1;
+                }
+                _ => {
                     dirty.insert(Owner::Policy(name.clone()));
                 }
-                self.program.policies.insert(name.clone(), program);
-                self.deps.insert(name.clone(), deps);
             }
-            let old_listed = listed(&self.program, name);
-            let new_listed =
-                Direction::BOTH.map(|dir| pods.values().any(|p| p.isolation(dir).is_some_and(|l| l.contains(name))));
-            if old_listed != new_listed {
-                dirty.insert(Owner::Policy(name.clone()));
-            }
+            self.program.policies.insert(name.clone(), program);
+            self.deps.insert(name.clone(), deps);
         }
         let gone: Vec<String> = self.program.policies.keys().filter(|n| !needed.contains(*n)).cloned().collect();
         for name in gone {
@@ -243,13 +266,20 @@ impl Incremental {
             dirty.insert(Owner::Policy(name));
         }
         self.program.pods = pods;
-        if dirty.is_empty() {
+        if dirty.is_empty() && patched_old.sets.is_empty() {
             return (None, stats);
         }
         stats.parts_rendered = dirty.len();
+        let tx = self.render_parts(&dirty, patched_old, patched_new);
+        (tx, stats)
+    }
+
+    /// Re-renders the `dirty` parts; returns the transaction for them and
+    /// for the sets already patched in place.
+    fn render_parts(&mut self, dirty: &BTreeSet<Owner>, patched_old: Rendered, patched_new: Rendered) -> Option<Value> {
         let mut old = Rendered::default();
         let mut new = Rendered::default();
-        for owner in &dirty {
+        for owner in dirty {
             take_part(&mut self.rendered, owner, &mut old);
             match owner {
                 Owner::Base => base_chains(&self.program, &mut new),
@@ -265,9 +295,14 @@ impl Incremental {
                 }
             }
         }
-        let tx = diff(&old, &new);
+        // The transaction covers the re-rendered parts and the patched sets
+        // (already applied to the table); only the former go back in whole.
+        let mut tx_new = patched_new;
+        put_all(&mut tx_new, new.clone());
+        put_all(&mut old, patched_old);
+        let tx = diff(&old, &tx_new);
         put_all(&mut self.rendered, new);
-        (tx, stats)
+        tx
     }
 }
 

@@ -24,5 +24,6 @@ pub use incremental::{Incremental, UpdateStats};
 pub use program::{LocalPod, PolicyProgram, PortSet, Program, ProgramStats, RuleProgram};
 pub mod netlink;
 pub mod nft;
+mod patch;
 pub mod render;
 pub mod transaction;

@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use palisade_policy::Direction;
+use palisade_policy::{Direction, Protocol};
 use serde_json::{Value, json};
 
 use crate::compile::l4proto;
@@ -92,7 +92,8 @@ fn in_set(left: Value, set: &str) -> Value {
     json!({"match": m})
 }
 
-fn ip_text(addr: IpAddr) -> Value {
+/// A pod-address element of a peer set.
+pub(crate) fn ip_text(addr: IpAddr) -> Value {
     Value::String(addr.to_string())
 }
 
@@ -258,6 +259,11 @@ pub(crate) fn base_chains(program: &Program, r: &mut Rendered) {
     r.chains.insert("ingress".into(), ChainDef { base: Some(("forward", INGRESS_PRIORITY)), rules: ingress });
 }
 
+/// An element of a named-port set: destination address, protocol, port.
+pub(crate) fn named_element((addr, proto, port): (IpAddr, Protocol, u16)) -> Value {
+    json!({"concat": [ip_text(addr), l4proto(proto), port]})
+}
+
 /// Renders one policy rule as chain rules, creating its sets. Which rules
 /// exist depends on the policy alone (peer kinds, port kinds); the pods of
 /// the cluster only fill the sets.
@@ -300,11 +306,7 @@ fn render_rule(r: &mut Rendered, chain: &mut Vec<Value>, base: &str, rule: &Rule
     let named_match = |r: &mut Rendered, v6: bool, ports: &crate::program::PortSet| {
         let family = if v6 { "6" } else { "4" };
         let name = format!("{base}/named{family}");
-        let elems = ports
-            .named
-            .iter()
-            .filter(|(addr, ..)| addr.is_ipv6() == v6)
-            .map(|(addr, proto, port)| json!({"concat": [ip_text(*addr), l4proto(*proto), port]}));
+        let elems = ports.named.iter().filter(|(addr, ..)| addr.is_ipv6() == v6).map(|n| named_element(*n));
         r.sets.insert(name.clone(), set(json!([kind(v6), "inet_proto", "inet_service"]), false, elements(elems)));
         let [l4, dport] = l4_dport();
         in_set(json!({"concat": [addr_payload(v6, "daddr"), l4, dport]}), &name)

@@ -14,6 +14,24 @@ use palisade_policy::ClusterIndex;
 use palisade_policy::synth::Rng;
 use palisade_policy::synth::e2e::{model, random_policies};
 
+/// Prints which sets and chains differ (on failure, before the assertion).
+fn report_differences(got: &palisade_dataplane::render::Rendered, expected: &palisade_dataplane::render::Rendered) {
+    for (n, d) in &expected.sets {
+        if got.sets.get(n) != Some(d) {
+            let got = got.sets.get(n).map(|g| g.elements.keys().collect::<Vec<_>>());
+            eprintln!("set {n}: want {:?} got {got:?}", d.elements.keys().collect::<Vec<_>>());
+        }
+    }
+    for n in got.sets.keys().filter(|n| !expected.sets.contains_key(*n)) {
+        eprintln!("extra set {n}");
+    }
+    for (n, c) in &expected.chains {
+        if got.chains.get(n) != Some(c) {
+            eprintln!("chain {n} differs");
+        }
+    }
+}
+
 fn run(seed: u64, scope: &NodeScope, steps: usize) {
     let mut rng = Rng::new(seed);
     let (namespaces, mut pods) = model();
@@ -40,6 +58,9 @@ fn run(seed: u64, scope: &NodeScope, steps: usize) {
         let context = format!("seed {seed}, {scope:?}, step {step}: {what}");
         assert_eq!(incremental.program(), &program, "{context}: program");
         let expected = render(&program);
+        if incremental.rendered() != &expected {
+            report_differences(incremental.rendered(), &expected);
+        }
         assert!(incremental.rendered() == &expected, "{context}: rendered table differs");
         assert_eq!(tx.is_some(), before != expected, "{context}: a transaction exactly when the table changed");
     }

@@ -1,0 +1,143 @@
+//! Patching a policy's pod-dependent sets in place: when a recompiled
+//! policy keeps the shape of its rules (only peer pods or named-port
+//! destinations moved), its chains are unchanged and only elements of its
+//! `pods4/6` and `named4/6` sets differ. Those differences are found on the
+//! compiled data (sorted lists, one merge) and only they are rendered, so a
+//! pod entering or leaving a set of thousands costs a few elements, not a
+//! re-render of the set.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use palisade_policy::{Direction, Protocol};
+use serde_json::Value;
+
+use crate::program::{PolicyProgram, RuleProgram};
+use crate::render::{Rendered, SetDef, ip_text, named_element};
+
+/// Elements only in `old` and only in `new`; both sorted.
+fn delta<T: Ord + Copy>(old: &[T], new: &[T]) -> (Vec<T>, Vec<T>) {
+    let (mut gone, mut fresh) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    loop {
+        match (old.get(i), new.get(j)) {
+            (Some(a), Some(b)) if a == b => (i, j) = (i + 1, j + 1),
+            (Some(a), Some(b)) if a < b => {
+                gone.push(*a);
+                i += 1;
+            }
+            (Some(a), None) => {
+                gone.push(*a);
+                i += 1;
+            }
+            (_, Some(b)) => {
+                fresh.push(*b);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    (gone, fresh)
+}
+
+/// Whether two compiled rules render to the same chain rules and sets
+/// except for the elements of their pod and named-port sets.
+fn same_shape(a: &RuleProgram, b: &RuleProgram) -> bool {
+    let peers = match (&a.peers, &b.peers) {
+        (None, None) => true,
+        (Some(p), Some(q)) => p.pods.is_some() == q.pods.is_some() && p.blocks == q.blocks,
+        _ => false,
+    };
+    let ports = match (&a.ports, &b.ports) {
+        (None, None) => true,
+        (Some(p), Some(q)) => p.numeric == q.numeric && p.has_named == q.has_named,
+        _ => false,
+    };
+    peers && ports
+}
+
+/// The element changes of one set (which `table` has), recorded into the
+/// before/after parts of the transaction and applied to `table`.
+fn patch_set(
+    table: &mut Rendered,
+    name: &str,
+    gone: Vec<Value>,
+    fresh: Vec<Value>,
+    before: &mut Rendered,
+    after: &mut Rendered,
+) {
+    let Some(def) = table.sets.get_mut(name) else { return };
+    let part = |elements: Vec<Value>| SetDef {
+        kind: def.kind.clone(),
+        map: def.map,
+        interval: def.interval,
+        elements: elements.into_iter().map(|v| (v.to_string(), v)).collect::<BTreeMap<_, _>>(),
+    };
+    let (old, new) = (part(gone), part(fresh));
+    for key in old.elements.keys() {
+        def.elements.remove(key);
+    }
+    def.elements.extend(new.elements.iter().map(|(k, v)| (k.clone(), v.clone())));
+    before.sets.insert(name.to_string(), old);
+    after.sets.insert(name.to_string(), new);
+}
+
+/// Patches policy `name` from `old` to `new` in `table`, adding the element
+/// changes to `before`/`after` (the parts a diff turns into the
+/// transaction). Returns `false`, touching nothing, when the shape changed
+/// (the caller re-renders the policy then).
+pub(crate) fn patch_policy(
+    table: &mut Rendered,
+    name: &str,
+    old: &PolicyProgram,
+    new: &PolicyProgram,
+    before: &mut Rendered,
+    after: &mut Rendered,
+) -> bool {
+    let shaped = Direction::BOTH.iter().all(|dir| {
+        let (a, b) = (old.rules(*dir), new.rules(*dir));
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_shape(x, y))
+    });
+    if !shaped {
+        return false;
+    }
+    // Collect first, then check every set is there, then apply: a surprise
+    // leaves everything untouched.
+    let mut patches: Vec<(String, Vec<Value>, Vec<Value>)> = Vec::new();
+    for dir in Direction::BOTH {
+        for (i, (x, y)) in old.rules(dir).iter().zip(new.rules(dir)).enumerate() {
+            let base = format!("policy/{name}/{dir}/{i}");
+            for v6 in [false, true] {
+                let family = if v6 { "6" } else { "4" };
+                let pods = |r: &RuleProgram| -> Option<Vec<IpAddr>> {
+                    let ips = r.peers.as_ref()?.pods.as_deref()?;
+                    Some(ips.iter().copied().filter(|a| a.is_ipv6() == v6).collect())
+                };
+                if let (Some(p), Some(q)) = (pods(x), pods(y)) {
+                    let (gone, fresh) = delta(&p, &q);
+                    if !gone.is_empty() || !fresh.is_empty() {
+                        let render = |v: Vec<IpAddr>| v.into_iter().map(ip_text).collect();
+                        patches.push((format!("{base}/pods{family}"), render(gone), render(fresh)));
+                    }
+                }
+                let named = |r: &RuleProgram| -> Option<Vec<(IpAddr, Protocol, u16)>> {
+                    Some(r.ports.as_ref()?.named.iter().copied().filter(|e| e.0.is_ipv6() == v6).collect())
+                };
+                if let (Some(p), Some(q)) = (named(x), named(y)) {
+                    let (gone, fresh) = delta(&p, &q);
+                    if !gone.is_empty() || !fresh.is_empty() {
+                        let render = |v: Vec<(IpAddr, Protocol, u16)>| v.into_iter().map(named_element).collect();
+                        patches.push((format!("{base}/named{family}"), render(gone), render(fresh)));
+                    }
+                }
+            }
+        }
+    }
+    if !patches.iter().all(|(set, ..)| table.sets.contains_key(set)) {
+        return false;
+    }
+    for (set, gone, fresh) in patches {
+        patch_set(table, &set, gone, fresh, before, after);
+    }
+    true
+}
