@@ -53,6 +53,8 @@ pub struct Incremental {
     deps: BTreeMap<String, PodDeps>,
     /// Local pods by `namespace/name`.
     local: BTreeSet<String>,
+    /// The interfaces the local pods were last compiled with.
+    ifaces: BTreeMap<IpAddr, String>,
     rendered: Rendered,
 }
 
@@ -135,6 +137,7 @@ impl Incremental {
             program: Program::default(),
             deps: BTreeMap::new(),
             local,
+            ifaces: ifaces.clone(),
             rendered: Rendered::default(),
         };
         this.program.pods = this.local_pods(index, ifaces);
@@ -197,14 +200,21 @@ impl Incremental {
             return (tx, stats);
         }
         let mut stats = UpdateStats::default();
+        let mut local_changed = false;
         for key in &changes.pods {
-            if index.pod_id_by_key(key).is_some_and(|id| is_local(index, &self.scope, id)) {
+            let local = index.pod_id_by_key(key).is_some_and(|id| is_local(index, &self.scope, id));
+            local_changed |= local || self.local.contains(key);
+            if local {
                 self.local.insert(key.clone());
             } else {
                 self.local.remove(key);
             }
         }
-        let pods = self.local_pods(index, ifaces);
+        // Local pods (addresses, interfaces, isolating policies) change only
+        // with a local pod, a policy or an interface.
+        let refresh = local_changed || !changes.policies.is_empty() || *ifaces != self.ifaces;
+        let pods = if refresh { self.local_pods(index, ifaces) } else { self.program.pods.clone() };
+        self.ifaces.clone_from(ifaces);
         let mut dirty: BTreeSet<Owner> = BTreeSet::new();
         for name in pods.keys().chain(self.program.pods.keys()) {
             if pods.get(name) != self.program.pods.get(name) {
@@ -212,6 +222,8 @@ impl Incremental {
                 dirty.insert(Owner::Base);
             }
         }
+        let (old_listed, new_listed) =
+            if refresh { (listed_all(&self.program.pods), listed_all(&pods)) } else { Default::default() };
         let needed = needed_policies(&pods);
         let changed_pods: Vec<(u64, Option<PodId>)> =
             changes.pods.iter().map(|k| (pod_dep(k), index.pod_id_by_key(k))).collect();
@@ -219,10 +231,7 @@ impl Incremental {
         let (mut patched_old, mut patched_new) = (Rendered::default(), Rendered::default());
         for name in &needed {
             let Some(id) = policy_id(index, name) else { continue };
-            let old_listed = listed(&self.program, name);
-            let new_listed =
-                Direction::BOTH.map(|dir| pods.values().any(|p| p.isolation(dir).is_some_and(|l| l.contains(name))));
-            if old_listed != new_listed {
+            if old_listed.get(name.as_str()) != new_listed.get(name.as_str()) {
                 dirty.insert(Owner::Policy(name.clone()));
             }
             let stale = !self.program.policies.contains_key(name)
@@ -304,6 +313,20 @@ impl Incremental {
         put_all(&mut self.rendered, new);
         tx
     }
+}
+
+/// Per policy, for which directions (by [`Direction::slot`]) some local pod
+/// lists it: one pass over the pods.
+fn listed_all(pods: &BTreeMap<String, LocalPod>) -> BTreeMap<&str, [bool; 2]> {
+    let mut out: BTreeMap<&str, [bool; 2]> = BTreeMap::new();
+    for pod in pods.values() {
+        for dir in Direction::BOTH {
+            for name in pod.isolation(dir).into_iter().flatten() {
+                out.entry(name.as_str()).or_default()[dir.slot()] = true;
+            }
+        }
+    }
+    out
 }
 
 fn policy_id(index: &ClusterIndex, name: &str) -> Option<PolicyId> {
