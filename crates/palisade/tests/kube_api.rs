@@ -295,6 +295,14 @@ fn scenario() {
     assert!(kernel_has_element("policy/shop/db/ingress/0/pods4", "10.1.0.6"));
     assert!(!kernel_has_element("policy/shop/db/ingress/0/pods4", "10.1.0.5"));
 
+    // The kernel's per-pod drop counters reach /metrics (read at every resync).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let wanted = "palisade_denied_packets{pod=\"shop/db\",direction=\"ingress\"} 0";
+    while !metrics.encode().contains(wanted) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(metrics.encode().contains(wanted), "{}", metrics.encode());
+
     // Restart: the rules stay while the agent is down, and it converges again.
     stop.send(()).expect("agent running");
     runtime.block_on(handle).expect("agent task").expect("agent stops cleanly");
