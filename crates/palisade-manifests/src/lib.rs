@@ -11,6 +11,7 @@
 //! An invalid object is rejected whole; everything else still loads.
 
 mod documents;
+pub mod encode;
 mod error;
 mod pod;
 mod policy;

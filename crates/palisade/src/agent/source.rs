@@ -66,6 +66,8 @@ pub fn apply_changes(index: &mut ClusterIndex, changes: Vec<Change>) -> bool {
 #[derive(Debug, Default)]
 struct FileState {
     text: String,
+    /// [`file_hash`] of `text`.
+    hash: u64,
     objects: BTreeMap<Key, Object>,
 }
 
@@ -75,6 +77,8 @@ pub struct ManifestSource {
     dir: PathBuf,
     default_namespace: String,
     files: BTreeMap<PathBuf, FileState>,
+    /// Files that define each object, in path order (the first one wins).
+    owners: BTreeMap<Key, std::collections::BTreeSet<PathBuf>>,
     current: BTreeMap<Key, Object>,
     digest: u64,
 }
@@ -90,29 +94,38 @@ pub struct Scan {
     pub files_read: usize,
 }
 
-/// FNV-1a over the relative paths and contents of manifest files, in path
-/// order: what `lab` compares to know the agent enforces a given directory.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0100_0000_01b3;
+
+fn fnv(h: u64, bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
+}
+
+/// FNV-1a of one file's contents.
 #[must_use]
-pub fn digest<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for (name, text) in files {
-        for b in name.bytes().chain([0]).chain(text.bytes()).chain([0]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
+pub fn file_hash(text: &str) -> u64 {
+    fnv(FNV_OFFSET, text.bytes())
+}
+
+/// FNV-1a over the relative paths and [`file_hash`]es of manifest files, in
+/// path order: what `lab` compares to know the agent enforces a given
+/// directory.
+#[must_use]
+pub fn digest<'a>(files: impl IntoIterator<Item = (&'a str, u64)>) -> u64 {
+    files.into_iter().fold(FNV_OFFSET, |h, (name, hash)| fnv(h, name.bytes().chain([0]).chain(hash.to_le_bytes())))
 }
 
 /// The digest of a directory's manifest files as they are on disk now.
 #[must_use]
 pub fn dir_digest(dir: &Path) -> u64 {
     let paths = manifest_files(dir);
-    let texts: Vec<(String, String)> = paths
+    let hashes: Vec<(String, u64)> = paths
         .iter()
-        .filter_map(|p| Some((p.strip_prefix(dir).ok()?.display().to_string(), fs::read_to_string(p).ok()?)))
+        .filter_map(|p| {
+            Some((p.strip_prefix(dir).ok()?.display().to_string(), file_hash(&fs::read_to_string(p).ok()?)))
+        })
         .collect();
-    digest(texts.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+    digest(hashes.iter().map(|(n, h)| (n.as_str(), *h)))
 }
 
 impl ManifestSource {
@@ -123,6 +136,7 @@ impl ManifestSource {
             dir: dir.to_path_buf(),
             default_namespace: default_namespace.to_string(),
             files: BTreeMap::new(),
+            owners: BTreeMap::new(),
             current: BTreeMap::new(),
             digest: 0,
         }
@@ -138,7 +152,16 @@ impl ManifestSource {
     pub fn scan(&mut self) -> Scan {
         let mut scan = Scan::default();
         let paths = manifest_files(&self.dir);
-        self.files.retain(|p, _| paths.contains(p));
+        let mut touched: std::collections::BTreeSet<Key> = std::collections::BTreeSet::new();
+        let gone: Vec<PathBuf> = self.files.keys().filter(|p| !paths.contains(*p)).cloned().collect();
+        for path in gone {
+            if let Some(state) = self.files.remove(&path) {
+                for key in state.objects.into_keys() {
+                    self.disown(&key, &path);
+                    touched.insert(key);
+                }
+            }
+        }
         for path in &paths {
             let Ok(text) = fs::read_to_string(path) else { continue };
             if self.files.get(path).is_some_and(|f| f.text == text) {
@@ -176,25 +199,39 @@ impl ManifestSource {
                 }
             }
             scan.errors.extend(loaded.errors);
-            self.files.insert(path.clone(), FileState { text, objects });
-        }
-        self.digest = digest(
-            self.files.iter().filter_map(|(p, f)| Some((p.strip_prefix(&self.dir).ok()?.to_str()?, f.text.as_str()))),
-        );
-        let mut desired: BTreeMap<Key, Object> = BTreeMap::new();
-        for state in self.files.values() {
-            for (key, object) in &state.objects {
-                desired.entry(key.clone()).or_insert_with(|| object.clone());
+            for key in previous.objects.keys() {
+                self.disown(key, path);
+                touched.insert(key.clone());
             }
-        }
-        for (key, object) in &desired {
-            if self.current.get(key) != Some(object) {
-                scan.changes.push(Change::Apply(object.clone()));
+            for key in objects.keys() {
+                self.owners.entry(key.clone()).or_default().insert(path.clone());
+                touched.insert(key.clone());
             }
+            let hash = file_hash(&text);
+            self.files.insert(path.clone(), FileState { text, hash, objects });
         }
-        for key in self.current.keys() {
-            if !desired.contains_key(key) {
-                scan.changes.push(Change::Delete(key.clone()));
+        self.digest =
+            digest(self.files.iter().filter_map(|(p, f)| Some((p.strip_prefix(&self.dir).ok()?.to_str()?, f.hash))));
+        // Only objects of files that changed can change: the first file (in
+        // path order) that defines an object decides its state.
+        for key in touched {
+            let desired = self
+                .owners
+                .get(&key)
+                .and_then(|files| files.first())
+                .and_then(|path| self.files.get(path))
+                .and_then(|f| f.objects.get(&key));
+            match desired {
+                Some(object) if self.current.get(&key) != Some(object) => {
+                    scan.changes.push(Change::Apply(object.clone()));
+                    self.current.insert(key, object.clone());
+                }
+                Some(_) => {}
+                None => {
+                    if self.current.remove(&key).is_some() {
+                        scan.changes.push(Change::Delete(key));
+                    }
+                }
             }
         }
         // Namespaces first on apply, policies and pods first on delete.
@@ -204,12 +241,74 @@ impl ManifestSource {
             Change::Delete(("Namespace", ..)) => 3,
             Change::Delete(_) => 2,
         });
-        self.current = desired;
         scan
+    }
+
+    fn disown(&mut self, key: &Key, path: &Path) {
+        if let Some(files) = self.owners.get_mut(key) {
+            files.remove(path);
+            if files.is_empty() {
+                self.owners.remove(key);
+            }
+        }
     }
 }
 
 /// `Kind namespace/name` as load errors name objects.
 fn object_label(key: &Key) -> String {
     if key.0 == "Namespace" { format!("Namespace {}", key.2) } else { format!("{} {}/{}", key.0, key.1, key.2) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(name: &str, port: u16) -> String {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: x}}\n\
+             spec: {{podSelector: {{}}, ingress: [{{ports: [{{port: {port}}}]}}]}}\n"
+        )
+    }
+
+    fn port_of(change: &Change) -> Option<(String, String)> {
+        match change {
+            Change::Apply(Object::Policy(p)) => Some((p.name.clone(), format!("{:?}", p.ingress[0].ports[0].target))),
+            Change::Delete((_, _, name)) => Some((name.clone(), "deleted".into())),
+            Change::Apply(_) => None,
+        }
+    }
+
+    fn changes(source: &mut ManifestSource) -> Vec<(String, String)> {
+        source.scan().changes.iter().filter_map(port_of).collect()
+    }
+
+    #[test]
+    fn only_what_changed_is_reported_and_the_first_file_wins() {
+        let dir = std::env::temp_dir().join(format!("palisade-source-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("dir");
+        fs::write(dir.join("a.yaml"), policy("p", 80)).expect("write");
+        fs::write(dir.join("b.yaml"), policy("q", 81)).expect("write");
+        let mut source = ManifestSource::new(&dir, "default");
+        let first = changes(&mut source);
+        assert_eq!(first.len(), 2, "{first:?}");
+        assert!(changes(&mut source).is_empty(), "nothing changed");
+        assert_eq!(source.digest(), dir_digest(&dir), "digest of what was read equals the directory's");
+
+        // A second definition of p in a later file does not win; removing the first does.
+        fs::write(dir.join("c.yaml"), policy("p", 90)).expect("write");
+        assert!(changes(&mut source).is_empty(), "the first file still defines p");
+        fs::remove_file(dir.join("a.yaml")).expect("remove");
+        assert_eq!(changes(&mut source), vec![("p".to_string(), "Range { start: 90, end: 90 }".to_string())]);
+        // An invalid edit keeps the last good state; a valid one applies.
+        fs::write(dir.join("b.yaml"), policy("q", 0)).expect("write");
+        let scan = source.scan();
+        assert!(scan.changes.is_empty() && !scan.errors.is_empty(), "{scan:?}");
+        fs::write(dir.join("b.yaml"), policy("q", 82)).expect("write");
+        assert_eq!(changes(&mut source), vec![("q".to_string(), "Range { start: 82, end: 82 }".to_string())]);
+        fs::remove_file(dir.join("c.yaml")).expect("remove");
+        assert_eq!(changes(&mut source), vec![("p".to_string(), "deleted".to_string())]);
+        assert_eq!(source.digest(), dir_digest(&dir));
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
 }

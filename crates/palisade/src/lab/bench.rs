@@ -76,6 +76,14 @@ fn bench_pod(name: &str, ip: &str) -> Pod {
 }
 
 fn cluster(local_every: usize) -> ClusterIndex {
+    let c = cluster_objects(local_every);
+    ClusterIndex::from_objects(c.namespaces, c.pods, c.policies)
+}
+
+/// The benchmark's cluster as objects: S with every `local_every`-th pod on
+/// the lab node, plus the `bench` namespace, its client and server, and
+/// their policies.
+pub(super) fn cluster_objects(local_every: usize) -> palisade_policy::synth::Cluster {
     let mut c = generate(Size::S, 1);
     for (i, pod) in c.pods.iter_mut().enumerate() {
         if i % local_every == 0 {
@@ -88,10 +96,10 @@ fn cluster(local_every: usize) -> ClusterIndex {
     let loaded = load_str("bench.yaml", BENCH_POLICIES, "default");
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
     c.policies.extend(loaded.policies);
-    ClusterIndex::from_objects(c.namespaces, c.pods, c.policies)
+    c
 }
 
-fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(super) fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let ns = ns.to_string();
     std::thread::spawn(move || {
         netns::enter(&ns).expect("enter namespace");
@@ -156,7 +164,7 @@ fn start_server(ns: &str, addr: SocketAddr) {
     rx.recv().expect("server ready");
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
@@ -241,6 +249,8 @@ pub fn run(seconds: f64) -> anyhow::Result<()> {
     println!("denied packets counted during the runs: {denied} (the benchmark's connections are all allowed)");
 
     updates(index, &topo, rendered)?;
+    nft.apply(&cleanup())?;
+    super::bench_agent::write_to_probe(&topo, &client_ns, server)?;
     rule_growth(&topo);
     drop(topo);
     Ok(())

@@ -9,6 +9,7 @@
 //! namespaces changes.
 
 pub mod bench;
+mod bench_agent;
 pub mod objects;
 pub mod state;
 
