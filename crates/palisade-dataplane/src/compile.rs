@@ -87,19 +87,72 @@ pub(crate) fn pod_dep(key: &str) -> u64 {
     FxBuildHasher.hash_one(key)
 }
 
+/// Which pods put which addresses into one rule's pod-peer set, so that a
+/// pod change can update the set without scanning the cluster.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RuleMembers {
+    counts: BTreeMap<IpAddr, u32>,
+    by_pod: rustc_hash::FxHashMap<u64, Vec<IpAddr>>,
+}
+
+impl RuleMembers {
+    /// Records `pod`'s addresses (once per pod).
+    pub(crate) fn add(&mut self, pod: u64, ips: &[IpAddr]) {
+        if self.by_pod.contains_key(&pod) {
+            return;
+        }
+        for ip in ips {
+            *self.counts.entry(*ip).or_default() += 1;
+        }
+        self.by_pod.insert(pod, ips.to_vec());
+    }
+
+    /// Forgets `pod`'s addresses.
+    pub(crate) fn remove(&mut self, pod: u64) {
+        for ip in self.by_pod.remove(&pod).unwrap_or_default() {
+            if let Some(n) = self.counts.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.counts.remove(&ip);
+                }
+            }
+        }
+    }
+
+    /// The set: distinct addresses, sorted.
+    pub(crate) fn addrs(&self) -> Vec<IpAddr> {
+        self.counts.keys().copied().collect()
+    }
+}
+
+/// Members of each rule with pod peers, by (direction slot, rule index).
+pub(crate) type PolicyMembers = BTreeMap<(usize, usize), RuleMembers>;
+
 /// Compiles one policy; also returns the pods whose addresses or ports went
-/// into its sets, which is what it depends on.
-pub(crate) fn compile_policy(index: &ClusterIndex, id: PolicyId, scope: &NodeScope) -> (PolicyProgram, PodDeps) {
+/// into its sets (what it depends on) and its rules' pod-peer members.
+pub(crate) fn compile_policy(
+    index: &ClusterIndex,
+    id: PolicyId,
+    scope: &NodeScope,
+) -> (PolicyProgram, PodDeps, PolicyMembers) {
     let policy = index.policy(id).policy();
     let mut deps = PodDeps::default();
+    let mut members = PolicyMembers::new();
     let mut rules = |dir: Direction| -> Vec<RuleProgram> {
         if !policy.isolates(dir) {
             return Vec::new();
         }
-        (0..policy.rules(dir).len()).map(|r| compile_rule(index, id, dir, r, scope, &mut deps)).collect()
+        (0..policy.rules(dir).len())
+            .map(|r| compile_rule(index, id, dir, r, scope, &mut deps, members.entry((dir.slot(), r)).or_default()))
+            .collect()
     };
     let program = PolicyProgram { ingress: rules(Direction::Ingress), egress: rules(Direction::Egress) };
-    (program, deps)
+    (program, deps, members)
+}
+
+/// Addresses of `pod` that go into peer sets (none unless it is active).
+pub(crate) fn member_addrs(index: &ClusterIndex, pod: PodId) -> &[IpAddr] {
+    if active(index, pod) { &index.pod(pod).pod().ips } else { &[] }
 }
 
 fn compile_rule(
@@ -109,31 +162,31 @@ fn compile_rule(
     r: usize,
     scope: &NodeScope,
     deps: &mut PodDeps,
+    members: &mut RuleMembers,
 ) -> RuleProgram {
     let policy = index.policy(id).policy();
     let rule = &policy.rules(dir)[r];
     let mut depend = |pod: PodId| {
-        deps.insert(pod_dep(index.pod_name(pod)));
+        let dep = pod_dep(index.pod_name(pod));
+        deps.insert(dep);
+        dep
     };
     let peers = (!rule.peers.is_empty()).then(|| {
         let mut peers = Peers::default();
         for (k, peer) in rule.peers.iter().enumerate() {
             match peer {
                 Peer::Pods { .. } => {
-                    let addrs = peers.pods.get_or_insert_with(Vec::new);
+                    peers.pods.get_or_insert_with(Vec::new);
                     for pod in index.peer_pods(id, dir, r, k) {
-                        depend(pod);
-                        if active(index, pod) {
-                            addrs.extend(index.pod(pod).pod().ips.iter().copied());
-                        }
+                        let dep = depend(pod);
+                        members.add(dep, member_addrs(index, pod));
                     }
                 }
                 Peer::IpBlock(block) => peers.blocks.get_or_insert_with(AddrSet::default).insert_block(block),
             }
         }
         if let Some(addrs) = &mut peers.pods {
-            addrs.sort_unstable();
-            addrs.dedup();
+            *addrs = members.addrs();
         }
         if let Some(blocks) = &mut peers.blocks {
             blocks.normalize();

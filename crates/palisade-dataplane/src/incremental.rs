@@ -21,7 +21,9 @@ use std::net::IpAddr;
 use palisade_policy::{Changes, ClusterIndex, Direction, PodId, PolicyId};
 use serde_json::Value;
 
-use crate::compile::{NodeScope, PodDeps, compile_policy, is_local, local_pod, needed_policies, pod_dep};
+use crate::compile::{
+    NodeScope, PodDeps, PolicyMembers, compile_policy, is_local, local_pod, member_addrs, needed_policies, pod_dep,
+};
 use crate::patch::patch_policy;
 use crate::program::{LocalPod, Program};
 use crate::render::{Rendered, base_chains, listed, render, render_pod, render_policy};
@@ -40,6 +42,9 @@ pub struct UpdateStats {
     pub parts_rendered: usize,
     /// Policies whose sets were patched element by element instead.
     pub policies_patched: usize,
+    /// Policies whose pod-peer sets were updated from the changed pods alone
+    /// (no recompile).
+    pub policies_updated: usize,
     /// Whether everything was rebuilt (a very large change).
     pub rebuilt: bool,
 }
@@ -51,6 +56,9 @@ pub struct Incremental {
     program: Program,
     /// Per compiled policy: the pods that went into its sets.
     deps: BTreeMap<String, PodDeps>,
+    /// Per compiled policy: which pods put which addresses into each rule's
+    /// pod-peer set.
+    members: BTreeMap<String, PolicyMembers>,
     /// Local pods by `namespace/name`.
     local: BTreeSet<String>,
     /// The interfaces the local pods were last compiled with.
@@ -136,6 +144,7 @@ impl Incremental {
             scope,
             program: Program::default(),
             deps: BTreeMap::new(),
+            members: BTreeMap::new(),
             local,
             ifaces: ifaces.clone(),
             rendered: Rendered::default(),
@@ -143,9 +152,10 @@ impl Incremental {
         this.program.pods = this.local_pods(index, ifaces);
         for name in needed_policies(&this.program.pods) {
             let Some(id) = policy_id(index, &name) else { continue };
-            let (program, deps) = compile_policy(index, id, &this.scope);
+            let (program, deps, members) = compile_policy(index, id, &this.scope);
             this.program.policies.insert(name.clone(), program);
-            this.deps.insert(name, deps);
+            this.deps.insert(name.clone(), deps);
+            this.members.insert(name, members);
         }
         this.rendered = render(&this.program);
         this
@@ -188,16 +198,7 @@ impl Incremental {
         ifaces: &BTreeMap<IpAddr, String>,
     ) -> (Option<Value>, UpdateStats) {
         if changes.pods.len() + changes.policies.len() + changes.namespaces.len() > REBUILD_ABOVE {
-            let fresh = Incremental::new(index, self.scope.clone(), ifaces);
-            let tx = diff(&self.rendered, &fresh.rendered);
-            let stats = UpdateStats {
-                policies_compiled: fresh.program.policies.len(),
-                parts_rendered: 1 + fresh.program.pods.len() + fresh.program.policies.len(),
-                policies_patched: 0,
-                rebuilt: true,
-            };
-            *self = fresh;
-            return (tx, stats);
+            return self.rebuild(index, ifaces);
         }
         let mut stats = UpdateStats::default();
         let mut local_changed = false;
@@ -222,8 +223,13 @@ impl Incremental {
                 dirty.insert(Owner::Base);
             }
         }
-        let (old_listed, new_listed) =
-            if refresh { (listed_all(&self.program.pods), listed_all(&pods)) } else { Default::default() };
+        // Policies for which the directions local pods list them changed.
+        let relisted: BTreeSet<String> = if refresh {
+            let (old, new) = (listed_all(&self.program.pods), listed_all(&pods));
+            old.keys().chain(new.keys()).filter(|n| old.get(*n) != new.get(*n)).map(|n| (*n).to_string()).collect()
+        } else {
+            BTreeSet::new()
+        };
         let needed = needed_policies(&pods);
         let changed_pods: Vec<(u64, Option<PodId>)> =
             changes.pods.iter().map(|k| (pod_dep(k), index.pod_id_by_key(k))).collect();
@@ -231,7 +237,7 @@ impl Incremental {
         let (mut patched_old, mut patched_new) = (Rendered::default(), Rendered::default());
         for name in &needed {
             let Some(id) = policy_id(index, name) else { continue };
-            if old_listed.get(name.as_str()) != new_listed.get(name.as_str()) {
+            if relisted.contains(name) {
                 dirty.insert(Owner::Policy(name.clone()));
             }
             let stale = !self.program.policies.contains_key(name)
@@ -244,8 +250,22 @@ impl Incremental {
             if !stale {
                 continue;
             }
-            stats.policies_compiled += 1;
-            let (program, deps) = compile_policy(index, id, &self.scope);
+            // Only pods changed for it: update its pod-peer sets from the
+            // changed pods alone; otherwise recompile it.
+            let pods_only = !changes.policies.contains(name) && changes.namespaces.is_empty();
+            let program = match self.program.policies.get(name) {
+                Some(old) if pods_only && !has_named_ports(old) => {
+                    stats.policies_updated += 1;
+                    self.update_members(index, name, id, old.clone(), &changed_pods)
+                }
+                _ => {
+                    stats.policies_compiled += 1;
+                    let (program, deps, members) = compile_policy(index, id, &self.scope);
+                    self.deps.insert(name.clone(), deps);
+                    self.members.insert(name.clone(), members);
+                    program
+                }
+            };
             match self.program.policies.get(name) {
                 Some(old) if *old == program => {}
                 Some(old)
@@ -266,12 +286,12 @@ impl Incremental {
                 }
             }
             self.program.policies.insert(name.clone(), program);
-            self.deps.insert(name.clone(), deps);
         }
         let gone: Vec<String> = self.program.policies.keys().filter(|n| !needed.contains(*n)).cloned().collect();
         for name in gone {
             self.program.policies.remove(&name);
             self.deps.remove(&name);
+            self.members.remove(&name);
             dirty.insert(Owner::Policy(name));
         }
         self.program.pods = pods;
@@ -281,6 +301,54 @@ impl Incremental {
         stats.parts_rendered = dirty.len();
         let tx = self.render_parts(&dirty, patched_old, patched_new);
         (tx, stats)
+    }
+
+    /// Everything compiled afresh; the transaction from the current table.
+    fn rebuild(&mut self, index: &ClusterIndex, ifaces: &BTreeMap<IpAddr, String>) -> (Option<Value>, UpdateStats) {
+        let fresh = Incremental::new(index, self.scope.clone(), ifaces);
+        let tx = diff(&self.rendered, &fresh.rendered);
+        let stats = UpdateStats {
+            policies_compiled: fresh.program.policies.len(),
+            parts_rendered: 1 + fresh.program.pods.len() + fresh.program.policies.len(),
+            policies_patched: 0,
+            policies_updated: 0,
+            rebuilt: true,
+        };
+        *self = fresh;
+        (tx, stats)
+    }
+
+    /// `old` with its rules' pod-peer sets brought up to date for the
+    /// changed pods, from the recorded members (no scan of the cluster).
+    fn update_members(
+        &mut self,
+        index: &ClusterIndex,
+        name: &str,
+        id: PolicyId,
+        mut program: crate::program::PolicyProgram,
+        changed: &[(u64, Option<PodId>)],
+    ) -> crate::program::PolicyProgram {
+        let members = self.members.entry(name.to_string()).or_default();
+        let deps = self.deps.entry(name.to_string()).or_default();
+        for dir in Direction::BOTH {
+            let rules = match dir {
+                Direction::Ingress => &mut program.ingress,
+                Direction::Egress => &mut program.egress,
+            };
+            for (r, rule) in rules.iter_mut().enumerate() {
+                let Some(pods) = rule.peers.as_mut().and_then(|p| p.pods.as_mut()) else { continue };
+                let set = members.entry((dir.slot(), r)).or_default();
+                for (dep, pod) in changed {
+                    set.remove(*dep);
+                    if let Some(pod) = pod.filter(|p| index.rule_pod_peers_match(id, dir, r, *p)) {
+                        deps.insert(*dep);
+                        set.add(*dep, member_addrs(index, pod));
+                    }
+                }
+                *pods = set.addrs();
+            }
+        }
+        program
     }
 
     /// Re-renders the `dirty` parts; returns the transaction for them and
@@ -327,6 +395,11 @@ fn listed_all(pods: &BTreeMap<String, LocalPod>) -> BTreeMap<&str, [bool; 2]> {
         }
     }
     out
+}
+
+/// Whether any rule names a port (named-port sets depend on more than peers).
+fn has_named_ports(p: &crate::program::PolicyProgram) -> bool {
+    p.ingress.iter().chain(&p.egress).any(|r| r.ports.as_ref().is_some_and(|ports| ports.has_named))
 }
 
 fn policy_id(index: &ClusterIndex, name: &str) -> Option<PolicyId> {

@@ -32,7 +32,8 @@ fn report_differences(got: &palisade_dataplane::render::Rendered, expected: &pal
     }
 }
 
-fn run(seed: u64, scope: &NodeScope, steps: usize) {
+/// Returns how often the two fast paths (members updated, sets patched) ran.
+fn run(seed: u64, scope: &NodeScope, steps: usize) -> (usize, usize) {
     let mut rng = Rng::new(seed);
     let (namespaces, mut pods) = model();
     for (i, pod) in pods.iter_mut().enumerate() {
@@ -43,6 +44,7 @@ fn run(seed: u64, scope: &NodeScope, steps: usize) {
     index.track_changes();
     let mut drop_every = 0;
     let mut incremental = Incremental::new(&index, scope.clone(), &ifaces(&index, drop_every));
+    let (mut updated, mut patched) = (0, 0);
     for step in 0..steps {
         let what = if rng.below(15) == 0 {
             drop_every = rng.below(4);
@@ -53,7 +55,9 @@ fn run(seed: u64, scope: &NodeScope, steps: usize) {
         let before = incremental.rendered().clone();
         let links = ifaces(&index, drop_every);
         let changes = index.take_changes().expect("tracking");
-        let (tx, _) = incremental.update(&index, &changes, &links);
+        let (tx, stats) = incremental.update(&index, &changes, &links);
+        updated += stats.policies_updated;
+        patched += stats.policies_patched;
         let program = compile(&index, scope, &links);
         let context = format!("seed {seed}, {scope:?}, step {step}: {what}");
         assert_eq!(incremental.program(), &program, "{context}: program");
@@ -64,12 +68,17 @@ fn run(seed: u64, scope: &NodeScope, steps: usize) {
         assert!(incremental.rendered() == &expected, "{context}: rendered table differs");
         assert_eq!(tx.is_some(), before != expected, "{context}: a transaction exactly when the table changed");
     }
+    (updated, patched)
 }
 
 #[test]
 fn incremental_equals_full_on_random_changes() {
+    let (mut updated, mut patched) = (0, 0);
     for seed in 0..12 {
-        run(seed, &NodeScope::All, 150);
-        run(seed + 100, &NodeScope::Node("n1".into()), 150);
+        for (u, p) in [run(seed, &NodeScope::All, 150), run(seed + 100, &NodeScope::Node("n1".into()), 150)] {
+            updated += u;
+            patched += p;
+        }
     }
+    assert!(updated > 50 && patched > 50, "the fast paths ran: members updated {updated}, sets patched {patched}");
 }

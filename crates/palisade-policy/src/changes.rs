@@ -58,6 +58,31 @@ impl ClusterIndex {
         })
     }
 
+    /// Whether a pod peer (podSelector and/or namespaceSelector) of rule
+    /// `rule` of `policy` for `dir` matches `pod`, as evaluation and
+    /// [`ClusterIndex::peer_pods`] match it (endpoints only).
+    #[must_use]
+    pub fn rule_pod_peers_match(&self, policy: PolicyId, dir: crate::Direction, rule: usize, pod: PodId) -> bool {
+        let entry = self.policy(policy);
+        let p = self.pod(pod);
+        if !p.pod().is_endpoint() {
+            return false;
+        }
+        let ns_labels = &self.namespace(p.ns).compiled;
+        entry.rules[dir.slot()].get(rule).is_some_and(|r| {
+            r.peers.iter().any(|peer| match peer {
+                CompiledPeer::Pods { namespaces, pods } => {
+                    let ns_ok = match namespaces {
+                        NamespaceMatch::Own => p.ns == entry.ns,
+                        NamespaceMatch::Selector(s) => s.matches(ns_labels),
+                    };
+                    ns_ok && pods.as_ref().is_none_or(|s| s.matches(&p.labels))
+                }
+                CompiledPeer::Block(_) => false,
+            })
+        })
+    }
+
     /// Whether a peer of `policy` selects namespaces by label, so that a
     /// namespace relabel can change which pods it matches.
     #[must_use]
