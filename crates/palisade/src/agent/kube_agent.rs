@@ -93,6 +93,8 @@ pub async fn run(
                     }
                     next = rx.try_recv().ok();
                 }
+                // A policy fixed since its Event gets a new one if it breaks again.
+                events.forget_unless(|key| state.rejected.contains_key(&format!("{} {key}", Kind::NetworkPolicy.as_str())));
                 dirty = true;
             }
             _ = resync.tick() => {
@@ -148,6 +150,10 @@ impl EventReporter {
             NodeScope::All => "all-pods".into(),
         };
         EventReporter { client, host, reported: BTreeMap::new() }
+    }
+
+    fn forget_unless(&mut self, still_rejected: impl Fn(&str) -> bool) {
+        self.reported.retain(|key, _| still_rejected(key));
     }
 
     fn rejected_policy(&mut self, key: &str, errors: &[palisade_manifests::LoadError]) {
