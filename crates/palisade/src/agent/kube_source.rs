@@ -7,10 +7,10 @@
 //! skipped instead of failing the whole list; only the fields policy needs
 //! survive conversion (the API object is dropped at once).
 //!
-//! A (re)list is buffered per kind and applied whole when it completes, so a
-//! relist (410 Gone, reconnect) never removes objects midway; until every
-//! kind has completed its first list, [`KubeState::ready`] is false and the
-//! agent programs nothing.
+//! Until every kind has completed its first list, [`KubeState::ready`] is
+//! false and the agent programs nothing, so the first list goes straight
+//! into the index. A later relist (410 Gone, reconnect) is buffered per kind
+//! and applied whole when it completes, so it never removes objects midway.
 
 use std::collections::BTreeMap;
 
