@@ -93,7 +93,12 @@ pub(crate) fn pod_dep(key: &str) -> u64 {
 pub(crate) struct RuleMembers {
     counts: BTreeMap<IpAddr, u32>,
     by_pod: rustc_hash::FxHashMap<u64, Vec<IpAddr>>,
+    named_counts: BTreeMap<NamedEntry, u32>,
+    named_by_pod: rustc_hash::FxHashMap<u64, Vec<NamedEntry>>,
 }
+
+/// A resolved named port: destination address, protocol, port.
+pub(crate) type NamedEntry = (IpAddr, Protocol, u16);
 
 impl RuleMembers {
     /// Records `pod`'s addresses (once per pod).
@@ -122,6 +127,74 @@ impl RuleMembers {
     /// The set: distinct addresses, sorted.
     pub(crate) fn addrs(&self) -> Vec<IpAddr> {
         self.counts.keys().copied().collect()
+    }
+
+    /// Records the named-port entries `pod` resolves (once per pod).
+    pub(crate) fn add_named(&mut self, pod: u64, entries: &[NamedEntry]) {
+        if self.named_by_pod.contains_key(&pod) {
+            return;
+        }
+        for e in entries {
+            *self.named_counts.entry(*e).or_default() += 1;
+        }
+        self.named_by_pod.insert(pod, entries.to_vec());
+    }
+
+    /// Forgets `pod`'s named-port entries.
+    pub(crate) fn remove_named(&mut self, pod: u64) {
+        for e in self.named_by_pod.remove(&pod).unwrap_or_default() {
+            if let Some(n) = self.named_counts.get_mut(&e) {
+                *n -= 1;
+                if *n == 0 {
+                    self.named_counts.remove(&e);
+                }
+            }
+        }
+    }
+
+    /// The named-port set: distinct entries, sorted.
+    pub(crate) fn named(&self) -> Vec<NamedEntry> {
+        self.named_counts.keys().copied().collect()
+    }
+}
+
+/// The named-port entries `pod` resolves for `rule`'s named ports.
+pub(crate) fn named_entries(index: &ClusterIndex, pod: PodId, rule: &palisade_policy::Rule) -> Vec<NamedEntry> {
+    let p = index.pod(pod).pod();
+    let mut out = Vec::new();
+    for port in &rule.ports {
+        let PortTarget::Named(name) = &port.target else { continue };
+        for declared in &p.ports {
+            if declared.name.as_deref() == Some(name.as_str()) && declared.protocol == port.protocol {
+                out.extend(p.ips.iter().map(|ip| (*ip, port.protocol, declared.port)));
+            }
+        }
+    }
+    out
+}
+
+/// Whether `pod` is a destination on which rule `r`'s named ports resolve,
+/// as [`named_port_candidates`] decides for the whole cluster.
+pub(crate) fn is_named_candidate(
+    index: &ClusterIndex,
+    id: PolicyId,
+    dir: Direction,
+    r: usize,
+    scope: &NodeScope,
+    pod: PodId,
+) -> bool {
+    match dir {
+        Direction::Ingress => index.policy(id).selected().binary_search(&pod).is_ok() && is_local(index, scope, pod),
+        Direction::Egress => {
+            let rule = &index.policy(id).policy().rules(dir)[r];
+            active(index, pod)
+                && (rule.peers.is_empty()
+                    || index.rule_pod_peers_match(id, dir, r, pod)
+                    || rule.peers.iter().any(|peer| match peer {
+                        Peer::IpBlock(b) => index.pod(pod).pod().ips.iter().any(|ip| b.contains(*ip)),
+                        Peer::Pods { .. } => false,
+                    }))
+        }
     }
 }
 
@@ -199,25 +272,17 @@ fn compile_rule(
             match &port.target {
                 PortTarget::Any => ports.numeric.push((port.protocol, 0, u16::MAX)),
                 PortTarget::Range { start, end } => ports.numeric.push((port.protocol, *start, *end)),
-                PortTarget::Named(name) => {
-                    ports.has_named = true;
-                    for pod in named_port_candidates(index, id, dir, r, scope) {
-                        depend(pod);
-                        let p = index.pod(pod).pod();
-                        for declared in &p.ports {
-                            if declared.name.as_deref() == Some(name.as_str()) && declared.protocol == port.protocol {
-                                for ip in &p.ips {
-                                    ports.named.push((*ip, port.protocol, declared.port));
-                                }
-                            }
-                        }
-                    }
-                }
+                PortTarget::Named(_) => ports.has_named = true,
             }
         }
+        if ports.has_named {
+            for pod in named_port_candidates(index, id, dir, r, scope) {
+                let dep = depend(pod);
+                members.add_named(dep, &named_entries(index, pod, rule));
+            }
+            ports.named = members.named();
+        }
         ports.numeric = merge_port_ranges(ports.numeric);
-        ports.named.sort_unstable();
-        ports.named.dedup();
         ports
     });
     RuleProgram { peers, ports }

@@ -22,7 +22,8 @@ use palisade_policy::{Changes, ClusterIndex, Direction, PodId, PolicyId};
 use serde_json::Value;
 
 use crate::compile::{
-    NodeScope, PodDeps, PolicyMembers, compile_policy, is_local, local_pod, member_addrs, needed_policies, pod_dep,
+    NodeScope, PodDeps, PolicyMembers, compile_policy, is_local, is_named_candidate, local_pod, member_addrs,
+    named_entries, needed_policies, pod_dep,
 };
 use crate::patch::patch_policy;
 use crate::program::{LocalPod, Program};
@@ -254,7 +255,7 @@ impl Incremental {
             // changed pods alone; otherwise recompile it.
             let pods_only = !changes.policies.contains(name) && changes.namespaces.is_empty();
             let program = match self.program.policies.get(name) {
-                Some(old) if pods_only && !has_named_ports(old) => {
+                Some(old) if pods_only => {
                     stats.policies_updated += 1;
                     self.update_members(index, name, id, old.clone(), &changed_pods)
                 }
@@ -336,16 +337,28 @@ impl Incremental {
                 Direction::Egress => &mut program.egress,
             };
             for (r, rule) in rules.iter_mut().enumerate() {
-                let Some(pods) = rule.peers.as_mut().and_then(|p| p.pods.as_mut()) else { continue };
                 let set = members.entry((dir.slot(), r)).or_default();
-                for (dep, pod) in changed {
-                    set.remove(*dep);
-                    if let Some(pod) = pod.filter(|p| index.rule_pod_peers_match(id, dir, r, *p)) {
-                        deps.insert(*dep);
-                        set.add(*dep, member_addrs(index, pod));
+                if let Some(pods) = rule.peers.as_mut().and_then(|p| p.pods.as_mut()) {
+                    for (dep, pod) in changed {
+                        set.remove(*dep);
+                        if let Some(pod) = pod.filter(|p| index.rule_pod_peers_match(id, dir, r, *p)) {
+                            deps.insert(*dep);
+                            set.add(*dep, member_addrs(index, pod));
+                        }
                     }
+                    *pods = set.addrs();
                 }
-                *pods = set.addrs();
+                if let Some(ports) = rule.ports.as_mut().filter(|p| p.has_named) {
+                    let spec = &index.policy(id).policy().rules(dir)[r];
+                    for (dep, pod) in changed {
+                        set.remove_named(*dep);
+                        if let Some(pod) = pod.filter(|p| is_named_candidate(index, id, dir, r, &self.scope, *p)) {
+                            deps.insert(*dep);
+                            set.add_named(*dep, &named_entries(index, pod, spec));
+                        }
+                    }
+                    ports.named = set.named();
+                }
             }
         }
         program
@@ -395,11 +408,6 @@ fn listed_all(pods: &BTreeMap<String, LocalPod>) -> BTreeMap<&str, [bool; 2]> {
         }
     }
     out
-}
-
-/// Whether any rule names a port (named-port sets depend on more than peers).
-fn has_named_ports(p: &crate::program::PolicyProgram) -> bool {
-    p.ingress.iter().chain(&p.egress).any(|r| r.ports.as_ref().is_some_and(|ports| ports.has_named))
 }
 
 fn policy_id(index: &ClusterIndex, name: &str) -> Option<PolicyId> {
