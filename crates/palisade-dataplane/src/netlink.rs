@@ -48,8 +48,9 @@ const NFTA_VERDICT_CODE: u16 = 1;
 const NFTA_VERDICT_CHAIN: u16 = 2;
 const NFT_JUMP: i32 = -3;
 const IFNAMSIZ: usize = 16;
-/// Elements per message, so that no message comes near the socket's limits.
-const ELEMENTS_PER_MESSAGE: usize = 512;
+/// Bytes of elements per message: a netlink attribute's length is 16 bits,
+/// so the nested element list must stay well under 64 KiB.
+const ELEMENT_BYTES_PER_MESSAGE: usize = 32 * 1024;
 /// How long to wait for the kernel's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -123,7 +124,7 @@ impl Batch {
             }
             let elements = body.get("elem")?.as_array()?;
             let encoded: Vec<Vec<u8>> = elements.iter().map(|e| element(def, e, add)).collect::<Option<_>>()?;
-            for chunk in encoded.chunks(ELEMENTS_PER_MESSAGE) {
+            for chunk in chunks(&encoded) {
                 let (kind, flags) = if add {
                     (NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK)
                 } else {
@@ -195,6 +196,24 @@ impl Batch {
             Err(NftError::Netlink(format!("{acked} of {} messages acknowledged", self.acked)))
         }
     }
+}
+
+/// Splits encoded elements into runs of at most [`ELEMENT_BYTES_PER_MESSAGE`]
+/// bytes (one element is far smaller).
+fn chunks(encoded: &[Vec<u8>]) -> Vec<&[Vec<u8>]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, e) in encoded.iter().enumerate() {
+        if bytes + e.len() > ELEMENT_BYTES_PER_MESSAGE && i > start {
+            out.push(&encoded[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += e.len();
+    }
+    if start < encoded.len() {
+        out.push(&encoded[start..]);
+    }
+    out
 }
 
 /// One `NFTA_LIST_ELEM`: the key, and for a verdict map being added to, the
@@ -276,4 +295,38 @@ fn field(out: &mut Vec<u8>, kind: &str, value: &Value) -> Option<()> {
         _ => return None,
     }
     Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn many_long_map_elements_split_into_messages_under_the_attribute_limit() {
+        let chain = format!("pod/{}/{}/ingress", "n".repeat(63), "p".repeat(253));
+        let mut table = Rendered::default();
+        table.sets.insert(
+            "ingress4".into(),
+            SetDef { kind: json!("ipv4_addr"), map: Some("verdict"), interval: false, elements: BTreeMap::new() },
+        );
+        let elems: Vec<Value> = (0..2000u32)
+            .map(|i| json!([std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string(), {"jump": {"target": chain}}]))
+            .collect();
+        let tx = json!({"nftables": [{"add": {"element": {"family": "inet", "table": TABLE, "name": "ingress4", "elem": elems}}}]});
+        let batch = Batch::for_elements(&tx, &table).expect("element-only transaction");
+        // Walk the messages: every one is well-formed and under 64 KiB.
+        let bytes = batch.bytes();
+        let (mut at, mut messages) = (0, 0);
+        while at < bytes.len() {
+            let len = u32::from_ne_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+            assert!((20..65_536).contains(&len), "message of {len} bytes");
+            at += len;
+            messages += 1;
+        }
+        assert_eq!(at, bytes.len());
+        assert!(messages > 3, "split into several messages ({messages}) between batch begin and end");
+    }
 }
