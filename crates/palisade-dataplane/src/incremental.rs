@@ -9,11 +9,15 @@
 //!   and sets).
 //!
 //! The costly part is a policy's sets (peer pods, named ports). A policy is
-//! recompiled only when it changed, when a changed pod went into its sets
+//! touched only when it changed, when a changed pod went into its sets
 //! before or may go into them now ([`ClusterIndex::pod_may_affect`]), or when a
-//! namespace was relabelled and the policy selects namespaces. The result is
-//! always what a full [`compile`](crate::compile())
-//! and [`render`] would give; tests check this on random change sequences.
+//! namespace was relabelled and the policy selects namespaces. When only
+//! pods changed, its sets follow them from per-rule members (which pod put
+//! which addresses and named-port entries in) without recompiling; when its
+//! rules keep their shape, the changed elements are patched into the table
+//! (`patch.rs`); otherwise it is recompiled and its part re-rendered. The
+//! result is always what a full [`compile`](crate::compile()) and [`render`]
+//! would give; tests check this on random change sequences.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
