@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 
 use crate::endpoint::{flow, resolve};
 use crate::query_line::{QueryIn, parse};
-use crate::verdict_text::write_reason;
+use crate::verdict_text::{push_number, write_reason};
 
 /// Appends `s` as a JSON string: copied as is when nothing needs escaping
 /// (the common case: pod names, addresses, reasons), else via serde_json.
@@ -46,22 +46,6 @@ fn push_echo(out: &mut Vec<u8>, s: &Cow<'_, str>) {
     }
 }
 
-/// Appends a port number in decimal.
-fn push_port(out: &mut Vec<u8>, port: u16) {
-    let mut digits = [0u8; 5];
-    let mut at = digits.len();
-    let mut n = port;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
 /// Appends one answer line (without the newline): the query echoed, then
 /// `allowed` and `reason`.
 fn push_answer(out: &mut Vec<u8>, index: &ClusterIndex, ready: &Ready<'_>, verdict: &Verdict) {
@@ -76,7 +60,7 @@ fn push_answer(out: &mut Vec<u8>, index: &ClusterIndex, ready: &Ready<'_>, verdi
     out.extend_from_slice(b",\"to\":");
     push_echo(out, &ready.query.to);
     out.extend_from_slice(b",\"port\":");
-    push_port(out, ready.port);
+    push_number(out, usize::from(ready.port));
     out.extend_from_slice(b",\"protocol\":\"");
     out.extend_from_slice(ready.protocol.as_str().as_bytes());
     out.extend_from_slice(if verdict.allowed {

@@ -36,7 +36,7 @@ fn write_policy(out: &mut impl Text, index: &ClusterIndex, id: PolicyId) {
 }
 
 /// Appends a decimal number without going through `fmt` (hot in `query`).
-fn push_number(out: &mut impl Text, n: usize) {
+pub(crate) fn push_number(out: &mut impl Text, n: usize) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut n = n;
