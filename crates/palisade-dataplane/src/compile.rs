@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use palisade_policy::{ClusterIndex, Direction, Peer, PodId, PodState, PolicyId, PortTarget, Protocol};
 use rustc_hash::{FxBuildHasher, FxHashSet};
 
+use crate::members::{NamedEntry, PolicyMembers, RuleMembers};
 use crate::program::{LocalPod, Peers, PolicyProgram, PortSet, Program, RuleProgram};
 use crate::ranges::AddrSet;
 
@@ -87,77 +88,6 @@ pub(crate) fn pod_dep(key: &str) -> u64 {
     FxBuildHasher.hash_one(key)
 }
 
-/// Which pods put which addresses into one rule's pod-peer set, so that a
-/// pod change can update the set without scanning the cluster.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct RuleMembers {
-    counts: BTreeMap<IpAddr, u32>,
-    by_pod: rustc_hash::FxHashMap<u64, Vec<IpAddr>>,
-    named_counts: BTreeMap<NamedEntry, u32>,
-    named_by_pod: rustc_hash::FxHashMap<u64, Vec<NamedEntry>>,
-}
-
-/// A resolved named port: destination address, protocol, port.
-pub(crate) type NamedEntry = (IpAddr, Protocol, u16);
-
-impl RuleMembers {
-    /// Records `pod`'s addresses (once per pod).
-    pub(crate) fn add(&mut self, pod: u64, ips: &[IpAddr]) {
-        if self.by_pod.contains_key(&pod) {
-            return;
-        }
-        for ip in ips {
-            *self.counts.entry(*ip).or_default() += 1;
-        }
-        self.by_pod.insert(pod, ips.to_vec());
-    }
-
-    /// Forgets `pod`'s addresses.
-    pub(crate) fn remove(&mut self, pod: u64) {
-        for ip in self.by_pod.remove(&pod).unwrap_or_default() {
-            if let Some(n) = self.counts.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    self.counts.remove(&ip);
-                }
-            }
-        }
-    }
-
-    /// The set: distinct addresses, sorted.
-    pub(crate) fn addrs(&self) -> Vec<IpAddr> {
-        self.counts.keys().copied().collect()
-    }
-
-    /// Records the named-port entries `pod` resolves (once per pod).
-    pub(crate) fn add_named(&mut self, pod: u64, entries: &[NamedEntry]) {
-        if self.named_by_pod.contains_key(&pod) {
-            return;
-        }
-        for e in entries {
-            *self.named_counts.entry(*e).or_default() += 1;
-        }
-        self.named_by_pod.insert(pod, entries.to_vec());
-    }
-
-    /// Forgets `pod`'s named-port entries.
-    pub(crate) fn remove_named(&mut self, pod: u64) {
-        for e in self.named_by_pod.remove(&pod).unwrap_or_default() {
-            if let Some(n) = self.named_counts.get_mut(&e) {
-                *n -= 1;
-                if *n == 0 {
-                    self.named_counts.remove(&e);
-                }
-            }
-        }
-    }
-
-    /// The named-port set: distinct entries, sorted.
-    pub(crate) fn named(&self) -> Vec<NamedEntry> {
-        self.named_counts.keys().copied().collect()
-    }
-}
-
 /// The named-port entries `pod` resolves for `rule`'s named ports.
 pub(crate) fn named_entries(index: &ClusterIndex, pod: PodId, rule: &palisade_policy::Rule) -> Vec<NamedEntry> {
     let p = index.pod(pod).pod();
@@ -197,9 +127,6 @@ pub(crate) fn is_named_candidate(
         }
     }
 }
-
-/// Members of each rule with pod peers, by (direction slot, rule index).
-pub(crate) type PolicyMembers = BTreeMap<(usize, usize), RuleMembers>;
 
 /// Compiles one policy; also returns the pods whose addresses or ports went
 /// into its sets (what it depends on) and its rules' pod-peer members.
@@ -252,14 +179,14 @@ fn compile_rule(
                     peers.pods.get_or_insert_with(Vec::new);
                     for pod in index.peer_pods(id, dir, r, k) {
                         let dep = depend(pod);
-                        members.add(dep, member_addrs(index, pod));
+                        members.addrs.add(dep, member_addrs(index, pod));
                     }
                 }
                 Peer::IpBlock(block) => peers.blocks.get_or_insert_with(AddrSet::default).insert_block(block),
             }
         }
         if let Some(addrs) = &mut peers.pods {
-            *addrs = members.addrs();
+            *addrs = members.addrs.set();
         }
         if let Some(blocks) = &mut peers.blocks {
             blocks.normalize();
@@ -278,9 +205,9 @@ fn compile_rule(
         if ports.has_named {
             for pod in named_port_candidates(index, id, dir, r, scope) {
                 let dep = depend(pod);
-                members.add_named(dep, &named_entries(index, pod, rule));
+                members.named.add(dep, &named_entries(index, pod, rule));
             }
-            ports.named = members.named();
+            ports.named = members.named.set();
         }
         ports.numeric = merge_port_ranges(ports.numeric);
         ports

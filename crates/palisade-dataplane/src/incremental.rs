@@ -26,9 +26,10 @@ use palisade_policy::{Changes, ClusterIndex, Direction, PodId, PolicyId};
 use serde_json::Value;
 
 use crate::compile::{
-    NodeScope, PodDeps, PolicyMembers, compile_policy, is_local, is_named_candidate, local_pod, member_addrs,
-    named_entries, needed_policies, pod_dep,
+    NodeScope, PodDeps, compile_policy, is_local, is_named_candidate, local_pod, member_addrs, named_entries,
+    needed_policies, pod_dep,
 };
+use crate::members::PolicyMembers;
 use crate::patch::patch_policy;
 use crate::program::{LocalPod, Program};
 use crate::render::{Rendered, base_chains, listed, render, render_pod, render_policy};
@@ -344,24 +345,24 @@ impl Incremental {
                 let set = members.entry((dir.slot(), r)).or_default();
                 if let Some(pods) = rule.peers.as_mut().and_then(|p| p.pods.as_mut()) {
                     for (dep, pod) in changed {
-                        set.remove(*dep);
+                        set.addrs.remove(*dep);
                         if let Some(pod) = pod.filter(|p| index.rule_pod_peers_match(id, dir, r, *p)) {
                             deps.insert(*dep);
-                            set.add(*dep, member_addrs(index, pod));
+                            set.addrs.add(*dep, member_addrs(index, pod));
                         }
                     }
-                    *pods = set.addrs();
+                    *pods = set.addrs.set();
                 }
                 if let Some(ports) = rule.ports.as_mut().filter(|p| p.has_named) {
                     let spec = &index.policy(id).policy().rules(dir)[r];
                     for (dep, pod) in changed {
-                        set.remove_named(*dep);
+                        set.named.remove(*dep);
                         if let Some(pod) = pod.filter(|p| is_named_candidate(index, id, dir, r, &self.scope, *p)) {
                             deps.insert(*dep);
-                            set.add_named(*dep, &named_entries(index, pod, spec));
+                            set.named.add(*dep, &named_entries(index, pod, spec));
                         }
                     }
-                    ports.named = set.named();
+                    ports.named = set.named.set();
                 }
             }
         }

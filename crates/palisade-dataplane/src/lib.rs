@@ -16,6 +16,7 @@
 
 pub mod compile;
 pub mod incremental;
+mod members;
 pub mod program;
 pub mod ranges;
 
