@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::compiled::{CompiledPeer, CompiledTarget, NamespaceMatch};
-use crate::index::{ClusterIndex, PodId, PolicyId};
+use crate::index::{ClusterIndex, PodEntry, PodId, PolicyEntry, PolicyId};
 
 /// Objects changed since the journal was last taken: names of namespaces,
 /// `namespace/name` of pods and policies. An object is listed when an apply
@@ -41,21 +41,26 @@ impl ClusterIndex {
         if entry.selected().binary_search(&pod).is_ok() {
             return true;
         }
-        let ns_labels = &self.namespace(p.ns).compiled;
         entry.rules.iter().flatten().any(|rule| {
             let named = rule.ports.iter().any(|port| matches!(port.target, CompiledTarget::Named(_)));
             (rule.peers.is_empty() && named)
                 || rule.peers.iter().any(|peer| match peer {
-                    CompiledPeer::Pods { namespaces, pods } => {
-                        let ns_ok = match namespaces {
-                            NamespaceMatch::Own => p.ns == entry.ns,
-                            NamespaceMatch::Selector(s) => s.matches(ns_labels),
-                        };
-                        ns_ok && pods.as_ref().is_none_or(|s| s.matches(&p.labels))
-                    }
+                    CompiledPeer::Pods { .. } => self.pod_peer_matches(entry, peer, p),
                     CompiledPeer::Block(block) => p.pod().ips.iter().any(|ip| block.contains(*ip)),
                 })
         })
+    }
+
+    /// Whether `peer` (of the policy `entry`) is a pod peer whose
+    /// namespaceSelector (or the policy's own namespace) and podSelector
+    /// match `pod`.
+    fn pod_peer_matches(&self, entry: &PolicyEntry, peer: &CompiledPeer, pod: &PodEntry) -> bool {
+        let CompiledPeer::Pods { namespaces, pods } = peer else { return false };
+        let ns_ok = match namespaces {
+            NamespaceMatch::Own => pod.ns == entry.ns,
+            NamespaceMatch::Selector(s) => s.matches(&self.namespace(pod.ns).compiled),
+        };
+        ns_ok && pods.as_ref().is_none_or(|s| s.matches(&pod.labels))
     }
 
     /// Whether a pod peer (podSelector and/or namespaceSelector) of rule
@@ -68,19 +73,9 @@ impl ClusterIndex {
         if !p.pod().is_endpoint() {
             return false;
         }
-        let ns_labels = &self.namespace(p.ns).compiled;
-        entry.rules[dir.slot()].get(rule).is_some_and(|r| {
-            r.peers.iter().any(|peer| match peer {
-                CompiledPeer::Pods { namespaces, pods } => {
-                    let ns_ok = match namespaces {
-                        NamespaceMatch::Own => p.ns == entry.ns,
-                        NamespaceMatch::Selector(s) => s.matches(ns_labels),
-                    };
-                    ns_ok && pods.as_ref().is_none_or(|s| s.matches(&p.labels))
-                }
-                CompiledPeer::Block(_) => false,
-            })
-        })
+        entry.rules[dir.slot()]
+            .get(rule)
+            .is_some_and(|r| r.peers.iter().any(|peer| self.pod_peer_matches(entry, peer, p)))
     }
 
     /// Whether a peer of `policy` selects namespaces by label, so that a
