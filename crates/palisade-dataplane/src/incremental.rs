@@ -32,7 +32,7 @@ use crate::compile::{
 use crate::members::PolicyMembers;
 use crate::patch::patch_policy;
 use crate::program::{LocalPod, Program};
-use crate::render::{Rendered, base_chains, listed, render, render_pod, render_policy};
+use crate::render::{Rendered, base_chains, listed_all, render, render_pod, render_policy};
 use crate::transaction::diff;
 
 /// Above this many changed objects, rebuilding everything is cheaper than
@@ -374,6 +374,7 @@ impl Incremental {
     fn render_parts(&mut self, dirty: &BTreeSet<Owner>, patched_old: Rendered, patched_new: Rendered) -> Option<Value> {
         let mut old = Rendered::default();
         let mut new = Rendered::default();
+        let listed = listed_all(&self.program.pods);
         for owner in dirty {
             take_part(&mut self.rendered, owner, &mut old);
             match owner {
@@ -385,7 +386,7 @@ impl Incremental {
                 }
                 Owner::Policy(name) => {
                     if let Some(policy) = self.program.policies.get(name) {
-                        render_policy(&mut new, name, policy, listed(&self.program, name));
+                        render_policy(&mut new, name, policy, listed.get(name.as_str()).copied().unwrap_or_default());
                     }
                 }
             }
@@ -399,20 +400,6 @@ impl Incremental {
         put_all(&mut self.rendered, new);
         tx
     }
-}
-
-/// Per policy, for which directions (by [`Direction::slot`]) some local pod
-/// lists it: one pass over the pods.
-fn listed_all(pods: &BTreeMap<String, LocalPod>) -> BTreeMap<&str, [bool; 2]> {
-    let mut out: BTreeMap<&str, [bool; 2]> = BTreeMap::new();
-    for pod in pods.values() {
-        for dir in Direction::BOTH {
-            for name in pod.isolation(dir).into_iter().flatten() {
-                out.entry(name.as_str()).or_default()[dir.slot()] = true;
-            }
-        }
-    }
-    out
 }
 
 fn policy_id(index: &ClusterIndex, name: &str) -> Option<PolicyId> {

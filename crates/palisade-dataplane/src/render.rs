@@ -154,17 +154,25 @@ pub fn render(program: &Program) -> Rendered {
     for (name, pod) in &program.pods {
         render_pod(&mut r, name, pod);
     }
+    let listed = listed_all(&program.pods);
     for (name, policy) in &program.policies {
-        render_policy(&mut r, name, policy, listed(program, name));
+        render_policy(&mut r, name, policy, listed.get(name.as_str()).copied().unwrap_or_default());
     }
     r
 }
 
-/// Per direction (by [`Direction::slot`]), whether some local pod lists the
-/// policy `name` as isolating it.
-pub(crate) fn listed(program: &Program, name: &str) -> [bool; 2] {
-    Direction::BOTH
-        .map(|dir| program.pods.values().any(|p| p.isolation(dir).is_some_and(|l| l.iter().any(|n| n == name))))
+/// Per policy, for which directions (by [`Direction::slot`]) some local pod
+/// lists it as isolating it: one pass over the pods.
+pub(crate) fn listed_all(pods: &BTreeMap<String, LocalPod>) -> BTreeMap<&str, [bool; 2]> {
+    let mut out: BTreeMap<&str, [bool; 2]> = BTreeMap::new();
+    for pod in pods.values() {
+        for dir in Direction::BOTH {
+            for name in pod.isolation(dir).into_iter().flatten() {
+                out.entry(name.as_str()).or_default()[dir.slot()] = true;
+            }
+        }
+    }
+    out
 }
 
 /// The chains and counters of one local pod.
