@@ -95,6 +95,10 @@ pub async fn run(
                 }
                 // A policy fixed since its Event gets a new one if it breaks again.
                 events.forget_unless(|key| state.rejected.contains_key(&format!("{} {key}", Kind::NetworkPolicy.as_str())));
+                for (kind, n) in KubeState::counts(&index) {
+                    metrics.objects.get_or_create(&KindLabel { kind: kind.as_str().into() }).set(gauge(n));
+                }
+                metrics.rejected.set(gauge(state.rejected.len()));
                 dirty = true;
             }
             _ = resync.tick() => {
@@ -111,10 +115,6 @@ pub async fn run(
                 }
             }
         }
-        for (kind, n) in KubeState::counts(&index) {
-            metrics.objects.get_or_create(&KindLabel { kind: kind.as_str().into() }).set(gauge(n));
-        }
-        metrics.rejected.set(gauge(state.rejected.len()));
         if !(dirty && state.ready()) {
             continue;
         }
