@@ -219,24 +219,14 @@ impl Incremental {
         }
         // Local pods (addresses, interfaces, isolating policies) change only
         // with a local pod, a policy or an interface.
-        let refresh = local_changed || !changes.policies.is_empty() || *ifaces != self.ifaces;
-        let pods = if refresh { self.local_pods(index, ifaces) } else { self.program.pods.clone() };
-        self.ifaces.clone_from(ifaces);
+        let ifaces_changed = *ifaces != self.ifaces;
+        let refresh = local_changed || !changes.policies.is_empty() || ifaces_changed;
         let mut dirty: BTreeSet<Owner> = BTreeSet::new();
-        for name in pods.keys().chain(self.program.pods.keys()) {
-            if pods.get(name) != self.program.pods.get(name) {
-                dirty.insert(Owner::Pod(name.clone()));
-                dirty.insert(Owner::Base);
-            }
+        let relisted = if refresh { self.refresh_local_pods(index, ifaces, &mut dirty) } else { BTreeSet::new() };
+        if ifaces_changed {
+            self.ifaces.clone_from(ifaces);
         }
-        // Policies for which the directions local pods list them changed.
-        let relisted: BTreeSet<String> = if refresh {
-            let (old, new) = (listed_all(&self.program.pods), listed_all(&pods));
-            old.keys().chain(new.keys()).filter(|n| old.get(*n) != new.get(*n)).map(|n| (*n).to_string()).collect()
-        } else {
-            BTreeSet::new()
-        };
-        let needed = needed_policies(&pods);
+        let needed = needed_policies(&self.program.pods);
         let changed_pods: Vec<(u64, Option<PodId>)> =
             changes.pods.iter().map(|k| (pod_dep(k), index.pod_id_by_key(k))).collect();
         // Element-level patches of policies whose rules kept their shape.
@@ -300,13 +290,35 @@ impl Incremental {
             self.members.remove(&name);
             dirty.insert(Owner::Policy(name));
         }
-        self.program.pods = pods;
         if dirty.is_empty() && patched_old.sets.is_empty() {
             return (None, stats);
         }
         stats.parts_rendered = dirty.len();
         let tx = self.render_parts(&dirty, patched_old, patched_new);
         (tx, stats)
+    }
+
+    /// Recomputes the local pods, marking the pods (and the base) whose
+    /// entries changed dirty; returns the policies for which the directions
+    /// pods list them changed.
+    fn refresh_local_pods(
+        &mut self,
+        index: &ClusterIndex,
+        ifaces: &BTreeMap<IpAddr, String>,
+        dirty: &mut BTreeSet<Owner>,
+    ) -> BTreeSet<String> {
+        let pods = self.local_pods(index, ifaces);
+        for name in pods.keys().chain(self.program.pods.keys()) {
+            if pods.get(name) != self.program.pods.get(name) {
+                dirty.insert(Owner::Pod(name.clone()));
+                dirty.insert(Owner::Base);
+            }
+        }
+        let (old, new) = (listed_all(&self.program.pods), listed_all(&pods));
+        let relisted =
+            old.keys().chain(new.keys()).filter(|n| old.get(*n) != new.get(*n)).map(|n| (*n).to_string()).collect();
+        self.program.pods = pods;
+        relisted
     }
 
     /// Everything compiled afresh; the transaction from the current table.
