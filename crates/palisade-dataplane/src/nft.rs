@@ -1,26 +1,23 @@
-//! Writing kernel state: the `nft` tool's JSON interface, and for
-//! element-only transactions the netlink path in [`crate::netlink`]; both
-//! are reached only through the [`Nft`] trait.
+//! Writing kernel state: Palisade's own netlink path ([`crate::netlink`])
+//! in the agent's namespace, and the `nft` tool's JSON interface for
+//! listings, for tools that work on another namespace (`ip netns exec`),
+//! and as the reference the netlink path is tested against. Both are
+//! reached only through the [`Nft`] trait.
 //!
-//! Why `nft -j` and not netlink for everything: nftables' netlink encoding
-//! (expressions, set element intervals, concatenations) is what libnftables
-//! exists for; re-implementing it is a large, version-sensitive surface.
-//! The JSON interface is documented (libnftables-json(5)), applies a whole
-//! transaction atomically, reports errors per command, and is what the
-//! nftables project supports for programs. The cost is one process spawn
-//! per transaction (a few milliseconds), and `nft` reads back the table
-//! before it changes it, which with large interval sets costs tens of
-//! milliseconds. So transactions that only add or delete elements of hash
-//! sets and verdict maps (most changes elsewhere in the cluster) take a
-//! small netlink path instead (`netlink`); the encoding they need is simple
-//! and fixed.
+//! Every transaction is first rendered as `nft -j` JSON (documented in
+//! libnftables-json(5), golden-tested, readable in logs); the netlink path
+//! translates that same JSON into one nfnetlink batch. Why not hand it to
+//! `nft`: a spawn, a read-back of the table and a close that waits for an
+//! RCU grace period cost 20-40 ms per change, where the kernel needs well
+//! under one (see `netlink`'s docs).
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::netlink::Batch;
+use crate::netlink::{Batch, Socket};
 use crate::render::{Rendered, TABLE};
 
 /// Why a call to nft failed.
@@ -65,14 +62,22 @@ pub trait Nft {
     fn list_table(&self) -> Result<Option<Value>, NftError>;
 }
 
-/// The `nft` command, optionally inside a named network namespace.
+/// The `nft` command, optionally inside a named network namespace, and
+/// for element-only transactions in this process's namespace, a netlink
+/// socket kept open between transactions (see [`crate::netlink::Socket`]).
 #[derive(Clone, Debug, Default)]
 pub struct NftCli {
-    /// Run inside `ip netns exec NAME`.
-    pub netns: Option<String>,
+    netns: Option<String>,
+    socket: Arc<Socket>,
 }
 
 impl NftCli {
+    /// `nft` run inside `ip netns exec NAME`.
+    #[must_use]
+    pub fn in_netns(name: &str) -> Self {
+        Self { netns: Some(name.to_string()), socket: Arc::default() }
+    }
+
     fn command(&self) -> Command {
         match &self.netns {
             Some(ns) => {
@@ -111,14 +116,13 @@ impl Nft for NftCli {
         self.run(&["-j", "-f", "-"], Some(&transaction.to_string())).map(|_| ())
     }
 
-    /// Element-only transactions go over netlink (see [`crate::netlink`])
-    /// when `nft` would run in this process's namespace; the rest through
-    /// `nft -j`.
+    /// In this process's namespace, one netlink batch (see
+    /// [`crate::netlink`]); with `ip netns exec`, `nft -j`.
     fn apply_to(&self, transaction: &Value, table: &Rendered) -> Result<(), NftError> {
-        match Batch::for_elements(transaction, table).filter(|_| self.netns.is_none()) {
-            Some(batch) => batch.apply(),
-            None => self.apply(transaction),
+        if self.netns.is_some() {
+            return self.apply(transaction);
         }
+        Batch::for_transaction(transaction, table).map_err(NftError::Netlink)?.apply(&self.socket)
     }
 
     fn list_table(&self) -> Result<Option<Value>, NftError> {

@@ -67,13 +67,78 @@ fn strip_handles(v: &mut Value) {
     }
 }
 
+/// Applies transactions as the agent does: from a thread inside the
+/// namespace, over the netlink path, one socket for all of them.
+struct NetlinkAgent {
+    to_agent: Option<std::sync::mpsc::Sender<(Value, Rendered)>>,
+    answers: std::sync::mpsc::Receiver<Result<(), String>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NetlinkAgent {
+    fn start(ns: &str) -> Self {
+        let (to_agent, agent_rx) = std::sync::mpsc::channel::<(Value, Rendered)>();
+        let (to_test, answers) = std::sync::mpsc::channel();
+        let ns = ns.to_string();
+        let thread = std::thread::spawn(move || {
+            palisade_lab::netns::enter(&ns).expect("enter namespace");
+            let nft = NftCli::default();
+            for (tx, table) in agent_rx {
+                let _ = to_test.send(nft.apply_to(&tx, &table).map_err(|e| format!("{e}\n{tx:#}")));
+            }
+        });
+        Self { to_agent: Some(to_agent), answers, thread: Some(thread) }
+    }
+
+    fn apply(&self, tx: Value, table: &Rendered) -> Result<(), String> {
+        self.to_agent.as_ref().expect("running").send((tx, table.clone())).expect("agent thread");
+        self.answers.recv().expect("answer")
+    }
+}
+
+impl Drop for NetlinkAgent {
+    fn drop(&mut self) {
+        drop(self.to_agent.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn a_rejected_batch_changes_nothing_and_the_next_one_applies() {
+    if !palisade_lab::netns::kernel_tests_enabled(&["nft"]) {
+        return;
+    }
+    let ns = NetNs::create(&format!("{}reject", unique_prefix())).expect("netns");
+    let listing = NftCli::in_netns(ns.name());
+    let agent = NetlinkAgent::start(ns.name());
+    let table = rendered(random_policies(&mut Rng::new(5), 3));
+    agent.apply(full(&table), &table).expect("initial");
+    let before = normalized(&listing);
+    let set = |verb: &str, addr: &str| {
+        serde_json::json!({"nftables": [
+            {"add": {"element": {"family": "inet", "table": "palisade", "name": "pod-ifaces", "elem": ["fresh0"]}}},
+            {verb: {"element": {"family": "inet", "table": "palisade", "name": "ingress4", "elem": [addr]}}}
+        ]})
+    };
+    // The second command deletes an element that is not there: the kernel
+    // refuses the batch, so the first command does not happen either.
+    let err = agent.apply(set("delete", "192.0.2.1"), &table).expect_err("missing element");
+    assert!(err.contains("No such file or directory"), "{err}");
+    assert_eq!(normalized(&listing), before, "nothing of the rejected batch was applied");
+    // The same agent (a fresh socket after the error) applies the next batch.
+    agent.apply(full(&table), &table).expect("the next batch applies");
+    assert_eq!(normalized(&listing), before);
+}
+
 #[test]
 fn golden_listing() {
     if !palisade_lab::netns::kernel_tests_enabled(&["nft"]) {
         return;
     }
     let ns = NetNs::create(&format!("{}golden", unique_prefix())).expect("netns");
-    let nft = NftCli { netns: Some(ns.name().to_string()) };
+    let nft = NftCli::in_netns(ns.name());
     let loaded = load_str("policies.yaml", include_str!("golden/policies.yaml"), "default");
     nft.apply(&full(&rendered(loaded.policies))).expect("nft accepts the full transaction");
     let text =
@@ -85,6 +150,12 @@ fn golden_listing() {
         let expected = std::fs::read_to_string(path).expect("golden file; run with BLESS=1");
         assert!(expected == text, "kernel listing differs from tests/golden/full.nft\n{text}");
     }
+    // The same transaction over Palisade's netlink path lists identically.
+    let via_netlink = NetNs::create(&format!("{}golden-nl", unique_prefix())).expect("netns");
+    let table = rendered(load_str("policies.yaml", include_str!("golden/policies.yaml"), "default").policies);
+    NetlinkAgent::start(via_netlink.name()).apply(full(&table), &table).expect("netlink accepts the full transaction");
+    let listed = via_netlink.exec("nft", &["list", "table", "inet", "palisade"]).expect("list").stdout;
+    assert!(listed == text.as_bytes(), "over netlink:\n{}", String::from_utf8_lossy(&listed));
     nft.apply(&cleanup()).expect("cleanup");
     assert!(nft.list_table().expect("list").is_none(), "cleanup removes the table");
 }
@@ -97,16 +168,21 @@ fn diffs_reach_the_same_state_as_full_renders() {
     let prefix = unique_prefix();
     let a_ns = NetNs::create(&format!("{prefix}diff")).expect("netns");
     let b_ns = NetNs::create(&format!("{prefix}full")).expect("netns");
-    let incremental = NftCli { netns: Some(a_ns.name().to_string()) };
-    let fresh = NftCli { netns: Some(b_ns.name().to_string()) };
+    let c_ns = NetNs::create(&format!("{prefix}diff-nl")).expect("netns");
+    let incremental = NftCli::in_netns(a_ns.name());
+    let fresh = NftCli::in_netns(b_ns.name());
+    let over_netlink = NetlinkAgent::start(c_ns.name());
+    let listing_c = NftCli::in_netns(c_ns.name());
     let mut rng = Rng::new(11);
     let mut current = rendered(Vec::new());
     incremental.apply(&full(&current)).expect("initial");
+    over_netlink.apply(full(&current), &current).expect("initial over netlink");
     for step in 0..12 {
         let n = rng.below(7);
         let next = rendered(random_policies(&mut rng, n));
         if let Some(tx) = diff(&current, &next) {
             incremental.apply(&tx).unwrap_or_else(|e| panic!("step {step}: diff rejected: {e}\n{tx:#}"));
+            over_netlink.apply(tx, &next).unwrap_or_else(|e| panic!("step {step}: diff rejected over netlink: {e}"));
         }
         fresh.apply(&full(&next)).expect("full");
         let listing = incremental.list_table().expect("list").expect("table");
@@ -116,6 +192,7 @@ fn diffs_reach_the_same_state_as_full_renders() {
             normalized(&fresh),
             "step {step}: diff and full renders differ in the kernel"
         );
+        assert_eq!(normalized(&listing_c), normalized(&fresh), "step {step}: the diff over netlink differs");
         current = next;
     }
 }
@@ -128,31 +205,19 @@ fn incremental_updates_reach_the_same_state_as_full_renders() {
     let prefix = unique_prefix();
     let a_ns = NetNs::create(&format!("{prefix}inc")).expect("netns");
     let b_ns = NetNs::create(&format!("{prefix}full")).expect("netns");
-    let listing_a = NftCli { netns: Some(a_ns.name().to_string()) };
-    let fresh = NftCli { netns: Some(b_ns.name().to_string()) };
+    let listing_a = NftCli::in_netns(a_ns.name());
+    let fresh = NftCli::in_netns(b_ns.name());
     // The incremental side runs as the agent does: in the namespace itself,
-    // so element-only transactions take the netlink path.
-    let (to_agent, agent_rx) = std::sync::mpsc::channel::<(serde_json::Value, Rendered)>();
-    let (to_test, test_rx) = std::sync::mpsc::channel::<Result<bool, String>>();
-    let ns_name = a_ns.name().to_string();
-    let agent = std::thread::spawn(move || {
-        palisade_lab::netns::enter(&ns_name).expect("enter namespace");
-        let nft = NftCli::default();
-        for (tx, table) in agent_rx {
-            let netlink = palisade_dataplane::netlink::Batch::for_elements(&tx, &table).is_some();
-            let r = nft.apply_to(&tx, &table);
-            let _ = to_test.send(r.map(|()| netlink).map_err(|e| format!("{e}\n{tx:#}")));
-        }
-    });
+    // over Palisade's netlink path.
+    let agent = NetlinkAgent::start(a_ns.name());
     let mut rng = Rng::new(29);
     let (namespaces, mut pods) = model();
     let mut index = ClusterIndex::from_objects(namespaces, pods.clone(), random_policies(&mut rng, 4));
     index.track_changes();
     let scope = NodeScope::All;
     let mut incremental = Incremental::new(&index, scope.clone(), &changes::ifaces(&index, 0));
-    to_agent.send((full(incremental.rendered()), incremental.rendered().clone())).expect("agent thread");
-    test_rx.recv().expect("answer").expect("initial");
-    let (mut applied, mut over_netlink) = (0, 0);
+    agent.apply(full(incremental.rendered()), incremental.rendered()).expect("initial");
+    let mut applied = 0;
     for step in 0..60 {
         let what = changes::mutate(&mut rng, &mut index, &mut pods, step);
         let links = changes::ifaces(&index, 0);
@@ -160,18 +225,13 @@ fn incremental_updates_reach_the_same_state_as_full_renders() {
         let (tx, _) = incremental.update(&index, &changes, &links);
         let Some(tx) = tx else { continue };
         applied += 1;
-        to_agent.send((tx, incremental.rendered().clone())).expect("agent thread");
-        let netlink = test_rx.recv().expect("answer").unwrap_or_else(|e| panic!("step {step} ({what}): rejected: {e}"));
-        over_netlink += usize::from(netlink);
+        agent.apply(tx, incremental.rendered()).unwrap_or_else(|e| panic!("step {step} ({what}): rejected: {e}"));
         fresh.apply(&full(&render(&compile(&index, &scope, &links)))).expect("full");
         assert_eq!(
             normalized(&listing_a),
             normalized(&fresh),
-            "step {step} ({what}, netlink: {netlink}): incremental and full differ in the kernel"
+            "step {step} ({what}): incremental over netlink and full through nft differ in the kernel"
         );
     }
-    drop(to_agent);
-    agent.join().expect("agent thread");
     assert!(applied >= 10, "the sequence exercised incremental transactions ({applied})");
-    assert!(over_netlink >= 3, "some transactions took the netlink path ({over_netlink} of {applied})");
 }

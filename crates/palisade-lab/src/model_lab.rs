@@ -47,7 +47,7 @@ impl ModelLab {
             topo.add_pod(&key, &pod.ips)?;
             serve::start(topo.pods[&key].ns.name(), ports, ports)?;
         }
-        let nft = NftCli { netns: Some(topo.node.name().to_string()) };
+        let nft = NftCli::in_netns(topo.node.name());
         Ok(ModelLab { topo, nft, applied: None })
     }
 
