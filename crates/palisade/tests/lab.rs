@@ -285,3 +285,31 @@ fn agent_faults_never_open_an_isolated_pod() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `palisade lab bench` runs end to end (short measurements; the figures
+/// are for docs/performance.md, not asserted here): every connection of the
+/// rate test succeeds, none is counted as denied, and the incremental
+/// update loop and the agent's write-to-probe loop complete, and the rule
+/// count does not grow with the cluster.
+#[test]
+fn lab_bench_runs_end_to_end() {
+    if !palisade_lab::netns::kernel_tests_enabled(&["nft"]) {
+        return;
+    }
+    let _lab = LabGuard::take();
+    let (out, err, code) = palisade(&["lab", "bench", "--seconds", "0.2"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for line in [
+        "(0 connects failed)",
+        "denied packets counted during the runs: 0",
+        "remote pod relabel: change to kernel updated p50",
+        "policy change: change to kernel updated p50",
+        "manifest written -> probe observes it (policy opens the port)",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+    // Rules do not grow with remote pods: the 1,000- and 10,000-pod clusters
+    // compile to the same number of rules.
+    let rules: Vec<&str> = out.split("cluster -> ").skip(1).filter_map(|s| s.split(' ').next()).collect();
+    assert!(rules.len() == 2 && rules[0] == rules[1], "rule counts {rules:?} in\n{out}");
+}
