@@ -132,6 +132,55 @@ fn a_rejected_batch_changes_nothing_and_the_next_one_applies() {
     assert_eq!(normalized(&listing), before);
 }
 
+/// Interval edges: ranges from the first address and to the last one (no
+/// end element), single addresses, IPv6, port ranges up to 65535; added by
+/// a full transaction and removed by a diff, over netlink and through nft.
+#[test]
+fn interval_edges_over_netlink_equal_nft() {
+    if !palisade_lab::netns::kernel_tests_enabled(&["nft"]) {
+        return;
+    }
+    let edges = "
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: edges, namespace: x}
+spec:
+  podSelector: {}
+  policyTypes: [Ingress, Egress]
+  ingress:
+  - from:
+    - ipBlock: {cidr: 0.0.0.0/0, except: [10.0.0.0/8, 192.168.1.1/32]}
+    - ipBlock: {cidr: '::/0', except: ['fd00::/8']}
+    - ipBlock: {cidr: 10.1.2.3/32}
+    ports: [{port: 65000, endPort: 65535}, {port: 1, protocol: UDP}, {port: 53, protocol: SCTP}]
+  egress:
+  - to:
+    - ipBlock: {cidr: 255.255.255.0/24}
+    - ipBlock: {cidr: 'ffff::/16', except: ['ffff::1/128']}
+    ports: [{port: 1, endPort: 65535}]
+";
+    let with_edges = rendered(load_str("edges.yaml", edges, "default").policies);
+    let without = rendered(Vec::new());
+    let prefix = unique_prefix();
+    let (nl_ns, cli_ns) = (
+        NetNs::create(&format!("{prefix}edge-nl")).expect("netns"),
+        NetNs::create(&format!("{prefix}edge-nft")).expect("netns"),
+    );
+    let agent = NetlinkAgent::start(nl_ns.name());
+    let (listing, cli) = (NftCli::in_netns(nl_ns.name()), NftCli::in_netns(cli_ns.name()));
+    agent.apply(full(&with_edges), &with_edges).expect("full over netlink");
+    cli.apply(&full(&with_edges)).expect("full through nft");
+    assert_eq!(normalized(&listing), normalized(&cli), "edges added");
+    let tx = diff(&with_edges, &without).expect("a change");
+    agent.apply(tx.clone(), &without).expect("diff over netlink");
+    cli.apply(&tx).expect("diff through nft");
+    assert_eq!(normalized(&listing), normalized(&cli), "edges removed");
+    let back = diff(&without, &with_edges).expect("a change");
+    agent.apply(back, &with_edges).expect("re-added over netlink");
+    cli.apply(&full(&with_edges)).expect("full through nft");
+    assert_eq!(normalized(&listing), normalized(&cli), "edges re-added");
+}
+
 #[test]
 fn golden_listing() {
     if !palisade_lab::netns::kernel_tests_enabled(&["nft"]) {
