@@ -33,7 +33,7 @@ use palisade_policy::{ClusterIndex, Labels, Namespace, Pod, PodState};
 
 const PORT: u16 = 5001;
 /// Alternating rounds of each rate and throughput measurement.
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 9;
 
 const BENCH_POLICIES: &str = "
 apiVersion: networking.k8s.io/v1
