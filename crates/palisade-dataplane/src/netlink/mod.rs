@@ -151,7 +151,11 @@ impl Batch {
         let mut batch = Batch::default();
         batch.message(NFNL_MSG_BATCH_BEGIN, 0, |_| {});
         for (i, command) in commands.iter().enumerate() {
-            objects::command(&mut batch, command, table).map_err(|e| format!("command {i}: {e}: {command}"))?;
+            objects::command(&mut batch, command, table).map_err(|e| {
+                // The command itself, cut short: an element command can be megabytes.
+                let text: String = command.to_string().chars().take(300).collect();
+                format!("command {i}: {e}: {text}")
+            })?;
         }
         let Some(last) = batch.last else { return Err("no commands".into()) };
         // Only the last message asks for an acknowledgement: the kernel
