@@ -62,9 +62,10 @@ pub trait Nft {
     fn list_table(&self) -> Result<Option<Value>, NftError>;
 }
 
-/// The `nft` command, optionally inside a named network namespace, and
-/// for element-only transactions in this process's namespace, a netlink
-/// socket kept open between transactions (see [`crate::netlink::Socket`]).
+/// Palisade's writer and reader of its table: in this process's namespace,
+/// transactions go over a netlink socket kept open between them (see
+/// [`crate::netlink::Socket`]); listings, and everything when a namespace
+/// is named (`ip netns exec`), go through the `nft` command.
 #[derive(Clone, Debug, Default)]
 pub struct NftCli {
     netns: Option<String>,
