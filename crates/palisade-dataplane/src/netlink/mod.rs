@@ -12,7 +12,7 @@
 //!
 //! What this module encodes is exactly the vocabulary `render` produces
 //! (tables, chains, counters, hash and interval sets and verdict maps with
-//! their elements, and the rule expressions listed in [`rules`]), translated
+//! their elements, and the rule expressions listed in `netlink/rules.rs`), translated
 //! from the same `nft -j` transaction that is golden-tested. The kernel tests
 //! apply transactions both ways, through this module and through `nft -j`,
 //! and require identical listings; anything outside that vocabulary is an
