@@ -39,13 +39,13 @@ pub struct ModelLab {
 }
 
 impl ModelLab {
-    /// One namespace per pod, serving `ports` on TCP and UDP.
+    /// One namespace per pod, serving `ports` on TCP, UDP and SCTP.
     pub fn start(pods: &[Pod], ports: &[u16]) -> Result<Self, ModelLabError> {
         let mut topo = Topology::new(&unique_prefix())?;
         for pod in pods {
             let key = format!("{}/{}", pod.namespace, pod.name);
             topo.add_pod(&key, &pod.ips)?;
-            serve::start(topo.pods[&key].ns.name(), ports, ports)?;
+            serve::start(topo.pods[&key].ns.name(), ports, ports, ports)?;
         }
         let nft = NftCli::in_netns(topo.node.name());
         Ok(ModelLab { topo, nft, applied: None })

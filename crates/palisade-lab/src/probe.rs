@@ -2,8 +2,10 @@
 //!
 //! TCP: a connection that completes, or is refused (the SYN got through and
 //! a reset came back), is allowed; a timeout is denied. UDP: an echo, or an
-//! ICMP port-unreachable, is allowed; silence is denied. SCTP: an INIT that
-//! arrives at the destination namespace is allowed.
+//! ICMP port-unreachable, is allowed; silence is denied. SCTP, where the
+//! kernel has SCTP sockets: like TCP, an association that is established or
+//! aborted by the peer is allowed; without them, an INIT that arrives at the
+//! destination namespace is allowed.
 
 use std::io::{self, Read as _};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
@@ -32,15 +34,18 @@ pub struct Probe {
     pub protocol: Protocol,
 }
 
-fn bound(from: IpAddr, kind: Type) -> io::Result<Socket> {
-    let socket = Socket::new(if from.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 }, kind, None)?;
+fn bound(from: IpAddr, kind: Type, protocol: Option<socket2::Protocol>) -> io::Result<Socket> {
+    let socket = Socket::new(if from.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 }, kind, protocol)?;
     socket.bind(&SocketAddr::new(from, 0).into())?;
     Ok(socket)
 }
 
-fn tcp(p: &Probe, timeout: Duration) -> io::Result<bool> {
-    let socket = bound(p.from, Type::STREAM)?;
+/// A connection-oriented probe (TCP, or SCTP over real sockets): completed
+/// or refused by the peer (a TCP reset, an SCTP ABORT) is allowed.
+fn stream(p: &Probe, timeout: Duration, protocol: Option<socket2::Protocol>) -> io::Result<bool> {
+    let socket = bound(p.from, Type::STREAM, protocol)?;
     match socket.connect_timeout(&SocketAddr::new(p.to, p.port).into(), timeout) {
+        Ok(()) if protocol.is_some() => Ok(true),
         Ok(()) => {
             let mut stream = TcpStream::from(socket);
             stream.set_read_timeout(Some(timeout))?;
@@ -54,7 +59,7 @@ fn tcp(p: &Probe, timeout: Duration) -> io::Result<bool> {
 }
 
 fn udp(p: &Probe, timeout: Duration) -> io::Result<bool> {
-    let socket = UdpSocket::from(bound(p.from, Type::DGRAM)?);
+    let socket = UdpSocket::from(bound(p.from, Type::DGRAM, None)?);
     socket.connect(SocketAddr::new(p.to, p.port))?;
     socket.set_read_timeout(Some(timeout))?;
     socket.send(b"palisade-probe")?;
@@ -85,8 +90,11 @@ fn sctp_probe(p: &Probe, timeout: Duration, tag: u32) -> io::Result<bool> {
 pub fn run_one(p: &Probe, timeout: Duration, tag: u32) -> io::Result<bool> {
     netns::enter(&p.from_ns).map_err(io::Error::other)?;
     match p.protocol {
-        Protocol::Tcp => tcp(p, timeout),
+        Protocol::Tcp => stream(p, timeout, None),
         Protocol::Udp => udp(p, timeout),
+        Protocol::Sctp if sctp::sockets_available() => {
+            stream(p, timeout, Some(socket2::Protocol::from(sctp::IPPROTO_SCTP)))
+        }
         Protocol::Sctp => sctp_probe(p, timeout, tag),
     }
 }

@@ -1,7 +1,10 @@
-//! SCTP without SCTP sockets: a raw INIT chunk is sent from the source
-//! namespace, and its arrival is detected by a raw socket in the destination
-//! namespace. (Where the kernel has SCTP sockets, a real association could
-//! be used instead; this machine's kernel does not have them.)
+//! SCTP in the lab. Where the kernel has SCTP sockets
+//! ([`sockets_available`]), probes open real associations (see `probe`)
+//! and pods serve their SCTP ports (see `serve`). Where it has none (the
+//! development machine's kernel), a raw INIT chunk is sent from the source
+//! namespace and its arrival is detected by a raw socket in the
+//! destination namespace: the packet that opens an association crosses
+//! the node's rules either way.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -11,6 +14,14 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 /// IANA protocol number of SCTP.
 pub const IPPROTO_SCTP: i32 = 132;
+
+/// Whether this kernel has SCTP sockets (asked once: the answer is the
+/// kernel's, the same in every namespace).
+#[must_use]
+pub fn sockets_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::from(IPPROTO_SCTP))).is_ok())
+}
 
 /// CRC32c (Castagnoli), as SCTP's checksum uses it (RFC 9260, appendix A).
 #[must_use]

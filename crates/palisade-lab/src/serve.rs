@@ -1,14 +1,17 @@
-//! Servers inside pod namespaces: every TCP and UDP port a pod declares
-//! answers (TCP accepts and closes; UDP echoes). One thread per socket,
-//! each inside its namespace. They run until the process exits.
+//! Servers inside pod namespaces: every port a pod declares answers (TCP
+//! accepts and closes; UDP echoes; SCTP, where the kernel has SCTP sockets,
+//! accepts the association and shuts it down; without SCTP sockets the
+//! probe's raw INIT needs no server). One thread per socket, each inside
+//! its namespace. They run until the process exits.
 
-use std::io::{self, Write as _};
-use std::net::{Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
+use std::io;
+use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
 use std::thread;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::netns;
+use crate::sctp::IPPROTO_SCTP;
 
 fn dual_stack(kind: Type, protocol: Protocol, port: u16) -> io::Result<Socket> {
     let socket = Socket::new(Domain::IPV6, kind, Some(protocol))?;
@@ -18,23 +21,28 @@ fn dual_stack(kind: Type, protocol: Protocol, port: u16) -> io::Result<Socket> {
     Ok(socket)
 }
 
-/// Starts servers in namespace `ns` for `tcp` and `udp` ports. Returns once
-/// every socket is bound (so probes can start), or the first error.
-pub fn start(ns: &str, tcp: &[u16], udp: &[u16]) -> io::Result<()> {
+/// Starts servers in namespace `ns` for `tcp`, `udp` and `sctp` ports.
+/// Returns once every socket is bound (so probes can start), or the first
+/// error.
+pub fn start(ns: &str, tcp: &[u16], udp: &[u16], sctp: &[u16]) -> io::Result<()> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
-    for &port in tcp {
+    let sctp: &[u16] = if crate::sctp::sockets_available() { sctp } else { &[] };
+    let streams =
+        tcp.iter().map(|p| (*p, Protocol::TCP)).chain(sctp.iter().map(|p| (*p, Protocol::from(IPPROTO_SCTP))));
+    for (port, protocol) in streams {
         let (ns, ready) = (ns.to_string(), ready_tx.clone());
         thread::spawn(move || {
             let bound = netns::enter(&ns).map_err(io::Error::other).and_then(|()| {
-                let s = dual_stack(Type::STREAM, Protocol::TCP, port)?;
+                let s = dual_stack(Type::STREAM, protocol, port)?;
                 s.listen(128)?;
-                Ok(TcpListener::from(s))
+                Ok(s)
             });
             match bound {
                 Ok(listener) => {
                     let _ = ready.send(Ok(()));
-                    for mut conn in listener.incoming().flatten() {
-                        let _ = conn.write_all(b"ok\n");
+                    // A TCP connection or an SCTP association: greet it and close.
+                    for (conn, _) in std::iter::repeat_with(|| listener.accept()).flatten() {
+                        let _ = conn.send(b"ok\n");
                     }
                 }
                 Err(e) => {
@@ -64,7 +72,7 @@ pub fn start(ns: &str, tcp: &[u16], udp: &[u16]) -> io::Result<()> {
         });
     }
     drop(ready_tx);
-    for _ in 0..tcp.len() + udp.len() {
+    for _ in 0..tcp.len() + udp.len() + sctp.len() {
         ready_rx.recv().map_err(io::Error::other)??;
     }
     Ok(())

@@ -364,7 +364,11 @@ pub fn probe_rows(state: &LabState, args: &ProbeArgs) -> anyhow::Result<Vec<Prob
     let index = loaded.index();
     let topo = topology(state);
     let ports: Vec<u16> = if args.ports.is_empty() {
-        let mut p: Vec<u16> = state.pods.values().flat_map(|r| r.plan.tcp.iter().chain(&r.plan.udp).copied()).collect();
+        let mut p: Vec<u16> = state
+            .pods
+            .values()
+            .flat_map(|r| r.plan.tcp.iter().chain(&r.plan.udp).chain(&r.plan.sctp).copied())
+            .collect();
         p.sort_unstable();
         p.dedup();
         if p.is_empty() { vec![80] } else { p }
@@ -497,16 +501,18 @@ fn down_quiet() {
 pub fn serve_forever() -> anyhow::Result<()> {
     let state = LabState::load()?.context("no lab state")?;
     for (key, pod) in &state.pods {
-        serve::start(&pod.netns, &pod.plan.tcp, &pod.plan.udp).with_context(|| format!("servers of {key}"))?;
+        serve::start(&pod.netns, &pod.plan.tcp, &pod.plan.udp, &pod.plan.sctp)
+            .with_context(|| format!("servers of {key}"))?;
     }
     if let Some(ext) = &state.external {
-        let mut tcp: Vec<u16> = state.pods.values().flat_map(|p| p.plan.tcp.clone()).collect();
-        let mut udp: Vec<u16> = state.pods.values().flat_map(|p| p.plan.udp.clone()).collect();
-        tcp.sort_unstable();
-        tcp.dedup();
-        udp.sort_unstable();
-        udp.dedup();
-        serve::start(&ext.netns, &tcp, &udp).context("servers of the external hosts")?;
+        let all = |ports: fn(&PodPlan) -> &Vec<u16>| {
+            let mut all: Vec<u16> = state.pods.values().flat_map(|p| ports(&p.plan).iter().copied()).collect();
+            all.sort_unstable();
+            all.dedup();
+            all
+        };
+        let (tcp, udp, sctp) = (all(|p| &p.tcp), all(|p| &p.udp), all(|p| &p.sctp));
+        serve::start(&ext.netns, &tcp, &udp, &sctp).context("servers of the external hosts")?;
     }
     std::fs::write(state.workdir.join("servers.ready"), b"")?;
     loop {

@@ -20,6 +20,9 @@ pub struct PodPlan {
     pub tcp: Vec<u16>,
     /// UDP ports to serve.
     pub udp: Vec<u16>,
+    /// SCTP ports to serve (where the kernel has SCTP sockets).
+    #[serde(default)]
+    pub sctp: Vec<u16>,
 }
 
 /// Manifests for the agent and the pods to run.
@@ -149,6 +152,7 @@ fn pod(
     value["spec"]["nodeName"] = json!(NODE);
     let ips: Vec<Value> = addrs.iter().map(|a| json!({"ip": a.to_string()})).collect();
     value["status"] = json!({"phase": "Running", "podIP": addrs[0].to_string(), "podIPs": ips});
-    out.pods.insert(key, PodPlan { addrs, tcp: ports(&spec, "TCP"), udp: ports(&spec, "UDP") });
+    out.pods
+        .insert(key, PodPlan { addrs, tcp: ports(&spec, "TCP"), udp: ports(&spec, "UDP"), sctp: ports(&spec, "SCTP") });
     out.files.insert(file, value.to_string());
 }
