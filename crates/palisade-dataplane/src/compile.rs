@@ -43,18 +43,41 @@ fn active(index: &ClusterIndex, pod: PodId) -> bool {
 /// address to the node-side interface its traffic arrives on.
 #[must_use]
 pub fn compile(index: &ClusterIndex, scope: &NodeScope, ifaces: &BTreeMap<IpAddr, String>) -> Program {
-    let local: Vec<PodId> = index.pods_sorted().into_iter().filter(|p| is_local(index, scope, *p)).collect();
-    let pods: BTreeMap<String, LocalPod> =
-        local.iter().map(|&pod| (index.pod_name(pod).to_string(), local_pod(index, pod, ifaces))).collect();
-    let policies = needed_policies(&pods)
+    compile_node(index, scope, ifaces).program
+}
+
+/// What [`compile`] builds, with what the incremental compiler keeps per
+/// policy: the pods that went into its sets and its rules' members.
+pub(crate) struct Compiled {
+    pub(crate) program: Program,
+    pub(crate) deps: BTreeMap<String, PodDeps>,
+    pub(crate) members: BTreeMap<String, PolicyMembers>,
+}
+
+/// The whole node compiled: its local pods and every policy one of them lists.
+pub(crate) fn compile_node(index: &ClusterIndex, scope: &NodeScope, ifaces: &BTreeMap<IpAddr, String>) -> Compiled {
+    let pods: BTreeMap<String, LocalPod> = index
+        .pods_sorted()
         .into_iter()
-        .filter_map(|name| {
-            let (ns, policy) = name.split_once('/')?;
-            let id = index.policy_id(ns, policy)?;
-            Some((name, compile_policy(index, id, scope).0))
-        })
+        .filter(|p| is_local(index, scope, *p))
+        .map(|pod| (index.pod_name(pod).to_string(), local_pod(index, pod, ifaces)))
         .collect();
-    Program { pods, policies }
+    let mut compiled = Compiled { program: Program::default(), deps: BTreeMap::new(), members: BTreeMap::new() };
+    for name in needed_policies(&pods) {
+        let Some(id) = policy_id(index, &name) else { continue };
+        let (program, deps, members) = compile_policy(index, id, scope);
+        compiled.program.policies.insert(name.clone(), program);
+        compiled.deps.insert(name.clone(), deps);
+        compiled.members.insert(name, members);
+    }
+    compiled.program.pods = pods;
+    compiled
+}
+
+/// A policy by its `namespace/name`.
+pub(crate) fn policy_id(index: &ClusterIndex, name: &str) -> Option<PolicyId> {
+    let (ns, policy) = name.split_once('/')?;
+    index.policy_id(ns, policy)
 }
 
 /// Whether `pod` is an active pod of this node.

@@ -26,8 +26,8 @@ use palisade_policy::{Changes, ClusterIndex, Direction, PodId, PolicyId};
 use serde_json::Value;
 
 use crate::compile::{
-    NodeScope, PodDeps, compile_policy, is_local, is_named_candidate, local_pod, member_addrs, named_entries,
-    needed_policies, pod_dep,
+    Compiled, NodeScope, PodDeps, compile_node, compile_policy, is_local, is_named_candidate, local_pod, member_addrs,
+    named_entries, needed_policies, pod_dep, policy_id,
 };
 use crate::members::PolicyMembers;
 use crate::patch::patch_policy;
@@ -140,31 +140,17 @@ impl Incremental {
     /// Compiles and renders everything for `scope`.
     #[must_use]
     pub fn new(index: &ClusterIndex, scope: NodeScope, ifaces: &BTreeMap<IpAddr, String>) -> Self {
-        let local: BTreeSet<String> = index
-            .pods_sorted()
-            .into_iter()
-            .filter(|p| is_local(index, &scope, *p))
-            .map(|p| index.pod_name(p).to_string())
-            .collect();
-        let mut this = Incremental {
+        let Compiled { program, deps, members } = compile_node(index, &scope, ifaces);
+        let rendered = render(&program);
+        Incremental {
+            local: program.pods.keys().cloned().collect(),
             scope,
-            program: Program::default(),
-            deps: BTreeMap::new(),
-            members: BTreeMap::new(),
-            local,
+            program,
+            deps,
+            members,
             ifaces: ifaces.clone(),
-            rendered: Rendered::default(),
-        };
-        this.program.pods = this.local_pods(index, ifaces);
-        for name in needed_policies(&this.program.pods) {
-            let Some(id) = policy_id(index, &name) else { continue };
-            let (program, deps, members) = compile_policy(index, id, &this.scope);
-            this.program.policies.insert(name.clone(), program);
-            this.deps.insert(name.clone(), deps);
-            this.members.insert(name, members);
+            rendered,
         }
-        this.rendered = render(&this.program);
-        this
     }
 
     /// The program as it stands.
@@ -412,9 +398,4 @@ impl Incremental {
         put_all(&mut self.rendered, new);
         tx
     }
-}
-
-fn policy_id(index: &ClusterIndex, name: &str) -> Option<PolicyId> {
-    let (ns, policy) = name.split_once('/')?;
-    index.policy_id(ns, policy)
 }
