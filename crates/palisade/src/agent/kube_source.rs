@@ -22,6 +22,8 @@ use palisade_manifests::{ApiObject, LoadError, convert_api_object};
 use palisade_policy::ClusterIndex;
 use tracing::{debug, warn};
 
+use super::source::{Change, apply_changes};
+
 /// The kinds watched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
@@ -250,32 +252,16 @@ impl KubeState {
     }
 
     fn apply(index: &mut ClusterIndex, object: ApiObject) {
-        match object {
-            ApiObject::Namespace(ns) => {
-                index.apply_namespace(ns);
-            }
-            ApiObject::Pod(pod) => {
-                index.apply_pod(pod);
-            }
-            ApiObject::NetworkPolicy(policy) => {
-                index.apply_policy(policy);
-            }
-        }
+        apply_changes(index, vec![Change::Apply(object.into())]);
     }
 
     fn remove(index: &mut ClusterIndex, kind: Kind, key: &str) {
-        match (kind, key.split_once('/')) {
-            (Kind::Namespace, _) => {
-                index.delete_namespace(key);
-            }
-            (Kind::Pod, Some((ns, name))) => {
-                index.delete_pod(ns, name);
-            }
-            (Kind::NetworkPolicy, Some((ns, name))) => {
-                index.delete_policy(ns, name);
-            }
-            _ => {}
-        }
+        let key = match (kind, key.split_once('/')) {
+            (Kind::Namespace, _) => (kind.as_str(), String::new(), key.to_string()),
+            (_, Some((ns, name))) => (kind.as_str(), ns.to_string(), name.to_string()),
+            (_, None) => return,
+        };
+        apply_changes(index, vec![Change::Delete(key)]);
     }
 }
 

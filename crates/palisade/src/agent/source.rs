@@ -2,14 +2,14 @@
 //! stream of object changes, keeping the last good version of anything that
 //! became invalid.
 //!
-//! The Kubernetes API source produces the same [`Change`]s, so the index and
-//! the reconcile path do not know where objects come from.
+//! The Kubernetes API source applies its objects as the same [`Change`]s,
+//! so the index and the reconcile path do not know where objects come from.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use palisade_manifests::{LoadError, load_str, manifest_files};
+use palisade_manifests::{ApiObject, LoadError, load_str, manifest_files};
 use palisade_policy::{ClusterIndex, Namespace, NetworkPolicy, Pod};
 
 /// An object the index holds.
@@ -34,6 +34,16 @@ impl Object {
             Object::Namespace(n) => ("Namespace", String::new(), n.name.clone()),
             Object::Pod(p) => ("Pod", p.namespace.clone(), p.name.clone()),
             Object::Policy(p) => ("NetworkPolicy", p.namespace.clone(), p.name.clone()),
+        }
+    }
+}
+
+impl From<ApiObject> for Object {
+    fn from(object: ApiObject) -> Self {
+        match object {
+            ApiObject::Namespace(n) => Object::Namespace(n),
+            ApiObject::Pod(p) => Object::Pod(p),
+            ApiObject::NetworkPolicy(p) => Object::Policy(p),
         }
     }
 }
