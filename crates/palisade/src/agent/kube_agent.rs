@@ -103,15 +103,19 @@ pub async fn run(
             }
             _ = resync.tick() => {
                 if state.ready() {
-                    match tokio::task::block_in_place(|| reconciler.detect_drift()) {
-                        Ok(true) => {
-                            warn!("kernel table differs from the applied program (or is gone); replacing it");
-                            dirty = true;
+                    // One listing serves the drift check and the counters.
+                    match tokio::task::block_in_place(|| NftCli::default().list_table()) {
+                        Ok(listing) => {
+                            if reconciler.drifted(listing.as_ref()) {
+                                warn!("kernel table differs from the applied program (or is gone); replacing it");
+                                dirty = true;
+                            }
+                            if let Some(listing) = &listing {
+                                read_counters(&metrics, listing);
+                            }
                         }
-                        Ok(false) => {}
                         Err(e) => error!(error = %e, "cannot read the kernel table"),
                     }
-                    read_counters(&metrics);
                 }
             }
         }
@@ -279,18 +283,11 @@ fn program(
     }
 }
 
-/// Copies the kernel's per-pod denied counters into the metrics.
-fn read_counters(metrics: &Metrics) {
-    let listing = match tokio::task::block_in_place(|| NftCli::default().list_table()) {
-        Ok(Some(listing)) => listing,
-        Ok(None) => return,
-        Err(e) => {
-            warn!(error = %e, "cannot read counters");
-            return;
-        }
-    };
+/// Copies the kernel's per-pod denied counters (from a `nft -j list table`
+/// listing) into the metrics.
+fn read_counters(metrics: &Metrics, listing: &serde_json::Value) {
     let mut seen = BTreeMap::new();
-    for (name, packets) in counters(&listing) {
+    for (name, packets) in counters(listing) {
         // Counter names: pod/<ns>/<pod>/<direction>/denied.
         let parts: Vec<&str> = name.split('/').collect();
         if let ["pod", ns, pod, direction, "denied"] = parts.as_slice() {

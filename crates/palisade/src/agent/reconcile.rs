@@ -128,14 +128,23 @@ impl Reconciler {
     /// (a foreign `nft delete table`, edits) forgets the applied state so the
     /// next sync replaces the table. Returns whether drift was found.
     pub fn detect_drift(&mut self) -> Result<bool, NftError> {
-        let Some(applied) = &self.applied else { return Ok(true) };
-        let drift = match self.nft.list_table()? {
-            None => true,
-            Some(listing) => summarize_listing(&listing) != summarize_rendered(applied.rendered()),
+        if self.applied.is_none() {
+            return Ok(true);
+        }
+        let listing = self.nft.list_table()?;
+        Ok(self.drifted(listing.as_ref()))
+    }
+
+    /// [`Reconciler::detect_drift`] against a listing the caller already
+    /// read (`None`: no table), for callers that use the listing for more.
+    pub fn drifted(&mut self, listing: Option<&serde_json::Value>) -> bool {
+        let drift = match (&self.applied, listing) {
+            (Some(applied), Some(listing)) => summarize_listing(listing) != summarize_rendered(applied.rendered()),
+            _ => true,
         };
         if drift {
             self.applied = None;
         }
-        Ok(drift)
+        drift
     }
 }
