@@ -101,8 +101,7 @@ impl Metrics {
 
     /// Marks the loop alive now.
     pub fn beat(&self) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        self.heartbeat.store(now, Ordering::Relaxed);
+        self.heartbeat.store(unix_seconds(), Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition.
@@ -116,9 +115,12 @@ impl Metrics {
     }
 
     fn alive(&self, stale_after: Duration) -> bool {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        now.saturating_sub(self.heartbeat.load(Ordering::Relaxed)) <= stale_after.as_secs()
+        unix_seconds().saturating_sub(self.heartbeat.load(Ordering::Relaxed)) <= stale_after.as_secs()
     }
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
 /// Answers one request line: status, content type, body.
