@@ -23,7 +23,10 @@ pub fn resolve(index: &ClusterIndex, text: &str) -> Result<Named, String> {
             .map_err(|_| format!("{text:?} is neither namespace/pod nor an IP address"));
     }
     let id = index.pod_id_by_key(text).ok_or_else(|| format!("no pod {text} in the input"))?;
-    if let PodState::Excluded(reason) = &index.pod(id).pod().state {
+    let entry = index.pod(id);
+    if !entry.is_endpoint()
+        && let PodState::Excluded(reason) = &entry.pod().state
+    {
         return Err(format!("{text} is not a policy endpoint: {reason}"));
     }
     Ok(Named::Pod(id))
@@ -66,5 +69,35 @@ pub fn describe(index: &ClusterIndex, e: Endpoint) -> String {
         Endpoint::Pod { id, addr: Some(a) } => format!("{} ({a})", index.pod_name(id)),
         Endpoint::Pod { id, addr: None } => format!("{} (no IP)", index.pod_name(id)),
         Endpoint::External(a) => a.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_policy::Pod;
+
+    fn pod(state: PodState) -> Pod {
+        Pod {
+            namespace: "x".into(),
+            name: "a".into(),
+            labels: std::collections::BTreeMap::default(),
+            ips: vec!["10.0.0.1".parse().expect("address")],
+            ports: Vec::new(),
+            node_name: None,
+            state,
+            workload: None,
+        }
+    }
+
+    #[test]
+    fn a_pod_that_is_no_endpoint_is_refused_by_name_and_follows_its_updates() {
+        let mut index = ClusterIndex::from_objects([], [pod(PodState::Active)], []);
+        assert!(matches!(resolve(&index, "x/a"), Ok(Named::Pod(_))));
+        index.apply_pod(pod(PodState::Excluded("phase Succeeded".into())));
+        assert_eq!(resolve(&index, "x/a"), Err("x/a is not a policy endpoint: phase Succeeded".to_string()));
+        index.apply_pod(pod(PodState::Planned));
+        assert!(matches!(resolve(&index, "x/a"), Ok(Named::Pod(_))));
+        assert_eq!(resolve(&index, "x/b"), Err("no pod x/b in the input".to_string()));
     }
 }
