@@ -300,7 +300,7 @@ fn lab_bench_runs_end_to_end() {
     let (out, err, code) = palisade(&["lab", "bench", "--seconds", "0.2"]);
     assert_eq!(code, 0, "{out}\n{err}");
     for line in [
-        "(0 connects failed)",
+        "connects failed during the rate rounds: 0",
         "denied packets counted during the runs: 0",
         "remote pod relabel: change to kernel updated p50",
         "policy change: change to kernel updated p50",

@@ -33,7 +33,7 @@ use palisade_policy::{ClusterIndex, Labels, Namespace, Pod, PodState};
 
 const PORT: u16 = 5001;
 /// Alternating rounds of each rate and throughput measurement.
-const ROUNDS: usize = 9;
+const ROUNDS: usize = 15;
 
 const BENCH_POLICIES: &str = "
 apiVersion: networking.k8s.io/v1
@@ -185,6 +185,32 @@ fn start_server(ns: &str, addr: SocketAddr) {
     rx.recv().expect("server ready");
 }
 
+/// One measurement taken under the three tables (no table, conntrack only,
+/// Palisade), one value per round each: the medians, and the ratios taken
+/// within each round (the three runs of a round are seconds apart, so a
+/// slow minute of this shared machine weighs on all three alike) with
+/// their median and quartiles.
+fn report_ratios(what: &str, values: &[Vec<f64>; 3]) {
+    let quartiles = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let at = |quarters: usize| v[(v.len() - 1) * quarters / 4];
+        [at(1), at(2), at(3)]
+    };
+    let [none, conntrack, palisade] = values.clone().map(|v| quartiles(v)[1]);
+    let precision = if none < 1_000.0 { 2 } else { 0 };
+    println!(
+        "{what}, median of {} alternating rounds: no table {none:.precision$}, conntrack only {conntrack:.precision$}, Palisade {palisade:.precision$}",
+        values[0].len()
+    );
+    let per_round = |a: usize, b: usize| quartiles(values[a].iter().zip(&values[b]).map(|(x, y)| x / y).collect());
+    for (name, a, b) in
+        [("Palisade / no table", 2, 0), ("Palisade / conntrack only", 2, 1), ("conntrack only / no table", 1, 0)]
+    {
+        let [q1, q2, q3] = per_round(a, b);
+        println!("  {name}: per-round ratio median {q2:.3} (quartiles {q1:.3}-{q3:.3})");
+    }
+}
+
 pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -231,7 +257,7 @@ pub fn run(seconds: f64) -> anyhow::Result<()> {
     );
 
     // Alternate: no table, a conntrack-only table (what any stateful firewall
-    // on the node costs), and Palisade's program; three rounds each.
+    // on the node costs), and Palisade's program; one after the other in each of ROUNDS rounds.
     let conntrack_only = serde_json::json!({"nftables": [
         {"add": {"table": {"family": "inet", "name": "palisade"}}},
         {"delete": {"table": {"family": "inet", "name": "palisade"}}},
@@ -252,22 +278,9 @@ pub fn run(seconds: f64) -> anyhow::Result<()> {
             streams[i].push(throughput_gbps(&client_ns, server, seconds));
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let [r0, rc, r1] = rates.map(|mut v| median(&mut v));
-    let [s0, sc, s1] = streams.map(|mut v| median(&mut v));
-    println!(
-        "new TCP connections/s (median of {ROUNDS} alternating rounds): no table {r0:.0}, conntrack only {rc:.0}, Palisade {r1:.0}: ratio to no table {:.3}, to conntrack only {:.3} ({failed} connects failed)",
-        r1 / r0,
-        r1 / rc
-    );
-    println!(
-        "single-stream throughput (Gbit/s, median of {ROUNDS}): no table {s0:.2}, conntrack only {sc:.2}, Palisade {s1:.2}: ratio to no table {:.3}, to conntrack only {:.3}",
-        s1 / s0,
-        s1 / sc
-    );
+    report_ratios("new TCP connections/s", &rates);
+    println!("connects failed during the rate rounds: {failed}");
+    report_ratios("single-stream throughput (Gbit/s)", &streams);
     let counters = nft.list_table()?.map(|l| palisade_dataplane::nft::counters(&l)).unwrap_or_default();
     let denied: u64 = counters.iter().map(|(_, n)| n).sum();
     println!("denied packets counted during the runs: {denied} (the benchmark's connections are all allowed)");
