@@ -150,16 +150,18 @@ impl PodEntry {
     }
 }
 
-/// A policy as indexed.
+/// A policy as indexed. What evaluating a flow and naming the policy read
+/// comes first, in declaration order (`repr(C)`), as in [`PodEntry`].
 #[derive(Debug)]
+#[repr(C)]
 pub struct PolicyEntry {
-    policy: NetworkPolicy,
+    pub(crate) ns: NsId,
+    pub(crate) rules: [Box<[CompiledRule]>; 2],
     /// `namespace/name`, kept whole for output.
     key: Box<str>,
-    pub(crate) ns: NsId,
     selector: CompiledSelector,
-    pub(crate) rules: [Box<[CompiledRule]>; 2],
     selected: Vec<PodId>,
+    policy: NetworkPolicy,
 }
 
 impl PolicyEntry {
@@ -590,12 +592,12 @@ impl ClusterIndex {
         let ingress = policy.ingress.iter().map(|r| CompiledRule::compile(r, &mut self.interner)).collect();
         let egress = policy.egress.iter().map(|r| CompiledRule::compile(r, &mut self.interner)).collect();
         let id = PolicyId(self.policies.insert(PolicyEntry {
-            policy,
-            key: policy_key.as_str().into(),
             ns,
-            selector,
             rules: [ingress, egress],
+            key: policy_key.as_str().into(),
+            selector,
             selected: Vec::new(),
+            policy,
         }));
         self.policy_by_key.insert(policy_key, id);
         // Keep the namespace's policy list sorted by name.
