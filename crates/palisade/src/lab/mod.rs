@@ -10,11 +10,15 @@
 
 pub mod bench;
 mod bench_agent;
+mod measure;
 pub mod objects;
+mod scenario;
 pub mod state;
 
+pub use measure::{ProbeArgs, probe, probe_rows, probe_table};
+pub use scenario::run;
+
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,13 +26,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use palisade_lab::netns;
-use palisade_lab::plan::{Family, ProbeRow, plan};
-use palisade_lab::probe::run_all;
 use palisade_lab::serve;
 use palisade_lab::topology::Topology;
 use palisade_manifests::{Input, RawObject, load, raw_objects};
-use palisade_policy::Protocol;
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::agent::source::dir_digest;
@@ -341,129 +341,6 @@ pub fn apply(paths: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Probe options.
-#[derive(Debug, Clone)]
-pub struct ProbeArgs {
-    /// Ports (default: every declared TCP/UDP port).
-    pub ports: Vec<u16>,
-    /// Protocols.
-    pub protocols: Vec<Protocol>,
-    /// Address families.
-    pub families: Vec<Family>,
-}
-
-#[derive(Debug, Serialize)]
-struct ProbeJson {
-    probes: Vec<ProbeRow>,
-    mismatches: usize,
-}
-
-/// Runs the probes of the current lab; returns the rows.
-pub fn probe_rows(state: &LabState, args: &ProbeArgs) -> anyhow::Result<Vec<ProbeRow>> {
-    let loaded = load(&[Input::Path(state.manifests())], "default");
-    let index = loaded.index();
-    let topo = topology(state);
-    let ports: Vec<u16> = if args.ports.is_empty() {
-        let mut p: Vec<u16> = state
-            .pods
-            .values()
-            .flat_map(|r| r.plan.tcp.iter().chain(&r.plan.udp).chain(&r.plan.sctp).copied())
-            .collect();
-        p.sort_unstable();
-        p.dedup();
-        if p.is_empty() { vec![80] } else { p }
-    } else {
-        args.ports.clone()
-    };
-    let mut rows = Vec::new();
-    for family in &args.families {
-        let (probes, mut planned) = plan(&index, &topo, &ports, &args.protocols, *family);
-        let expected: Vec<bool> = planned.iter().map(|r| r.expected).collect();
-        let results = run_all(&probes, &expected, 64, Duration::from_millis(250), Duration::from_secs(2));
-        for (row, result) in planned.iter_mut().zip(results) {
-            row.measured =
-                result.with_context(|| format!("probe {} -> {} {}/{}", row.from, row.to, row.protocol, row.port))?;
-        }
-        rows.extend(planned);
-    }
-    topo.keep();
-    Ok(rows)
-}
-
-/// Renders probe rows as tables (measured; `*` marks a disagreement with the engine).
-#[must_use]
-pub fn probe_table(rows: &[ProbeRow]) -> String {
-    let mut out = String::new();
-    let mut cases: Vec<(Protocol, u16)> = rows.iter().map(|r| (r.protocol, r.port)).collect();
-    cases.sort();
-    cases.dedup();
-    let mut names: Vec<&str> = rows.iter().flat_map(|r| [r.from.as_str(), r.to.as_str()]).collect();
-    names.sort_unstable();
-    names.dedup();
-    let width = names.iter().map(|n| n.len()).max().unwrap_or(4).max(8);
-    for (protocol, port) in cases {
-        let _ = write!(out, "{:<width$} ", format!("{protocol}/{port}"));
-        for n in &names {
-            let _ = write!(out, "{n:<width$} ");
-        }
-        out.truncate(out.trim_end().len());
-        out.push('\n');
-        for from in &names {
-            let _ = write!(out, "{from:<width$} ");
-            for to in &names {
-                let cell =
-                    rows.iter().find(|r| r.from == *from && r.to == *to && r.protocol == protocol && r.port == port);
-                let text = match cell {
-                    None if from == to => ".".to_string(),
-                    None => "-".to_string(),
-                    Some(r) => format!(
-                        "{}{}",
-                        if r.measured { "." } else { "X" },
-                        if r.measured == r.expected { "" } else { "*" }
-                    ),
-                };
-                let _ = write!(out, "{text:<width$} ");
-            }
-            out.truncate(out.trim_end().len());
-            out.push('\n');
-        }
-        out.push('\n');
-    }
-    out.push_str(". connected, X blocked (measured with real packets); * the engine disagrees; - not probed\n");
-    let mismatches: Vec<&ProbeRow> = rows.iter().filter(|r| r.measured != r.expected).collect();
-    let _ = writeln!(out, "{} probes, {} mismatches", rows.len(), mismatches.len());
-    for r in mismatches {
-        let _ = writeln!(
-            out,
-            "  MISMATCH {} -> {} {}/{}: measured {}, engine {}",
-            r.from,
-            r.to,
-            r.protocol,
-            r.port,
-            verdict(r.measured),
-            verdict(r.expected)
-        );
-    }
-    out
-}
-
-fn verdict(allowed: bool) -> &'static str {
-    if allowed { "allowed" } else { "denied" }
-}
-
-/// `lab probe`: exit status 1 on any mismatch.
-pub fn probe(args: &ProbeArgs, json: bool) -> anyhow::Result<u8> {
-    let state = LabState::load()?.context("no lab is up; run `palisade lab up -f DIR`")?;
-    let rows = probe_rows(&state, args)?;
-    let mismatches = rows.iter().filter(|r| r.measured != r.expected).count();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&ProbeJson { probes: rows, mismatches })?);
-    } else {
-        print!("{}", probe_table(&rows));
-    }
-    Ok(u8::from(mismatches > 0))
-}
-
 /// Kills the lab's processes and removes its namespaces and files; reports what failed.
 pub fn down() -> anyhow::Result<()> {
     let state = LabState::load()?;
@@ -518,101 +395,4 @@ pub fn serve_forever() -> anyhow::Result<()> {
     loop {
         std::thread::park();
     }
-}
-
-/// A scenario: `base/` then each file of `steps/` in name order.
-#[derive(Debug, Serialize)]
-struct StepReport {
-    step: String,
-    applied_ms: u128,
-    probes: Vec<ProbeRow>,
-    mismatches: usize,
-}
-
-fn merge_step(state: &LabState, step: &Path) -> anyhow::Result<Vec<RawObject>> {
-    let mut objects: BTreeMap<String, RawObject> =
-        raw_from_state(state).into_iter().map(|o| (object_key(&o.kind, &o.namespace, &o.name), o)).collect();
-    for o in read_raw(&[step.to_path_buf()])? {
-        let key = object_key(&o.kind, &o.namespace, &o.name);
-        let delete =
-            o.value.pointer("/metadata/annotations").and_then(|a| a.get(DELETE_ANNOTATION)).and_then(Value::as_str)
-                == Some("true");
-        if delete {
-            objects.remove(&key);
-        } else {
-            objects.insert(key, o);
-        }
-    }
-    Ok(objects.into_values().collect())
-}
-
-/// `lab run SCENARIO`: up with the base, each step applied and probed, then down.
-pub fn run(scenario: &Path, external: &[IpAddr], args: &ProbeArgs, json: bool) -> anyhow::Result<u8> {
-    let base = scenario.join("base");
-    let base = if base.is_dir() {
-        base
-    } else {
-        bail!("{}: a scenario needs a base/ directory (and optionally steps/)", scenario.display())
-    };
-    let mut steps: Vec<PathBuf> = std::fs::read_dir(scenario.join("steps"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml" || x == "json"))
-                .collect()
-        })
-        .unwrap_or_default();
-    steps.sort();
-    // Ctrl-C or SIGTERM: take the lab down and exit.
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            down_quiet();
-            std::process::exit(130);
-        }
-    });
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> anyhow::Result<Vec<StepReport>> {
-        let mut reports = Vec::new();
-        let start = Instant::now();
-        let line = up(std::slice::from_ref(&base), external)?;
-        if json {
-            eprintln!("{line}");
-        } else {
-            println!("{line}");
-        }
-        let state = LabState::load()?.context("lab state")?;
-        let probes = probe_rows(&state, args)?;
-        reports.push(report("base", start.elapsed(), probes, json));
-        for step in &steps {
-            let mut state = LabState::load()?.context("lab state")?;
-            let raw = merge_step(&state, step)?;
-            let took = apply_raw(&mut state, &raw)?;
-            let name = step.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-            let probes = probe_rows(&state, args)?;
-            reports.push(report(&name, took, probes, json));
-        }
-        Ok(reports)
-    }));
-    down_quiet();
-    let reports = match outcome {
-        Ok(result) => result?,
-        Err(panic) => std::panic::resume_unwind(panic),
-    };
-    let total: usize = reports.iter().map(|r| r.mismatches).sum();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"steps": reports, "mismatches": total}))?);
-    } else {
-        println!("scenario {}: {} steps, {total} mismatches", scenario.display(), reports.len());
-    }
-    Ok(u8::from(total > 0))
-}
-
-fn report(step: &str, took: Duration, probes: Vec<ProbeRow>, json: bool) -> StepReport {
-    let mismatches = probes.iter().filter(|r| r.measured != r.expected).count();
-    if !json {
-        println!("=== {step} (enforced {} ms after the manifests were written)", took.as_millis());
-        print!("{}", probe_table(&probes));
-        println!();
-    }
-    StepReport { step: step.to_string(), applied_ms: took.as_millis(), probes, mismatches }
 }

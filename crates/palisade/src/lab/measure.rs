@@ -1,0 +1,138 @@
+//! `lab probe`: every pod to every pod (and the external hosts) with real
+//! packets, beside the engine's verdict for each; the measured truth table.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use palisade_lab::plan::{Family, ProbeRow, plan};
+use palisade_lab::probe::run_all;
+use palisade_manifests::{Input, load};
+use palisade_policy::Protocol;
+use serde::Serialize;
+
+use super::state::LabState;
+use super::topology;
+
+/// Probe options.
+#[derive(Debug, Clone)]
+pub struct ProbeArgs {
+    /// Ports (default: every declared TCP/UDP port).
+    pub ports: Vec<u16>,
+    /// Protocols.
+    pub protocols: Vec<Protocol>,
+    /// Address families.
+    pub families: Vec<Family>,
+}
+
+#[derive(Debug, Serialize)]
+struct ProbeJson {
+    probes: Vec<ProbeRow>,
+    mismatches: usize,
+}
+
+/// Runs the probes of the current lab; returns the rows.
+pub fn probe_rows(state: &LabState, args: &ProbeArgs) -> anyhow::Result<Vec<ProbeRow>> {
+    let loaded = load(&[Input::Path(state.manifests())], "default");
+    let index = loaded.index();
+    let topo = topology(state);
+    let ports: Vec<u16> = if args.ports.is_empty() {
+        let mut p: Vec<u16> = state
+            .pods
+            .values()
+            .flat_map(|r| r.plan.tcp.iter().chain(&r.plan.udp).chain(&r.plan.sctp).copied())
+            .collect();
+        p.sort_unstable();
+        p.dedup();
+        if p.is_empty() { vec![80] } else { p }
+    } else {
+        args.ports.clone()
+    };
+    let mut rows = Vec::new();
+    for family in &args.families {
+        let (probes, mut planned) = plan(&index, &topo, &ports, &args.protocols, *family);
+        let expected: Vec<bool> = planned.iter().map(|r| r.expected).collect();
+        let results = run_all(&probes, &expected, 64, Duration::from_millis(250), Duration::from_secs(2));
+        for (row, result) in planned.iter_mut().zip(results) {
+            row.measured =
+                result.with_context(|| format!("probe {} -> {} {}/{}", row.from, row.to, row.protocol, row.port))?;
+        }
+        rows.extend(planned);
+    }
+    topo.keep();
+    Ok(rows)
+}
+
+/// Renders probe rows as tables (measured; `*` marks a disagreement with the engine).
+#[must_use]
+pub fn probe_table(rows: &[ProbeRow]) -> String {
+    let mut out = String::new();
+    let mut cases: Vec<(Protocol, u16)> = rows.iter().map(|r| (r.protocol, r.port)).collect();
+    cases.sort();
+    cases.dedup();
+    let mut names: Vec<&str> = rows.iter().flat_map(|r| [r.from.as_str(), r.to.as_str()]).collect();
+    names.sort_unstable();
+    names.dedup();
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(4).max(8);
+    for (protocol, port) in cases {
+        let _ = write!(out, "{:<width$} ", format!("{protocol}/{port}"));
+        for n in &names {
+            let _ = write!(out, "{n:<width$} ");
+        }
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+        for from in &names {
+            let _ = write!(out, "{from:<width$} ");
+            for to in &names {
+                let cell =
+                    rows.iter().find(|r| r.from == *from && r.to == *to && r.protocol == protocol && r.port == port);
+                let text = match cell {
+                    None if from == to => ".".to_string(),
+                    None => "-".to_string(),
+                    Some(r) => format!(
+                        "{}{}",
+                        if r.measured { "." } else { "X" },
+                        if r.measured == r.expected { "" } else { "*" }
+                    ),
+                };
+                let _ = write!(out, "{text:<width$} ");
+            }
+            out.truncate(out.trim_end().len());
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out.push_str(". connected, X blocked (measured with real packets); * the engine disagrees; - not probed\n");
+    let mismatches: Vec<&ProbeRow> = rows.iter().filter(|r| r.measured != r.expected).collect();
+    let _ = writeln!(out, "{} probes, {} mismatches", rows.len(), mismatches.len());
+    for r in mismatches {
+        let _ = writeln!(
+            out,
+            "  MISMATCH {} -> {} {}/{}: measured {}, engine {}",
+            r.from,
+            r.to,
+            r.protocol,
+            r.port,
+            verdict(r.measured),
+            verdict(r.expected)
+        );
+    }
+    out
+}
+
+fn verdict(allowed: bool) -> &'static str {
+    if allowed { "allowed" } else { "denied" }
+}
+
+/// `lab probe`: exit status 1 on any mismatch.
+pub fn probe(args: &ProbeArgs, json: bool) -> anyhow::Result<u8> {
+    let state = LabState::load()?.context("no lab is up; run `palisade lab up -f DIR`")?;
+    let rows = probe_rows(&state, args)?;
+    let mismatches = rows.iter().filter(|r| r.measured != r.expected).count();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&ProbeJson { probes: rows, mismatches })?);
+    } else {
+        print!("{}", probe_table(&rows));
+    }
+    Ok(u8::from(mismatches > 0))
+}
