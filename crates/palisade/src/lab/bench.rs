@@ -115,10 +115,32 @@ pub(super) fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 
 /// server tells the stream from the connection-rate test by it.
 const STREAM_SOURCE_PORT: u16 = 30_001;
 
-/// New connections per second, and how many connects failed (each costs up
-/// to its timeout, so a failure shows).
-fn connections_per_second(client_ns: &str, server: SocketAddr, seconds: f64) -> (f64, u64) {
+/// Busy CPU time of the whole machine so far, in seconds: user, nice,
+/// system, irq and softirq time of all CPUs from `/proc/stat` (not idle,
+/// iowait or steal, so another tenant's load on the host does not count).
+/// `/proc/stat` counts in USER_HZ, which is 100 on Linux.
+fn busy_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy: u64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| fields.get(i)).sum();
+    busy as f64 / 100.0
+}
+
+/// New connections per second, how many connects failed (each costs up to
+/// its timeout, so a failure shows), and the machine's busy CPU time per
+/// connection in microseconds (the loop's cost, whatever the wall clock
+/// of a shared machine does).
+fn connections_per_second(client_ns: &str, server: SocketAddr, seconds: f64) -> (f64, u64, f64) {
     in_ns(client_ns, move || {
+        let cpu = busy_cpu_seconds();
         let start = Instant::now();
         let (mut n, mut failed) = (0u64, 0u64);
         while start.elapsed().as_secs_f64() < seconds && n < 5_000_000 {
@@ -131,11 +153,14 @@ fn connections_per_second(client_ns: &str, server: SocketAddr, seconds: f64) -> 
                 failed += 1;
             }
         }
-        (n as f64 / start.elapsed().as_secs_f64(), failed)
+        let rate = n as f64 / start.elapsed().as_secs_f64();
+        (rate, failed, (busy_cpu_seconds() - cpu) * 1e6 / n.max(1) as f64)
     })
 }
 
-fn throughput_gbps(client_ns: &str, server: SocketAddr, seconds: f64) -> f64 {
+/// Single-stream throughput in Gbit/s, and the machine's busy CPU time per
+/// gigabyte sent, in milliseconds.
+fn throughput_gbps(client_ns: &str, server: SocketAddr, seconds: f64) -> (f64, f64) {
     in_ns(client_ns, move || {
         let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
         s.set_reuse_address(true).expect("reuse");
@@ -143,6 +168,7 @@ fn throughput_gbps(client_ns: &str, server: SocketAddr, seconds: f64) -> f64 {
         s.connect_timeout(&server.into(), Duration::from_secs(1)).expect("connect");
         let mut s: TcpStream = s.into();
         let chunk = vec![0u8; 256 * 1024];
+        let cpu = busy_cpu_seconds();
         let start = Instant::now();
         let mut bytes = 0u64;
         while start.elapsed().as_secs_f64() < seconds {
@@ -152,7 +178,8 @@ fn throughput_gbps(client_ns: &str, server: SocketAddr, seconds: f64) -> f64 {
         // Reset on close: the next stream reuses the source port at once.
         let s: socket2::Socket = s.into();
         let _ = s.set_linger(Some(Duration::ZERO));
-        bytes as f64 * 8.0 / start.elapsed().as_secs_f64() / 1e9
+        let gbps = bytes as f64 * 8.0 / start.elapsed().as_secs_f64() / 1e9;
+        (gbps, (busy_cpu_seconds() - cpu) * 1e3 / (bytes.max(1) as f64 / 1e9))
     })
 }
 
@@ -267,20 +294,27 @@ pub fn run(seconds: f64) -> anyhow::Result<()> {
             {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}, {"accept": null}]}}}
     ]});
     let mut rates = [Vec::new(), Vec::new(), Vec::new()];
+    let mut cpu_per_conn = [Vec::new(), Vec::new(), Vec::new()];
     let mut streams = [Vec::new(), Vec::new(), Vec::new()];
+    let mut cpu_per_gb = [Vec::new(), Vec::new(), Vec::new()];
     let mut failed = 0;
     for _ in 0..ROUNDS {
         for (i, program) in [cleanup(), conntrack_only.clone(), tx.clone()].iter().enumerate() {
             nft.apply(program)?;
-            let (rate, failures) = connections_per_second(&client_ns, server, seconds);
+            let (rate, failures, cpu) = connections_per_second(&client_ns, server, seconds);
             rates[i].push(rate);
+            cpu_per_conn[i].push(cpu);
             failed += failures;
-            streams[i].push(throughput_gbps(&client_ns, server, seconds));
+            let (gbps, cpu) = throughput_gbps(&client_ns, server, seconds);
+            streams[i].push(gbps);
+            cpu_per_gb[i].push(cpu);
         }
     }
     report_ratios("new TCP connections/s", &rates);
+    report_ratios("busy CPU time per new connection (µs, whole machine)", &cpu_per_conn);
     println!("connects failed during the rate rounds: {failed}");
     report_ratios("single-stream throughput (Gbit/s)", &streams);
+    report_ratios("busy CPU time per gigabyte streamed (ms, whole machine)", &cpu_per_gb);
     let counters = nft.list_table()?.map(|l| palisade_dataplane::nft::counters(&l)).unwrap_or_default();
     let denied: u64 = counters.iter().map(|(_, n)| n).sum();
     println!("denied packets counted during the runs: {denied} (the benchmark's connections are all allowed)");
