@@ -4,10 +4,12 @@
 //! `bench` namespace whose client and server pods are the only ones with
 //! network namespaces; 100 pods of the cluster are local to the lab node.
 //! The server admits the client through rules whose peer sets hold
-//! thousands of remote pod addresses. Measured, alternating with and
-//! without Palisade's table in one run: new TCP connections per second and
-//! single-stream throughput; then program build-and-apply time, the latency
-//! of incremental updates, and rule versus element counts.
+//! thousands of remote pod addresses. Measured in rounds that run no table,
+//! a conntrack-only table and Palisade's program back to back: new TCP
+//! connections per second and single-stream throughput, each with the
+//! machine's busy CPU time per connection or gigabyte; then program
+//! build-and-apply time, the latency of incremental updates, and rule
+//! versus element counts.
 
 #![allow(
     clippy::cast_precision_loss,
