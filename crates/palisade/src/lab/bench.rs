@@ -123,14 +123,8 @@ const STREAM_SOURCE_PORT: u16 = 30_001;
 /// `/proc/stat` counts in USER_HZ, which is 100 on Linux.
 fn busy_cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
+    let fields: Vec<u64> =
+        stat.lines().next().unwrap_or_default().split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
     // user nice system idle iowait irq softirq steal ...
     let busy: u64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| fields.get(i)).sum();
     busy as f64 / 100.0
