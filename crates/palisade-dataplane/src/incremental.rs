@@ -31,7 +31,7 @@ use crate::compile::{
 };
 use crate::members::PolicyMembers;
 use crate::patch::patch_policy;
-use crate::program::{LocalPod, Program};
+use crate::program::{LocalPod, PolicyProgram, Program};
 use crate::render::{Rendered, base_chains, listed_all, render, render_pod, render_policy};
 use crate::transaction::diff;
 
@@ -329,17 +329,13 @@ impl Incremental {
         index: &ClusterIndex,
         name: &str,
         id: PolicyId,
-        mut program: crate::program::PolicyProgram,
+        mut program: PolicyProgram,
         changed: &[(u64, Option<PodId>)],
-    ) -> crate::program::PolicyProgram {
+    ) -> PolicyProgram {
         let members = self.members.entry(name.to_string()).or_default();
         let deps = self.deps.entry(name.to_string()).or_default();
         for dir in Direction::BOTH {
-            let rules = match dir {
-                Direction::Ingress => &mut program.ingress,
-                Direction::Egress => &mut program.egress,
-            };
-            for (r, rule) in rules.iter_mut().enumerate() {
+            for (r, rule) in program.rules_mut(dir).iter_mut().enumerate() {
                 let set = members.entry((dir.slot(), r)).or_default();
                 if let Some(pods) = rule.peers.as_mut().and_then(|p| p.pods.as_mut()) {
                     for (dep, pod) in changed {

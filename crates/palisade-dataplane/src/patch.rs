@@ -9,9 +9,10 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use palisade_policy::{Direction, Protocol};
+use palisade_policy::Direction;
 use serde_json::Value;
 
+use crate::members::NamedEntry;
 use crate::program::{PolicyProgram, RuleProgram};
 use crate::render::{Rendered, SetDef, ip_text, named_element};
 
@@ -120,13 +121,13 @@ pub(crate) fn patch_policy(
                         patches.push((format!("{base}/pods{family}"), render(gone), render(fresh)));
                     }
                 }
-                let named = |r: &RuleProgram| -> Option<Vec<(IpAddr, Protocol, u16)>> {
+                let named = |r: &RuleProgram| -> Option<Vec<NamedEntry>> {
                     Some(r.ports.as_ref()?.named.iter().copied().filter(|e| e.0.is_ipv6() == v6).collect())
                 };
                 if let (Some(p), Some(q)) = (named(x), named(y)) {
                     let (gone, fresh) = delta(&p, &q);
                     if !gone.is_empty() || !fresh.is_empty() {
-                        let render = |v: Vec<(IpAddr, Protocol, u16)>| v.into_iter().map(named_element).collect();
+                        let render = |v: Vec<NamedEntry>| v.into_iter().map(named_element).collect();
                         patches.push((format!("{base}/named{family}"), render(gone), render(fresh)));
                     }
                 }

@@ -64,6 +64,13 @@ impl PolicyProgram {
             Direction::Egress => &self.egress,
         }
     }
+    /// Rules for `dir`, to change in place.
+    pub(crate) fn rules_mut(&mut self, dir: Direction) -> &mut [RuleProgram] {
+        match dir {
+            Direction::Ingress => &mut self.ingress,
+            Direction::Egress => &mut self.egress,
+        }
+    }
 }
 
 /// One rule: traffic from/to `peers` on `ports` is admitted.

@@ -5,7 +5,7 @@
 //! The Kubernetes API source applies its objects as the same [`Change`]s,
 //! so the index and the reconcile path do not know where objects come from.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -88,7 +88,7 @@ pub struct ManifestSource {
     default_namespace: String,
     files: BTreeMap<PathBuf, FileState>,
     /// Files that define each object, in path order (the first one wins).
-    owners: BTreeMap<Key, std::collections::BTreeSet<PathBuf>>,
+    owners: BTreeMap<Key, BTreeSet<PathBuf>>,
     current: BTreeMap<Key, Object>,
     digest: u64,
 }
@@ -162,7 +162,7 @@ impl ManifestSource {
     pub fn scan(&mut self) -> Scan {
         let mut scan = Scan::default();
         let paths = manifest_files(&self.dir);
-        let mut touched: std::collections::BTreeSet<Key> = std::collections::BTreeSet::new();
+        let mut touched: BTreeSet<Key> = BTreeSet::new();
         let gone: Vec<PathBuf> = self.files.keys().filter(|p| !paths.contains(*p)).cloned().collect();
         for path in gone {
             if let Some(state) = self.files.remove(&path) {
