@@ -11,14 +11,8 @@ mod query_setup;
 
 use std::time::Instant;
 
+use palisade::lab::bench::quartiles;
 use query_setup::{QUERIES, engine_pass, in_process_pass, json_lines_input, json_lines_pass, resolved_flows};
-
-/// First quartile, median and third quartile (nearest rank).
-fn quartiles(mut v: Vec<f64>) -> [f64; 3] {
-    v.sort_by(f64::total_cmp);
-    let at = |quarters: usize| v[(v.len() - 1) * quarters / 4];
-    [at(1), at(2), at(3)]
-}
 
 fn main() {
     let rounds: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(31).clamp(1, 1_000);

@@ -214,11 +214,6 @@ fn start_server(ns: &str, addr: SocketAddr) {
 /// slow minute of this shared machine weighs on all three alike) with
 /// their median and quartiles.
 fn report_ratios(what: &str, values: &[Vec<f64>; 3]) {
-    let quartiles = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        let at = |quarters: usize| v[(v.len() - 1) * quarters / 4];
-        [at(1), at(2), at(3)]
-    };
     let [none, conntrack, palisade] = values.clone().map(|v| quartiles(v)[1]);
     let precision = if none < 1_000.0 { 2 } else { 0 };
     println!(
@@ -232,6 +227,18 @@ fn report_ratios(what: &str, values: &[Vec<f64>; 3]) {
         let [q1, q2, q3] = per_round(a, b);
         println!("  {name}: per-round ratio median {q2:.3} (quartiles {q1:.3}-{q3:.3})");
     }
+}
+
+/// First quartile, median and third quartile of `values` (nearest rank);
+/// the benchmarks report ratios taken within rounds this way.
+///
+/// # Panics
+/// If `values` is empty.
+#[must_use]
+pub fn quartiles(mut values: Vec<f64>) -> [f64; 3] {
+    values.sort_by(f64::total_cmp);
+    let at = |quarters: usize| values[(values.len() - 1) * quarters / 4];
+    [at(1), at(2), at(3)]
 }
 
 pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {
