@@ -279,16 +279,6 @@ fn named_port_candidates(
     }
 }
 
-/// The protocol name nft uses in `meta l4proto`.
-#[must_use]
-pub fn l4proto(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-        Protocol::Sctp => "sctp",
-    }
-}
-
 /// Sorts and merges overlapping or adjacent ranges of the same protocol:
 /// nft interval sets reject overlapping elements.
 fn merge_port_ranges(mut ranges: Vec<(Protocol, u16, u16)>) -> Vec<(Protocol, u16, u16)> {

@@ -16,14 +16,13 @@
 //! which addresses and named-port entries in) without recompiling; when its
 //! rules keep their shape, the changed elements are patched into the table
 //! (`patch.rs`); otherwise it is recompiled and its part re-rendered. The
-//! result is always what a full [`compile`](crate::compile()) and [`render`]
+//! result is always what a full [`compile`](crate::compile()) and [`render`](crate::render::render)
 //! would give; tests check this on random change sequences.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use palisade_policy::{Changes, ClusterIndex, Direction, PodId, PolicyId};
-use serde_json::Value;
 
 use crate::compile::{
     Compiled, NodeScope, PodDeps, compile_node, compile_policy, is_local, is_named_candidate, local_pod, member_addrs,
@@ -32,8 +31,9 @@ use crate::compile::{
 use crate::members::PolicyMembers;
 use crate::patch::patch_policy;
 use crate::program::{LocalPod, PolicyProgram, Program};
-use crate::render::{Rendered, base_chains, listed_all, render, render_pod, render_policy};
-use crate::transaction::diff;
+use crate::render::{base_chains, listed_all, render, render_pod, render_policy};
+use crate::ruleset::Table;
+use crate::transaction::{Transaction, diff};
 
 /// Above this many changed objects, rebuilding everything is cheaper than
 /// testing each change against each policy.
@@ -69,7 +69,7 @@ pub struct Incremental {
     local: BTreeSet<String>,
     /// The interfaces the local pods were last compiled with.
     ifaces: BTreeMap<IpAddr, String>,
-    rendered: Rendered,
+    rendered: Table,
 }
 
 /// The owner of a part of the table.
@@ -120,7 +120,7 @@ fn take_owned<V>(from: &mut BTreeMap<String, V>, into: &mut BTreeMap<String, V>,
     }
 }
 
-fn take_part(r: &mut Rendered, owner: &Owner, into: &mut Rendered) {
+fn take_part(r: &mut Table, owner: &Owner, into: &mut Table) {
     take_owned(&mut r.sets, &mut into.sets, owner);
     take_owned(&mut r.chains, &mut into.chains, owner);
     let counters: Vec<String> = r.counters.iter().filter(|c| owner.owns(c)).cloned().collect();
@@ -130,7 +130,7 @@ fn take_part(r: &mut Rendered, owner: &Owner, into: &mut Rendered) {
     }
 }
 
-fn put_all(r: &mut Rendered, part: Rendered) {
+fn put_all(r: &mut Table, part: Table) {
     r.sets.extend(part.sets);
     r.chains.extend(part.chains);
     r.counters.extend(part.counters);
@@ -161,7 +161,7 @@ impl Incremental {
 
     /// The table as it stands (what the last transaction left in the kernel).
     #[must_use]
-    pub fn rendered(&self) -> &Rendered {
+    pub fn rendered(&self) -> &Table {
         &self.rendered
     }
 
@@ -188,7 +188,7 @@ impl Incremental {
         index: &ClusterIndex,
         changes: &Changes,
         ifaces: &BTreeMap<IpAddr, String>,
-    ) -> (Option<Value>, UpdateStats) {
+    ) -> (Option<Transaction>, UpdateStats) {
         if changes.pods.len() + changes.policies.len() + changes.namespaces.len() > REBUILD_ABOVE {
             return self.rebuild(index, ifaces);
         }
@@ -216,7 +216,7 @@ impl Incremental {
         let changed_pods: Vec<(u64, Option<PodId>)> =
             changes.pods.iter().map(|k| (pod_dep(k), index.pod_id_by_key(k))).collect();
         // Element-level patches of policies whose rules kept their shape.
-        let (mut patched_old, mut patched_new) = (Rendered::default(), Rendered::default());
+        let (mut patched_old, mut patched_new) = (Table::default(), Table::default());
         for name in &needed {
             let Some(id) = policy_id(index, name) else { continue };
             if relisted.contains(name) {
@@ -308,7 +308,11 @@ impl Incremental {
     }
 
     /// Everything compiled afresh; the transaction from the current table.
-    fn rebuild(&mut self, index: &ClusterIndex, ifaces: &BTreeMap<IpAddr, String>) -> (Option<Value>, UpdateStats) {
+    fn rebuild(
+        &mut self,
+        index: &ClusterIndex,
+        ifaces: &BTreeMap<IpAddr, String>,
+    ) -> (Option<Transaction>, UpdateStats) {
         let fresh = Incremental::new(index, self.scope.clone(), ifaces);
         let tx = diff(&self.rendered, &fresh.rendered);
         let stats = UpdateStats {
@@ -365,9 +369,9 @@ impl Incremental {
 
     /// Re-renders the `dirty` parts; returns the transaction for them and
     /// for the sets already patched in place.
-    fn render_parts(&mut self, dirty: &BTreeSet<Owner>, patched_old: Rendered, patched_new: Rendered) -> Option<Value> {
-        let mut old = Rendered::default();
-        let mut new = Rendered::default();
+    fn render_parts(&mut self, dirty: &BTreeSet<Owner>, patched_old: Table, patched_new: Table) -> Option<Transaction> {
+        let mut old = Table::default();
+        let mut new = Table::default();
         let listed = listed_all(&self.program.pods);
         for owner in dirty {
             take_part(&mut self.rendered, owner, &mut old);

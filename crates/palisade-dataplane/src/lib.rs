@@ -3,9 +3,15 @@
 //!
 //! ```text
 //! ClusterIndex --compile(node)--> Program (pure data)
-//!                                   |  render (pure): full, or the diff between two programs
+//!                                   |  render (pure)
 //!                                   v
-//!                             nft JSON transaction --apply (the only writer)--> kernel
+//!                              ruleset::Table (typed nftables objects)
+//!                                   |  transaction: full, or the diff between two tables
+//!                                   v
+//!                              Transaction (typed commands)
+//!                               /                    \
+//!            json: `nft -j` JSON (goldens,       netlink: one nfnetlink batch
+//!            logs, `nft` in other namespaces)    (the agent's writer) --> kernel
 //! ```
 //!
 //! [`Incremental`] does the same per change: it recompiles and re-renders only
@@ -16,6 +22,7 @@
 
 pub mod compile;
 pub mod incremental;
+pub mod json;
 mod members;
 pub mod program;
 pub mod ranges;
@@ -27,4 +34,5 @@ pub mod netlink;
 pub mod nft;
 mod patch;
 pub mod render;
+pub mod ruleset;
 pub mod transaction;

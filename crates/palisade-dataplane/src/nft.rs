@@ -4,26 +4,27 @@
 //! and as the reference the netlink path is tested against. Both are
 //! reached only through the [`Nft`] trait.
 //!
-//! Every transaction is first rendered as `nft -j` JSON (documented in
-//! libnftables-json(5), golden-tested, readable in logs); the netlink path
-//! translates that same JSON into one nfnetlink batch. Why not hand it to
-//! `nft`: a spawn, a read-back of the table and a close that waits for an
-//! RCU grace period cost 20-40 ms per change, where the kernel needs well
-//! under one (see `netlink`'s docs).
+//! A transaction is typed data ([`Transaction`]); the netlink path encodes
+//! it straight into one nfnetlink batch, the `nft` path serializes it as
+//! `nft -j` JSON (`json`). Why not hand every change to `nft`: a spawn, a
+//! read-back of the table and a close that waits for an RCU grace period
+//! cost 20-40 ms per change, where the kernel needs well under one (see
+//! `netlink`'s docs).
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use serde_json::Value;
+use crate::json::Listing;
+use crate::netlink::Socket;
+use crate::ruleset::{TABLE, Table};
+use crate::transaction::Transaction;
 
-use crate::netlink::{Batch, Socket};
-use crate::render::{Rendered, TABLE};
-
-/// Why a call to nft failed.
+/// Why a transaction or listing failed. Whatever failed, the kernel
+/// applied nothing of the transaction.
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
-    /// `nft` could not be started.
+    /// `nft` could not be started or fed.
     #[error("cannot run {program}: {source}")]
     Spawn {
         /// The program.
@@ -31,7 +32,7 @@ pub enum NftError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// `nft` rejected the transaction; nothing was applied.
+    /// `nft` rejected the transaction.
     #[error("nft failed ({status}): {stderr}")]
     Failed {
         /// Exit status.
@@ -42,24 +43,87 @@ pub enum NftError {
     /// `nft` printed something that is not the JSON expected.
     #[error("unexpected nft output: {0}")]
     Output(String),
-    /// The netlink path failed; nothing of its batch was applied.
+    /// A command cannot be encoded as nf_tables messages.
+    #[error("cannot encode command {index} ({command}): {reason}")]
+    Encode {
+        /// Its index in the transaction.
+        index: usize,
+        /// The command, in nft syntax (long element lists cut short).
+        command: String,
+        /// Why.
+        reason: EncodeError,
+    },
+    /// The kernel rejected the batch at one of its messages.
+    #[error("the kernel rejected {} of the batch: {errno}", describe(*.index, command, *.seq))]
+    Kernel {
+        /// The kernel's error.
+        errno: nix::errno::Errno,
+        /// Sequence number of the rejected message.
+        seq: u32,
+        /// Index of the command it encodes, when it encodes one.
+        index: Option<usize>,
+        /// That command, in nft syntax.
+        command: String,
+    },
+    /// The netlink socket failed.
+    #[error("netlink {what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        source: nix::Error,
+    },
+    /// The kernel's answer was not what the protocol says.
     #[error("netlink: {0}")]
-    Netlink(String),
+    Protocol(String),
 }
 
-/// Something that applies nft JSON transactions and lists Palisade's table.
-pub trait Nft {
-    /// Applies one transaction atomically.
-    fn apply(&self, transaction: &Value) -> Result<(), NftError>;
-    /// Applies one transaction that brings the table to `table`; an
-    /// implementation may take a faster path when the transaction only
-    /// changes elements of `table`'s hash sets and maps.
-    fn apply_to(&self, transaction: &Value, table: &Rendered) -> Result<(), NftError> {
-        let _ = table;
-        self.apply(transaction)
+fn describe(index: Option<usize>, command: &str, seq: u32) -> String {
+    match index {
+        Some(i) => format!("command {i} ({command})"),
+        None => format!("message {seq}"),
     }
+}
+
+/// Why a command cannot be encoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The transaction has no commands.
+    #[error("the transaction is empty")]
+    Empty,
+    /// An element does not fit its set's declaration.
+    #[error("element {element} does not fit set {set}")]
+    Element {
+        /// The set.
+        set: String,
+        /// The element.
+        element: String,
+    },
+    /// A rule looks up a set the table does not have.
+    #[error("set {0} is not in the table")]
+    UnknownSet(String),
+    /// A rule uses a set as a verdict map, or a verdict map as a set.
+    #[error("{set} is {} verdict map", if *.verdict_map { "a" } else { "not a" })]
+    SetKind {
+        /// The set.
+        set: String,
+        /// Whether it is a verdict map.
+        verdict_map: bool,
+    },
+    /// A log prefix longer than the kernel takes (127 bytes) or with a NUL.
+    #[error("log prefix too long or with a NUL: {0}…")]
+    LogPrefix(String),
+    /// An object name longer than the kernel takes (255 bytes) or with a NUL.
+    #[error("name too long or with a NUL: {0}…")]
+    Name(String),
+}
+
+/// Something that applies transactions to Palisade's table and lists it.
+pub trait Nft {
+    /// Applies `transaction`, which brings the table to `table`, atomically.
+    fn apply(&self, transaction: &Transaction, table: &Table) -> Result<(), NftError>;
     /// `nft -j list table inet palisade`; `None` when the table does not exist.
-    fn list_table(&self) -> Result<Option<Value>, NftError>;
+    fn list_table(&self) -> Result<Option<Listing>, NftError>;
 }
 
 /// Palisade's writer and reader of its table: in this process's namespace,
@@ -110,95 +174,28 @@ impl NftCli {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
+
+    /// Applies `transaction` through `nft -j` (the reference path).
+    pub fn apply_json(&self, transaction: &Transaction) -> Result<(), NftError> {
+        self.run(&["-j", "-f", "-"], Some(&crate::json::transaction(transaction).to_string())).map(|_| ())
+    }
 }
 
 impl Nft for NftCli {
-    fn apply(&self, transaction: &Value) -> Result<(), NftError> {
-        self.run(&["-j", "-f", "-"], Some(&transaction.to_string())).map(|_| ())
-    }
-
     /// In this process's namespace, one netlink batch (see
     /// [`crate::netlink`]); with `ip netns exec`, `nft -j`.
-    fn apply_to(&self, transaction: &Value, table: &Rendered) -> Result<(), NftError> {
+    fn apply(&self, transaction: &Transaction, table: &Table) -> Result<(), NftError> {
         if self.netns.is_some() {
-            return self.apply(transaction);
+            return self.apply_json(transaction);
         }
-        Batch::for_transaction(transaction, table).map_err(NftError::Netlink)?.apply(&self.socket)
+        crate::netlink::apply(transaction, table, &self.socket)
     }
 
-    fn list_table(&self) -> Result<Option<Value>, NftError> {
+    fn list_table(&self) -> Result<Option<Listing>, NftError> {
         match self.run(&["-j", "list", "table", "inet", TABLE], None) {
-            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| NftError::Output(e.to_string())),
+            Ok(text) => Listing::parse(&text).map(Some).map_err(|e| NftError::Output(e.to_string())),
             Err(NftError::Failed { stderr, .. }) if stderr.contains("No such file or directory") => Ok(None),
             Err(e) => Err(e),
         }
-    }
-}
-
-/// What the kernel holds, reduced to what drift detection compares:
-/// chain names with rule counts, set names with element counts, counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TableSummary {
-    /// `(chain, rules)`.
-    pub chains: Vec<(String, usize)>,
-    /// `(set or map, elements)`.
-    pub sets: Vec<(String, usize)>,
-    /// Counter names.
-    pub counters: Vec<String>,
-}
-
-/// Packet counts of named counters, from `nft -j list table` output.
-#[must_use]
-pub fn counters(listing: &Value) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = items(listing)
-        .filter_map(|item| {
-            let c = item.get("counter")?;
-            Some((c.get("name")?.as_str()?.to_string(), c.get("packets")?.as_u64()?))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-fn items(listing: &Value) -> impl Iterator<Item = &Value> {
-    listing.get("nftables").and_then(Value::as_array).into_iter().flatten()
-}
-
-/// Summarizes a `nft -j list table` listing.
-#[must_use]
-pub fn summarize_listing(listing: &Value) -> TableSummary {
-    let mut s = TableSummary::default();
-    let mut rules: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
-    for item in items(listing) {
-        if let Some(chain) = item.get("chain").and_then(|c| c.get("name")).and_then(Value::as_str) {
-            rules.entry(chain.to_string()).or_default();
-        }
-        if let Some(chain) = item.get("rule").and_then(|r| r.get("chain")).and_then(Value::as_str) {
-            *rules.entry(chain.to_string()).or_default() += 1;
-        }
-        for kind in ["set", "map"] {
-            if let Some(set) = item.get(kind) {
-                let name = set.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-                let n = set.get("elem").and_then(Value::as_array).map_or(0, Vec::len);
-                s.sets.push((name, n));
-            }
-        }
-        if let Some(name) = item.get("counter").and_then(|c| c.get("name")).and_then(Value::as_str) {
-            s.counters.push(name.to_string());
-        }
-    }
-    s.chains = rules.into_iter().collect();
-    s.sets.sort();
-    s.counters.sort();
-    s
-}
-
-/// The summary a correct kernel table has for `r`.
-#[must_use]
-pub fn summarize_rendered(r: &crate::render::Rendered) -> TableSummary {
-    TableSummary {
-        chains: r.chains.iter().map(|(n, d)| (n.clone(), d.rules.len())).collect(),
-        sets: r.sets.iter().map(|(n, d)| (n.clone(), d.elements.len())).collect(),
-        counters: r.counters.iter().cloned().collect(),
     }
 }

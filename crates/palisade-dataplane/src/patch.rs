@@ -6,15 +6,14 @@
 //! pod entering or leaving a set of thousands costs a few elements, not a
 //! re-render of the set.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use palisade_policy::Direction;
-use serde_json::Value;
 
 use crate::members::NamedEntry;
 use crate::program::{PolicyProgram, RuleProgram};
-use crate::render::{Rendered, SetDef, ip_text, named_element};
+use crate::render::{addr_element, named_element};
+use crate::ruleset::{Element, Set, Table};
 
 /// Elements only in `old` and only in `new`; both sorted.
 fn delta<T: Ord + Copy>(old: &[T], new: &[T]) -> (Vec<T>, Vec<T>) {
@@ -60,25 +59,20 @@ fn same_shape(a: &RuleProgram, b: &RuleProgram) -> bool {
 /// The element changes of one set (which `table` has), recorded into the
 /// before/after parts of the transaction and applied to `table`.
 fn patch_set(
-    table: &mut Rendered,
+    table: &mut Table,
     name: &str,
-    gone: Vec<Value>,
-    fresh: Vec<Value>,
-    before: &mut Rendered,
-    after: &mut Rendered,
+    gone: Vec<Element>,
+    fresh: Vec<Element>,
+    before: &mut Table,
+    after: &mut Table,
 ) {
-    let Some(def) = table.sets.get_mut(name) else { return };
-    let part = |elements: Vec<Value>| SetDef {
-        kind: def.kind.clone(),
-        map: def.map,
-        interval: def.interval,
-        elements: elements.into_iter().map(|v| (v.to_string(), v)).collect::<BTreeMap<_, _>>(),
-    };
+    let Some(set) = table.sets.get_mut(name) else { return };
+    let part = |elements: Vec<Element>| Set { decl: set.decl.clone(), elements: elements.into_iter().collect() };
     let (old, new) = (part(gone), part(fresh));
-    for key in old.elements.keys() {
-        def.elements.remove(key);
+    for e in &old.elements {
+        set.elements.remove(e);
     }
-    def.elements.extend(new.elements.iter().map(|(k, v)| (k.clone(), v.clone())));
+    set.elements.extend(new.elements.iter().cloned());
     before.sets.insert(name.to_string(), old);
     after.sets.insert(name.to_string(), new);
 }
@@ -88,12 +82,12 @@ fn patch_set(
 /// transaction). Returns `false`, touching nothing, when the shape changed
 /// (the caller re-renders the policy then).
 pub(crate) fn patch_policy(
-    table: &mut Rendered,
+    table: &mut Table,
     name: &str,
     old: &PolicyProgram,
     new: &PolicyProgram,
-    before: &mut Rendered,
-    after: &mut Rendered,
+    before: &mut Table,
+    after: &mut Table,
 ) -> bool {
     let shaped = Direction::BOTH.iter().all(|dir| {
         let (a, b) = (old.rules(*dir), new.rules(*dir));
@@ -104,7 +98,7 @@ pub(crate) fn patch_policy(
     }
     // Collect first, then check every set is there, then apply: a surprise
     // leaves everything untouched.
-    let mut patches: Vec<(String, Vec<Value>, Vec<Value>)> = Vec::new();
+    let mut patches: Vec<(String, Vec<Element>, Vec<Element>)> = Vec::new();
     for dir in Direction::BOTH {
         for (i, (x, y)) in old.rules(dir).iter().zip(new.rules(dir)).enumerate() {
             let base = format!("policy/{name}/{dir}/{i}");
@@ -117,7 +111,7 @@ pub(crate) fn patch_policy(
                 if let (Some(p), Some(q)) = (pods(x), pods(y)) {
                     let (gone, fresh) = delta(&p, &q);
                     if !gone.is_empty() || !fresh.is_empty() {
-                        let render = |v: Vec<IpAddr>| v.into_iter().map(ip_text).collect();
+                        let render = |v: Vec<IpAddr>| v.into_iter().map(addr_element).collect();
                         patches.push((format!("{base}/pods{family}"), render(gone), render(fresh)));
                     }
                 }

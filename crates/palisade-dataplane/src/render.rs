@@ -30,14 +30,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use palisade_policy::{Direction, Protocol};
-use serde_json::{Value, json};
 
-use crate::compile::l4proto;
-use crate::program::{LocalPod, PolicyProgram, Program, RuleProgram};
+use crate::program::{LocalPod, PolicyProgram, PortSet, Program, RuleProgram};
 use crate::ranges::{AddrSet, v4, v6};
+pub use crate::ruleset::TABLE;
+use crate::ruleset::{
+    AddrField, Chain, CtStates, Datum, Element, Expr, Hook, Key, KeyType, Part, Rule, Set, SetDecl, Statement, Table,
+    Verdict,
+};
 
-/// The table Palisade owns.
-pub const TABLE: &str = "palisade";
 /// Priority of the egress base chain (before ingress).
 pub const EGRESS_PRIORITY: i32 = -5;
 /// Priority of the ingress base chain.
@@ -45,89 +46,28 @@ pub const INGRESS_PRIORITY: i32 = 0;
 /// Name of the counter of dropped spoofed packets.
 pub const SPOOF_COUNTER: &str = "spoofed";
 
-/// A set or verdict map.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SetDef {
-    /// nft type (a name, or an array for concatenations).
-    pub kind: Value,
-    /// `Some("verdict")` for verdict maps.
-    pub map: Option<&'static str>,
-    /// Whether elements are intervals.
-    pub interval: bool,
-    /// Elements, keyed by their JSON text (stable order, exact comparison).
-    pub elements: BTreeMap<String, Value>,
-}
-
-/// A chain: base chains have a hook and priority.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ChainDef {
-    /// `(hook, priority)` for base chains.
-    pub base: Option<(&'static str, i32)>,
-    /// Rules, each an array of expressions.
-    pub rules: Vec<Value>,
-}
-
-/// Everything in the table.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Rendered {
-    /// Named counters.
-    pub counters: BTreeSet<String>,
-    /// Sets and maps by name.
-    pub sets: BTreeMap<String, SetDef>,
-    /// Chains by name.
-    pub chains: BTreeMap<String, ChainDef>,
-}
-
-fn addr_payload(v6: bool, field: &str) -> Value {
-    json!({"payload": {"protocol": if v6 { "ip6" } else { "ip" }, "field": field}})
-}
-
-fn l4_dport() -> [Value; 2] {
-    [json!({"meta": {"key": "l4proto"}}), json!({"payload": {"protocol": "th", "field": "dport"}})]
-}
-
-fn in_set(left: Value, set: &str) -> Value {
-    let mut m = json!({"op": "==", "right": format!("@{set}")});
-    m["left"] = left;
-    json!({"match": m})
+/// The address of the peer (`saddr` for ingress, `daddr` for egress) or of
+/// the pod itself.
+fn peer_field(dir: Direction) -> AddrField {
+    if dir == Direction::Ingress { AddrField::Saddr } else { AddrField::Daddr }
 }
 
 /// A pod-address element of a peer set.
-pub(crate) fn ip_text(addr: IpAddr) -> Value {
-    Value::String(addr.to_string())
+pub(crate) fn addr_element(addr: IpAddr) -> Element {
+    Element::key(Key::addr(addr))
 }
 
-fn range_elements(set: &AddrSet, want_v6: bool) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    let mut put = |v: Value| {
-        out.insert(v.to_string(), v);
-    };
+fn range_elements(set: &AddrSet, want_v6: bool) -> BTreeSet<Element> {
+    let range = |a: Datum, b: Datum| Element::key(Key::One(Part::range(a, b)));
     if want_v6 {
-        for (a, b) in &set.v6 {
-            put(if a == b {
-                json!(v6(*a).to_string())
-            } else {
-                json!({"range": [v6(*a).to_string(), v6(*b).to_string()]})
-            });
-        }
+        set.v6.iter().map(|(a, b)| range(v6(*a).into(), v6(*b).into())).collect()
     } else {
-        for (a, b) in &set.v4 {
-            put(if a == b {
-                json!(v4(*a).to_string())
-            } else {
-                json!({"range": [v4(*a).to_string(), v4(*b).to_string()]})
-            });
-        }
+        set.v4.iter().map(|(a, b)| range(v4(*a).into(), v4(*b).into())).collect()
     }
-    out
 }
 
-fn elements(values: impl IntoIterator<Item = Value>) -> BTreeMap<String, Value> {
-    values.into_iter().map(|v| (v.to_string(), v)).collect()
-}
-
-fn set(kind: Value, interval: bool, elements: BTreeMap<String, Value>) -> SetDef {
-    SetDef { kind, map: None, interval, elements }
+fn set(key: Vec<KeyType>, interval: bool, elements: BTreeSet<Element>) -> Set {
+    Set { decl: SetDecl::set(key, interval), elements }
 }
 
 /// Chain of a pod for a direction.
@@ -148,8 +88,8 @@ fn policy_chain(policy: &str, dir: Direction) -> String {
 
 /// Renders `program` into table objects.
 #[must_use]
-pub fn render(program: &Program) -> Rendered {
-    let mut r = Rendered::default();
+pub fn render(program: &Program) -> Table {
+    let mut r = Table::default();
     base_chains(program, &mut r);
     for (name, pod) in &program.pods {
         render_pod(&mut r, name, pod);
@@ -176,24 +116,24 @@ pub(crate) fn listed_all(pods: &BTreeMap<String, LocalPod>) -> BTreeMap<&str, [b
 }
 
 /// The chains and counters of one local pod.
-pub(crate) fn render_pod(r: &mut Rendered, name: &str, pod: &LocalPod) {
+pub(crate) fn render_pod(r: &mut Table, name: &str, pod: &LocalPod) {
     for dir in Direction::BOTH {
         let Some(policies) = pod.isolation(dir) else { continue };
-        let mut rules: Vec<Value> =
-            policies.iter().map(|p| json!([{"jump": {"target": policy_chain(p, dir)}}])).collect();
+        let mut rules: Vec<Rule> =
+            policies.iter().map(|p| Rule(vec![Statement::Verdict(Verdict::Jump(policy_chain(p, dir)))])).collect();
         let prefix: String = format!("palisade deny {dir} {name}: ").chars().take(120).collect();
-        rules.push(json!([{"limit": {"rate": 10, "per": "second", "burst": 5}}, {"log": {"prefix": prefix}}]));
+        rules.push(Rule(vec![Statement::Limit { per_second: 10, burst: 5 }, Statement::Log { prefix }]));
         let counter = pod_counter(name, dir);
-        rules.push(json!([{"counter": counter}, {"drop": null}]));
+        rules.push(Rule(vec![Statement::Counter(counter.clone()), Statement::Verdict(Verdict::Drop)]));
         r.counters.insert(counter);
-        r.chains.insert(pod_chain(name, dir), ChainDef { base: None, rules });
+        r.chains.insert(pod_chain(name, dir), Chain { base: None, rules });
     }
 }
 
 /// The chains and sets of one policy; `listed` says for which directions a
 /// local pod jumps to it (a direction without rules still needs its empty
 /// chain then).
-pub(crate) fn render_policy(r: &mut Rendered, name: &str, policy: &PolicyProgram, listed: [bool; 2]) {
+pub(crate) fn render_policy(r: &mut Table, name: &str, policy: &PolicyProgram, listed: [bool; 2]) {
     for dir in Direction::BOTH {
         let rules = policy.rules(dir);
         if rules.is_empty() && !listed[dir.slot()] {
@@ -203,88 +143,101 @@ pub(crate) fn render_policy(r: &mut Rendered, name: &str, policy: &PolicyProgram
         for (i, rule) in rules.iter().enumerate() {
             render_rule(r, &mut chain, &format!("policy/{name}/{dir}/{i}"), rule, dir);
         }
-        r.chains.insert(policy_chain(name, dir), ChainDef { base: None, rules: chain });
+        r.chains.insert(policy_chain(name, dir), Chain { base: None, rules: chain });
     }
 }
 
 /// The base chains, dispatch maps and anti-spoofing sets (they depend on
 /// every local pod).
-pub(crate) fn base_chains(program: &Program, r: &mut Rendered) {
-    let mut dispatch: BTreeMap<(Direction, bool), BTreeMap<String, Value>> = BTreeMap::new();
+pub(crate) fn base_chains(program: &Program, r: &mut Table) {
+    let mut dispatch: BTreeMap<(Direction, bool), BTreeSet<Element>> = BTreeMap::new();
     let mut ifaces = BTreeSet::new();
-    let mut spoof: [BTreeMap<String, Value>; 2] = [BTreeMap::new(), BTreeMap::new()];
+    let mut spoof: [BTreeSet<Element>; 2] = [BTreeSet::new(), BTreeSet::new()];
     for (name, pod) in &program.pods {
         for addr in &pod.addrs {
             if let Some(iface) = &pod.iface {
                 ifaces.insert(iface.clone());
-                let e = json!({"concat": [iface, ip_text(*addr)]});
-                spoof[usize::from(addr.is_ipv6())].insert(e.to_string(), e);
+                let key =
+                    Key::from(vec![Part::One(Datum::Ifname(iface.as_str().into())), Part::One(Datum::Addr(*addr))]);
+                spoof[usize::from(addr.is_ipv6())].insert(Element::key(key));
             }
             for dir in Direction::BOTH {
                 if pod.isolation(dir).is_some() {
-                    let e = json!([ip_text(*addr), {"jump": {"target": pod_chain(name, dir)}}]);
-                    dispatch.entry((dir, addr.is_ipv6())).or_default().insert(e.to_string(), e);
+                    let e = Element::mapping(Key::addr(*addr), Verdict::Jump(pod_chain(name, dir)));
+                    dispatch.entry((dir, addr.is_ipv6())).or_default().insert(e);
                 }
             }
         }
     }
-    let ct = json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}});
+    let ct = || {
+        Rule(vec![Statement::CtState(CtStates::ESTABLISHED | CtStates::RELATED), Statement::Verdict(Verdict::Accept)])
+    };
     let mut egress = Vec::new();
     if !ifaces.is_empty() {
         r.counters.insert(SPOOF_COUNTER.into());
-        r.sets.insert("pod-ifaces".into(), set(json!("ifname"), false, elements(ifaces.iter().map(|i| json!(i)))));
+        let elements = ifaces.iter().map(|i| Element::key(Key::One(Part::One(Datum::Ifname(i.as_str().into())))));
+        r.sets.insert("pod-ifaces".into(), set(vec![KeyType::Ifname], false, elements.collect()));
         for (v6, family) in [(false, "4"), (true, "6")] {
             let name = format!("pod-addrs{family}");
-            let kind = json!(["ifname", if v6 { "ipv6_addr" } else { "ipv4_addr" }]);
-            r.sets.insert(name.clone(), set(kind, false, spoof[usize::from(v6)].clone()));
+            let elements = std::mem::take(&mut spoof[usize::from(v6)]);
+            r.sets.insert(name.clone(), set(vec![KeyType::Ifname, KeyType::addr(v6)], false, elements));
             // The interface-address pair is tested first: for a pod's own
             // packets (most of what crosses the node) that one lookup
             // settles the rule, and every packet passes this rule. Measured
             // with `palisade lab bench`: 6-9% more new connections per
             // second than testing the interface first.
-            egress.push(json!([
-                {"match": {"op": "!=", "left": {"concat": [{"meta": {"key": "iifname"}}, addr_payload(v6, "saddr")]}, "right": format!("@{name}")}},
-                in_set(json!({"meta": {"key": "iifname"}}), "pod-ifaces"),
-                {"counter": SPOOF_COUNTER},
-                {"drop": null}
+            egress.push(Rule(vec![
+                Statement::Lookup {
+                    left: vec![Expr::Iifname, Expr::addr(v6, AddrField::Saddr)],
+                    set: name,
+                    negated: true,
+                },
+                Statement::lookup(vec![Expr::Iifname], "pod-ifaces"),
+                Statement::Counter(SPOOF_COUNTER.into()),
+                Statement::Verdict(Verdict::Drop),
             ]));
         }
     }
-    egress.push(json!([ct.clone(), {"accept": null}]));
-    let mut ingress = vec![json!([ct, {"accept": null}])];
+    egress.push(ct());
+    let mut ingress = vec![ct()];
     for (dir, chain) in [(Direction::Egress, &mut egress), (Direction::Ingress, &mut ingress)] {
         for v6 in [false, true] {
             let map = format!("{dir}{}", if v6 { 6 } else { 4 });
             r.sets.insert(
                 map.clone(),
-                SetDef {
-                    kind: json!(if v6 { "ipv6_addr" } else { "ipv4_addr" }),
-                    map: Some("verdict"),
-                    interval: false,
+                Set {
+                    decl: SetDecl::verdict_map(KeyType::addr(v6)),
                     elements: dispatch.remove(&(dir, v6)).unwrap_or_default(),
                 },
             );
-            let field = if dir == Direction::Egress { "saddr" } else { "daddr" };
-            chain.push(json!([{"vmap": {"key": addr_payload(v6, field), "data": format!("@{map}")}}]));
+            let field = if dir == Direction::Egress { AddrField::Saddr } else { AddrField::Daddr };
+            chain.push(Rule(vec![Statement::Vmap { key: Expr::addr(v6, field), map }]));
         }
     }
-    r.chains.insert("egress".into(), ChainDef { base: Some(("forward", EGRESS_PRIORITY)), rules: egress });
-    r.chains.insert("ingress".into(), ChainDef { base: Some(("forward", INGRESS_PRIORITY)), rules: ingress });
+    r.chains.insert("egress".into(), Chain { base: Some((Hook::Forward, EGRESS_PRIORITY)), rules: egress });
+    r.chains.insert("ingress".into(), Chain { base: Some((Hook::Forward, INGRESS_PRIORITY)), rules: ingress });
 }
 
 /// An element of a named-port set: destination address, protocol, port.
-pub(crate) fn named_element((addr, proto, port): (IpAddr, Protocol, u16)) -> Value {
-    json!({"concat": [ip_text(addr), l4proto(proto), port]})
+pub(crate) fn named_element((addr, proto, port): (IpAddr, Protocol, u16)) -> Element {
+    Element::key(Key::from(vec![
+        Part::One(Datum::Addr(addr)),
+        Part::One(Datum::Proto(proto)),
+        Part::One(Datum::Port(port)),
+    ]))
+}
+
+fn port_element((proto, first, last): (Protocol, u16, u16)) -> Element {
+    Element::key(Key::from(vec![Part::One(Datum::Proto(proto)), Part::range(Datum::Port(first), Datum::Port(last))]))
 }
 
 /// Renders one policy rule as chain rules, creating its sets. Which rules
 /// exist depends on the policy alone (peer kinds, port kinds); the pods of
 /// the cluster only fill the sets.
-fn render_rule(r: &mut Rendered, chain: &mut Vec<Value>, base: &str, rule: &RuleProgram, dir: Direction) {
-    let peer_field = if dir == Direction::Ingress { "saddr" } else { "daddr" };
-    let kind = |v6: bool| json!(if v6 { "ipv6_addr" } else { "ipv4_addr" });
+fn render_rule(r: &mut Table, chain: &mut Vec<Rule>, base: &str, rule: &RuleProgram, dir: Direction) {
+    let peer = |v6: bool| Expr::addr(v6, peer_field(dir));
     // Peer alternatives: (family, match), or one family-free alternative.
-    let mut alternatives: Vec<(Option<bool>, Option<Value>)> = Vec::new();
+    let mut alternatives: Vec<(Option<bool>, Option<Statement>)> = Vec::new();
     match &rule.peers {
         None => alternatives.push((None, None)),
         Some(peers) => {
@@ -292,45 +245,41 @@ fn render_rule(r: &mut Rendered, chain: &mut Vec<Value>, base: &str, rule: &Rule
                 let family = if v6 { "6" } else { "4" };
                 if let Some(pods) = &peers.pods {
                     let name = format!("{base}/pods{family}");
-                    let elems = elements(pods.iter().filter(|a| a.is_ipv6() == v6).map(|a| ip_text(*a)));
-                    r.sets.insert(name.clone(), set(kind(v6), false, elems));
-                    alternatives.push((Some(v6), Some(in_set(addr_payload(v6, peer_field), &name))));
+                    let elements = pods.iter().filter(|a| a.is_ipv6() == v6).map(|a| addr_element(*a)).collect();
+                    r.sets.insert(name.clone(), set(vec![KeyType::addr(v6)], false, elements));
+                    alternatives.push((Some(v6), Some(Statement::lookup(vec![peer(v6)], name))));
                 }
                 if let Some(blocks) = &peers.blocks {
                     let name = format!("{base}/blocks{family}");
-                    r.sets.insert(name.clone(), set(kind(v6), true, range_elements(blocks, v6)));
-                    alternatives.push((Some(v6), Some(in_set(addr_payload(v6, peer_field), &name))));
+                    r.sets.insert(name.clone(), set(vec![KeyType::addr(v6)], true, range_elements(blocks, v6)));
+                    alternatives.push((Some(v6), Some(Statement::lookup(vec![peer(v6)], name))));
                 }
             }
         }
     }
     let numeric = rule.ports.as_ref().filter(|p| !p.numeric.is_empty()).map(|p| {
         let name = format!("{base}/ports");
-        let elems = p.numeric.iter().map(|(proto, a, b)| {
-            if a == b {
-                json!({"concat": [l4proto(*proto), a]})
-            } else {
-                json!({"concat": [l4proto(*proto), {"range": [a, b]}]})
-            }
-        });
-        r.sets.insert(name.clone(), set(json!(["inet_proto", "inet_service"]), true, elements(elems)));
-        in_set(json!({"concat": l4_dport()}), &name)
+        let elements = p.numeric.iter().map(|n| port_element(*n)).collect();
+        r.sets.insert(name.clone(), set(vec![KeyType::InetProto, KeyType::InetService], true, elements));
+        Statement::lookup(vec![Expr::L4proto, Expr::Dport], name)
     });
-    let named_match = |r: &mut Rendered, v6: bool, ports: &crate::program::PortSet| {
+    let named_match = |r: &mut Table, v6: bool, ports: &PortSet| {
         let family = if v6 { "6" } else { "4" };
         let name = format!("{base}/named{family}");
-        let elems = ports.named.iter().filter(|(addr, ..)| addr.is_ipv6() == v6).map(|n| named_element(*n));
-        r.sets.insert(name.clone(), set(json!([kind(v6), "inet_proto", "inet_service"]), false, elements(elems)));
-        let [l4, dport] = l4_dport();
-        in_set(json!({"concat": [addr_payload(v6, "daddr"), l4, dport]}), &name)
+        let elements =
+            ports.named.iter().filter(|(addr, ..)| addr.is_ipv6() == v6).map(|n| named_element(*n)).collect();
+        r.sets.insert(
+            name.clone(),
+            set(vec![KeyType::addr(v6), KeyType::InetProto, KeyType::InetService], false, elements),
+        );
+        Statement::lookup(vec![Expr::addr(v6, AddrField::Daddr), Expr::L4proto, Expr::Dport], name)
     };
-    let mut emit = |exprs: Vec<Value>| {
-        let mut exprs = exprs;
-        exprs.push(json!({"accept": null}));
-        chain.push(Value::Array(exprs));
+    let mut emit = |mut statements: Vec<Statement>| {
+        statements.push(Statement::Verdict(Verdict::Accept));
+        chain.push(Rule(statements));
     };
     for (family, peer) in alternatives {
-        let peer: Vec<Value> = peer.into_iter().collect();
+        let peer: Vec<Statement> = peer.into_iter().collect();
         match &rule.ports {
             None => emit(peer.clone()),
             Some(ports) => {

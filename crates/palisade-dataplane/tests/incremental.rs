@@ -15,11 +15,11 @@ use palisade_policy::synth::Rng;
 use palisade_policy::synth::e2e::{model, random_policies};
 
 /// Prints which sets and chains differ (on failure, before the assertion).
-fn report_differences(got: &palisade_dataplane::render::Rendered, expected: &palisade_dataplane::render::Rendered) {
+fn report_differences(got: &palisade_dataplane::ruleset::Table, expected: &palisade_dataplane::ruleset::Table) {
     for (n, d) in &expected.sets {
         if got.sets.get(n) != Some(d) {
-            let got = got.sets.get(n).map(|g| g.elements.keys().collect::<Vec<_>>());
-            eprintln!("set {n}: want {:?} got {got:?}", d.elements.keys().collect::<Vec<_>>());
+            let got = got.sets.get(n).map(|g| g.elements.iter().map(ToString::to_string).collect::<Vec<_>>());
+            eprintln!("set {n}: want {:?} got {got:?}", d.elements.iter().map(ToString::to_string).collect::<Vec<_>>());
         }
     }
     for n in got.sets.keys().filter(|n| !expected.sets.contains_key(*n)) {

@@ -8,9 +8,11 @@ mod changes;
 
 use std::collections::BTreeMap;
 
-use palisade_dataplane::nft::{Nft, NftCli, summarize_listing, summarize_rendered};
-use palisade_dataplane::render::{Rendered, render};
-use palisade_dataplane::transaction::{cleanup, diff, full};
+use palisade_dataplane::json::TableSummary;
+use palisade_dataplane::nft::{Nft, NftCli};
+use palisade_dataplane::render::render;
+use palisade_dataplane::ruleset::{Datum, Element, Key, KeyType, Part, SetDecl, Table as Rendered};
+use palisade_dataplane::transaction::{Command, Transaction, cleanup, diff, full};
 use palisade_dataplane::{Incremental, NodeScope, compile};
 use palisade_lab::netns::{NetNs, unique_prefix};
 use palisade_manifests::load_str;
@@ -34,7 +36,7 @@ fn rendered(policies: Vec<palisade_policy::NetworkPolicy>) -> Rendered {
 fn normalized(nft: &NftCli) -> Vec<String> {
     let listing = nft.list_table().expect("list").expect("table exists");
     let mut out = Vec::new();
-    for item in listing["nftables"].as_array().expect("array") {
+    for item in listing.json()["nftables"].as_array().expect("array") {
         let mut item = item.clone();
         strip_handles(&mut item);
         if let Some(obj) = item.as_object_mut() {
@@ -70,27 +72,27 @@ fn strip_handles(v: &mut Value) {
 /// Applies transactions as the agent does: from a thread inside the
 /// namespace, over the netlink path, one socket for all of them.
 struct NetlinkAgent {
-    to_agent: Option<std::sync::mpsc::Sender<(Value, Rendered)>>,
+    to_agent: Option<std::sync::mpsc::Sender<(Transaction, Rendered)>>,
     answers: std::sync::mpsc::Receiver<Result<(), String>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl NetlinkAgent {
     fn start(ns: &str) -> Self {
-        let (to_agent, agent_rx) = std::sync::mpsc::channel::<(Value, Rendered)>();
+        let (to_agent, agent_rx) = std::sync::mpsc::channel::<(Transaction, Rendered)>();
         let (to_test, answers) = std::sync::mpsc::channel();
         let ns = ns.to_string();
         let thread = std::thread::spawn(move || {
             palisade_lab::netns::enter(&ns).expect("enter namespace");
             let nft = NftCli::default();
             for (tx, table) in agent_rx {
-                let _ = to_test.send(nft.apply_to(&tx, &table).map_err(|e| format!("{e}\n{tx:#}")));
+                let _ = to_test.send(nft.apply(&tx, &table).map_err(|e| e.to_string()));
             }
         });
         Self { to_agent: Some(to_agent), answers, thread: Some(thread) }
     }
 
-    fn apply(&self, tx: Value, table: &Rendered) -> Result<(), String> {
+    fn apply(&self, tx: Transaction, table: &Rendered) -> Result<(), String> {
         self.to_agent.as_ref().expect("running").send((tx, table.clone())).expect("agent thread");
         self.answers.recv().expect("answer")
     }
@@ -116,16 +118,29 @@ fn a_rejected_batch_changes_nothing_and_the_next_one_applies() {
     let table = rendered(random_policies(&mut Rng::new(5), 3));
     agent.apply(full(&table), &table).expect("initial");
     let before = normalized(&listing);
-    let set = |verb: &str, addr: &str| {
-        serde_json::json!({"nftables": [
-            {"add": {"element": {"family": "inet", "table": "palisade", "name": "pod-ifaces", "elem": ["fresh0"]}}},
-            {verb: {"element": {"family": "inet", "table": "palisade", "name": "ingress4", "elem": [addr]}}}
-        ]})
+    // Adds an interface, and deletes a dispatch element for `addr`.
+    let delete = |addr: &str| {
+        let ifaces = SetDecl::set(vec![KeyType::Ifname], false);
+        let fresh = Element::key(Key::One(Part::One(Datum::Ifname("fresh0".into()))));
+        let map = SetDecl::verdict_map(KeyType::Ipv4Addr);
+        let dispatch =
+            Element::mapping(Key::addr(addr.parse().expect("ip")), palisade_dataplane::ruleset::Verdict::Drop);
+        let (set, elements) = ("ingress4".to_string(), vec![dispatch]);
+        Transaction {
+            commands: vec![
+                Command::AddElements { set: "pod-ifaces".into(), decl: ifaces, elements: vec![fresh] },
+                Command::DeleteElements { set, decl: map, elements },
+            ],
+        }
     };
     // The second command deletes an element that is not there: the kernel
     // refuses the batch, so the first command does not happen either.
-    let err = agent.apply(set("delete", "192.0.2.1"), &table).expect_err("missing element");
-    assert!(err.contains("No such file or directory"), "{err}");
+    let err = agent.apply(delete("192.0.2.1"), &table).expect_err("missing element");
+    assert!(
+        err.contains("No such file or directory")
+            && err.contains("command 1 (delete element inet palisade ingress4 { 192.0.2.1 : drop })"),
+        "the error names the rejected command: {err}"
+    );
     assert_eq!(normalized(&listing), before, "nothing of the rejected batch was applied");
     // The same agent (a fresh socket after the error) applies the next batch.
     agent.apply(full(&table), &table).expect("the next batch applies");
@@ -169,15 +184,15 @@ spec:
     let agent = NetlinkAgent::start(nl_ns.name());
     let (listing, cli) = (NftCli::in_netns(nl_ns.name()), NftCli::in_netns(cli_ns.name()));
     agent.apply(full(&with_edges), &with_edges).expect("full over netlink");
-    cli.apply(&full(&with_edges)).expect("full through nft");
+    cli.apply_json(&full(&with_edges)).expect("full through nft");
     assert_eq!(normalized(&listing), normalized(&cli), "edges added");
     let tx = diff(&with_edges, &without).expect("a change");
     agent.apply(tx.clone(), &without).expect("diff over netlink");
-    cli.apply(&tx).expect("diff through nft");
+    cli.apply_json(&tx).expect("diff through nft");
     assert_eq!(normalized(&listing), normalized(&cli), "edges removed");
     let back = diff(&without, &with_edges).expect("a change");
     agent.apply(back, &with_edges).expect("re-added over netlink");
-    cli.apply(&full(&with_edges)).expect("full through nft");
+    cli.apply_json(&full(&with_edges)).expect("full through nft");
     assert_eq!(normalized(&listing), normalized(&cli), "edges re-added");
 }
 
@@ -189,7 +204,7 @@ fn golden_listing() {
     let ns = NetNs::create(&format!("{}golden", unique_prefix())).expect("netns");
     let nft = NftCli::in_netns(ns.name());
     let loaded = load_str("policies.yaml", include_str!("golden/policies.yaml"), "default");
-    nft.apply(&full(&rendered(loaded.policies))).expect("nft accepts the full transaction");
+    nft.apply_json(&full(&rendered(loaded.policies))).expect("nft accepts the full transaction");
     let text =
         String::from_utf8(ns.exec("nft", &["list", "table", "inet", "palisade"]).expect("list").stdout).expect("utf-8");
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/full.nft");
@@ -205,7 +220,7 @@ fn golden_listing() {
     NetlinkAgent::start(via_netlink.name()).apply(full(&table), &table).expect("netlink accepts the full transaction");
     let listed = via_netlink.exec("nft", &["list", "table", "inet", "palisade"]).expect("list").stdout;
     assert!(listed == text.as_bytes(), "over netlink:\n{}", String::from_utf8_lossy(&listed));
-    nft.apply(&cleanup()).expect("cleanup");
+    nft.apply_json(&cleanup()).expect("cleanup");
     assert!(nft.list_table().expect("list").is_none(), "cleanup removes the table");
 }
 
@@ -224,18 +239,20 @@ fn diffs_reach_the_same_state_as_full_renders() {
     let listing_c = NftCli::in_netns(c_ns.name());
     let mut rng = Rng::new(11);
     let mut current = rendered(Vec::new());
-    incremental.apply(&full(&current)).expect("initial");
+    incremental.apply_json(&full(&current)).expect("initial");
     over_netlink.apply(full(&current), &current).expect("initial over netlink");
     for step in 0..12 {
         let n = rng.below(7);
         let next = rendered(random_policies(&mut rng, n));
         if let Some(tx) = diff(&current, &next) {
-            incremental.apply(&tx).unwrap_or_else(|e| panic!("step {step}: diff rejected: {e}\n{tx:#}"));
+            incremental.apply_json(&tx).unwrap_or_else(|e| {
+                panic!("step {step}: diff rejected: {e}\n{:#}", palisade_dataplane::json::transaction(&tx))
+            });
             over_netlink.apply(tx, &next).unwrap_or_else(|e| panic!("step {step}: diff rejected over netlink: {e}"));
         }
-        fresh.apply(&full(&next)).expect("full");
+        fresh.apply_json(&full(&next)).expect("full");
         let listing = incremental.list_table().expect("list").expect("table");
-        assert_eq!(summarize_listing(&listing), summarize_rendered(&next), "step {step}: summary");
+        assert_eq!(listing.summary(), TableSummary::of(&next), "step {step}: summary");
         assert_eq!(
             normalized(&incremental),
             normalized(&fresh),
@@ -275,7 +292,7 @@ fn incremental_updates_reach_the_same_state_as_full_renders() {
         let Some(tx) = tx else { continue };
         applied += 1;
         agent.apply(tx, incremental.rendered()).unwrap_or_else(|e| panic!("step {step} ({what}): rejected: {e}"));
-        fresh.apply(&full(&render(&compile(&index, &scope, &links)))).expect("full");
+        fresh.apply_json(&full(&render(&compile(&index, &scope, &links)))).expect("full");
         assert_eq!(
             normalized(&listing_a),
             normalized(&fresh),

@@ -27,7 +27,8 @@ fn ifaces() -> BTreeMap<std::net::IpAddr, String> {
 fn golden_full_transaction() {
     let index = model_index(include_str!("golden/policies.yaml"));
     let program = compile(&index, &NodeScope::All, &ifaces());
-    let rendered = serde_json::to_string_pretty(&full(&render(&program))).expect("json");
+    let rendered =
+        serde_json::to_string_pretty(&palisade_dataplane::json::transaction(&full(&render(&program)))).expect("json");
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/full.json");
     if std::env::var_os("BLESS").is_some() {
         std::fs::write(path, &rendered).expect("write golden");
@@ -58,8 +59,8 @@ fn remote_pods_are_elements_not_rules() {
     }
     let big_index = ClusterIndex::from_objects(namespaces, pods, loaded.policies);
     let big = render(&compile(&big_index, &NodeScope::Node("node".into()), &ifaces()));
-    let rules = |r: &palisade_dataplane::render::Rendered| r.chains.values().map(|c| c.rules.len()).sum::<usize>();
-    let elements = |r: &palisade_dataplane::render::Rendered| r.sets.values().map(|s| s.elements.len()).sum::<usize>();
+    let rules = |r: &palisade_dataplane::ruleset::Table| r.chains.values().map(|c| c.rules.len()).sum::<usize>();
+    let elements = |r: &palisade_dataplane::ruleset::Table| r.sets.values().map(|s| s.elements.len()).sum::<usize>();
     assert_eq!(rules(&small), rules(&big), "rules do not grow with remote pods");
     assert!(elements(&big) > elements(&small), "remote pods are set elements");
 }

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use palisade_dataplane::nft::{Nft, NftCli, NftError};
-use palisade_dataplane::render::{Rendered, render};
+use palisade_dataplane::render::render;
+use palisade_dataplane::ruleset::Table;
 use palisade_dataplane::transaction::{diff, full};
 use palisade_dataplane::{NodeScope, compile};
 use palisade_policy::{ClusterIndex, Pod, Protocol};
@@ -35,7 +36,7 @@ pub enum ModelLabError {
 pub struct ModelLab {
     topo: Topology,
     nft: NftCli,
-    applied: Option<Rendered>,
+    applied: Option<Table>,
 }
 
 impl ModelLab {
@@ -61,7 +62,7 @@ impl ModelLab {
             Some(old) => diff(old, &rendered),
         };
         if let Some(tx) = tx {
-            self.nft.apply(&tx)?;
+            self.nft.apply(&tx, &rendered)?;
         }
         self.applied = Some(rendered);
         run("ip", &["netns", "exec", self.topo.node.name(), "conntrack", "-F"])?;

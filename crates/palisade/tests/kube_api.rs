@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 use mock_api::{Mock, Resource};
 use palisade::agent::kube_agent::{KubeAgentConfig, run};
 use palisade::agent::metrics::Metrics;
-use palisade_dataplane::nft::{Nft as _, NftCli, summarize_listing, summarize_rendered};
+use palisade_dataplane::json::TableSummary;
+use palisade_dataplane::nft::{Nft as _, NftCli};
 use palisade_dataplane::render::render;
+use palisade_dataplane::ruleset::{Datum, Key, KeyType, Part};
 use palisade_dataplane::{NodeScope, compile};
 use palisade_lab::netns::{NetNs, unique_prefix};
 use palisade_manifests::{ApiObject, convert_api_object};
@@ -44,7 +46,7 @@ fn policy(ns: &str, name: &str, spec: Value) -> Value {
 }
 
 /// The table a full compile and render of the mock's current valid objects gives.
-fn expected(mock: &Mock) -> palisade_dataplane::render::Rendered {
+fn expected(mock: &Mock) -> palisade_dataplane::ruleset::Table {
     let mut index = ClusterIndex::new();
     for (resource, kind, api_version) in [
         (Resource::Namespaces, "Namespace", "v1"),
@@ -73,22 +75,28 @@ fn expected(mock: &Mock) -> palisade_dataplane::render::Rendered {
 
 /// Addresses in the plain address sets (peer pods), per set: the part of
 /// the table a pod change moves, compared element by element.
-fn address_sets_rendered(r: &palisade_dataplane::render::Rendered) -> BTreeMap<String, BTreeSet<String>> {
+fn address_sets_rendered(r: &palisade_dataplane::ruleset::Table) -> BTreeMap<String, BTreeSet<String>> {
     r.sets
         .iter()
         .filter(|(_, d)| {
-            d.map.is_none() && !d.interval && (d.kind == json!("ipv4_addr") || d.kind == json!("ipv6_addr"))
+            !d.decl.verdict_map && !d.decl.interval && matches!(d.decl.key[..], [KeyType::Ipv4Addr | KeyType::Ipv6Addr])
         })
-        .map(|(n, d)| (n.clone(), d.elements.values().filter_map(|v| v.as_str().map(String::from)).collect()))
+        .map(|(n, d)| {
+            let addrs = d.elements.iter().filter_map(|e| match &e.key {
+                Key::One(Part::One(Datum::Addr(a))) => Some(a.to_string()),
+                _ => None,
+            });
+            (n.clone(), addrs.collect())
+        })
         .collect()
 }
 
 fn address_sets_listed(
-    listing: &Value,
+    listing: &palisade_dataplane::json::Listing,
     names: &BTreeMap<String, BTreeSet<String>>,
 ) -> BTreeMap<String, BTreeSet<String>> {
     let mut out = BTreeMap::new();
-    for item in listing["nftables"].as_array().into_iter().flatten() {
+    for item in listing.json()["nftables"].as_array().into_iter().flatten() {
         let Some(set) = item.get("set") else { continue };
         let name = set["name"].as_str().unwrap_or_default();
         if names.contains_key(name) {
@@ -105,12 +113,12 @@ fn address_sets_listed(
 fn converge(mock: &Mock, what: &str) {
     let nft = NftCli::default();
     let rendered = expected(mock);
-    let want = (summarize_rendered(&rendered), address_sets_rendered(&rendered));
+    let want = (TableSummary::of(&rendered), address_sets_rendered(&rendered));
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = None;
     while Instant::now() < deadline {
         if let Ok(Some(listing)) = nft.list_table() {
-            let got = (summarize_listing(&listing), address_sets_listed(&listing, &want.1));
+            let got = (listing.summary(), address_sets_listed(&listing, &want.1));
             if got == want {
                 return;
             }
@@ -123,6 +131,7 @@ fn converge(mock: &Mock, what: &str) {
 
 fn kernel_has_element(set: &str, element: &str) -> bool {
     let Ok(Some(listing)) = NftCli::default().list_table() else { return false };
+    let listing = listing.json();
     listing.to_string().contains(element)
         && listing["nftables"].as_array().is_some_and(|items| {
             items.iter().any(|i| {

@@ -9,13 +9,12 @@
 //! - a concatenation (protocol . port ranges, a pipapo set): one element
 //!   with the first key and the last key (`KEY_END`, inclusive).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
-use serde_json::Value;
-
-use super::objects::{key_field, key_fields};
-use super::{Batch, NFT_JUMP, NFTA_LIST_ELEM, attr_str, attr_u32, nested, value, verdict};
-use crate::render::{SetDef, TABLE};
+use super::objects::key_field;
+use super::{Batch, NFTA_LIST_ELEM, attr_str, attr_u32, nested, value};
+use crate::nft::EncodeError;
+use crate::ruleset::{Datum, Element, KeyType, SetDecl, TABLE};
 
 const NLM_F_CREATE: u16 = 0x400;
 const NFT_MSG_NEWSETELEM: u16 = 12;
@@ -28,16 +27,25 @@ const NFTA_SET_ELEM_DATA: u16 = 2;
 const NFTA_SET_ELEM_FLAGS: u16 = 3;
 const NFTA_SET_ELEM_KEY_END: u16 = 10;
 const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
-const IFNAMSIZ: usize = 16;
 /// Bytes of elements per message: a netlink attribute's length is 16 bits,
 /// so the nested element list must stay well under 64 KiB.
 const ELEMENT_BYTES_PER_MESSAGE: usize = 32 * 1024;
 
-/// Appends the messages adding (or deleting) `elems` of set `name`.
-pub(super) fn messages(batch: &mut Batch, name: &str, def: &SetDef, elems: &[Value], add: bool) -> Result<(), String> {
-    let mut encoded = Vec::with_capacity(elems.len());
-    for e in elems {
-        encode(&mut encoded, def, e, add).ok_or_else(|| format!("element {e} does not fit set {name}"))?;
+/// Appends the messages adding (or deleting) `elements` of set `name`; a
+/// verdict map's elements are deleted by key.
+pub(super) fn messages(
+    batch: &mut Batch,
+    name: &str,
+    decl: &SetDecl,
+    elements: &[Element],
+    add: bool,
+) -> Result<(), EncodeError> {
+    let mut encoded = Vec::with_capacity(elements.len());
+    for e in elements {
+        if !e.fits(decl) {
+            return Err(EncodeError::Element { set: name.to_string(), element: e.to_string() });
+        }
+        encode(&mut encoded, decl, e, add);
     }
     let (kind, flags) = if add { (NFT_MSG_NEWSETELEM, NLM_F_CREATE) } else { (NFT_MSG_DELSETELEM, 0) };
     for chunk in chunks(&encoded) {
@@ -78,33 +86,18 @@ fn list_elem(out: &mut Vec<Vec<u8>>, body: impl FnOnce(&mut Vec<u8>)) {
     out.push(e);
 }
 
-/// Encodes one element (one or, for an rbtree range, two list entries).
-fn encode(out: &mut Vec<Vec<u8>>, def: &SetDef, elem: &Value, add: bool) -> Option<()> {
-    let fields = key_fields(&def.kind)?;
-    let (key_value, data) = match (def.map, elem) {
-        (Some("verdict"), Value::Array(pair)) if pair.len() == 2 => (&pair[0], Some(&pair[1])),
-        (Some(_), Value::Array(_)) => return None,
-        (Some(_), key) if !add => (key, None),
-        (Some(_), _) => return None,
-        (None, key) => (key, None),
-    };
-    let target = match data {
-        Some(v) if add => Some(v.get("jump")?.get("target")?.as_str()?),
-        _ => None,
-    };
-    let (first, last) = key_bytes(&fields, key_value)?;
-    match (def.interval, fields.len()) {
-        (false, _) => {
-            if first != last {
-                return None;
+/// Encodes one element (one or, for an rbtree range, two list entries);
+/// it fits `decl`.
+fn encode(out: &mut Vec<Vec<u8>>, decl: &SetDecl, element: &Element, add: bool) {
+    let (first, last) = key_bytes(&decl.key, element);
+    let target = element.verdict.as_ref().filter(|_| add);
+    match (decl.interval, decl.key.len()) {
+        (false, _) => list_elem(out, |o| {
+            value(o, NFTA_SET_ELEM_KEY, &first);
+            if let Some(v) = target {
+                super::verdict(o, NFTA_SET_ELEM_DATA, v);
             }
-            list_elem(out, |o| {
-                value(o, NFTA_SET_ELEM_KEY, &first);
-                if let Some(chain) = target {
-                    verdict(o, NFTA_SET_ELEM_DATA, NFT_JUMP, Some(chain));
-                }
-            });
-        }
+        }),
         (true, 1) => {
             list_elem(out, |o| value(o, NFTA_SET_ELEM_KEY, &first));
             if let Some(end) = successor(&last) {
@@ -119,7 +112,6 @@ fn encode(out: &mut Vec<Vec<u8>>, def: &SetDef, elem: &Value, add: bool) -> Opti
             value(o, NFTA_SET_ELEM_KEY_END, &last);
         }),
     }
-    Some(())
 }
 
 /// `bytes + 1` as a big-endian number; `None` when it would overflow.
@@ -137,60 +129,42 @@ fn successor(bytes: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The first and last key an element covers (equal unless it holds a range).
-fn key_bytes(fields: &[&str], value: &Value) -> Option<(Vec<u8>, Vec<u8>)> {
-    let parts: Vec<&Value> =
-        if fields.len() == 1 { vec![value] } else { value.get("concat")?.as_array()?.iter().collect() };
-    if parts.len() != fields.len() {
-        return None;
-    }
+fn key_bytes(fields: &[KeyType], element: &Element) -> (Vec<u8>, Vec<u8>) {
     let (mut first, mut last) = (Vec::new(), Vec::new());
     let concat = fields.len() > 1;
-    for (kind, part) in fields.iter().zip(parts) {
-        let (a, b) = match part.get("range").and_then(Value::as_array) {
-            Some(r) if r.len() == 2 => (&r[0], &r[1]),
-            Some(_) => return None,
-            None => (part, part),
-        };
-        field(&mut first, kind, a, concat)?;
-        field(&mut last, kind, b, concat)?;
+    for (kind, part) in fields.iter().zip(element.key.parts()) {
+        let (a, b) = part.bounds();
+        field(&mut first, *kind, a, concat);
+        field(&mut last, *kind, b, concat);
     }
-    Some((first, last))
+    (first, last)
 }
 
 /// One field's bytes; in a concatenation padded to four bytes.
-fn field(out: &mut Vec<u8>, kind: &str, value: &Value, concat: bool) -> Option<()> {
+fn field(out: &mut Vec<u8>, kind: KeyType, datum: &Datum, concat: bool) {
     let start = out.len();
-    match kind {
-        "ipv4_addr" => out.extend_from_slice(&value.as_str()?.parse::<Ipv4Addr>().ok()?.octets()),
-        "ipv6_addr" => out.extend_from_slice(&value.as_str()?.parse::<Ipv6Addr>().ok()?.octets()),
-        "ifname" => {
-            let name = value.as_str()?.as_bytes();
-            if name.len() >= IFNAMSIZ || name.contains(&0) {
-                return None;
-            }
-            out.extend_from_slice(name);
-            out.resize(start + IFNAMSIZ, 0);
+    match datum {
+        Datum::Addr(IpAddr::V4(a)) => out.extend_from_slice(&a.octets()),
+        Datum::Addr(IpAddr::V6(a)) => out.extend_from_slice(&a.octets()),
+        Datum::Ifname(name) => {
+            // Shorter than the field (`Element::fits`), NUL-padded.
+            out.extend_from_slice(name.as_bytes());
+            out.resize(start + crate::ruleset::IFNAMSIZ, 0);
         }
-        "inet_proto" => out.push(match value.as_str()? {
-            "tcp" => 6,
-            "udp" => 17,
-            "sctp" => 132,
-            _ => return None,
-        }),
-        "inet_service" => out.extend_from_slice(&u16::try_from(value.as_u64()?).ok()?.to_be_bytes()),
-        _ => return None,
+        Datum::Proto(p) => out.push(crate::ruleset::ip_proto(*p)),
+        Datum::Port(p) => out.extend_from_slice(&p.to_be_bytes()),
     }
-    debug_assert_eq!(Some(out.len() - start), key_field(kind).and_then(|(_, len)| usize::try_from(len).ok()));
+    debug_assert_eq!(Some(out.len() - start), usize::try_from(key_field(kind).1).ok());
     if concat {
         out.resize(out.len().next_multiple_of(4), 0);
     }
-    Some(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::ruleset::{Key, Part};
+    use palisade_policy::Protocol;
 
     #[test]
     fn successor_carries_and_stops_at_the_top() {
@@ -200,12 +174,14 @@ mod tests {
 
     #[test]
     fn keys_are_padded_in_concatenations_only() {
-        let (a, b) =
-            key_bytes(&["inet_proto", "inet_service"], &json!({"concat": ["udp", {"range": [80, 81]}]})).expect("fits");
+        let ports = Element::key(Key::from(vec![
+            Part::One(Datum::Proto(Protocol::Udp)),
+            Part::Range(Datum::Port(80), Datum::Port(81)),
+        ]));
+        let (a, b) = key_bytes(&[KeyType::InetProto, KeyType::InetService], &ports);
         assert_eq!(a, vec![17, 0, 0, 0, 0, 80, 0, 0]);
         assert_eq!(b, vec![17, 0, 0, 0, 0, 81, 0, 0]);
-        let (a, _) = key_bytes(&["ipv4_addr"], &json!("10.0.0.1")).expect("fits");
+        let (a, _) = key_bytes(&[KeyType::Ipv4Addr], &Element::key(Key::addr("10.0.0.1".parse().expect("ip"))));
         assert_eq!(a, vec![10, 0, 0, 1]);
-        assert!(key_bytes(&["ifname"], &json!("a-name-of-16-byt")).is_none());
     }
 }

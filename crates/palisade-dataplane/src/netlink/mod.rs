@@ -10,13 +10,14 @@
 //! policy change. The kernel needs none of it: it resolves tables, chains
 //! and sets by name, and a batch is committed whole or not at all.
 //!
-//! What this module encodes is exactly the vocabulary `render` produces
-//! (tables, chains, counters, hash and interval sets and verdict maps with
-//! their elements, and the rule expressions listed in `netlink/rules.rs`), translated
-//! from the same `nft -j` transaction that is golden-tested. The kernel tests
+//! It encodes the typed [`Transaction`] directly (tables, chains, counters,
+//! hash and interval sets and verdict maps with their elements, and the rule
+//! statements listed in `netlink/rules.rs`): the same commands the `nft -j`
+//! serializer (`json`) writes, with no JSON in between. The kernel tests
 //! apply transactions both ways, through this module and through `nft -j`,
-//! and require identical listings; anything outside that vocabulary is an
-//! error here, never a silent fallback.
+//! and require identical listings. What cannot be encoded (an element that
+//! does not fit its set, a lookup of a set the table lacks) is an
+//! [`EncodeError`], never a silent fallback.
 
 mod elements;
 mod objects;
@@ -30,10 +31,10 @@ use nix::sys::socket::{
     AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recv, sendto, setsockopt, socket, sockopt,
 };
 use nix::sys::time::TimeVal;
-use serde_json::Value;
 
-use crate::nft::NftError;
-use crate::render::Rendered;
+use crate::nft::{EncodeError, NftError};
+use crate::ruleset::{Table, Verdict};
+use crate::transaction::Transaction;
 
 const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 0x1;
@@ -49,6 +50,8 @@ const NFTA_DATA_VERDICT: u16 = 2;
 const NFTA_VERDICT_CODE: u16 = 1;
 const NFTA_VERDICT_CHAIN: u16 = 2;
 const NFT_JUMP: i32 = -3;
+const NF_DROP: i32 = 0;
+const NF_ACCEPT: i32 = 1;
 /// How long to wait for the kernel's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -61,6 +64,11 @@ pub struct Batch {
     last: Option<usize>,
     /// Ids for sets created in this batch.
     set_ids: u32,
+    /// For each message (by sequence number - 1), the index of the command
+    /// it encodes; `None` for the batch markers.
+    origins: Vec<Option<usize>>,
+    /// The command being encoded.
+    command: Option<usize>,
 }
 
 /// Appends a netlink attribute; `body` writes its payload.
@@ -104,7 +112,12 @@ fn value(out: &mut Vec<u8>, kind: u16, bytes: &[u8]) {
 
 /// `NFTA_DATA_VERDICT`, nested in attribute `kind`: a verdict code and, for
 /// a jump, the chain.
-fn verdict(out: &mut Vec<u8>, kind: u16, code: i32, chain: Option<&str>) {
+fn verdict(out: &mut Vec<u8>, kind: u16, verdict: &Verdict) {
+    let (code, chain) = match verdict {
+        Verdict::Accept => (NF_ACCEPT, None),
+        Verdict::Drop => (NF_DROP, None),
+        Verdict::Jump(chain) => (NFT_JUMP, Some(chain.as_str())),
+    };
     nested(out, kind, |o| {
         nested(o, NFTA_DATA_VERDICT, |o| {
             attr_u32(o, NFTA_VERDICT_CODE, code.cast_unsigned());
@@ -126,6 +139,7 @@ impl Batch {
         };
         let start = self.bytes.len();
         self.seq += 1;
+        self.origins.push(if family == 0 { None } else { self.command });
         self.bytes.extend_from_slice(&[0; 4]); // length, set below
         self.bytes.extend_from_slice(&kind.to_ne_bytes());
         self.bytes.extend_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
@@ -143,21 +157,23 @@ impl Batch {
         self.message((NFNL_SUBSYS_NFTABLES << 8) | msg, flags, body);
     }
 
-    /// The batch for an `nft -j` transaction that brings the table to
-    /// `table` (whose set definitions give element encodings), or why it
-    /// cannot be encoded.
-    pub fn for_transaction(transaction: &Value, table: &Rendered) -> Result<Batch, String> {
-        let commands = transaction.get("nftables").and_then(Value::as_array).ok_or("not an nft JSON transaction")?;
+    /// The batch for `transaction`, which brings the table to `table` (whose
+    /// sets the rules' lookups refer to), or why it cannot be encoded.
+    pub fn encode(transaction: &Transaction, table: &Table) -> Result<Batch, NftError> {
         let mut batch = Batch::default();
         batch.message(NFNL_MSG_BATCH_BEGIN, 0, |_| {});
-        for (i, command) in commands.iter().enumerate() {
-            objects::command(&mut batch, command, table).map_err(|e| {
-                // The command itself, cut short: an element command can be megabytes.
-                let text: String = command.to_string().chars().take(300).collect();
-                format!("command {i}: {e}: {text}")
+        for (i, command) in transaction.commands.iter().enumerate() {
+            batch.command = Some(i);
+            objects::command(&mut batch, command, table).map_err(|reason| NftError::Encode {
+                index: i,
+                command: command.to_string(),
+                reason,
             })?;
         }
-        let Some(last) = batch.last else { return Err("no commands".into()) };
+        batch.command = None;
+        let Some(last) = batch.last else {
+            return Err(NftError::Encode { index: 0, command: String::new(), reason: EncodeError::Empty });
+        };
         // Only the last message asks for an acknowledgement: the kernel
         // reports every failed message whatever its flags, and sends all
         // answers after the commit (or the abort), so this one answer says
@@ -180,15 +196,23 @@ impl Batch {
         u32::from_ne_bytes(self.bytes[last + 8..last + 12].try_into().expect("4 bytes"))
     }
 
-    /// Sends the batch on `socket` and waits for the kernel's answer; any
-    /// error aborts the whole batch in the kernel.
-    pub fn apply(&self, socket: &Socket) -> Result<(), NftError> {
+    /// Sends the batch for `transaction` on `socket` and waits for the
+    /// kernel's answer; any error aborts the whole batch in the kernel, and
+    /// names the command it rejected.
+    pub fn apply(&self, socket: &Socket, transaction: &Transaction) -> Result<(), NftError> {
         let mut guard = socket.fd.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let fd = match guard.take() {
             Some(fd) => fd,
             None => open()?,
         };
-        let result = self.exchange(&fd);
+        let result = self.exchange(&fd).map_err(|e| match e {
+            Answer::Rejected { seq, errno } => {
+                let index = self.origins.get((seq as usize).wrapping_sub(1)).copied().flatten();
+                let command = index.and_then(|i| transaction.commands.get(i)).map(ToString::to_string);
+                NftError::Kernel { errno, seq, index, command: command.unwrap_or_default() }
+            }
+            Answer::Failed(e) => e,
+        });
         // After an error, answers to the rest of the batch may still be
         // queued: such a socket is not reused.
         if result.is_ok() {
@@ -197,7 +221,7 @@ impl Batch {
         result
     }
 
-    fn exchange(&self, fd: &OwnedFd) -> Result<(), NftError> {
+    fn exchange(&self, fd: &OwnedFd) -> Result<(), Answer> {
         // A batch is one datagram: the send buffer must hold all of it (what
         // `nft` does too). Forcing the size needs CAP_NET_ADMIN, which
         // programming nf_tables needs anyway.
@@ -216,18 +240,14 @@ impl Batch {
                 let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
                 let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2 bytes"));
                 if len < 16 || at + len > n {
-                    return Err(NftError::Netlink(format!("malformed answer of {len} bytes")));
+                    return Err(Answer::Failed(NftError::Protocol(format!("malformed answer of {len} bytes"))));
                 }
                 if kind == NLMSG_ERROR && len >= 36 {
                     let code = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().expect("4 bytes"));
                     // The answer quotes the header of the message it answers.
                     let seq = u32::from_ne_bytes(buf[at + 28..at + 32].try_into().expect("4 bytes"));
                     if code != 0 {
-                        let errno = nix::errno::Errno::from_raw(-code);
-                        return Err(NftError::Netlink(format!(
-                            "kernel rejected the batch at message {seq} of {}: {errno}",
-                            self.seq
-                        )));
+                        return Err(Answer::Rejected { seq, errno: nix::errno::Errno::from_raw(-code) });
                     }
                     if seq == want {
                         return Ok(());
@@ -236,12 +256,29 @@ impl Batch {
                 at += len.next_multiple_of(4);
             }
         }
-        Err(NftError::Netlink("no acknowledgement for the batch".into()))
+        Err(Answer::Failed(NftError::Protocol("no acknowledgement for the batch".into())))
     }
 }
 
-fn io(what: &str, e: nix::Error) -> NftError {
-    NftError::Netlink(format!("{what}: {e}"))
+/// Why an exchange failed: the kernel rejected a message, or the socket did.
+enum Answer {
+    Rejected { seq: u32, errno: nix::errno::Errno },
+    Failed(NftError),
+}
+
+impl From<NftError> for Answer {
+    fn from(e: NftError) -> Self {
+        Answer::Failed(e)
+    }
+}
+
+fn io(what: &'static str, source: nix::Error) -> NftError {
+    NftError::Io { what, source }
+}
+
+/// Encodes `transaction` and applies it on `socket` as one batch.
+pub fn apply(transaction: &Transaction, table: &Table, socket: &Socket) -> Result<(), NftError> {
+    Batch::encode(transaction, table)?.apply(socket, transaction)
 }
 
 /// A new nfnetlink socket in the calling thread's network namespace.
@@ -271,11 +308,9 @@ pub struct Socket {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::render::{SetDef, TABLE};
-    use serde_json::json;
+    use crate::ruleset::{Element, Key, KeyType, Rule, Set, SetDecl, Statement, Verdict};
+    use crate::transaction::Command;
 
     fn messages(bytes: &[u8]) -> Vec<(u16, u16, usize)> {
         let mut out = Vec::new();
@@ -292,38 +327,58 @@ mod tests {
         out
     }
 
+    fn ingress4() -> (Table, SetDecl) {
+        let decl = SetDecl::verdict_map(KeyType::Ipv4Addr);
+        let mut table = Table::default();
+        table.sets.insert("ingress4".into(), Set { decl: decl.clone(), elements: std::collections::BTreeSet::new() });
+        (table, decl)
+    }
+
     #[test]
     fn many_long_map_elements_split_into_messages_under_the_attribute_limit() {
         let chain = format!("pod/{}/{}/ingress", "n".repeat(63), "p".repeat(253));
-        let mut table = Rendered::default();
-        table.sets.insert(
-            "ingress4".into(),
-            SetDef { kind: json!("ipv4_addr"), map: Some("verdict"), interval: false, elements: BTreeMap::new() },
-        );
-        let elems: Vec<Value> = (0..2000u32)
-            .map(|i| json!([std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string(), {"jump": {"target": chain}}]))
+        let (table, decl) = ingress4();
+        let elements: Vec<Element> = (0..2000u32)
+            .map(|i| {
+                Element::mapping(
+                    Key::addr(std::net::Ipv4Addr::from(0x0a00_0000 + i).into()),
+                    Verdict::Jump(chain.clone()),
+                )
+            })
             .collect();
-        let tx = json!({"nftables": [{"add": {"element": {"family": "inet", "table": TABLE, "name": "ingress4", "elem": elems}}}]});
-        let batch = Batch::for_transaction(&tx, &table).expect("encodable");
+        let tx = Transaction { commands: vec![Command::AddElements { set: "ingress4".into(), decl, elements }] };
+        let batch = Batch::encode(&tx, &table).expect("encodable");
         let messages = messages(batch.bytes());
         assert!(messages.len() > 5, "split into several messages ({}) between batch begin and end", messages.len());
         // Only the last nf_tables message asks for the acknowledgement.
         let acked: Vec<usize> =
             messages.iter().enumerate().filter(|(_, (_, flags, _))| flags & NLM_F_ACK != 0).map(|(i, _)| i).collect();
         assert_eq!(acked, vec![messages.len() - 2]);
+        // Every message between the markers came from the one command.
+        assert!(batch.origins[1..batch.origins.len() - 1].iter().all(|o| *o == Some(0)));
+        assert_eq!((batch.origins[0], batch.origins.last().copied().flatten()), (None, None));
     }
 
     #[test]
-    fn other_tables_and_unknown_commands_are_refused() {
-        let table = Rendered::default();
-        for tx in [
-            json!({"nftables": [{"add": {"table": {"family": "inet", "name": "filter"}}}]}),
-            json!({"nftables": [{"add": {"table": {"family": "ip", "name": TABLE}}}]}),
-            json!({"nftables": [{"flush": {"ruleset": null}}]}),
-            json!({"nftables": [{"add": {"rule": {"family": "inet", "table": TABLE, "chain": "c", "expr": [{"masquerade": null}]}}}]}),
-            json!({"nftables": []}),
+    fn what_cannot_be_encoded_is_refused_with_the_command() {
+        let (table, decl) = ingress4();
+        let v6 = Element::mapping(Key::addr("fd00::1".parse().expect("ip")), Verdict::Accept);
+        let no_verdict = Element::key(Key::addr("10.0.0.1".parse().expect("ip")));
+        let long_log = Rule(vec![Statement::Log { prefix: "x".repeat(128) }]);
+        let missing = Rule(vec![Statement::lookup(vec![crate::ruleset::Expr::Iifname], "no-such-set")]);
+        let map_as_set = Rule(vec![Statement::lookup(vec![crate::ruleset::Expr::Iifname], "ingress4")]);
+        for (command, why) in [
+            (Command::AddElements { set: "ingress4".into(), decl: decl.clone(), elements: vec![v6] }, "does not fit"),
+            (Command::AddElements { set: "ingress4".into(), decl, elements: vec![no_verdict] }, "does not fit"),
+            (Command::AddRule { chain: "c".into(), rule: long_log }, "prefix"),
+            (Command::AddRule { chain: "c".into(), rule: missing }, "not in the table"),
+            (Command::AddRule { chain: "c".into(), rule: map_as_set }, "verdict map"),
+            (Command::AddChain { name: "x".repeat(300), base: None }, "too long"),
         ] {
-            assert!(Batch::for_transaction(&tx, &table).is_err(), "{tx}");
+            let tx = Transaction { commands: vec![Command::AddTable, command] };
+            let err = Batch::encode(&tx, &table).expect_err("refused").to_string();
+            assert!(err.contains("command 1") && err.contains(why), "{err}");
         }
+        assert!(Batch::encode(&Transaction::default(), &table).is_err(), "an empty batch");
     }
 }

@@ -1,11 +1,11 @@
-//! One `nft -j` command as nf_tables messages: tables, counters, sets and
-//! maps, chains, rules and elements of Palisade's table only.
-
-use serde_json::Value;
+//! One command as nf_tables messages: tables, counters, sets and maps,
+//! chains, rules and elements of Palisade's table only.
 
 use super::{Batch, attr_bytes, attr_str, attr_u32, attr_u64, nested};
 use crate::netlink::{elements, rules};
-use crate::render::{Rendered, TABLE};
+use crate::nft::EncodeError;
+use crate::ruleset::{Hook, KeyType, SetDecl, TABLE, Table};
+use crate::transaction::Command;
 
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
@@ -77,61 +77,41 @@ fn userdata(field_type: u32, map: bool) -> Vec<u8> {
 }
 
 const IFNAME_TYPE: u32 = 41;
+/// Longest object name the kernel takes (`NFT_NAME_MAXLEN` less the NUL).
+const NAME_MAX: usize = 255;
 
 /// A field of a set key: nft's type id and its length in bytes.
-pub(super) fn key_field(kind: &str) -> Option<(u32, u32)> {
-    Some(match kind {
-        "ipv4_addr" => (7, 4),
-        "ipv6_addr" => (8, 16),
-        "inet_proto" => (12, 1),
-        "inet_service" => (13, 2),
-        "ifname" => (IFNAME_TYPE, 16),
-        _ => return None,
-    })
-}
-
-/// The fields of a set's `type` (a name, or a list for concatenations).
-pub(super) fn key_fields(kind: &Value) -> Option<Vec<&str>> {
+pub(super) fn key_field(kind: KeyType) -> (u32, u32) {
     match kind {
-        Value::String(k) => Some(vec![k.as_str()]),
-        Value::Array(ks) => ks.iter().map(Value::as_str).collect(),
-        _ => None,
+        KeyType::Ipv4Addr => (7, 4),
+        KeyType::Ipv6Addr => (8, 16),
+        KeyType::InetProto => (12, 1),
+        KeyType::InetService => (13, 2),
+        KeyType::Ifname => (IFNAME_TYPE, 16),
     }
 }
 
-/// The command's single `{kind: body}` pair.
-fn single(v: &Value) -> Result<(&str, &Value), String> {
-    let o = v.as_object().filter(|o| o.len() == 1).ok_or("expected one key")?;
-    let (k, v) = o.iter().next().expect("one key");
-    Ok((k.as_str(), v))
-}
-
-fn text<'a>(body: &'a Value, key: &str) -> Result<&'a str, String> {
-    body.get(key).and_then(Value::as_str).ok_or_else(|| format!("no \"{key}\""))
+/// `name`, if the kernel can hold it.
+pub(super) fn name(name: &str) -> Result<&str, EncodeError> {
+    if name.len() > NAME_MAX || name.contains('\0') {
+        return Err(EncodeError::Name(name.chars().take(80).collect()));
+    }
+    Ok(name)
 }
 
 /// Appends the messages for one command.
-pub(super) fn command(batch: &mut Batch, command: &Value, table: &Rendered) -> Result<(), String> {
-    let (verb, object) = single(command)?;
-    let (kind, body) = single(object)?;
-    if text(body, "family")? != "inet" {
-        return Err("only the inet family".into());
-    }
-    let table_name = if kind == "table" { text(body, "name")? } else { text(body, "table")? };
-    if table_name != TABLE {
-        return Err(format!("only table {TABLE}"));
-    }
-    match (verb, kind) {
-        ("add", "table") => batch.nft(NFT_MSG_NEWTABLE, NLM_F_CREATE, |o| {
+pub(super) fn command(batch: &mut Batch, command: &Command, table: &Table) -> Result<(), EncodeError> {
+    match command {
+        Command::AddTable => batch.nft(NFT_MSG_NEWTABLE, NLM_F_CREATE, |o| {
             attr_str(o, NFTA_TABLE_NAME, TABLE);
             attr_u32(o, NFTA_TABLE_FLAGS, 0);
         }),
-        ("delete", "table") => batch.nft(NFT_MSG_DELTABLE, 0, |o| attr_str(o, NFTA_TABLE_NAME, TABLE)),
-        ("add", "counter") => {
-            let name = text(body, "name")?;
+        Command::DeleteTable => batch.nft(NFT_MSG_DELTABLE, 0, |o| attr_str(o, NFTA_TABLE_NAME, TABLE)),
+        Command::AddCounter(counter) => {
+            let counter = name(counter)?;
             batch.nft(NFT_MSG_NEWOBJ, NLM_F_CREATE, |o| {
                 attr_str(o, NFTA_OBJ_TABLE, TABLE);
-                attr_str(o, NFTA_OBJ_NAME, name);
+                attr_str(o, NFTA_OBJ_NAME, counter);
                 attr_u32(o, NFTA_OBJ_TYPE, NFT_OBJECT_COUNTER);
                 nested(o, NFTA_OBJ_DATA, |o| {
                     attr_u64(o, NFTA_COUNTER_BYTES, 0);
@@ -139,75 +119,65 @@ pub(super) fn command(batch: &mut Batch, command: &Value, table: &Rendered) -> R
                 });
             });
         }
-        ("delete", "counter") => {
-            let name = text(body, "name")?;
+        Command::DeleteCounter(counter) => {
+            let counter = name(counter)?;
             batch.nft(NFT_MSG_DELOBJ, 0, |o| {
                 attr_str(o, NFTA_OBJ_TABLE, TABLE);
-                attr_str(o, NFTA_OBJ_NAME, name);
+                attr_str(o, NFTA_OBJ_NAME, counter);
                 attr_u32(o, NFTA_OBJ_TYPE, NFT_OBJECT_COUNTER);
             });
         }
-        ("add", "set" | "map") => add_set(batch, kind == "map", body, table)?,
-        ("delete", "set" | "map") => {
-            let name = text(body, "name")?;
+        Command::AddSet { name: set, decl, elements } => {
+            add_set(batch, name(set)?, decl);
+            if !elements.is_empty() {
+                elements::messages(batch, set, decl, elements, true)?;
+            }
+        }
+        Command::DeleteSet { name: set, .. } => {
+            let set = name(set)?;
             batch.nft(NFT_MSG_DELSET, 0, |o| {
                 attr_str(o, NFTA_SET_TABLE, TABLE);
-                attr_str(o, NFTA_SET_NAME, name);
+                attr_str(o, NFTA_SET_NAME, set);
             });
         }
-        ("add", "chain") => add_chain(batch, body)?,
-        ("delete", "chain") => {
-            let name = text(body, "name")?;
+        Command::AddChain { name: chain, base } => add_chain(batch, name(chain)?, *base),
+        Command::DeleteChain(chain) => {
+            let chain = name(chain)?;
             batch.nft(NFT_MSG_DELCHAIN, 0, |o| {
                 attr_str(o, NFTA_CHAIN_TABLE, TABLE);
-                attr_str(o, NFTA_CHAIN_NAME, name);
+                attr_str(o, NFTA_CHAIN_NAME, chain);
             });
         }
         // A rule deletion naming only the chain removes all its rules.
-        ("flush", "chain") => {
-            let name = text(body, "name")?;
+        Command::FlushChain(chain) => {
+            let chain = name(chain)?;
             batch.nft(NFT_MSG_DELRULE, 0, |o| {
                 attr_str(o, NFTA_RULE_TABLE, TABLE);
-                attr_str(o, NFTA_RULE_CHAIN, name);
+                attr_str(o, NFTA_RULE_CHAIN, chain);
             });
         }
-        ("add", "rule") => {
-            let chain = text(body, "chain")?;
-            let exprs = body.get("expr").and_then(Value::as_array).ok_or("no \"expr\"")?;
-            let encoded = rules::expressions(exprs, table)?;
+        Command::AddRule { chain, rule } => {
+            let chain = name(chain)?;
+            let encoded = rules::expressions(rule, table)?;
             batch.nft(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, |o| {
                 attr_str(o, NFTA_RULE_TABLE, TABLE);
                 attr_str(o, NFTA_RULE_CHAIN, chain);
                 nested(o, NFTA_RULE_EXPRESSIONS, |o| o.extend_from_slice(&encoded));
             });
         }
-        ("add" | "delete", "element") => {
-            let name = text(body, "name")?;
-            let def = table.sets.get(name).ok_or_else(|| format!("set {name} is not in the table"))?;
-            let elems = body.get("elem").and_then(Value::as_array).ok_or("no \"elem\"")?;
-            elements::messages(batch, name, def, elems, verb == "add")?;
+        Command::AddElements { set, decl, elements } => elements::messages(batch, name(set)?, decl, elements, true)?,
+        Command::DeleteElements { set, decl, elements } => {
+            elements::messages(batch, name(set)?, decl, elements, false)?;
         }
-        _ => return Err(format!("{verb} {kind} is not supported")),
     }
     Ok(())
 }
 
-fn add_chain(batch: &mut Batch, body: &Value) -> Result<(), String> {
-    let name = text(body, "name")?;
-    let base = match body.get("hook") {
-        None => None,
-        Some(hook) => {
-            if hook != "forward" || text(body, "type")? != "filter" || text(body, "policy")? != "accept" {
-                return Err("only filter chains on the forward hook with policy accept".into());
-            }
-            let prio = body.get("prio").and_then(Value::as_i64).ok_or("no \"prio\"")?;
-            Some(i32::try_from(prio).map_err(|_| "priority out of range")?)
-        }
-    };
+fn add_chain(batch: &mut Batch, name: &str, base: Option<(Hook, i32)>) {
     batch.nft(NFT_MSG_NEWCHAIN, NLM_F_CREATE, |o| {
         attr_str(o, NFTA_CHAIN_TABLE, TABLE);
         attr_str(o, NFTA_CHAIN_NAME, name);
-        if let Some(prio) = base {
+        if let Some((Hook::Forward, prio)) = base {
             nested(o, NFTA_CHAIN_HOOK, |o| {
                 attr_u32(o, NFTA_HOOK_HOOKNUM, NF_INET_FORWARD);
                 attr_u32(o, NFTA_HOOK_PRIORITY, prio.cast_unsigned());
@@ -216,37 +186,22 @@ fn add_chain(batch: &mut Batch, body: &Value) -> Result<(), String> {
             attr_str(o, NFTA_CHAIN_TYPE, "filter");
         }
     });
-    Ok(())
 }
 
-fn add_set(batch: &mut Batch, map: bool, body: &Value, table: &Rendered) -> Result<(), String> {
-    let name = text(body, "name")?;
-    let kind = body.get("type").ok_or("no \"type\"")?;
-    let fields = key_fields(kind).ok_or("bad \"type\"")?;
-    let fields: Vec<(u32, u32)> = fields
-        .iter()
-        .map(|f| key_field(f).ok_or_else(|| format!("type {f} is not supported")))
-        .collect::<Result<_, _>>()?;
-    let interval = match body.get("flags") {
-        None => false,
-        Some(flags) if flags == &serde_json::json!(["interval"]) => true,
-        Some(flags) => return Err(format!("flags {flags} are not supported")),
-    };
-    if map && body.get("map").and_then(Value::as_str) != Some("verdict") {
-        return Err("only verdict maps".into());
-    }
+fn add_set(batch: &mut Batch, name: &str, decl: &SetDecl) {
+    let fields: Vec<(u32, u32)> = decl.key.iter().map(|k| key_field(*k)).collect();
     let concat = fields.len() > 1;
     // Concatenations: nft's composite type id, each field padded to 4 bytes.
     let key_type = fields.iter().fold(0u32, |acc, (id, _)| (acc << 6) | id);
     let key_len: u32 = if concat { fields.iter().map(|(_, len)| len.next_multiple_of(4)).sum() } else { fields[0].1 };
     let mut flags = 0;
-    if interval {
+    if decl.interval {
         flags |= NFT_SET_INTERVAL;
         if concat {
             flags |= NFT_SET_CONCAT;
         }
     }
-    if map {
+    if decl.verdict_map {
         flags |= NFT_SET_MAP;
     }
     batch.set_ids += 1;
@@ -257,12 +212,12 @@ fn add_set(batch: &mut Batch, map: bool, body: &Value, table: &Rendered) -> Resu
         attr_u32(o, NFTA_SET_FLAGS, flags);
         attr_u32(o, NFTA_SET_KEY_TYPE, key_type);
         attr_u32(o, NFTA_SET_KEY_LEN, key_len);
-        if map {
+        if decl.verdict_map {
             attr_u32(o, NFTA_SET_DATA_TYPE, NFT_DATA_VERDICT);
             attr_u32(o, NFTA_SET_DATA_LEN, 0);
         }
         attr_u32(o, NFTA_SET_ID, id);
-        if interval && concat {
+        if decl.interval && concat {
             nested(o, NFTA_SET_DESC, |o| {
                 nested(o, NFTA_SET_DESC_CONCAT, |o| {
                     for (_, len) in &fields {
@@ -272,12 +227,7 @@ fn add_set(batch: &mut Batch, map: bool, body: &Value, table: &Rendered) -> Resu
             });
         }
         if !concat {
-            attr_bytes(o, NFTA_SET_USERDATA, &userdata(fields[0].0, map));
+            attr_bytes(o, NFTA_SET_USERDATA, &userdata(fields[0].0, decl.verdict_map));
         }
     });
-    if let Some(elems) = body.get("elem").and_then(Value::as_array) {
-        let def = table.sets.get(name).ok_or_else(|| format!("set {name} is not in the table"))?;
-        elements::messages(batch, name, def, elems, true)?;
-    }
-    Ok(())
 }

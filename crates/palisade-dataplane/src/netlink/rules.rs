@@ -1,13 +1,12 @@
-//! Rule expressions as nf_tables expressions, for the statements `render`
-//! writes:
+//! Rule statements as nf_tables expressions:
 //!
-//! | JSON statement | kernel expressions |
+//! | statement | kernel expressions |
 //! |---|---|
-//! | `match` of `ip`/`ip6` `saddr`/`daddr`, `meta iifname`, `meta l4proto`, `th dport` or a concatenation of them against `@set` (`==`, `!=`) | loads into consecutive registers, `lookup` (inverted for `!=`) |
-//! | `match` of `ct state` `in` a list of states | `ct`, `bitwise` mask, `cmp neq 0` |
-//! | `vmap` of an address against `@map` | load, `lookup` into the verdict register |
-//! | `accept`, `drop`, `jump` | `immediate` verdict |
-//! | `limit` (packets per unit, burst), `log` (prefix), `counter` (named) | `limit`, `log`, `objref` |
+//! | `Lookup` of `ip`/`ip6` `saddr`/`daddr`, `meta iifname`, `meta l4proto`, `th dport` or a concatenation of them in `@set` (negated: not in) | loads into consecutive registers, `lookup` (inverted when negated) |
+//! | `CtState` | `ct`, `bitwise` mask, `cmp neq 0` |
+//! | `Vmap` of an address in `@map` | load, `lookup` into the verdict register |
+//! | `Verdict`: accept, drop, jump | `immediate` verdict |
+//! | `Limit` (packets per second, burst), `Log` (prefix), `Counter` (named) | `limit`, `log`, `objref` |
 //!
 //! As `nft` does, the first statement that reads an IPv4 or IPv6 header
 //! field is preceded by a check of the packet's family (`meta nfproto`),
@@ -15,10 +14,10 @@
 //! expression (size two, length one), so that `nft list` shows what `nft`
 //! would have written.
 
-use serde_json::Value;
-
-use super::{NFT_JUMP, NFTA_LIST_ELEM, attr_str, attr_u32, attr_u64, nested, value, verdict};
-use crate::render::Rendered;
+use super::{NFTA_LIST_ELEM, attr_str, attr_u32, attr_u64, nested, value, verdict};
+use crate::netlink::objects::name;
+use crate::nft::EncodeError;
+use crate::ruleset::{AddrField, Expr, Rule, Statement, Table, Verdict};
 
 const NFTA_EXPR_NAME: u16 = 1;
 const NFTA_EXPR_DATA: u16 = 2;
@@ -39,8 +38,6 @@ const NFT_LOOKUP_F_INV: u32 = 1;
 const NFT_BYTEORDER_HTON: u32 = 1;
 const NFT_OBJECT_COUNTER: u32 = 1;
 const NFT_LIMIT_PKTS: u32 = 0;
-const NF_DROP: i32 = 0;
-const NF_ACCEPT: i32 = 1;
 const NFPROTO_IPV4: u8 = 2;
 const NFPROTO_IPV6: u8 = 10;
 
@@ -51,25 +48,24 @@ enum Load {
 }
 
 impl Load {
-    fn parse(v: &Value) -> Result<Load, String> {
-        if let Some(meta) = v.get("meta") {
-            return match meta.get("key").and_then(Value::as_str) {
-                Some("iifname") => Ok(Load::Meta(NFT_META_IIFNAME, 16)),
-                Some("l4proto") => Ok(Load::Meta(NFT_META_L4PROTO, 1)),
-                other => Err(format!("meta {other:?} is not supported")),
-            };
+    fn of(e: Expr) -> Load {
+        match e {
+            Expr::Iifname => Load::Meta(NFT_META_IIFNAME, 16),
+            Expr::L4proto => Load::Meta(NFT_META_L4PROTO, 1),
+            Expr::Addr { v6: false, field } => Load::Payload {
+                base: NFT_PAYLOAD_NETWORK_HEADER,
+                offset: if field == AddrField::Saddr { 12 } else { 16 },
+                len: 4,
+                family: Some(NFPROTO_IPV4),
+            },
+            Expr::Addr { v6: true, field } => Load::Payload {
+                base: NFT_PAYLOAD_NETWORK_HEADER,
+                offset: if field == AddrField::Saddr { 8 } else { 24 },
+                len: 16,
+                family: Some(NFPROTO_IPV6),
+            },
+            Expr::Dport => Load::Payload { base: NFT_PAYLOAD_TRANSPORT_HEADER, offset: 2, len: 2, family: None },
         }
-        let p = v.get("payload").ok_or_else(|| format!("cannot load {v}"))?;
-        let field = (p.get("protocol").and_then(Value::as_str), p.get("field").and_then(Value::as_str));
-        let (base, offset, len, family) = match field {
-            (Some("ip"), Some("saddr")) => (NFT_PAYLOAD_NETWORK_HEADER, 12, 4, Some(NFPROTO_IPV4)),
-            (Some("ip"), Some("daddr")) => (NFT_PAYLOAD_NETWORK_HEADER, 16, 4, Some(NFPROTO_IPV4)),
-            (Some("ip6"), Some("saddr")) => (NFT_PAYLOAD_NETWORK_HEADER, 8, 16, Some(NFPROTO_IPV6)),
-            (Some("ip6"), Some("daddr")) => (NFT_PAYLOAD_NETWORK_HEADER, 24, 16, Some(NFPROTO_IPV6)),
-            (Some("th"), Some("dport")) => (NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, None),
-            _ => return Err(format!("payload {p} is not supported")),
-        };
-        Ok(Load::Payload { base, offset, len, family })
     }
 
     fn family(&self) -> Option<u8> {
@@ -86,13 +82,13 @@ fn register(words: u32) -> u32 {
     if words.is_multiple_of(4) { NFT_REG_1 + words / 4 } else { NFT_REG32_00 + words }
 }
 
-struct Rule<'a> {
+struct Encoder<'a> {
     out: Vec<u8>,
-    table: &'a Rendered,
+    table: &'a Table,
     family_checked: bool,
 }
 
-impl Rule<'_> {
+impl Encoder<'_> {
     fn expr(&mut self, name: &str, body: impl FnOnce(&mut Vec<u8>)) {
         nested(&mut self.out, NFTA_LIST_ELEM, |o| {
             attr_str(o, NFTA_EXPR_NAME, name);
@@ -115,11 +111,15 @@ impl Rule<'_> {
         });
     }
 
-    fn verdict(&mut self, code: i32, chain: Option<&str>) {
+    fn verdict(&mut self, v: &Verdict) -> Result<(), EncodeError> {
+        if let Verdict::Jump(chain) = v {
+            name(chain)?;
+        }
         self.expr("immediate", |o| {
             attr_u32(o, 1, NFT_REG_VERDICT); // NFTA_IMMEDIATE_DREG
-            verdict(o, 2, code, chain); // NFTA_IMMEDIATE_DATA
+            verdict(o, 2, v); // NFTA_IMMEDIATE_DATA
         });
+        Ok(())
     }
 
     /// Loads `values` into consecutive registers; returns the first.
@@ -162,19 +162,15 @@ impl Rule<'_> {
     }
 
     /// `left` looked up in `@set`; into the verdict register for a map.
-    fn lookup(&mut self, left: &Value, set: &Value, inverted: bool, map: bool) -> Result<(), String> {
-        let name = set.as_str().and_then(|s| s.strip_prefix('@')).ok_or_else(|| format!("not a set: {set}"))?;
-        let def = self.table.sets.get(name).ok_or_else(|| format!("set {name} is not in the table"))?;
-        if def.map.is_some() != map {
-            return Err(format!("{name}: a set where a map is expected, or the reverse"));
+    fn lookup(&mut self, left: &[Expr], set: &str, inverted: bool, map: bool) -> Result<(), EncodeError> {
+        let decl = &self.table.sets.get(set).ok_or_else(|| EncodeError::UnknownSet(set.to_string()))?.decl;
+        if decl.verdict_map != map {
+            return Err(EncodeError::SetKind { set: set.to_string(), verdict_map: decl.verdict_map });
         }
-        let values: Vec<Load> = match left.get("concat").and_then(Value::as_array) {
-            Some(parts) => parts.iter().map(Load::parse).collect::<Result<_, _>>()?,
-            None => vec![Load::parse(left)?],
-        };
-        self.load(&values, def.interval);
+        let values: Vec<Load> = left.iter().map(|e| Load::of(*e)).collect();
+        self.load(&values, decl.interval);
         self.expr("lookup", |o| {
-            attr_str(o, 1, name); // NFTA_LOOKUP_SET
+            attr_str(o, 1, set); // NFTA_LOOKUP_SET
             attr_u32(o, 2, NFT_REG_1); // NFTA_LOOKUP_SREG
             if map {
                 attr_u32(o, 3, NFT_REG_VERDICT); // NFTA_LOOKUP_DREG
@@ -186,18 +182,7 @@ impl Rule<'_> {
         Ok(())
     }
 
-    fn ct_state(&mut self, states: &Value) -> Result<(), String> {
-        let mut mask = 0u32;
-        for s in states.as_array().ok_or("ct states are a list")? {
-            mask |= match s.as_str() {
-                Some("invalid") => 1,
-                Some("established") => 2,
-                Some("related") => 4,
-                Some("new") => 8,
-                Some("untracked") => 64,
-                _ => return Err(format!("ct state {s} is not supported")),
-            };
-        }
+    fn ct_state(&mut self, mask: u32) {
         self.expr("ct", |o| {
             attr_u32(o, 2, NFT_CT_STATE); // NFTA_CT_KEY
             attr_u32(o, 1, NFT_REG_1); // NFTA_CT_DREG
@@ -210,89 +195,46 @@ impl Rule<'_> {
             value(o, 5, &[0; 4]); // NFTA_BITWISE_XOR
         });
         self.cmp(NFT_CMP_NEQ, NFT_REG_1, &[0; 4]);
-        Ok(())
     }
 
-    fn statement(&mut self, stmt: &Value) -> Result<(), String> {
-        let o = stmt.as_object().filter(|o| o.len() == 1).ok_or_else(|| format!("bad statement {stmt}"))?;
-        let (kind, body) = o.iter().next().expect("one key");
-        match kind.as_str() {
-            "match" => {
-                let left = body.get("left").ok_or("match without left")?;
-                let right = body.get("right").ok_or("match without right")?;
-                match body.get("op").and_then(Value::as_str) {
-                    Some("in") if left.get("ct").and_then(|c| c.get("key")) == Some(&Value::from("state")) => {
-                        self.ct_state(right)
-                    }
-                    Some(op @ ("==" | "!=")) => self.lookup(left, right, op == "!=", false),
-                    _ => Err(format!("match {body} is not supported")),
-                }
-            }
-            "vmap" => {
-                let key = body.get("key").ok_or("vmap without key")?;
-                let data = body.get("data").ok_or("vmap without data")?;
-                self.lookup(key, data, false, true)
-            }
-            "accept" => {
-                self.verdict(NF_ACCEPT, None);
-                Ok(())
-            }
-            "drop" => {
-                self.verdict(NF_DROP, None);
-                Ok(())
-            }
-            "jump" => {
-                let target = body.get("target").and_then(Value::as_str).ok_or("jump without target")?;
-                self.verdict(NFT_JUMP, Some(target));
-                Ok(())
-            }
-            "counter" => {
-                let name = body.as_str().ok_or("only named counters")?;
+    fn statement(&mut self, stmt: &Statement) -> Result<(), EncodeError> {
+        match stmt {
+            Statement::CtState(states) => self.ct_state(states.bits()),
+            Statement::Lookup { left, set, negated } => self.lookup(left, set, *negated, false)?,
+            Statement::Vmap { key, map } => self.lookup(std::slice::from_ref(key), map, false, true)?,
+            Statement::Verdict(v) => self.verdict(v)?,
+            Statement::Counter(counter) => {
+                let counter = name(counter)?;
                 self.expr("objref", |o| {
                     attr_u32(o, 1, NFT_OBJECT_COUNTER); // NFTA_OBJREF_IMM_TYPE
-                    attr_str(o, 2, name); // NFTA_OBJREF_IMM_NAME
+                    attr_str(o, 2, counter); // NFTA_OBJREF_IMM_NAME
                 });
-                Ok(())
             }
-            "limit" => {
-                let rate = body.get("rate").and_then(Value::as_u64).ok_or("limit without rate")?;
-                let burst = body.get("burst").and_then(Value::as_u64).unwrap_or(5);
-                let unit: u64 = match body.get("per").and_then(Value::as_str) {
-                    Some("second") => 1,
-                    Some("minute") => 60,
-                    Some("hour") => 3600,
-                    other => return Err(format!("limit per {other:?} is not supported")),
-                };
-                let burst = u32::try_from(burst).map_err(|_| "burst out of range")?;
-                self.expr("limit", |o| {
-                    attr_u64(o, 1, rate); // NFTA_LIMIT_RATE
-                    attr_u64(o, 2, unit); // NFTA_LIMIT_UNIT
-                    attr_u32(o, 3, burst); // NFTA_LIMIT_BURST
-                    attr_u32(o, 4, NFT_LIMIT_PKTS); // NFTA_LIMIT_TYPE
-                    attr_u32(o, 5, 0); // NFTA_LIMIT_FLAGS
-                });
-                Ok(())
-            }
-            "log" => {
-                let prefix = body.get("prefix").and_then(Value::as_str).ok_or("log without prefix")?;
+            Statement::Limit { per_second, burst } => self.expr("limit", |o| {
+                attr_u64(o, 1, *per_second); // NFTA_LIMIT_RATE
+                attr_u64(o, 2, 1); // NFTA_LIMIT_UNIT: seconds
+                attr_u32(o, 3, *burst); // NFTA_LIMIT_BURST
+                attr_u32(o, 4, NFT_LIMIT_PKTS); // NFTA_LIMIT_TYPE
+                attr_u32(o, 5, 0); // NFTA_LIMIT_FLAGS
+            }),
+            Statement::Log { prefix } => {
                 if prefix.contains('\0') || prefix.len() > 127 {
-                    return Err("log prefix too long".into());
+                    return Err(EncodeError::LogPrefix(prefix.chars().take(40).collect()));
                 }
                 self.expr("log", |o| attr_str(o, 2, prefix)); // NFTA_LOG_PREFIX
-                Ok(())
             }
-            other => Err(format!("statement {other} is not supported")),
         }
+        Ok(())
     }
 }
 
 /// The nested `NFTA_LIST_ELEM` expressions of one rule.
-pub(super) fn expressions(statements: &[Value], table: &Rendered) -> Result<Vec<u8>, String> {
-    let mut rule = Rule { out: Vec::new(), table, family_checked: false };
-    for stmt in statements {
-        rule.statement(stmt)?;
+pub(super) fn expressions(rule: &Rule, table: &Table) -> Result<Vec<u8>, EncodeError> {
+    let mut encoder = Encoder { out: Vec::new(), table, family_checked: false };
+    for stmt in &rule.0 {
+        encoder.statement(stmt)?;
     }
-    Ok(rule.out)
+    Ok(encoder.out)
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use kube::Client;
 use palisade_dataplane::NodeScope;
-use palisade_dataplane::nft::{Nft as _, NftCli, counters};
+use palisade_dataplane::json::Listing;
+use palisade_dataplane::nft::{Nft as _, NftCli};
 use palisade_policy::ClusterIndex;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -285,9 +286,9 @@ fn program(
 
 /// Copies the kernel's per-pod denied counters (from a `nft -j list table`
 /// listing) into the metrics.
-fn read_counters(metrics: &Metrics, listing: &serde_json::Value) {
+fn read_counters(metrics: &Metrics, listing: &Listing) {
     let mut seen = BTreeMap::new();
-    for (name, packets) in counters(listing) {
+    for (name, packets) in listing.counters() {
         // Counter names: pod/<ns>/<pod>/<direction>/denied.
         let parts: Vec<&str> = name.split('/').collect();
         if let ["pod", ns, pod, direction, "denied"] = parts.as_slice() {

@@ -29,6 +29,7 @@ use inotify::{Inotify, WatchMask};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use palisade_dataplane::NodeScope;
 use palisade_dataplane::nft::{Nft, NftCli};
+use palisade_dataplane::ruleset::Table;
 use palisade_dataplane::transaction::cleanup;
 use palisade_policy::ClusterIndex;
 use serde::Serialize;
@@ -77,7 +78,7 @@ fn write_status(path: &Path, digest: u64, generation: u64, errors: &[String]) {
 
 /// Removes Palisade's table from the current network namespace.
 pub fn remove_table() -> anyhow::Result<()> {
-    NftCli::default().apply(&cleanup()).context("removing table inet palisade")
+    NftCli::default().apply(&cleanup(), &Table::default()).context("removing table inet palisade")
 }
 
 /// Runs the agent until SIGTERM or SIGINT.

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use palisade_dataplane::nft::{Nft, NftError, summarize_listing, summarize_rendered};
+use palisade_dataplane::json::{Listing, TableSummary};
+use palisade_dataplane::nft::{Nft, NftError};
 use palisade_dataplane::transaction::{diff, full};
 use palisade_dataplane::{Incremental, NodeScope, ProgramStats, UpdateStats};
 use palisade_policy::{Changes, ClusterIndex};
@@ -110,13 +111,10 @@ impl Reconciler {
                 sets,
             });
         };
-        let commands = tx["nftables"].as_array().map_or(0, Vec::len);
+        let commands = tx.len();
         let t = Instant::now();
-        let applied = match &self.applied {
-            Some(table) => self.nft.apply_to(&tx, table.rendered()),
-            None => self.nft.apply(&tx),
-        };
-        if let Err(e) = applied {
+        let applied = self.applied.as_ref().expect("a transaction comes with the table it leads to");
+        if let Err(e) = self.nft.apply(&tx, applied.rendered()) {
             // Unknown kernel state: the next sync replaces the whole table.
             self.applied = None;
             return Err(e);
@@ -137,9 +135,9 @@ impl Reconciler {
 
     /// [`Reconciler::detect_drift`] against a listing the caller already
     /// read (`None`: no table), for callers that use the listing for more.
-    pub fn drifted(&mut self, listing: Option<&serde_json::Value>) -> bool {
+    pub fn drifted(&mut self, listing: Option<&Listing>) -> bool {
         let drift = match (&self.applied, listing) {
-            (Some(applied), Some(listing)) => summarize_listing(listing) != summarize_rendered(applied.rendered()),
+            (Some(applied), Some(listing)) => listing.summary() != TableSummary::of(applied.rendered()),
             _ => true,
         };
         if drift {

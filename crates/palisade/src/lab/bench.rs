@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use palisade_dataplane::nft::{Nft, NftCli};
-use palisade_dataplane::render::{Rendered, render};
+use palisade_dataplane::render::render;
+use palisade_dataplane::ruleset::{Chain, CtStates, Hook, Rule, Statement, Table as Rendered, Verdict};
 use palisade_dataplane::transaction::{cleanup, full};
 use palisade_dataplane::{NodeScope, compile};
 use palisade_lab::netns::{self, unique_prefix};
@@ -268,7 +269,7 @@ pub fn run(seconds: f64) -> anyhow::Result<()> {
     let tx = full(&rendered);
     let compiled = t.elapsed();
     let t = Instant::now();
-    nft.apply(&tx)?;
+    nft.apply_json(&tx)?;
     let applied = t.elapsed();
     let stats = program.stats();
     println!(
@@ -288,14 +289,7 @@ pub fn run(seconds: f64) -> anyhow::Result<()> {
 
     // Alternate: no table, a conntrack-only table (what any stateful firewall
     // on the node costs), and Palisade's program; one after the other in each of ROUNDS rounds.
-    let conntrack_only = serde_json::json!({"nftables": [
-        {"add": {"table": {"family": "inet", "name": "palisade"}}},
-        {"delete": {"table": {"family": "inet", "name": "palisade"}}},
-        {"add": {"table": {"family": "inet", "name": "palisade"}}},
-        {"add": {"chain": {"family": "inet", "table": "palisade", "name": "ct", "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}},
-        {"add": {"rule": {"family": "inet", "table": "palisade", "chain": "ct", "expr": [
-            {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}, {"accept": null}]}}}
-    ]});
+    let conntrack_only = full(&conntrack_only_table());
     let mut rates = [Vec::new(), Vec::new(), Vec::new()];
     let mut cpu_per_conn = [Vec::new(), Vec::new(), Vec::new()];
     let mut streams = [Vec::new(), Vec::new(), Vec::new()];
@@ -303,7 +297,7 @@ pub fn run(seconds: f64) -> anyhow::Result<()> {
     let mut failed = 0;
     for _ in 0..ROUNDS {
         for (i, program) in [cleanup(), conntrack_only.clone(), tx.clone()].iter().enumerate() {
-            nft.apply(program)?;
+            nft.apply_json(program)?;
             let (rate, failures, cpu) = connections_per_second(&client_ns, server, seconds);
             rates[i].push(rate);
             cpu_per_conn[i].push(cpu);
@@ -318,12 +312,12 @@ pub fn run(seconds: f64) -> anyhow::Result<()> {
     println!("connects failed during the rate rounds: {failed}");
     report_ratios("single-stream throughput (Gbit/s)", &streams);
     report_ratios("busy CPU time per gigabyte streamed (ms, whole machine)", &cpu_per_gb);
-    let counters = nft.list_table()?.map(|l| palisade_dataplane::nft::counters(&l)).unwrap_or_default();
+    let counters = nft.list_table()?.map(|l| l.counters()).unwrap_or_default();
     let denied: u64 = counters.iter().map(|(_, n)| n).sum();
     println!("denied packets counted during the runs: {denied} (the benchmark's connections are all allowed)");
 
     updates(index, &topo, rendered)?;
-    nft.apply(&cleanup())?;
+    nft.apply_json(&cleanup())?;
     super::bench_agent::write_to_probe(&topo, &client_ns, server)?;
     rule_growth(&topo);
     drop(topo);
@@ -385,7 +379,7 @@ fn update_loop(
     let mut incremental = palisade_dataplane::Incremental::new(&index, scope, ifaces);
     anyhow::ensure!(incremental.rendered() == applied, "the incremental compiler starts from the applied table");
     let t = Instant::now();
-    nft.apply_to(&palisade_dataplane::transaction::full(applied), applied)?;
+    nft.apply(&palisade_dataplane::transaction::full(applied), applied)?;
     let full_netlink = t.elapsed();
     let mut latencies = (Vec::new(), Vec::new());
     let mut phases = [[Duration::ZERO; 2]; 2];
@@ -411,7 +405,7 @@ fn update_loop(
             let (tx, stats) = incremental.update(&index, &changes, ifaces);
             let t1 = Instant::now();
             let tx = tx.context("every change here changes the table")?;
-            nft.apply_to(&tx, incremental.rendered())?;
+            nft.apply(&tx, incremental.rendered())?;
             let t2 = Instant::now();
             phase[0] += t1 - t0;
             phase[1] += t2 - t1;
@@ -441,4 +435,14 @@ fn rule_growth(topo: &Topology) {
     println!(
         "same 100 local pods, same policies: 1,000-pod cluster -> {r1} rules, {e1} set elements; 10,000-pod cluster -> {r2} rules, {e2} set elements"
     );
+}
+
+/// A table holding one base chain with the conntrack rule alone (what any
+/// stateful firewall on a Kubernetes node costs): the realistic baseline.
+fn conntrack_only_table() -> Rendered {
+    let rule =
+        Rule(vec![Statement::CtState(CtStates::ESTABLISHED | CtStates::RELATED), Statement::Verdict(Verdict::Accept)]);
+    let mut table = Rendered::default();
+    table.chains.insert("ct".into(), Chain { base: Some((Hook::Forward, 0)), rules: vec![rule] });
+    table
 }
