@@ -6,13 +6,13 @@
 //! in evaluation.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::BuildHasher as _;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use palisade_policy::{ClusterIndex, Direction, Peer, PodId, PodState, PolicyId, PortTarget, Protocol};
 use rustc_hash::{FxBuildHasher, FxHashSet};
 
-use crate::members::{NamedEntry, PolicyMembers, RuleMembers};
+use crate::members::{NamedEntry, PodKeys, PodRef, PolicyMembers, RuleMembers};
 use crate::program::{LocalPod, Peers, PolicyProgram, PortSet, Program, RuleProgram};
 use crate::ranges::AddrSet;
 
@@ -43,7 +43,7 @@ fn active(index: &ClusterIndex, pod: PodId) -> bool {
 /// address to the node-side interface its traffic arrives on.
 #[must_use]
 pub fn compile(index: &ClusterIndex, scope: &NodeScope, ifaces: &BTreeMap<IpAddr, String>) -> Program {
-    compile_node(index, scope, ifaces).program
+    compile_node(index, scope, ifaces, &mut PodKeys::<FxBuildHasher>::default()).program
 }
 
 /// What [`compile`] builds, with what the incremental compiler keeps per
@@ -55,7 +55,12 @@ pub(crate) struct Compiled {
 }
 
 /// The whole node compiled: its local pods and every policy one of them lists.
-pub(crate) fn compile_node(index: &ClusterIndex, scope: &NodeScope, ifaces: &BTreeMap<IpAddr, String>) -> Compiled {
+pub(crate) fn compile_node<S: BuildHasher>(
+    index: &ClusterIndex,
+    scope: &NodeScope,
+    ifaces: &BTreeMap<IpAddr, String>,
+    keys: &mut PodKeys<S>,
+) -> Compiled {
     let pods: BTreeMap<String, LocalPod> = index
         .pods_sorted()
         .into_iter()
@@ -65,7 +70,7 @@ pub(crate) fn compile_node(index: &ClusterIndex, scope: &NodeScope, ifaces: &BTr
     let mut compiled = Compiled { program: Program::default(), deps: BTreeMap::new(), members: BTreeMap::new() };
     for name in needed_policies(&pods) {
         let Some(id) = policy_id(index, &name) else { continue };
-        let (program, deps, members) = compile_policy(index, id, scope);
+        let (program, deps, members) = compile_policy(index, id, scope, keys);
         compiled.program.policies.insert(name.clone(), program);
         compiled.deps.insert(name.clone(), deps);
         compiled.members.insert(name, members);
@@ -102,14 +107,8 @@ pub(crate) fn needed_policies(pods: &BTreeMap<String, LocalPod>) -> BTreeSet<Str
     pods.values().flat_map(|p| p.ingress.iter().chain(&p.egress).flatten().cloned()).collect()
 }
 
-/// Pods a compiled policy depends on, as hashes of their `namespace/name`
-/// (a collision only costs a needless recompile).
-pub(crate) type PodDeps = FxHashSet<u64>;
-
-/// The hash [`PodDeps`] holds for a pod.
-pub(crate) fn pod_dep(key: &str) -> u64 {
-    FxBuildHasher.hash_one(key)
-}
+/// Pods a compiled policy depends on.
+pub(crate) type PodDeps = FxHashSet<PodRef>;
 
 /// The named-port entries `pod` resolves for `rule`'s named ports.
 pub(crate) fn named_entries(index: &ClusterIndex, pod: PodId, rule: &palisade_policy::Rule) -> Vec<NamedEntry> {
@@ -153,10 +152,11 @@ pub(crate) fn is_named_candidate(
 
 /// Compiles one policy; also returns the pods whose addresses or ports went
 /// into its sets (what it depends on) and its rules' pod-peer members.
-pub(crate) fn compile_policy(
+pub(crate) fn compile_policy<S: BuildHasher>(
     index: &ClusterIndex,
     id: PolicyId,
     scope: &NodeScope,
+    keys: &mut PodKeys<S>,
 ) -> (PolicyProgram, PodDeps, PolicyMembers) {
     let policy = index.policy(id).policy();
     let mut deps = PodDeps::default();
@@ -166,7 +166,10 @@ pub(crate) fn compile_policy(
             return Vec::new();
         }
         (0..policy.rules(dir).len())
-            .map(|r| compile_rule(index, id, dir, r, scope, &mut deps, members.entry((dir.slot(), r)).or_default()))
+            .map(|r| {
+                let members = members.entry((dir.slot(), r)).or_default();
+                compile_rule(index, id, (dir, r), scope, keys, &mut deps, members)
+            })
             .collect()
     };
     let program = PolicyProgram { ingress: rules(Direction::Ingress), egress: rules(Direction::Egress) };
@@ -178,19 +181,19 @@ pub(crate) fn member_addrs(index: &ClusterIndex, pod: PodId) -> &[IpAddr] {
     if active(index, pod) { &index.pod(pod).pod().ips } else { &[] }
 }
 
-fn compile_rule(
+fn compile_rule<S: BuildHasher>(
     index: &ClusterIndex,
     id: PolicyId,
-    dir: Direction,
-    r: usize,
+    (dir, r): (Direction, usize),
     scope: &NodeScope,
+    keys: &mut PodKeys<S>,
     deps: &mut PodDeps,
     members: &mut RuleMembers,
 ) -> RuleProgram {
     let policy = index.policy(id).policy();
     let rule = &policy.rules(dir)[r];
     let mut depend = |pod: PodId| {
-        let dep = pod_dep(index.pod_name(pod));
+        let dep = keys.id(index.pod_name(pod));
         deps.insert(dep);
         dep
     };

@@ -20,20 +20,22 @@
 //! would give; tests check this on random change sequences.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use palisade_policy::{Changes, ClusterIndex, Direction, PodId, PolicyId};
 
 use crate::compile::{
     Compiled, NodeScope, PodDeps, compile_node, compile_policy, is_local, is_named_candidate, local_pod, member_addrs,
-    named_entries, needed_policies, pod_dep, policy_id,
+    named_entries, needed_policies, policy_id,
 };
-use crate::members::PolicyMembers;
+use crate::members::{PodKeys, PodRef, PolicyMembers};
 use crate::patch::patch_policy;
 use crate::program::{LocalPod, PolicyProgram, Program};
 use crate::render::{base_chains, listed_all, render, render_pod, render_policy};
 use crate::ruleset::Table;
 use crate::transaction::{Transaction, diff};
+use rustc_hash::FxBuildHasher;
 
 /// Above this many changed objects, rebuilding everything is cheaper than
 /// testing each change against each policy.
@@ -55,10 +57,14 @@ pub struct UpdateStats {
     pub rebuilt: bool,
 }
 
-/// One node's program and table, kept up to date change by change.
+/// One node's program and table, kept up to date change by change. `S`
+/// hashes pod names into buckets of the pod identities (exact whatever it
+/// returns; tests use a colliding one).
 #[derive(Clone, Debug)]
-pub struct Incremental {
+pub struct Incremental<S = FxBuildHasher> {
     scope: NodeScope,
+    /// The identities of the pods recorded in `deps` and `members`.
+    keys: PodKeys<S>,
     program: Program,
     /// Per compiled policy: the pods that went into its sets.
     deps: BTreeMap<String, PodDeps>,
@@ -140,10 +146,20 @@ impl Incremental {
     /// Compiles and renders everything for `scope`.
     #[must_use]
     pub fn new(index: &ClusterIndex, scope: NodeScope, ifaces: &BTreeMap<IpAddr, String>) -> Self {
-        let Compiled { program, deps, members } = compile_node(index, &scope, ifaces);
+        Self::with_hasher(index, scope, ifaces)
+    }
+}
+
+impl<S: BuildHasher + Default> Incremental<S> {
+    /// [`Incremental::new`] with pod names hashed by `S`.
+    #[must_use]
+    pub fn with_hasher(index: &ClusterIndex, scope: NodeScope, ifaces: &BTreeMap<IpAddr, String>) -> Self {
+        let mut keys = PodKeys::default();
+        let Compiled { program, deps, members } = compile_node(index, &scope, ifaces, &mut keys);
         let rendered = render(&program);
         Incremental {
             local: program.pods.keys().cloned().collect(),
+            keys,
             scope,
             program,
             deps,
@@ -169,6 +185,14 @@ impl Incremental {
     #[must_use]
     pub fn scope(&self) -> &NodeScope {
         &self.scope
+    }
+
+    /// How many pods the bookkeeping holds an identity for (at most the
+    /// pods the index has held since the last update: deleted pods are
+    /// forgotten).
+    #[must_use]
+    pub fn pod_identities(&self) -> usize {
+        self.keys.len()
     }
 
     fn local_pods(&self, index: &ClusterIndex, ifaces: &BTreeMap<IpAddr, String>) -> BTreeMap<String, LocalPod> {
@@ -213,8 +237,8 @@ impl Incremental {
             self.ifaces.clone_from(ifaces);
         }
         let needed = needed_policies(&self.program.pods);
-        let changed_pods: Vec<(u64, Option<PodId>)> =
-            changes.pods.iter().map(|k| (pod_dep(k), index.pod_id_by_key(k))).collect();
+        let changed_pods: Vec<(PodRef, Option<PodId>)> =
+            changes.pods.iter().map(|k| (self.keys.id(k), index.pod_id_by_key(k))).collect();
         // Element-level patches of policies whose rules kept their shape.
         let (mut patched_old, mut patched_new) = (Table::default(), Table::default());
         for name in &needed {
@@ -242,7 +266,7 @@ impl Incremental {
                 }
                 _ => {
                     stats.policies_compiled += 1;
-                    let (program, deps, members) = compile_policy(index, id, &self.scope);
+                    let (program, deps, members) = compile_policy(index, id, &self.scope, &mut self.keys);
                     self.deps.insert(name.clone(), deps);
                     self.members.insert(name.clone(), members);
                     program
@@ -275,6 +299,13 @@ impl Incremental {
             self.deps.remove(&name);
             self.members.remove(&name);
             dirty.insert(Owner::Policy(name));
+        }
+        // Every policy that recorded a deleted pod was updated or dropped
+        // above: its identity can go.
+        for (key, (_, pod)) in changes.pods.iter().zip(&changed_pods) {
+            if pod.is_none() {
+                self.keys.forget(key);
+            }
         }
         if dirty.is_empty() && patched_old.sets.is_empty() {
             return (None, stats);
@@ -313,7 +344,7 @@ impl Incremental {
         index: &ClusterIndex,
         ifaces: &BTreeMap<IpAddr, String>,
     ) -> (Option<Transaction>, UpdateStats) {
-        let fresh = Incremental::new(index, self.scope.clone(), ifaces);
+        let fresh = Self::with_hasher(index, self.scope.clone(), ifaces);
         let tx = diff(&self.rendered, &fresh.rendered);
         let stats = UpdateStats {
             policies_compiled: fresh.program.policies.len(),
@@ -334,7 +365,7 @@ impl Incremental {
         name: &str,
         id: PolicyId,
         mut program: PolicyProgram,
-        changed: &[(u64, Option<PodId>)],
+        changed: &[(PodRef, Option<PodId>)],
     ) -> PolicyProgram {
         let members = self.members.entry(name.to_string()).or_default();
         let deps = self.deps.entry(name.to_string()).or_default();

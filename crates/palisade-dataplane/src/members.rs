@@ -1,11 +1,61 @@
 //! What each compiled rule's pod-dependent sets are made of, per pod, so
 //! that a pod change updates them from that pod alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use palisade_policy::Protocol;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
+
+/// A pod as the dataplane's bookkeeping knows it: an id that stands for
+/// exactly one `namespace/name` (see [`PodKeys`]). Never a hash of the name:
+/// pod names are chosen by tenants, and two pods sharing an identity would
+/// move each other's addresses in and out of peer sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct PodRef(u64);
+
+/// Exact pod identities: each distinct `namespace/name` gets its own
+/// [`PodRef`], compared by the whole key (the hasher only places keys in
+/// buckets), and an id is never handed out twice. A deleted pod's key is
+/// forgotten once the update that saw the deletion is done, so the table
+/// holds only the pods the index holds; a pod created again under the same
+/// name gets a fresh id, which no stale record can match.
+#[derive(Clone, Debug)]
+pub(crate) struct PodKeys<S = FxBuildHasher> {
+    ids: HashMap<Box<str>, PodRef, S>,
+    next: u64,
+}
+
+impl<S: BuildHasher + Default> Default for PodKeys<S> {
+    fn default() -> Self {
+        PodKeys { ids: HashMap::default(), next: 0 }
+    }
+}
+
+impl<S: BuildHasher> PodKeys<S> {
+    /// The id of the pod `key` (`namespace/name`), given out on first use.
+    pub(crate) fn id(&mut self, key: &str) -> PodRef {
+        if let Some(id) = self.ids.get(key) {
+            return *id;
+        }
+        let id = PodRef(self.next);
+        self.next += 1;
+        self.ids.insert(key.into(), id);
+        id
+    }
+
+    /// Forgets `key` (its pod was deleted).
+    pub(crate) fn forget(&mut self, key: &str) {
+        self.ids.remove(key);
+    }
+
+    /// Pods with an id.
+    #[must_use]
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
 
 /// A resolved named port: destination address, protocol, port.
 pub(crate) type NamedEntry = (IpAddr, Protocol, u16);
@@ -16,7 +66,7 @@ pub(crate) type NamedEntry = (IpAddr, Protocol, u16);
 #[derive(Clone, Debug)]
 pub(crate) struct PodCounts<T> {
     counts: BTreeMap<T, u32>,
-    by_pod: FxHashMap<u64, Vec<T>>,
+    by_pod: FxHashMap<PodRef, Vec<T>>,
 }
 
 impl<T> Default for PodCounts<T> {
@@ -27,7 +77,7 @@ impl<T> Default for PodCounts<T> {
 
 impl<T: Ord + Copy> PodCounts<T> {
     /// Records what `pod` contributes (once per pod).
-    pub(crate) fn add(&mut self, pod: u64, items: &[T]) {
+    pub(crate) fn add(&mut self, pod: PodRef, items: &[T]) {
         if self.by_pod.contains_key(&pod) {
             return;
         }
@@ -38,7 +88,7 @@ impl<T: Ord + Copy> PodCounts<T> {
     }
 
     /// Forgets what `pod` contributed.
-    pub(crate) fn remove(&mut self, pod: u64) {
+    pub(crate) fn remove(&mut self, pod: PodRef) {
         for item in self.by_pod.remove(&pod).unwrap_or_default() {
             if let Some(n) = self.counts.get_mut(&item) {
                 *n -= 1;

@@ -7,6 +7,8 @@
 
 mod changes;
 
+use std::hash::{BuildHasher, Hasher};
+
 use changes::{ifaces, mutate};
 use palisade_dataplane::render::render;
 use palisade_dataplane::{Incremental, NodeScope, compile};
@@ -34,6 +36,11 @@ fn report_differences(got: &palisade_dataplane::ruleset::Table, expected: &palis
 
 /// Returns how often the two fast paths (members updated, sets patched) ran.
 fn run(seed: u64, scope: &NodeScope, steps: usize) -> (usize, usize) {
+    run_with::<rustc_hash::FxBuildHasher>(seed, scope, steps)
+}
+
+/// [`run`], with the incremental compiler's pod identities hashed by `S`.
+fn run_with<S: BuildHasher + Default>(seed: u64, scope: &NodeScope, steps: usize) -> (usize, usize) {
     let mut rng = Rng::new(seed);
     let (namespaces, mut pods) = model();
     for (i, pod) in pods.iter_mut().enumerate() {
@@ -43,7 +50,7 @@ fn run(seed: u64, scope: &NodeScope, steps: usize) -> (usize, usize) {
     let mut index = ClusterIndex::from_objects(namespaces, pods.clone(), random_policies(&mut rng, n));
     index.track_changes();
     let mut drop_every = 0;
-    let mut incremental = Incremental::new(&index, scope.clone(), &ifaces(&index, drop_every));
+    let mut incremental = Incremental::<S>::with_hasher(&index, scope.clone(), &ifaces(&index, drop_every));
     let (mut updated, mut patched) = (0, 0);
     for step in 0..steps {
         let what = if rng.below(15) == 0 {
@@ -67,6 +74,7 @@ fn run(seed: u64, scope: &NodeScope, steps: usize) -> (usize, usize) {
         }
         assert!(incremental.rendered() == &expected, "{context}: rendered table differs");
         assert_eq!(tx.is_some(), before != expected, "{context}: a transaction exactly when the table changed");
+        assert!(incremental.pod_identities() <= index.pod_count(), "{context}: deleted pods' identities are forgotten");
     }
     (updated, patched)
 }
@@ -81,4 +89,99 @@ fn incremental_equals_full_on_random_changes() {
         }
     }
     assert!(updated > 50 && patched > 50, "the fast paths ran: members updated {updated}, sets patched {patched}");
+}
+
+/// A hasher under which every pod name collides: what a tenant choosing
+/// pod names against a non-cryptographic hash can aim for.
+#[derive(Clone, Debug, Default)]
+struct Colliding;
+
+#[derive(Debug)]
+struct Constant;
+
+impl Hasher for Constant {
+    fn finish(&self) -> u64 {
+        0x5eed
+    }
+    fn write(&mut self, _: &[u8]) {}
+}
+
+impl BuildHasher for Colliding {
+    type Hasher = Constant;
+    fn build_hasher(&self) -> Constant {
+        Constant
+    }
+}
+
+/// Pods whose names share one hash value keep their own addresses in every
+/// peer and named-port set through adds, relabels, readdressing and
+/// deletes: identities are exact keys, not hashes (with identities taken
+/// from the hash, every pod here would be one pod, and the second pod a
+/// set meets would never enter it).
+#[test]
+fn pods_whose_names_share_a_hash_keep_their_own_sets() {
+    let (mut updated, mut patched) = (0, 0);
+    for seed in 0..6 {
+        for (u, p) in [
+            run_with::<Colliding>(seed + 300, &NodeScope::All, 120),
+            run_with::<Colliding>(seed + 400, &NodeScope::Node("n1".into()), 120),
+        ] {
+            updated += u;
+            patched += p;
+        }
+    }
+    assert!(updated > 20 && patched > 20, "the member-level paths ran: updated {updated}, patched {patched}");
+}
+
+/// The same, step by step on two pods that one rule's peer set holds: one
+/// is deleted and re-created under its name, the other relabelled out and
+/// back in; the set holds exactly the right addresses after each step.
+#[test]
+fn a_deleted_pod_leaves_a_colliding_pod_in_its_sets() {
+    let policy = palisade_manifests::load_str(
+        "p.yaml",
+        "
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: from-b, namespace: x}
+spec:
+  podSelector: {matchLabels: {pod: a}}
+  ingress: [{from: [{podSelector: {matchLabels: {pod: b}}, namespaceSelector: {}}]}]
+",
+        "default",
+    );
+    let (namespaces, pods) = model();
+    let mut index = ClusterIndex::from_objects(namespaces, pods.clone(), policy.policies);
+    index.track_changes();
+    let links = ifaces(&index, 0);
+    let mut incremental = Incremental::<Colliding>::with_hasher(&index, NodeScope::All, &links);
+    let set = "policy/x/from-b/ingress/0/pods4";
+    let members = |inc: &Incremental<Colliding>| -> Vec<String> {
+        inc.rendered().sets[set].elements.iter().map(ToString::to_string).collect()
+    };
+    // x/b, y/b and z/b are the peers.
+    assert_eq!(members(&incremental), ["10.0.1.2", "10.0.2.2", "10.0.3.2"]);
+    let by_name =
+        |ns: &str, name: &str| pods.iter().find(|p| p.namespace == ns && p.name == name).expect("pod").clone();
+    let mut step = |index: &mut ClusterIndex, what: &str, want: &[&str]| {
+        let changes = index.take_changes().expect("tracking");
+        incremental.update(index, &changes, &links);
+        assert_eq!(members(&incremental), want, "{what}");
+        let full = render(&compile(index, &NodeScope::All, &links));
+        assert!(incremental.rendered() == &full, "{what}: equals a full render");
+    };
+    index.delete_pod("y", "b");
+    step(&mut index, "y/b deleted", &["10.0.1.2", "10.0.3.2"]);
+    let mut z_b = by_name("z", "b");
+    z_b.labels.insert("pod".into(), "c".into());
+    index.apply_pod(z_b.clone());
+    step(&mut index, "z/b relabelled out", &["10.0.1.2"]);
+    index.apply_pod(by_name("y", "b"));
+    step(&mut index, "y/b re-created", &["10.0.1.2", "10.0.2.2"]);
+    z_b.labels.insert("pod".into(), "b".into());
+    index.apply_pod(z_b);
+    step(&mut index, "z/b relabelled back", &["10.0.1.2", "10.0.2.2", "10.0.3.2"]);
+    index.delete_pod("x", "b");
+    index.delete_pod("z", "b");
+    step(&mut index, "x/b and z/b deleted in one change", &["10.0.2.2"]);
 }

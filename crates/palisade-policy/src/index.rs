@@ -192,6 +192,11 @@ impl ClusterIndex {
         });
         ids
     }
+    /// Number of pods held.
+    #[must_use]
+    pub fn pod_count(&self) -> usize {
+        self.pods.len()
+    }
     /// All policies, sorted by namespace then name.
     #[must_use]
     pub fn policies_sorted(&self) -> Vec<PolicyId> {
