@@ -66,9 +66,9 @@ struct Status<'a> {
     errors: &'a [String],
 }
 
-fn write_status(path: &Path, digest: u64, generation: u64, errors: &[String]) {
+fn write_status(path: &Path, digest: &source::Digest, generation: u64, errors: &[String]) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
-    let status = Status { digest: format!("{digest:016x}"), applied_at_us: now, generation, errors };
+    let status = Status { digest: source::hex(digest), applied_at_us: now, generation, errors };
     let tmp = path.with_extension("tmp");
     let text = serde_json::to_string(&status).unwrap_or_default();
     if std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)).is_err() {
@@ -148,7 +148,7 @@ pub fn run(config: &AgentConfig) -> anyhow::Result<()> {
                         );
                     }
                     if let Some(path) = &config.status_file {
-                        write_status(path, source.digest(), generation, &errors);
+                        write_status(path, &source.digest(), generation, &errors);
                     }
                     dirty = false;
                 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use palisade_manifests::{ApiObject, LoadError, load_str, manifest_files};
 use palisade_policy::{ClusterIndex, Namespace, NetworkPolicy, Pod};
+use sha2::{Digest as _, Sha256};
 
 /// An object the index holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,7 +78,7 @@ pub fn apply_changes(index: &mut ClusterIndex, changes: Vec<Change>) -> bool {
 struct FileState {
     text: String,
     /// [`file_hash`] of `text`.
-    hash: u64,
+    hash: Digest,
     objects: BTreeMap<Key, Object>,
 }
 
@@ -90,7 +91,7 @@ pub struct ManifestSource {
     /// Files that define each object, in path order (the first one wins).
     owners: BTreeMap<Key, BTreeSet<PathBuf>>,
     current: BTreeMap<Key, Object>,
-    digest: u64,
+    digest: Digest,
 }
 
 /// What one scan found.
@@ -104,32 +105,47 @@ pub struct Scan {
     pub files_read: usize,
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0100_0000_01b3;
+/// A SHA-256 digest: collision-resistant, so equal digests mean equal
+/// contents (a 64-bit hash would not: anyone who writes manifests could
+/// make two directory states look alike).
+pub type Digest = [u8; 32];
 
-fn fnv(h: u64, bytes: impl IntoIterator<Item = u8>) -> u64 {
-    bytes.into_iter().fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
-}
-
-/// FNV-1a of one file's contents.
+/// SHA-256 of one file's contents.
 #[must_use]
-pub fn file_hash(text: &str) -> u64 {
-    fnv(FNV_OFFSET, text.bytes())
+pub fn file_hash(text: &str) -> Digest {
+    Sha256::digest(text.as_bytes()).into()
 }
 
-/// FNV-1a over the relative paths and [`file_hash`]es of manifest files, in
-/// path order: what `lab` compares to know the agent enforces a given
+/// SHA-256 over the relative paths and [`file_hash`]es of manifest files,
+/// in path order: what `lab` compares to know the agent enforces a given
 /// directory.
 #[must_use]
-pub fn digest<'a>(files: impl IntoIterator<Item = (&'a str, u64)>) -> u64 {
-    files.into_iter().fold(FNV_OFFSET, |h, (name, hash)| fnv(h, name.bytes().chain([0]).chain(hash.to_le_bytes())))
+pub fn digest<'a>(files: impl IntoIterator<Item = (&'a str, Digest)>) -> Digest {
+    let mut hasher = Sha256::new();
+    for (name, hash) in files {
+        // A name cannot hold a NUL: the pairs are unambiguous.
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(hash);
+    }
+    hasher.finalize().into()
+}
+
+/// A digest as lowercase hex (the status file's form).
+#[must_use]
+pub fn hex(digest: &Digest) -> String {
+    use std::fmt::Write as _;
+    digest.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// The digest of a directory's manifest files as they are on disk now.
 #[must_use]
-pub fn dir_digest(dir: &Path) -> u64 {
+pub fn dir_digest(dir: &Path) -> Digest {
     let paths = manifest_files(dir);
-    let hashes: Vec<(String, u64)> = paths
+    let hashes: Vec<(String, Digest)> = paths
         .iter()
         .filter_map(|p| {
             Some((p.strip_prefix(dir).ok()?.display().to_string(), file_hash(&fs::read_to_string(p).ok()?)))
@@ -148,13 +164,13 @@ impl ManifestSource {
             files: BTreeMap::new(),
             owners: BTreeMap::new(),
             current: BTreeMap::new(),
-            digest: 0,
+            digest: digest([]),
         }
     }
 
     /// Digest of the files as last scanned.
     #[must_use]
-    pub fn digest(&self) -> u64 {
+    pub fn digest(&self) -> Digest {
         self.digest
     }
 

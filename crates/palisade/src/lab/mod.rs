@@ -31,7 +31,7 @@ use palisade_lab::topology::Topology;
 use palisade_manifests::{Input, RawObject, load, raw_objects};
 use serde_json::Value;
 
-use crate::agent::source::dir_digest;
+use crate::agent::source::{dir_digest, hex};
 use objects::{LabObjects, PodPlan, build};
 use state::{ExternalRecord, LAB_PREFIX, LabState, PodRecord, STATE_DIR};
 
@@ -145,7 +145,7 @@ fn write_manifests(state: &LabState, objects: &LabObjects) -> anyhow::Result<()>
 
 /// Waits until the agent reports enforcing the manifests as they are now.
 fn wait_enforced(state: &LabState, timeout: Duration) -> anyhow::Result<Duration> {
-    let want = format!("{:016x}", dir_digest(&state.manifests()));
+    let want = hex(&dir_digest(&state.manifests()));
     let start = Instant::now();
     loop {
         if let Ok(text) = std::fs::read_to_string(state.status_file())
