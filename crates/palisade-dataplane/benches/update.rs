@@ -58,12 +58,7 @@ fn ifaces(index: &ClusterIndex) -> BTreeMap<IpAddr, String> {
 /// A remote pod whose relabel touches many compiled policies, and two
 /// label sets (its own and another pod's) the benches toggle between.
 fn relabel_target(index: &ClusterIndex, incremental: &Incremental) -> (Pod, [Labels; 2]) {
-    let needed: Vec<_> = incremental
-        .program()
-        .policies
-        .keys()
-        .filter_map(|k| k.split_once('/').and_then(|(ns, n)| index.policy_id(ns, n)))
-        .collect();
+    let needed: Vec<_> = incremental.program().policies.keys().filter_map(|k| index.policy_id_of(k)).collect();
     let pods = index.pods_sorted();
     let best = pods
         .iter()
@@ -132,8 +127,7 @@ fn policy_change_incremental(bencher: Bencher) {
         .find(|(_, p)| !p.ingress.is_empty())
         .map(|(n, _)| n.clone())
         .expect("a policy with ingress rules");
-    let (ns, n) = name.split_once('/').expect("namespace/name");
-    let mut policy = index.policy(index.policy_id(ns, n).expect("policy")).policy().clone();
+    let mut policy = index.policy(index.policy_id_of(&name).expect("policy")).policy().clone();
     let mut flip = 0u16;
     bencher.bench_local(|| {
         flip ^= 1;

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use palisade_policy::{ClusterIndex, Direction, Peer, PodId, PodState, PolicyId, PortTarget, Protocol};
+use palisade_policy::{ClusterIndex, Direction, ObjectKey, Peer, PodId, PodState, PolicyId, PortTarget, Protocol};
 use rustc_hash::{FxBuildHasher, FxHashSet};
 
 use crate::members::{NamedEntry, PodKeys, PodRef, PolicyMembers, RuleMembers};
@@ -50,8 +50,8 @@ pub fn compile(index: &ClusterIndex, scope: &NodeScope, ifaces: &BTreeMap<IpAddr
 /// policy: the pods that went into its sets and its rules' members.
 pub(crate) struct Compiled {
     pub(crate) program: Program,
-    pub(crate) deps: BTreeMap<String, PodDeps>,
-    pub(crate) members: BTreeMap<String, PolicyMembers>,
+    pub(crate) deps: BTreeMap<ObjectKey, PodDeps>,
+    pub(crate) members: BTreeMap<ObjectKey, PolicyMembers>,
 }
 
 /// The whole node compiled: its local pods and every policy one of them lists.
@@ -61,15 +61,15 @@ pub(crate) fn compile_node<S: BuildHasher>(
     ifaces: &BTreeMap<IpAddr, String>,
     keys: &mut PodKeys<S>,
 ) -> Compiled {
-    let pods: BTreeMap<String, LocalPod> = index
+    let pods: BTreeMap<ObjectKey, LocalPod> = index
         .pods_sorted()
         .into_iter()
         .filter(|p| is_local(index, scope, *p))
-        .map(|pod| (index.pod_name(pod).to_string(), local_pod(index, pod, ifaces)))
+        .map(|pod| (index.pod_key(pod), local_pod(index, pod, ifaces)))
         .collect();
     let mut compiled = Compiled { program: Program::default(), deps: BTreeMap::new(), members: BTreeMap::new() };
     for name in needed_policies(&pods) {
-        let Some(id) = policy_id(index, &name) else { continue };
+        let Some(id) = index.policy_id_of(&name) else { continue };
         let (program, deps, members) = compile_policy(index, id, scope, keys);
         compiled.program.policies.insert(name.clone(), program);
         compiled.deps.insert(name.clone(), deps);
@@ -77,12 +77,6 @@ pub(crate) fn compile_node<S: BuildHasher>(
     }
     compiled.program.pods = pods;
     compiled
-}
-
-/// A policy by its `namespace/name`.
-pub(crate) fn policy_id(index: &ClusterIndex, name: &str) -> Option<PolicyId> {
-    let (ns, policy) = name.split_once('/')?;
-    index.policy_id(ns, policy)
 }
 
 /// Whether `pod` is an active pod of this node.
@@ -95,7 +89,7 @@ pub(crate) fn local_pod(index: &ClusterIndex, pod: PodId, ifaces: &BTreeMap<IpAd
     let entry = index.pod(pod);
     let isolation = |dir: Direction| {
         let policies = entry.isolating(dir);
-        (!policies.is_empty()).then(|| policies.iter().map(|p| index.policy_name(*p).to_string()).collect())
+        (!policies.is_empty()).then(|| policies.iter().map(|p| index.policy_key(*p)).collect())
     };
     let addrs = entry.pod().ips.clone();
     let iface = addrs.iter().find_map(|a| ifaces.get(a).cloned());
@@ -103,7 +97,7 @@ pub(crate) fn local_pod(index: &ClusterIndex, pod: PodId, ifaces: &BTreeMap<IpAd
 }
 
 /// Policies some local pod lists, by name.
-pub(crate) fn needed_policies(pods: &BTreeMap<String, LocalPod>) -> BTreeSet<String> {
+pub(crate) fn needed_policies(pods: &BTreeMap<ObjectKey, LocalPod>) -> BTreeSet<ObjectKey> {
     pods.values().flat_map(|p| p.ingress.iter().chain(&p.egress).flatten().cloned()).collect()
 }
 

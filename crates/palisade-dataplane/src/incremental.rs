@@ -23,16 +23,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use palisade_policy::{Changes, ClusterIndex, Direction, PodId, PolicyId};
+use palisade_policy::{Changes, ClusterIndex, Direction, ObjectKey, PodId, PolicyId};
 
 use crate::compile::{
     Compiled, NodeScope, PodDeps, compile_node, compile_policy, is_local, is_named_candidate, local_pod, member_addrs,
-    named_entries, needed_policies, policy_id,
+    named_entries, needed_policies,
 };
 use crate::members::{PodKeys, PodRef, PolicyMembers};
 use crate::patch::patch_policy;
 use crate::program::{LocalPod, PolicyProgram, Program};
-use crate::render::{base_chains, listed_all, render, render_pod, render_policy};
+use crate::render::{base_chains, listed_all, pod_prefix, policy_prefix, render, render_pod, render_policy};
 use crate::ruleset::Table;
 use crate::transaction::{Transaction, diff};
 use rustc_hash::FxBuildHasher;
@@ -67,12 +67,12 @@ pub struct Incremental<S = FxBuildHasher> {
     keys: PodKeys<S>,
     program: Program,
     /// Per compiled policy: the pods that went into its sets.
-    deps: BTreeMap<String, PodDeps>,
+    deps: BTreeMap<ObjectKey, PodDeps>,
     /// Per compiled policy: which pods put which addresses into each rule's
     /// pod-peer set.
-    members: BTreeMap<String, PolicyMembers>,
-    /// Local pods by `namespace/name`.
-    local: BTreeSet<String>,
+    members: BTreeMap<ObjectKey, PolicyMembers>,
+    /// Local pods.
+    local: BTreeSet<ObjectKey>,
     /// The interfaces the local pods were last compiled with.
     ifaces: BTreeMap<IpAddr, String>,
     rendered: Table,
@@ -82,31 +82,26 @@ pub struct Incremental<S = FxBuildHasher> {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Owner {
     Base,
-    Pod(String),
-    Policy(String),
+    Pod(ObjectKey),
+    Policy(ObjectKey),
 }
 
 impl Owner {
     fn owns(&self, name: &str) -> bool {
         match self {
             Owner::Base => !name.starts_with("pod/") && !name.starts_with("policy/"),
-            Owner::Pod(pod) => {
-                name.strip_prefix("pod/").and_then(|n| n.strip_prefix(pod.as_str())).is_some_and(|n| n.starts_with('/'))
-            }
-            Owner::Policy(p) => name
-                .strip_prefix("policy/")
-                .and_then(|n| n.strip_prefix(p.as_str()))
-                .is_some_and(|n| n.starts_with('/')),
+            Owner::Pod(_) | Owner::Policy(_) => name.starts_with(&self.prefix()),
         }
     }
 
     /// First name the owner can own (names are ordered, so an owner's names
-    /// form one run from here, except the base's).
+    /// form one run from here, except the base's). Namespace and object
+    /// names hold no `/`, so no owner's prefix starts another's.
     fn prefix(&self) -> String {
         match self {
             Owner::Base => String::new(),
-            Owner::Pod(p) => format!("pod/{p}/"),
-            Owner::Policy(p) => format!("policy/{p}/"),
+            Owner::Pod(p) => pod_prefix(p),
+            Owner::Policy(p) => policy_prefix(p),
         }
     }
 }
@@ -195,10 +190,10 @@ impl<S: BuildHasher + Default> Incremental<S> {
         self.keys.len()
     }
 
-    fn local_pods(&self, index: &ClusterIndex, ifaces: &BTreeMap<IpAddr, String>) -> BTreeMap<String, LocalPod> {
+    fn local_pods(&self, index: &ClusterIndex, ifaces: &BTreeMap<IpAddr, String>) -> BTreeMap<ObjectKey, LocalPod> {
         self.local
             .iter()
-            .filter_map(|key| Some((key.clone(), local_pod(index, index.pod_id_by_key(key)?, ifaces))))
+            .filter_map(|key| Some((key.clone(), local_pod(index, index.pod_id_of(key)?, ifaces))))
             .collect()
     }
 
@@ -219,7 +214,7 @@ impl<S: BuildHasher + Default> Incremental<S> {
         let mut stats = UpdateStats::default();
         let mut local_changed = false;
         for key in &changes.pods {
-            let local = index.pod_id_by_key(key).is_some_and(|id| is_local(index, &self.scope, id));
+            let local = index.pod_id_of(key).is_some_and(|id| is_local(index, &self.scope, id));
             local_changed |= local || self.local.contains(key);
             if local {
                 self.local.insert(key.clone());
@@ -238,11 +233,11 @@ impl<S: BuildHasher + Default> Incremental<S> {
         }
         let needed = needed_policies(&self.program.pods);
         let changed_pods: Vec<(PodRef, Option<PodId>)> =
-            changes.pods.iter().map(|k| (self.keys.id(k), index.pod_id_by_key(k))).collect();
+            changes.pods.iter().map(|k| (self.keys.id(&k.path()), index.pod_id_of(k))).collect();
         // Element-level patches of policies whose rules kept their shape.
         let (mut patched_old, mut patched_new) = (Table::default(), Table::default());
         for name in &needed {
-            let Some(id) = policy_id(index, name) else { continue };
+            let Some(id) = index.policy_id_of(name) else { continue };
             if relisted.contains(name) {
                 dirty.insert(Owner::Policy(name.clone()));
             }
@@ -293,7 +288,7 @@ impl<S: BuildHasher + Default> Incremental<S> {
             }
             self.program.policies.insert(name.clone(), program);
         }
-        let gone: Vec<String> = self.program.policies.keys().filter(|n| !needed.contains(*n)).cloned().collect();
+        let gone: Vec<ObjectKey> = self.program.policies.keys().filter(|n| !needed.contains(*n)).cloned().collect();
         for name in gone {
             self.program.policies.remove(&name);
             self.deps.remove(&name);
@@ -304,7 +299,7 @@ impl<S: BuildHasher + Default> Incremental<S> {
         // above: its identity can go.
         for (key, (_, pod)) in changes.pods.iter().zip(&changed_pods) {
             if pod.is_none() {
-                self.keys.forget(key);
+                self.keys.forget(&key.path());
             }
         }
         if dirty.is_empty() && patched_old.sets.is_empty() {
@@ -323,7 +318,7 @@ impl<S: BuildHasher + Default> Incremental<S> {
         index: &ClusterIndex,
         ifaces: &BTreeMap<IpAddr, String>,
         dirty: &mut BTreeSet<Owner>,
-    ) -> BTreeSet<String> {
+    ) -> BTreeSet<ObjectKey> {
         let pods = self.local_pods(index, ifaces);
         for name in pods.keys().chain(self.program.pods.keys()) {
             if pods.get(name) != self.program.pods.get(name) {
@@ -333,7 +328,7 @@ impl<S: BuildHasher + Default> Incremental<S> {
         }
         let (old, new) = (listed_all(&self.program.pods), listed_all(&pods));
         let relisted =
-            old.keys().chain(new.keys()).filter(|n| old.get(*n) != new.get(*n)).map(|n| (*n).to_string()).collect();
+            old.keys().chain(new.keys()).filter(|n| old.get(*n) != new.get(*n)).map(|n| (*n).clone()).collect();
         self.program.pods = pods;
         relisted
     }
@@ -362,13 +357,13 @@ impl<S: BuildHasher + Default> Incremental<S> {
     fn update_members(
         &mut self,
         index: &ClusterIndex,
-        name: &str,
+        name: &ObjectKey,
         id: PolicyId,
         mut program: PolicyProgram,
         changed: &[(PodRef, Option<PodId>)],
     ) -> PolicyProgram {
-        let members = self.members.entry(name.to_string()).or_default();
-        let deps = self.deps.entry(name.to_string()).or_default();
+        let members = self.members.entry(name.clone()).or_default();
+        let deps = self.deps.entry(name.clone()).or_default();
         for dir in Direction::BOTH {
             for (r, rule) in program.rules_mut(dir).iter_mut().enumerate() {
                 let set = members.entry((dir.slot(), r)).or_default();
@@ -415,7 +410,7 @@ impl<S: BuildHasher + Default> Incremental<S> {
                 }
                 Owner::Policy(name) => {
                     if let Some(policy) = self.program.policies.get(name) {
-                        render_policy(&mut new, name, policy, listed.get(name.as_str()).copied().unwrap_or_default());
+                        render_policy(&mut new, name, policy, listed.get(name).copied().unwrap_or_default());
                     }
                 }
             }

@@ -8,11 +8,11 @@
 
 use std::net::IpAddr;
 
-use palisade_policy::Direction;
+use palisade_policy::{Direction, ObjectKey};
 
 use crate::members::NamedEntry;
 use crate::program::{PolicyProgram, RuleProgram};
-use crate::render::{addr_element, named_element};
+use crate::render::{addr_element, named_element, policy_prefix};
 use crate::ruleset::{Element, Set, Table};
 
 /// Elements only in `old` and only in `new`; both sorted.
@@ -83,7 +83,7 @@ fn patch_set(
 /// (the caller re-renders the policy then).
 pub(crate) fn patch_policy(
     table: &mut Table,
-    name: &str,
+    key: &ObjectKey,
     old: &PolicyProgram,
     new: &PolicyProgram,
     before: &mut Table,
@@ -101,7 +101,7 @@ pub(crate) fn patch_policy(
     let mut patches: Vec<(String, Vec<Element>, Vec<Element>)> = Vec::new();
     for dir in Direction::BOTH {
         for (i, (x, y)) in old.rules(dir).iter().zip(new.rules(dir)).enumerate() {
-            let base = format!("policy/{name}/{dir}/{i}");
+            let base = format!("{}{dir}/{i}", policy_prefix(key));
             for v6 in [false, true] {
                 let family = if v6 { "6" } else { "4" };
                 let pods = |r: &RuleProgram| -> Option<Vec<IpAddr>> {

@@ -8,37 +8,36 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use palisade_policy::{Direction, Protocol};
-use serde::Serialize;
+use palisade_policy::{Direction, ObjectKey, Protocol};
 
 use crate::ranges::AddrSet;
 
 /// Everything one node enforces.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Program {
-    /// Local pods by `namespace/name`.
-    pub pods: BTreeMap<String, LocalPod>,
-    /// Policies that select at least one local pod, by `namespace/name`.
-    pub policies: BTreeMap<String, PolicyProgram>,
+    /// Local pods.
+    pub pods: BTreeMap<ObjectKey, LocalPod>,
+    /// Policies that select at least one local pod.
+    pub policies: BTreeMap<ObjectKey, PolicyProgram>,
 }
 
 /// A pod on this node.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LocalPod {
     /// Its addresses.
     pub addrs: Vec<IpAddr>,
     /// The node-side interface its traffic arrives on, when known (anti-spoofing).
     pub iface: Option<String>,
     /// Policies isolating it for ingress, in evaluation order; `None`: not isolated.
-    pub ingress: Option<Vec<String>>,
+    pub ingress: Option<Vec<ObjectKey>>,
     /// Policies isolating it for egress, in evaluation order; `None`: not isolated.
-    pub egress: Option<Vec<String>>,
+    pub egress: Option<Vec<ObjectKey>>,
 }
 
 impl LocalPod {
     /// Isolating policies for `dir`.
     #[must_use]
-    pub fn isolation(&self, dir: Direction) -> Option<&Vec<String>> {
+    pub fn isolation(&self, dir: Direction) -> Option<&Vec<ObjectKey>> {
         match dir {
             Direction::Ingress => self.ingress.as_ref(),
             Direction::Egress => self.egress.as_ref(),
@@ -47,7 +46,7 @@ impl LocalPod {
 }
 
 /// The compiled rules of one policy.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PolicyProgram {
     /// Ingress rules (empty when the policy does not isolate ingress).
     pub ingress: Vec<RuleProgram>,
@@ -74,7 +73,7 @@ impl PolicyProgram {
 }
 
 /// One rule: traffic from/to `peers` on `ports` is admitted.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RuleProgram {
     /// Peer addresses (the source for ingress, the destination for egress);
     /// `None`: the rule lists no peers, so every address matches.
@@ -85,7 +84,7 @@ pub struct RuleProgram {
 
 /// A rule's peers: pod addresses (hash sets: O(1) lookups, and nft never
 /// needs to read them back to change them) and ipBlock ranges (interval sets).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Peers {
     /// Addresses of the pods the pod peers match; `Some` iff the rule has pod peers.
     pub pods: Option<Vec<IpAddr>>,
@@ -94,7 +93,7 @@ pub struct Peers {
 }
 
 /// Numeric ports, and named ports resolved on their destination pods.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PortSet {
     /// Protocol and inclusive port range.
     pub numeric: Vec<(Protocol, u16, u16)>,
@@ -132,7 +131,7 @@ impl Program {
 }
 
 /// Sizes of a program.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProgramStats {
     /// Local pods.
     pub local_pods: usize,

@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use palisade_policy::{Direction, Protocol};
+use palisade_policy::{Direction, ObjectKey, Protocol};
 
 use crate::program::{LocalPod, PolicyProgram, PortSet, Program, RuleProgram};
 use crate::ranges::{AddrSet, v4, v6};
@@ -82,8 +82,18 @@ pub fn pod_counter(pod: &str, dir: Direction) -> String {
     format!("pod/{pod}/{dir}/denied")
 }
 
-fn policy_chain(policy: &str, dir: Direction) -> String {
-    format!("policy/{policy}/{dir}")
+fn policy_chain(policy: &ObjectKey, dir: Direction) -> String {
+    format!("policy/{}/{}/{dir}", policy.namespace, policy.name)
+}
+
+/// The prefix of every table object a pod owns: `pod/<ns>/<pod>/`.
+pub(crate) fn pod_prefix(pod: &ObjectKey) -> String {
+    format!("pod/{}/{}/", pod.namespace, pod.name)
+}
+
+/// The prefix of every table object a policy owns: `policy/<ns>/<name>/`.
+pub(crate) fn policy_prefix(policy: &ObjectKey) -> String {
+    format!("policy/{}/{}/", policy.namespace, policy.name)
 }
 
 /// Renders `program` into table objects.
@@ -96,19 +106,19 @@ pub fn render(program: &Program) -> Table {
     }
     let listed = listed_all(&program.pods);
     for (name, policy) in &program.policies {
-        render_policy(&mut r, name, policy, listed.get(name.as_str()).copied().unwrap_or_default());
+        render_policy(&mut r, name, policy, listed.get(name).copied().unwrap_or_default());
     }
     r
 }
 
 /// Per policy, for which directions (by [`Direction::slot`]) some local pod
 /// lists it as isolating it: one pass over the pods.
-pub(crate) fn listed_all(pods: &BTreeMap<String, LocalPod>) -> BTreeMap<&str, [bool; 2]> {
-    let mut out: BTreeMap<&str, [bool; 2]> = BTreeMap::new();
+pub(crate) fn listed_all(pods: &BTreeMap<ObjectKey, LocalPod>) -> BTreeMap<&ObjectKey, [bool; 2]> {
+    let mut out: BTreeMap<&ObjectKey, [bool; 2]> = BTreeMap::new();
     for pod in pods.values() {
         for dir in Direction::BOTH {
             for name in pod.isolation(dir).into_iter().flatten() {
-                out.entry(name.as_str()).or_default()[dir.slot()] = true;
+                out.entry(name).or_default()[dir.slot()] = true;
             }
         }
     }
@@ -116,7 +126,9 @@ pub(crate) fn listed_all(pods: &BTreeMap<String, LocalPod>) -> BTreeMap<&str, [b
 }
 
 /// The chains and counters of one local pod.
-pub(crate) fn render_pod(r: &mut Table, name: &str, pod: &LocalPod) {
+pub(crate) fn render_pod(r: &mut Table, key: &ObjectKey, pod: &LocalPod) {
+    let name = key.path();
+    let name = name.as_str();
     for dir in Direction::BOTH {
         let Some(policies) = pod.isolation(dir) else { continue };
         let mut rules: Vec<Rule> =
@@ -133,7 +145,7 @@ pub(crate) fn render_pod(r: &mut Table, name: &str, pod: &LocalPod) {
 /// The chains and sets of one policy; `listed` says for which directions a
 /// local pod jumps to it (a direction without rules still needs its empty
 /// chain then).
-pub(crate) fn render_policy(r: &mut Table, name: &str, policy: &PolicyProgram, listed: [bool; 2]) {
+pub(crate) fn render_policy(r: &mut Table, key: &ObjectKey, policy: &PolicyProgram, listed: [bool; 2]) {
     for dir in Direction::BOTH {
         let rules = policy.rules(dir);
         if rules.is_empty() && !listed[dir.slot()] {
@@ -141,9 +153,9 @@ pub(crate) fn render_policy(r: &mut Table, name: &str, policy: &PolicyProgram, l
         }
         let mut chain = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
-            render_rule(r, &mut chain, &format!("policy/{name}/{dir}/{i}"), rule, dir);
+            render_rule(r, &mut chain, &format!("{}{dir}/{i}", policy_prefix(key)), rule, dir);
         }
-        r.chains.insert(policy_chain(name, dir), Chain { base: None, rules: chain });
+        r.chains.insert(policy_chain(key, dir), Chain { base: None, rules: chain });
     }
 }
 
@@ -163,7 +175,7 @@ pub(crate) fn base_chains(program: &Program, r: &mut Table) {
             }
             for dir in Direction::BOTH {
                 if pod.isolation(dir).is_some() {
-                    let e = Element::mapping(Key::addr(*addr), Verdict::Jump(pod_chain(name, dir)));
+                    let e = Element::mapping(Key::addr(*addr), Verdict::Jump(pod_chain(&name.path(), dir)));
                     dispatch.entry((dir, addr.is_ipv6())).or_default().insert(e);
                 }
             }

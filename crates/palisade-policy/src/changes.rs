@@ -3,20 +3,20 @@
 
 use std::collections::BTreeSet;
 
+use crate::ObjectKey;
 use crate::compiled::{CompiledPeer, CompiledTarget, NamespaceMatch};
 use crate::index::{ClusterIndex, PodEntry, PodId, PolicyEntry, PolicyId};
 
-/// Objects changed since the journal was last taken: names of namespaces,
-/// `namespace/name` of pods and policies. An object is listed when an apply
-/// or delete changed it, whatever the change.
+/// Objects changed since the journal was last taken, by kind. An object is
+/// listed when an apply or delete changed it, whatever the change.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Changes {
     /// Namespaces whose labels changed (declared, relabelled or deleted).
-    pub namespaces: BTreeSet<String>,
+    pub namespaces: BTreeSet<ObjectKey>,
     /// Pods added, changed or removed.
-    pub pods: BTreeSet<String>,
+    pub pods: BTreeSet<ObjectKey>,
     /// Policies added, changed or removed.
-    pub policies: BTreeSet<String>,
+    pub policies: BTreeSet<ObjectKey>,
 }
 
 impl Changes {

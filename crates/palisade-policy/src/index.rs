@@ -18,6 +18,7 @@ use rustc_hash::FxHashMap;
 
 use crate::changes::Changes;
 use crate::compiled::{CompiledPort, CompiledRule};
+use crate::key::{ObjectKey, ObjectKind};
 use crate::labels::{CompiledLabels, CompiledSelector, Interner};
 use crate::model::{Direction, Labels, NAMESPACE_NAME_LABEL, Namespace, NetworkPolicy, Pod, PodState};
 use crate::slab::Slab;
@@ -139,6 +140,28 @@ impl ClusterIndex {
     #[must_use]
     pub fn policy_id(&self, namespace: &str, name: &str) -> Option<PolicyId> {
         self.policy_by_key.get(&key(namespace, name)).copied()
+    }
+    /// The id of the pod `key` names (`None` for another kind).
+    #[must_use]
+    pub fn pod_id_of(&self, key: &ObjectKey) -> Option<PodId> {
+        (key.kind == ObjectKind::Pod).then(|| self.pod_id(&key.namespace, &key.name)).flatten()
+    }
+    /// The id of the policy `key` names (`None` for another kind).
+    #[must_use]
+    pub fn policy_id_of(&self, key: &ObjectKey) -> Option<PolicyId> {
+        (key.kind == ObjectKind::NetworkPolicy).then(|| self.policy_id(&key.namespace, &key.name)).flatten()
+    }
+    /// A pod's key.
+    #[must_use]
+    pub fn pod_key(&self, id: PodId) -> ObjectKey {
+        let pod = &self.pod(id).pod;
+        ObjectKey::pod(&pod.namespace, &pod.name)
+    }
+    /// A policy's key.
+    #[must_use]
+    pub fn policy_key(&self, id: PolicyId) -> ObjectKey {
+        let policy = &self.policy(id).policy;
+        ObjectKey::policy(&policy.namespace, &policy.name)
     }
     /// `namespace/name` of a pod.
     #[must_use]
@@ -266,7 +289,7 @@ impl ClusterIndex {
         entry.labels = labels;
         entry.compiled = compiled;
         self.record(|c| {
-            c.namespaces.insert(ns.name);
+            c.namespaces.insert(ObjectKey::namespace(&ns.name));
         });
         true
     }
@@ -287,7 +310,7 @@ impl ClusterIndex {
         entry.compiled = compiled;
         self.drop_namespace_if_unused(id);
         self.record(|c| {
-            c.namespaces.insert(name.to_string());
+            c.namespaces.insert(ObjectKey::namespace(name));
         });
         true
     }
@@ -307,7 +330,7 @@ impl ClusterIndex {
             self.remove_pod(id);
         }
         self.record(|c| {
-            c.pods.insert(pod_key.clone());
+            c.pods.insert(ObjectKey::pod(&pod.namespace, &pod.name));
         });
         let ns = self.ensure_namespace(&pod.namespace);
         let ports = CompiledPort::compile_all(&pod.ports, &mut self.interner);
@@ -348,7 +371,7 @@ impl ClusterIndex {
     pub fn delete_pod(&mut self, namespace: &str, name: &str) -> bool {
         let Some(id) = self.pod_id(namespace, name) else { return false };
         self.record(|c| {
-            c.pods.insert(key(namespace, name));
+            c.pods.insert(ObjectKey::pod(namespace, name));
         });
         let ns = self.remove_pod(id);
         self.drop_namespace_if_unused(ns);
@@ -391,7 +414,7 @@ impl ClusterIndex {
             self.remove_policy(id);
         }
         self.record(|c| {
-            c.policies.insert(policy_key.clone());
+            c.policies.insert(ObjectKey::policy(&policy.namespace, &policy.name));
         });
         let ns = self.ensure_namespace(&policy.namespace);
         let selector = CompiledSelector::compile(&policy.pod_selector, &mut self.interner);
@@ -425,7 +448,7 @@ impl ClusterIndex {
     pub fn delete_policy(&mut self, namespace: &str, name: &str) -> bool {
         let Some(id) = self.policy_id(namespace, name) else { return false };
         self.record(|c| {
-            c.policies.insert(key(namespace, name));
+            c.policies.insert(ObjectKey::policy(namespace, name));
         });
         let ns = self.remove_policy(id);
         self.drop_namespace_if_unused(ns);

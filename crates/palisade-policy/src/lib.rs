@@ -26,6 +26,7 @@ pub mod diff;
 mod evaluate;
 pub mod explain;
 mod index;
+mod key;
 pub mod labels;
 pub mod lint;
 pub mod matrix;
@@ -37,6 +38,7 @@ pub mod validation;
 pub use changes::Changes;
 pub use evaluate::{Endpoint, Flow, RuleRef, SideVerdict, Verdict, VirtualPod};
 pub use index::{ClusterIndex, NamespaceEntry, NsId, PodEntry, PodId, PolicyEntry, PolicyId};
+pub use key::{ObjectKey, ObjectKind};
 pub use model::{
     ContainerPort, Direction, IpBlock, LabelSelector, Labels, NAMESPACE_NAME_LABEL, Namespace, NetworkPolicy, Operator,
     Peer, Pod, PodState, PortTarget, Protocol, Requirement, Rule, RulePort,
