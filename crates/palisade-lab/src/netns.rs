@@ -150,21 +150,19 @@ pub fn unique_prefix() -> String {
     format!("pal-{:06x}-", mix >> 40)
 }
 
-/// Whether tests that need root and the given tools (`nft`, `conntrack`, …)
-/// can run here. When `PALISADE_ROOT_TESTS` is set (as `scripts/test` does
-/// for root), their absence is a failure instead of a skip.
+/// For a root-only test (`#[ignore]`d, run with `--include-ignored` as
+/// root by `scripts/test`): panics, naming what is missing, unless the
+/// process is root and `tools` are installed. A root test that cannot run
+/// fails; it never passes having run nothing.
 ///
 /// # Panics
-/// When `PALISADE_ROOT_TESTS` is set and root or a tool is missing.
-#[must_use]
-pub fn kernel_tests_enabled(tools: &[&str]) -> bool {
+/// When not root or a tool is missing.
+pub fn require_root(tools: &[&str]) {
     let root = nix::unistd::geteuid().is_root();
     let missing: Vec<&str> =
         tools.iter().copied().filter(|t| Command::new(t).arg("--version").output().is_err()).collect();
-    let ok = root && missing.is_empty();
     assert!(
-        ok || std::env::var_os("PALISADE_ROOT_TESTS").is_none(),
-        "PALISADE_ROOT_TESTS is set but root={root} and these tools are missing: {missing:?}"
+        root && missing.is_empty(),
+        "this test needs root and {tools:?} (run as root: ./scripts/test); root={root}, missing: {missing:?}"
     );
-    ok
 }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use palisade_policy::ObjectKey;
+
 /// Why part of the input could not be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LoadError {
@@ -32,6 +34,9 @@ pub enum LoadError {
         file: String,
         /// `Kind namespace/name`.
         object: String,
+        /// The object's key, for the kinds Palisade holds (Namespace, Pod,
+        /// NetworkPolicy); `None` for other kinds (workloads).
+        key: Option<ObjectKey>,
         /// Field path inside the object, e.g. `spec.ingress[0].from[1].ipBlock.except[0]`.
         field: String,
         /// What is wrong.

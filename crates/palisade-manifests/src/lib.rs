@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as net};
 use palisade_policy::validation::{check_dns_label, check_dns_subdomain};
-use palisade_policy::{ClusterIndex, Namespace, NetworkPolicy, Pod};
+use palisade_policy::{ClusterIndex, Namespace, NetworkPolicy, ObjectKey, ObjectKind, Pod};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -45,7 +45,7 @@ pub struct Loaded {
     /// Files read.
     pub files: usize,
     /// Where each object came from, to report duplicates.
-    origins: BTreeMap<(&'static str, String, String), String>,
+    origins: BTreeMap<ObjectKey, String>,
     /// `(namespace, owner kind, owner name)` of live pods, to drop the
     /// workload templates that live pods already stand for.
     owners: Vec<(String, String, String)>,
@@ -126,6 +126,7 @@ pub fn convert_api_object(source: &str, value: Value) -> Result<ApiObject, Vec<L
             return Err(vec![LoadError::Invalid {
                 file: source.into(),
                 object: format!("{kind} {namespace}/{name}"),
+                key: None,
                 field: "kind".into(),
                 message: "is not Namespace, Pod or NetworkPolicy".into(),
             }]);
@@ -159,6 +160,7 @@ fn add_value(loaded: &mut Loaded, file: &str, value: Value, default_namespace: &
     let invalid = |object: String, field: &str, message: String| LoadError::Invalid {
         file: file.into(),
         object,
+        key: None,
         field: field.into(),
         message,
     };
@@ -208,13 +210,19 @@ fn add_object(loaded: &mut Loaded, file: &str, value: Value, kind: &str, name: &
     if !cluster_scoped {
         errors.check(|| "metadata.namespace".into(), check_dns_label(&namespace));
     }
-    let ctx = Ctx { file, object: &object, namespace: &namespace, name: &name };
+    let key = match kind.as_str() {
+        "Namespace" => Some(ObjectKey::namespace(&name)),
+        "Pod" => Some(ObjectKey::pod(&namespace, &name)),
+        "NetworkPolicy" => Some(ObjectKey::policy(&namespace, &name)),
+        _ => None,
+    };
+    let ctx = Ctx { file, object: &object, key, namespace: &namespace, name: &name };
     match (api_version.as_str(), kind.as_str()) {
         ("v1", "Namespace") => {
             if let Some(ns) = typed::<core::Namespace>(loaded, &ctx, value, errors.0) {
                 let mut errors = FieldErrors::default();
                 let labels = pod::namespace_labels(&ns, &mut errors);
-                ctx.accept(loaded, "Namespace", errors, Namespace { name: name.clone(), labels }, |l, v| {
+                ctx.accept(loaded, ObjectKind::Namespace, errors, Namespace { name: name.clone(), labels }, |l, v| {
                     l.namespaces.push(v);
                 });
             }
@@ -226,14 +234,14 @@ fn add_object(loaded: &mut Loaded, file: &str, value: Value, kind: &str, name: &
                 }
                 let mut errors = FieldErrors::default();
                 let converted = pod::pod(&p, &namespace, &name, &mut errors);
-                ctx.accept(loaded, "Pod", errors, converted, |l, v| l.pods.push(v));
+                ctx.accept(loaded, ObjectKind::Pod, errors, converted, |l, v| l.pods.push(v));
             }
         }
         ("networking.k8s.io/v1", "NetworkPolicy") => {
             if let Some(p) = typed::<net::NetworkPolicy>(loaded, &ctx, value, errors.0) {
                 let mut errors = FieldErrors::default();
                 let converted = policy::convert(p.spec.as_ref(), &namespace, &name, &mut errors);
-                ctx.accept(loaded, "NetworkPolicy", errors, converted, |l, v| l.policies.push(v));
+                ctx.accept(loaded, ObjectKind::NetworkPolicy, errors, converted, |l, v| l.policies.push(v));
             }
         }
         ("apps/v1", "Deployment") => workload::<apps::Deployment>(loaded, &ctx, value, errors, |d| {
@@ -273,6 +281,7 @@ fn add_object(loaded: &mut Loaded, file: &str, value: Value, kind: &str, name: &
 struct Ctx<'a> {
     file: &'a str,
     object: &'a str,
+    key: Option<ObjectKey>,
     namespace: &'a str,
     name: &'a str,
 }
@@ -283,6 +292,7 @@ impl Ctx<'_> {
             loaded.errors.push(LoadError::Invalid {
                 file: self.file.into(),
                 object: self.object.into(),
+                key: self.key.clone(),
                 field: e.field,
                 message: e.message,
             });
@@ -293,7 +303,7 @@ impl Ctx<'_> {
     fn accept<T>(
         &self,
         loaded: &mut Loaded,
-        kind: &'static str,
+        kind: ObjectKind,
         errors: FieldErrors,
         value: T,
         keep: impl FnOnce(&mut Loaded, T),
@@ -301,7 +311,7 @@ impl Ctx<'_> {
         if !errors.0.is_empty() {
             return self.reject(loaded, errors.0);
         }
-        let key = (kind, self.namespace.to_string(), self.name.to_string());
+        let key = ObjectKey::new(kind, self.namespace, self.name);
         if let Some(first) = loaded.origins.get(&key) {
             let message = format!("duplicate {kind}: already defined in {first}; this copy is ignored");
             return self.reject(loaded, vec![FieldError::new("metadata.name", message)]);
@@ -373,8 +383,9 @@ fn finish(loaded: &mut Loaded) {
             continue;
         }
         let object = format!("{kind} {}/{}", pod.namespace, pod.name);
-        let ctx = Ctx { file: &file, object: &object, namespace: &pod.namespace.clone(), name: &pod.name.clone() };
-        ctx.accept(loaded, "Pod", FieldErrors::default(), pod, |l, v| l.pods.push(v));
+        let ctx =
+            Ctx { file: &file, object: &object, key: None, namespace: &pod.namespace.clone(), name: &pod.name.clone() };
+        ctx.accept(loaded, ObjectKind::Pod, FieldErrors::default(), pod, |l, v| l.pods.push(v));
     }
 }
 

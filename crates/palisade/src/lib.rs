@@ -6,7 +6,6 @@
 //!
 //! Every command shares the loader and the engine; only rendering differs.
 
-pub mod agent;
 pub mod commands;
 pub mod endpoint;
 pub mod inputs;

@@ -135,9 +135,10 @@ struct AgentArgs {
     /// default inside a pod when no --manifests is given.
     #[arg(long)]
     kubernetes: bool,
-    /// Where /healthz, /readyz and /metrics listen (Kubernetes mode).
-    #[arg(long, default_value = "127.0.0.1:9464")]
-    listen: std::net::SocketAddr,
+    /// Where /healthz, /readyz and /metrics listen. Default: 127.0.0.1:9464
+    /// with --kubernetes, nowhere with --manifests.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
     /// Write the applied state here after every apply (JSON).
     #[arg(long)]
     status_file: Option<PathBuf>,
@@ -235,6 +236,7 @@ enum LabCommand {
 }
 
 fn run_agent(args: AgentArgs) -> anyhow::Result<u8> {
+    use palisade_agent::{DriverConfig, Kernel as _, Metrics, NetlinkKernel};
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_target(false)
@@ -243,7 +245,9 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<u8> {
     let kubernetes = args.kubernetes || (args.manifests.is_none() && in_pod && !args.cleanup);
     if args.manifests.is_none() && !kubernetes {
         if args.cleanup {
-            palisade::agent::remove_table()?;
+            let cleanup = palisade_dataplane::transaction::cleanup();
+            let empty = palisade_dataplane::ruleset::Table::default();
+            NetlinkKernel::default().apply(&cleanup, &empty).context("removing table inet palisade")?;
             return Ok(0);
         }
         anyhow::bail!("give --manifests DIR or --kubernetes, or --cleanup alone");
@@ -254,31 +258,52 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<u8> {
         (false, None) => anyhow::bail!("give --node NAME (or set NODE_NAME), or --all-pods"),
     };
     let resync = std::time::Duration::from_secs(args.resync_seconds.max(1));
-    if kubernetes {
-        let config = palisade::agent::kube_agent::KubeAgentConfig {
-            scope,
-            resync,
-            listen: Some(args.listen),
-            cleanup_on_exit: args.cleanup,
-        };
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        runtime.block_on(async {
-            let client =
-                kube::Client::try_default().await.context("Kubernetes client (in-cluster config or KUBECONFIG)")?;
-            let metrics = std::sync::Arc::new(palisade::agent::metrics::Metrics::new());
-            palisade::agent::kube_agent::run(client, config, metrics, shutdown_signal()).await
-        })?;
-        return Ok(0);
-    }
-    let manifests = args.manifests.expect("manifests mode");
-    let config = palisade::agent::AgentConfig {
-        scope,
-        manifests,
-        status_file: args.status_file,
-        resync,
-        cleanup_on_exit: args.cleanup,
+    let host = match &scope {
+        palisade_dataplane::NodeScope::Node(name) => name.clone(),
+        palisade_dataplane::NodeScope::All => "all-pods".into(),
     };
-    palisade::agent::run(&config)?;
+    let config = DriverConfig { scope, resync, status_file: args.status_file, cleanup_on_exit: args.cleanup };
+    // The runtime serves the endpoints and runs the Kubernetes watchers;
+    // the driver and the manifests source run on threads of their own.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let listen = args.listen.or(kubernetes.then(|| ([127, 0, 0, 1], 9464).into()));
+    if let Some(addr) = listen {
+        let listener =
+            runtime.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("listening on {addr}"))?;
+        let addr = listener.local_addr()?;
+        let _ = metrics.listening.set(addr);
+        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+        let stale_after = resync * 3 + std::time::Duration::from_secs(30);
+        runtime.spawn(palisade_agent::metrics::serve(listener, metrics.clone(), stale_after));
+    }
+    let source: Box<dyn palisade_agent::Source> = if kubernetes {
+        let client = runtime
+            .block_on(kube::Client::try_default())
+            .context("Kubernetes client (in-cluster config or KUBECONFIG)")?;
+        Box::new(palisade_agent::kube::KubeApi::new(client, runtime.handle().clone(), &host))
+    } else {
+        let dir = args.manifests.expect("manifests mode");
+        let source = palisade_agent::manifests::ManifestsDir::new(&dir, "default", resync)
+            .with_context(|| format!("watching {}", dir.display()))?;
+        Box::new(source)
+    };
+    let agent = palisade_agent::start(config, source, Box::new(NetlinkKernel::default()), metrics)?;
+    runtime.block_on(async {
+        let mut signal = std::pin::pin!(shutdown_signal());
+        // A source or driver that ended on its own ends the process too.
+        while !agent.finished() {
+            tokio::select! {
+                () = &mut signal => break,
+                () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            }
+        }
+    });
+    let failed = agent.finished();
+    agent.stop();
+    if failed {
+        anyhow::bail!("the agent's source or driver stopped unexpectedly");
+    }
     Ok(0)
 }
 

@@ -31,8 +31,8 @@ use palisade_lab::topology::Topology;
 use palisade_manifests::{Input, RawObject, load, raw_objects};
 use serde_json::Value;
 
-use crate::agent::source::{dir_digest, hex};
 use objects::{LabObjects, PodPlan, build};
+use palisade_agent::manifests::{dir_digest, hex};
 use state::{ExternalRecord, LAB_PREFIX, LabState, PodRecord, STATE_DIR};
 
 /// Annotation that makes a scenario step delete the object it names.

@@ -5,13 +5,15 @@
 //! does (`DynamicObject`), converted at the edge, applied to the index — and
 //! the process's resident memory is read before and after.
 //!
-//! `cargo run --release -p palisade --example kube_memory [PODS]`
+//! `cargo run --release -p palisade-agent --example kube_memory [PODS]`
 
 #![allow(clippy::cast_precision_loss, reason = "reporting ratios of byte counts")]
 
 use kube::api::DynamicObject;
-use palisade::agent::kube_source::{Kind, KubeState, WatchEvent, convert};
-use palisade_policy::ClusterIndex;
+use palisade_agent::apply_changes;
+use palisade_agent::kube::convert;
+use palisade_agent::kube::state::{KubeState, WatchEvent};
+use palisade_policy::{ClusterIndex, ObjectKind};
 use serde_json::json;
 
 fn rss_bytes() -> u64 {
@@ -82,8 +84,8 @@ fn feed(state: &mut KubeState, index: &mut ClusterIndex, range: std::ops::Range<
         let text = pod_json(i);
         bytes += text.len();
         let object: DynamicObject = serde_json::from_str(&text).expect("a pod");
-        let (key, converted) = convert(Kind::Pod, &object);
-        state.handle(index, WatchEvent::InitApply(Kind::Pod, key, converted));
+        let (key, converted) = convert(ObjectKind::Pod, &object);
+        apply_changes(index, state.handle(WatchEvent::InitApply(key, converted)).changes);
     }
     bytes
 }
@@ -93,11 +95,11 @@ fn main() {
     let warm = 1_000.min(pods);
     let mut state = KubeState::default();
     let mut index = ClusterIndex::new();
-    state.handle(&mut index, WatchEvent::InitStart(Kind::Pod));
+    apply_changes(&mut index, state.handle(WatchEvent::InitStart(ObjectKind::Pod)).changes);
     feed(&mut state, &mut index, 0..warm);
     let before = rss_bytes();
     let wire = feed(&mut state, &mut index, warm..pods);
-    state.handle(&mut index, WatchEvent::InitDone(Kind::Pod));
+    apply_changes(&mut index, state.handle(WatchEvent::InitDone(ObjectKind::Pod)).changes);
     let after = rss_bytes();
     let per_pod = (after.saturating_sub(before)) as f64 / (pods - warm) as f64;
     println!("pods: {pods} (as served: {:.0} bytes of JSON each)", wire as f64 / (pods - warm) as f64);

@@ -1,85 +1,34 @@
-//! The manifests-directory source: turns the files of a directory into a
-//! stream of object changes, keeping the last good version of anything that
-//! became invalid.
-//!
-//! The Kubernetes API source applies its objects as the same [`Change`]s,
-//! so the index and the reconcile path do not know where objects come from.
+//! The manifests-directory source: turns the files of a directory into
+//! batches of object changes, keeping the last good version of anything
+//! that became invalid. [`ManifestsDir`] watches the directory with inotify
+//! and feeds the driver; [`ManifestSource`] is the scanning itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
 
-use palisade_manifests::{ApiObject, LoadError, load_str, manifest_files};
-use palisade_policy::{ClusterIndex, Namespace, NetworkPolicy, Pod};
+use inotify::{Inotify, WatchMask};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use palisade_manifests::{LoadError, load_str, manifest_files};
+use palisade_policy::ObjectKey;
 use sha2::{Digest as _, Sha256};
+use tracing::error;
 
-/// An object the index holds.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Object {
-    /// A namespace.
-    Namespace(Namespace),
-    /// A pod.
-    Pod(Pod),
-    /// A policy.
-    Policy(NetworkPolicy),
-}
-
-/// `(kind, namespace, name)`.
-pub type Key = (&'static str, String, String);
-
-impl Object {
-    /// The object's key.
-    #[must_use]
-    pub fn key(&self) -> Key {
-        match self {
-            Object::Namespace(n) => ("Namespace", String::new(), n.name.clone()),
-            Object::Pod(p) => ("Pod", p.namespace.clone(), p.name.clone()),
-            Object::Policy(p) => ("NetworkPolicy", p.namespace.clone(), p.name.clone()),
-        }
-    }
-}
-
-impl From<ApiObject> for Object {
-    fn from(object: ApiObject) -> Self {
-        match object {
-            ApiObject::Namespace(n) => Object::Namespace(n),
-            ApiObject::Pod(p) => Object::Pod(p),
-            ApiObject::NetworkPolicy(p) => Object::Policy(p),
-        }
-    }
-}
-
-/// One change to apply to the index.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Change {
-    /// Add or replace an object.
-    Apply(Object),
-    /// Remove the object with this key.
-    Delete(Key),
-}
-
-/// Applies `changes` to `index`; returns whether anything changed.
-pub fn apply_changes(index: &mut ClusterIndex, changes: Vec<Change>) -> bool {
-    let mut any = false;
-    for change in changes {
-        any |= match change {
-            Change::Apply(Object::Namespace(n)) => index.apply_namespace(n),
-            Change::Apply(Object::Pod(p)) => index.apply_pod(p),
-            Change::Apply(Object::Policy(p)) => index.apply_policy(p),
-            Change::Delete(("Namespace", _, name)) => index.delete_namespace(&name),
-            Change::Delete(("Pod", ns, name)) => index.delete_pod(&ns, &name),
-            Change::Delete((_, ns, name)) => index.delete_policy(&ns, &name),
-        };
-    }
-    any
-}
+use crate::Source;
+use crate::change::{Change, Object};
+use crate::driver::{Batch, Message};
 
 #[derive(Debug, Default)]
 struct FileState {
     text: String,
     /// [`file_hash`] of `text`.
     hash: Digest,
-    objects: BTreeMap<Key, Object>,
+    objects: BTreeMap<ObjectKey, Object>,
 }
 
 /// A directory of manifests, scanned on demand.
@@ -89,8 +38,8 @@ pub struct ManifestSource {
     default_namespace: String,
     files: BTreeMap<PathBuf, FileState>,
     /// Files that define each object, in path order (the first one wins).
-    owners: BTreeMap<Key, BTreeSet<PathBuf>>,
-    current: BTreeMap<Key, Object>,
+    owners: BTreeMap<ObjectKey, BTreeSet<PathBuf>>,
+    current: BTreeMap<ObjectKey, Object>,
     digest: Digest,
 }
 
@@ -168,6 +117,12 @@ impl ManifestSource {
         }
     }
 
+    /// The directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Digest of the files as last scanned.
     #[must_use]
     pub fn digest(&self) -> Digest {
@@ -178,7 +133,7 @@ impl ManifestSource {
     pub fn scan(&mut self) -> Scan {
         let mut scan = Scan::default();
         let paths = manifest_files(&self.dir);
-        let mut touched: BTreeSet<Key> = BTreeSet::new();
+        let mut touched: BTreeSet<ObjectKey> = BTreeSet::new();
         let gone: Vec<PathBuf> = self.files.keys().filter(|p| !paths.contains(*p)).cloned().collect();
         for path in gone {
             if let Some(state) = self.files.remove(&path) {
@@ -197,7 +152,7 @@ impl ManifestSource {
             let name = path.display().to_string();
             let loaded = load_str(&name, &text, &self.default_namespace);
             let previous = self.files.remove(path).unwrap_or_default();
-            let mut objects: BTreeMap<Key, Object> = BTreeMap::new();
+            let mut objects: BTreeMap<ObjectKey, Object> = BTreeMap::new();
             let fresh = loaded
                 .namespaces
                 .into_iter()
@@ -215,12 +170,10 @@ impl ManifestSource {
             } else {
                 // An invalid object keeps its last good version from this file.
                 for e in &loaded.errors {
-                    if let LoadError::Invalid { object, .. } = e {
-                        for (key, old) in &previous.objects {
-                            if object_label(key) == *object {
-                                objects.entry(key.clone()).or_insert_with(|| old.clone());
-                            }
-                        }
+                    if let LoadError::Invalid { key: Some(key), .. } = e
+                        && let Some(old) = previous.objects.get(key)
+                    {
+                        objects.entry(key.clone()).or_insert_with(|| old.clone());
                     }
                 }
             }
@@ -264,13 +217,13 @@ impl ManifestSource {
         scan.changes.sort_by_key(|c| match c {
             Change::Apply(Object::Namespace(_)) => 0,
             Change::Apply(_) => 1,
-            Change::Delete(("Namespace", ..)) => 3,
+            Change::Delete(key) if key.kind == palisade_policy::ObjectKind::Namespace => 3,
             Change::Delete(_) => 2,
         });
         scan
     }
 
-    fn disown(&mut self, key: &Key, path: &Path) {
+    fn disown(&mut self, key: &ObjectKey, path: &Path) {
         if let Some(files) = self.owners.get_mut(key) {
             files.remove(path);
             if files.is_empty() {
@@ -280,9 +233,71 @@ impl ManifestSource {
     }
 }
 
-/// `Kind namespace/name` as load errors name objects.
-fn object_label(key: &Key) -> String {
-    if key.0 == "Namespace" { format!("Namespace {}", key.2) } else { format!("{} {}/{}", key.0, key.1, key.2) }
+/// The manifests directory as a [`Source`]: scans on inotify events, and
+/// every `recheck` compares the directory's digest with what was read, so
+/// an edit whose event was missed is still applied.
+#[derive(Debug)]
+pub struct ManifestsDir {
+    source: ManifestSource,
+    inotify: Inotify,
+    recheck: Duration,
+}
+
+impl ManifestsDir {
+    /// Watches `dir` (objects without a namespace go to `default_namespace`).
+    pub fn new(dir: &Path, default_namespace: &str, recheck: Duration) -> std::io::Result<Self> {
+        let inotify = Inotify::init()?;
+        let mask = WatchMask::CLOSE_WRITE
+            | WatchMask::MOVED_TO
+            | WatchMask::MOVED_FROM
+            | WatchMask::DELETE
+            | WatchMask::CREATE;
+        inotify.watches().add(dir, mask)?;
+        Ok(ManifestsDir { source: ManifestSource::new(dir, default_namespace), inotify, recheck })
+    }
+}
+
+/// How often a quiet source looks at its stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(200);
+
+impl Source for ManifestsDir {
+    fn run(self: Box<Self>, driver: Sender<Message>, stop: Arc<AtomicBool>) {
+        let ManifestsDir { mut source, mut inotify, recheck } = *self;
+        let mut buffer = [0u8; 16 * 1024];
+        let mut dirty = true; // the first scan lists the whole directory
+        let mut last_check = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            if dirty {
+                dirty = false;
+                let scan = source.scan();
+                for e in &scan.errors {
+                    error!(error = %e, "invalid manifest skipped; its last good state stays enforced");
+                }
+                let problems = if !scan.errors.is_empty() || scan.files_read > 0 {
+                    Some(scan.errors.iter().map(ToString::to_string).collect())
+                } else {
+                    None
+                };
+                let batch =
+                    Batch { changes: scan.changes, synced: true, revision: Some(hex(&source.digest())), problems };
+                if driver.send(Message::Batch(batch)).is_err() {
+                    return;
+                }
+            }
+            let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+            let timeout = PollTimeout::try_from(STOP_CHECK.as_millis() as i32).unwrap_or(PollTimeout::MAX);
+            if poll(&mut fds, timeout).unwrap_or(0) > 0 {
+                // Drain this burst of events; one scan covers them all.
+                while inotify.read_events(&mut buffer).is_ok_and(|mut e| e.next().is_some()) {}
+                dirty = true;
+            }
+            if last_check.elapsed() >= recheck {
+                last_check = Instant::now();
+                // Files edited without an event (or missed) are caught here.
+                dirty |= dir_digest(source.dir()) != source.digest();
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -299,7 +314,7 @@ mod tests {
     fn port_of(change: &Change) -> Option<(String, String)> {
         match change {
             Change::Apply(Object::Policy(p)) => Some((p.name.clone(), format!("{:?}", p.ingress[0].ports[0].target))),
-            Change::Delete((_, _, name)) => Some((name.clone(), "deleted".into())),
+            Change::Delete(key) => Some((key.name.clone(), "deleted".into())),
             Change::Apply(_) => None,
         }
     }

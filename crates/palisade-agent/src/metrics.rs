@@ -35,7 +35,7 @@ pub struct PodDirection {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// Objects known from the API, per kind.
+    /// Objects held, per kind.
     pub objects: Family<KindLabel, Gauge>,
     /// Seconds to compile, render and diff one sync.
     pub sync_seconds: Histogram,
@@ -162,4 +162,10 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stale_after: Du
             let _ = tokio::time::timeout(Duration::from_secs(5), conn.write_all(response.as_bytes())).await;
         });
     }
+}
+
+/// A count as a gauge value.
+#[must_use]
+pub fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

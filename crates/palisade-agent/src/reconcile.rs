@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use palisade_dataplane::json::{Listing, TableSummary};
-use palisade_dataplane::nft::{Nft, NftError};
+use palisade_dataplane::json::TableSummary;
+use palisade_dataplane::nft::NftError;
 use palisade_dataplane::transaction::{diff, full};
 use palisade_dataplane::{Incremental, NodeScope, ProgramStats, UpdateStats};
 use palisade_policy::{Changes, ClusterIndex};
+
+use crate::kernel::{Kernel, KernelTable};
 
 /// What a sync did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +31,7 @@ pub struct SyncReport {
     pub outcome: Outcome,
     /// Compile, render and diff time.
     pub compile: Duration,
-    /// Time in nft.
+    /// Time in the kernel.
     pub apply: Duration,
     /// Commands in the transaction.
     pub commands: usize,
@@ -43,7 +45,7 @@ pub struct SyncReport {
 
 /// Keeps one node's kernel table equal to what the index says.
 pub struct Reconciler {
-    nft: Box<dyn Nft + Send>,
+    kernel: Box<dyn Kernel>,
     scope: NodeScope,
     /// The program and table last applied; `None` when the kernel's state is
     /// unknown (start, failed apply, drift), so the next sync replaces the
@@ -64,8 +66,13 @@ impl Reconciler {
     /// A reconciler that has applied nothing yet: its first sync replaces
     /// the table atomically (rules of a previous run stay until then).
     #[must_use]
-    pub fn new(nft: Box<dyn Nft + Send>, scope: NodeScope) -> Self {
-        Reconciler { nft, scope, applied: None }
+    pub fn new(kernel: Box<dyn Kernel>, scope: NodeScope) -> Self {
+        Reconciler { kernel, scope, applied: None }
+    }
+
+    /// The kernel, for reads (interfaces, the table) and cleanup.
+    pub fn kernel(&mut self) -> &mut dyn Kernel {
+        self.kernel.as_mut()
     }
 
     /// Brings the kernel to the program for `index`. `changes` are the
@@ -114,7 +121,7 @@ impl Reconciler {
         let commands = tx.len();
         let t = Instant::now();
         let applied = self.applied.as_ref().expect("a transaction comes with the table it leads to");
-        if let Err(e) = self.nft.apply(&tx, applied.rendered()) {
+        if let Err(e) = self.kernel.apply(&tx, applied.rendered()) {
             // Unknown kernel state: the next sync replaces the whole table.
             self.applied = None;
             return Err(e);
@@ -129,15 +136,15 @@ impl Reconciler {
         if self.applied.is_none() {
             return Ok(true);
         }
-        let listing = self.nft.list_table()?;
-        Ok(self.drifted(listing.as_ref()))
+        let table = self.kernel.read()?;
+        Ok(self.drifted(table.as_ref()))
     }
 
-    /// [`Reconciler::detect_drift`] against a listing the caller already
-    /// read (`None`: no table), for callers that use the listing for more.
-    pub fn drifted(&mut self, listing: Option<&Listing>) -> bool {
-        let drift = match (&self.applied, listing) {
-            (Some(applied), Some(listing)) => listing.summary() != TableSummary::of(applied.rendered()),
+    /// [`Reconciler::detect_drift`] against what the caller already read
+    /// (`None`: no table), for callers that use the reading for more.
+    pub fn drifted(&mut self, table: Option<&KernelTable>) -> bool {
+        let drift = match (&self.applied, table) {
+            (Some(applied), Some(table)) => table.summary != TableSummary::of(applied.rendered()),
             _ => true,
         };
         if drift {

@@ -1,6 +1,7 @@
 //! The Kubernetes path against a mock API server, through kube-rs's own
-//! client and watchers, asserting on the kernel's table in a network
-//! namespace (root; `scripts/test` makes these fail rather than skip).
+//! client and watchers, into a kernel: the fake one (no root; the whole
+//! table compared exactly), and the real one in a network namespace (root;
+//! `scripts/test` runs it).
 //!
 //! The mock serves what an API server serves, in its wire format: lists
 //! (`{"kind":"PodList","metadata":{"resourceVersion":…},"items":[…]}`, items
@@ -17,11 +18,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mock_api::{Mock, Resource};
-use palisade::agent::kube_agent::{KubeAgentConfig, run};
-use palisade::agent::metrics::Metrics;
+use palisade_agent::fake::FakeKernel;
+use palisade_agent::kube::KubeApi;
+use palisade_agent::{DriverConfig, Kernel, Metrics, NetlinkKernel, Running};
 use palisade_dataplane::json::TableSummary;
 use palisade_dataplane::nft::{Nft as _, NftCli};
 use palisade_dataplane::render::render;
+use palisade_dataplane::ruleset::Table;
 use palisade_dataplane::ruleset::{Datum, Key, KeyType, Part};
 use palisade_dataplane::{NodeScope, compile};
 use palisade_lab::netns::{NetNs, unique_prefix};
@@ -46,7 +49,7 @@ fn policy(ns: &str, name: &str, spec: Value) -> Value {
 }
 
 /// The table a full compile and render of the mock's current valid objects gives.
-fn expected(mock: &Mock) -> palisade_dataplane::ruleset::Table {
+fn expected(mock: &Mock) -> Table {
     let mut index = ClusterIndex::new();
     for (resource, kind, api_version) in [
         (Resource::Namespaces, "Namespace", "v1"),
@@ -107,26 +110,84 @@ fn address_sets_listed(
     out
 }
 
-/// Waits (bounded) until the kernel's table matches what the mock holds:
-/// the same chains, rule counts, sets and element counts, and the same
-/// addresses in every peer set.
-fn converge(mock: &Mock, what: &str) {
-    let nft = NftCli::default();
-    let rendered = expected(mock);
-    let want = (TableSummary::of(&rendered), address_sets_rendered(&rendered));
+/// The kernel a scenario runs against, as the assertions read it.
+trait View {
+    /// A kernel for a new agent.
+    fn kernel(&self) -> Box<dyn Kernel>;
+    /// Whether the table, as read, is what `expected` renders (`Err`: what was read).
+    fn matches(&self, expected: &Table) -> Result<(), String>;
+    /// Whether set `set` holds an element containing `element`.
+    fn has_element(&self, set: &str, element: &str) -> bool;
+    /// Whether Palisade's table exists.
+    fn has_table(&self) -> bool;
+}
+
+/// The kernel of the calling thread's namespace, read through `nft -j`.
+struct Netlink;
+
+impl View for Netlink {
+    fn kernel(&self) -> Box<dyn Kernel> {
+        Box::new(NetlinkKernel::default())
+    }
+
+    /// The same chains, rule counts, sets and element counts, and the same
+    /// addresses in every peer set.
+    fn matches(&self, expected: &Table) -> Result<(), String> {
+        let want = (TableSummary::of(expected), address_sets_rendered(expected));
+        let Ok(Some(listing)) = NftCli::default().list_table() else { return Err("no table".into()) };
+        let got = (listing.summary(), address_sets_listed(&listing, &want.1));
+        if got == want { Ok(()) } else { Err(format!("want {want:#?}\ngot {got:#?}")) }
+    }
+
+    fn has_element(&self, set: &str, element: &str) -> bool {
+        kernel_has_element(set, element)
+    }
+
+    fn has_table(&self) -> bool {
+        NftCli::default().list_table().expect("list").is_some()
+    }
+}
+
+/// The fake kernel: the whole table is compared.
+struct Fake(FakeKernel);
+
+impl View for Fake {
+    fn kernel(&self) -> Box<dyn Kernel> {
+        Box::new(self.0.clone())
+    }
+
+    fn matches(&self, expected: &Table) -> Result<(), String> {
+        match self.0.table() {
+            Some(table) if table == *expected => Ok(()),
+            other => Err(format!("{:?}", other.map(|t| TableSummary::of(&t)))),
+        }
+    }
+
+    fn has_element(&self, set: &str, element: &str) -> bool {
+        self.0
+            .table()
+            .and_then(|t| t.sets.get(set).cloned())
+            .is_some_and(|s| s.elements.iter().any(|e| e.to_string().contains(element)))
+    }
+
+    fn has_table(&self) -> bool {
+        self.0.table().is_some()
+    }
+}
+
+/// Waits (bounded) until the kernel's table matches what the mock holds.
+fn converge(view: &dyn View, mock: &Mock, what: &str) {
+    let expected = expected(mock);
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut last = None;
+    let mut last = String::new();
     while Instant::now() < deadline {
-        if let Ok(Some(listing)) = nft.list_table() {
-            let got = (listing.summary(), address_sets_listed(&listing, &want.1));
-            if got == want {
-                return;
-            }
-            last = Some(got);
+        match view.matches(&expected) {
+            Ok(()) => return,
+            Err(got) => last = got,
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    panic!("{what}: the kernel did not converge\nwant {want:#?}\ngot {last:#?}");
+    panic!("{what}: the kernel did not converge\n{last}");
 }
 
 fn kernel_has_element(set: &str, element: &str) -> bool {
@@ -144,23 +205,22 @@ fn kernel_has_element(set: &str, element: &str) -> bool {
         })
 }
 
-fn start_agent(
-    runtime: &tokio::runtime::Runtime,
-    mock: &Mock,
-) -> (tokio::sync::oneshot::Sender<()>, Arc<Metrics>, tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// An agent on the mock's API and `view`'s kernel, its endpoints served.
+fn start_agent(runtime: &tokio::runtime::Runtime, mock: &Mock, view: &dyn View) -> (Running, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
-    let config = KubeAgentConfig {
+    let config = DriverConfig {
         scope: NodeScope::Node("node-1".into()),
         resync: Duration::from_secs(1),
-        listen: Some("127.0.0.1:0".parse().expect("address")),
+        status_file: None,
         cleanup_on_exit: false,
     };
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("listen");
+    let _ = metrics.listening.set(listener.local_addr().expect("address"));
+    runtime.spawn(palisade_agent::metrics::serve(listener, metrics.clone(), Duration::from_secs(30)));
     let client = runtime.block_on(mock.client());
-    let handle = runtime.spawn(run(client, config, metrics.clone(), async {
-        let _ = stopped.await;
-    }));
-    (stop, metrics, handle)
+    let source = KubeApi::new(client, runtime.handle().clone(), "node-1");
+    let running = palisade_agent::start(config, Box::new(source), view.kernel(), metrics.clone()).expect("start");
+    (running, metrics)
 }
 
 /// One HTTP GET to the agent's endpoints; the whole answer.
@@ -210,23 +270,27 @@ fn check_reporting(mock: &Mock, metrics: &Metrics) {
 }
 
 #[test]
+fn agent_follows_the_api_into_a_fake_kernel() {
+    scenario(&Fake(FakeKernel::new()));
+}
+
+#[test]
+#[ignore = "root: needs network namespaces and nft (scripts/test runs it as root)"]
 fn agent_follows_the_api_into_the_kernel() {
-    if !palisade_lab::netns::kernel_tests_enabled(&["nft"]) {
-        return;
-    }
+    palisade_lab::netns::require_root(&["nft"]);
     let ns = NetNs::create(&format!("{}kube", unique_prefix())).expect("netns");
     let name = ns.name().to_string();
     // The agent, the mock API server and the assertions share the namespace.
     std::thread::spawn(move || {
         palisade_lab::netns::enter(&name).expect("enter namespace");
-        scenario();
+        scenario(&Netlink);
     })
     .join()
     .expect("scenario");
     drop(ns);
 }
 
-fn scenario() {
+fn scenario(view: &dyn View) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let mock = runtime.block_on(Mock::start());
     mock.put(Resource::Namespaces, namespace("shop", json!({"team": "shop"})));
@@ -254,55 +318,55 @@ fn scenario() {
 
     // Nothing is programmed before every kind is listed: hold the policy list.
     mock.hold(Resource::NetworkPolicies, true);
-    let (stop, metrics, handle) = start_agent(&runtime, &mock);
+    let (agent, metrics) = start_agent(&runtime, &mock, view);
     std::thread::sleep(Duration::from_millis(600));
-    assert!(NftCli::default().list_table().expect("list").is_none(), "no table before every kind is listed");
+    assert!(!view.has_table(), "no table before every kind is listed");
     assert!(http(&metrics, "/readyz").starts_with("HTTP/1.1 503"), "not ready before the first sync");
     assert!(!metrics.ready.load(std::sync::atomic::Ordering::Relaxed), "not ready before the first sync");
     mock.hold(Resource::NetworkPolicies, false);
-    converge(&mock, "initial sync");
-    assert!(kernel_has_element("policy/shop/db/ingress/0/pods4", "10.1.0.1"), "web may reach db");
+    converge(view, &mock, "initial sync");
+    assert!(view.has_element("policy/shop/db/ingress/0/pods4", "10.1.0.1"), "web may reach db");
     check_reporting(&mock, &metrics);
 
     // Watch events: pod added, relabelled, deleted; namespace relabelled; policy added, updated, deleted.
     mock.put(Resource::Pods, pod("shop", "web2", json!({"app": "web"}), "10.1.0.4"));
-    converge(&mock, "pod added");
-    assert!(kernel_has_element("policy/shop/db/ingress/0/pods4", "10.1.0.4"));
+    converge(view, &mock, "pod added");
+    assert!(view.has_element("policy/shop/db/ingress/0/pods4", "10.1.0.4"));
     mock.put(Resource::Pods, pod("shop", "web2", json!({"app": "batch"}), "10.1.0.4"));
-    converge(&mock, "pod relabelled");
-    assert!(!kernel_has_element("policy/shop/db/ingress/0/pods4", "10.1.0.4"));
+    converge(view, &mock, "pod relabelled");
+    assert!(!view.has_element("policy/shop/db/ingress/0/pods4", "10.1.0.4"));
     mock.delete(Resource::Pods, "shop/web2");
-    converge(&mock, "pod deleted");
+    converge(view, &mock, "pod deleted");
     mock.put(
         Resource::NetworkPolicies,
         policy("shop", "from-ops", json!({"podSelector": {"matchLabels": {"app": "db"}}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "ops"}}}]}]})),
     );
-    converge(&mock, "policy added");
-    assert!(kernel_has_element("policy/shop/from-ops/ingress/0/pods4", "10.1.0.3"));
+    converge(view, &mock, "policy added");
+    assert!(view.has_element("policy/shop/from-ops/ingress/0/pods4", "10.1.0.3"));
     mock.put(Resource::Namespaces, namespace("ops", json!({"team": "retired"})));
-    converge(&mock, "namespace relabelled");
-    assert!(!kernel_has_element("policy/shop/from-ops/ingress/0/pods4", "10.1.0.3"));
+    converge(view, &mock, "namespace relabelled");
+    assert!(!view.has_element("policy/shop/from-ops/ingress/0/pods4", "10.1.0.3"));
     mock.put(
         Resource::NetworkPolicies,
         policy("shop", "from-ops", json!({"podSelector": {"matchLabels": {"app": "db"}}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "retired"}}}]}]})),
     );
-    converge(&mock, "policy updated");
+    converge(view, &mock, "policy updated");
     mock.delete(Resource::NetworkPolicies, "shop/from-ops");
-    converge(&mock, "policy deleted");
+    converge(view, &mock, "policy deleted");
 
     // Bookmarks are harmless; a dropped connection reconnects.
     mock.bookmark(Resource::Pods);
     mock.drop_watches(Resource::Pods);
     mock.put(Resource::Pods, pod("shop", "web3", json!({"app": "web"}), "10.1.0.5"));
-    converge(&mock, "after a dropped watch");
+    converge(view, &mock, "after a dropped watch");
 
     // Relist during updates: changes the watch never delivers, then 410 Gone.
     mock.put_silently(Resource::Pods, pod("shop", "web4", json!({"app": "web"}), "10.1.0.6"));
     mock.delete_silently(Resource::Pods, "shop/web3");
     mock.expire(Resource::Pods);
-    converge(&mock, "relist after 410 Gone");
-    assert!(kernel_has_element("policy/shop/db/ingress/0/pods4", "10.1.0.6"));
-    assert!(!kernel_has_element("policy/shop/db/ingress/0/pods4", "10.1.0.5"));
+    converge(view, &mock, "relist after 410 Gone");
+    assert!(view.has_element("policy/shop/db/ingress/0/pods4", "10.1.0.6"));
+    assert!(!view.has_element("policy/shop/db/ingress/0/pods4", "10.1.0.5"));
 
     // The kernel's per-pod drop counters reach /metrics (read at every resync).
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -313,13 +377,11 @@ fn scenario() {
     assert!(metrics.encode().contains(wanted), "{}", metrics.encode());
 
     // Restart: the rules stay while the agent is down, and it converges again.
-    stop.send(()).expect("agent running");
-    runtime.block_on(handle).expect("agent task").expect("agent stops cleanly");
-    assert!(kernel_has_element("policy/shop/db/ingress/0/pods4", "10.1.0.1"), "rules stay in place on stop");
+    agent.stop();
+    assert!(view.has_element("policy/shop/db/ingress/0/pods4", "10.1.0.1"), "rules stay in place on stop");
     mock.put_silently(Resource::Pods, pod("shop", "web5", json!({"app": "web"}), "10.1.0.7"));
-    let (stop, _metrics, handle) = start_agent(&runtime, &mock);
-    converge(&mock, "after a restart");
-    stop.send(()).expect("agent running");
-    runtime.block_on(handle).expect("agent task").expect("agent stops cleanly");
+    let (agent, _metrics) = start_agent(&runtime, &mock, view);
+    converge(view, &mock, "after a restart");
+    agent.stop();
     runtime.block_on(mock.shutdown());
 }

@@ -1,0 +1,308 @@
+//! The one reconcile loop, whatever feeds it.
+//!
+//! ```text
+//! source thread (manifests dir | Kubernetes API) --Batch--> driver thread
+//!   driver: changes --apply--> ClusterIndex --journal--> Reconciler --one transaction--> Kernel
+//!           every `resync`: read the kernel's table, repair drift, copy counters to metrics
+//! ```
+//!
+//! The driver owns the index, the incremental program, the reconciler and
+//! the kernel, on a thread of its own: compiling and every kernel call
+//! block, and never on an async runtime's worker. Batches waiting in the
+//! channel are applied together, so one sync (one transaction) covers every
+//! change that arrived while the previous one was being applied.
+//!
+//! Fail closed: nothing is programmed before the source says its view is
+//! complete ([`Batch::synced`]), so rules of a previous run stay in force
+//! until then; a failed apply leaves the kernel as it was (transactions are
+//! atomic) and the next sync, 200 ms later, replaces the whole table.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use palisade_dataplane::NodeScope;
+use palisade_dataplane::ruleset::Table;
+use palisade_dataplane::transaction::cleanup;
+use palisade_policy::{ClusterIndex, ObjectKind};
+use serde::Serialize;
+use tracing::{error, info, warn};
+
+use crate::change::{Change, apply_changes};
+use crate::kernel::{Kernel, KernelTable};
+use crate::metrics::{KindLabel, Metrics, PodDirection, gauge};
+use crate::reconcile::{Outcome, Reconciler};
+
+/// How the driver runs.
+#[derive(Clone, Debug)]
+pub struct DriverConfig {
+    /// Which pods are local.
+    pub scope: NodeScope,
+    /// How often to compare the kernel with the applied state.
+    pub resync: Duration,
+    /// Where to write the status after each sync.
+    pub status_file: Option<PathBuf>,
+    /// Remove the table when stopping.
+    pub cleanup_on_exit: bool,
+}
+
+/// What a source sends the driver.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    /// Object changes, converted and validated.
+    pub changes: Vec<Change>,
+    /// Whether the source's view is complete (every kind listed): only
+    /// then may the driver program the kernel. Once true, it stays true.
+    pub synced: bool,
+    /// The source's revision (the manifests directory's digest), written to
+    /// the status file once the kernel enforces it.
+    pub revision: Option<String>,
+    /// The source's current problems (objects or files it could not use;
+    /// their last good state stays), replacing the previous list; `None`:
+    /// unchanged.
+    pub problems: Option<Vec<String>>,
+}
+
+/// A message to the driver.
+#[derive(Debug)]
+pub enum Message {
+    /// Changes from the source.
+    Batch(Batch),
+    /// Stop (after removing the table when so configured).
+    Stop,
+}
+
+/// What the status file holds.
+#[derive(Debug, Serialize)]
+struct Status<'a> {
+    /// The source's revision the kernel now enforces.
+    digest: &'a str,
+    /// Unix time of the sync, in microseconds.
+    applied_at_us: u128,
+    /// Syncs so far.
+    generation: u64,
+    /// The source's problems (last good state kept for those objects).
+    errors: &'a [String],
+}
+
+fn write_status(path: &Path, status: &Status<'_>) {
+    let tmp = path.with_extension("tmp");
+    let text = serde_json::to_string(status).unwrap_or_default();
+    if std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)).is_err() {
+        warn!(path = %path.display(), "cannot write the status file");
+    }
+}
+
+/// How long to wait before retrying a failed sync.
+const RETRY: Duration = Duration::from_millis(200);
+
+/// The reconcile loop's state.
+pub struct Driver {
+    config: DriverConfig,
+    index: ClusterIndex,
+    reconciler: Reconciler,
+    metrics: Arc<Metrics>,
+    ifaces: std::collections::BTreeMap<std::net::IpAddr, String>,
+    synced: bool,
+    /// The index or the kernel differs from what was last programmed.
+    dirty: bool,
+    pods_changed: bool,
+    revision: Option<String>,
+    problems: Vec<String>,
+    generation: u64,
+    batch_started: Option<Instant>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("scope", &self.config.scope)
+            .field("synced", &self.synced)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    /// A driver that has programmed nothing yet: its first sync replaces the
+    /// table atomically (rules of a previous run stay until then).
+    #[must_use]
+    pub fn new(config: DriverConfig, mut kernel: Box<dyn Kernel>, metrics: Arc<Metrics>) -> Self {
+        let mut index = ClusterIndex::new();
+        index.track_changes();
+        let ifaces = kernel.pod_interfaces();
+        let reconciler = Reconciler::new(kernel, config.scope.clone());
+        Driver {
+            config,
+            index,
+            reconciler,
+            metrics,
+            ifaces,
+            synced: false,
+            dirty: false,
+            pods_changed: false,
+            revision: None,
+            problems: Vec::new(),
+            generation: 0,
+            batch_started: None,
+        }
+    }
+
+    /// Runs until a [`Message::Stop`] or until every sender is gone.
+    pub fn run(mut self, messages: &Receiver<Message>) {
+        info!(scope = ?self.config.scope, "agent starting; existing rules stay until the source is synced and programmed");
+        let mut last_resync = Instant::now();
+        loop {
+            self.metrics.beat();
+            let until_resync = self.config.resync.saturating_sub(last_resync.elapsed());
+            let wait = if self.dirty && self.synced { until_resync.min(RETRY) } else { until_resync };
+            match messages.recv_timeout(wait) {
+                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(Message::Batch(batch)) => {
+                    self.take(batch);
+                    // Everything already waiting joins this sync.
+                    loop {
+                        match messages.try_recv() {
+                            Ok(Message::Batch(batch)) => self.take(batch),
+                            Ok(Message::Stop) => return self.stop(),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if last_resync.elapsed() >= self.config.resync {
+                last_resync = Instant::now();
+                self.resync();
+            }
+            if self.dirty && self.synced {
+                self.sync();
+            }
+        }
+        self.stop();
+    }
+
+    /// Applies one batch to the index.
+    fn take(&mut self, batch: Batch) {
+        self.batch_started.get_or_insert_with(Instant::now);
+        self.pods_changed |= batch.changes.iter().any(|c| c.key().kind == ObjectKind::Pod);
+        let changed = apply_changes(&mut self.index, batch.changes);
+        if let Some(problems) = batch.problems {
+            self.metrics.rejected.set(gauge(problems.len()));
+            self.problems = problems;
+        }
+        let new_revision = batch.revision.is_some() && batch.revision != self.revision;
+        if batch.revision.is_some() {
+            self.revision = batch.revision;
+        }
+        if batch.synced && !self.synced {
+            self.synced = true;
+            self.dirty = true;
+        }
+        self.dirty |= changed || new_revision;
+        let (namespaces, pods, policies) = self.index.counts();
+        for (kind, n) in
+            [(ObjectKind::Namespace, namespaces), (ObjectKind::Pod, pods), (ObjectKind::NetworkPolicy, policies)]
+        {
+            self.metrics.objects.get_or_create(&KindLabel { kind: kind.as_str().into() }).set(gauge(n));
+        }
+    }
+
+    /// Brings the kernel to the index; on failure stays dirty (retried).
+    fn sync(&mut self) {
+        if std::mem::take(&mut self.pods_changed) {
+            self.ifaces = self.reconciler.kernel().pod_interfaces();
+        }
+        let seen = self.batch_started.take().unwrap_or_else(Instant::now);
+        let journal = self.index.take_changes();
+        match self.reconciler.sync(&self.index, journal.as_ref(), &self.ifaces) {
+            Ok(report) => {
+                self.generation += 1;
+                self.dirty = false;
+                let m = &self.metrics;
+                m.sync_seconds.observe(report.compile.as_secs_f64());
+                m.rules.set(gauge(report.stats.rules));
+                m.elements.set(gauge(report.stats.elements));
+                m.sets.set(gauge(report.sets));
+                if report.outcome != Outcome::Unchanged {
+                    m.apply_seconds.observe(report.apply.as_secs_f64());
+                    info!(
+                        outcome = ?report.outcome,
+                        commands = report.commands,
+                        compile_us = report.compile.as_micros(),
+                        apply_us = report.apply.as_micros(),
+                        latency_us = seen.elapsed().as_micros(),
+                        policies_compiled = report.update.policies_compiled,
+                        parts_rendered = report.update.parts_rendered,
+                        local_pods = report.stats.local_pods,
+                        rules = report.stats.rules,
+                        elements = report.stats.elements,
+                        "applied"
+                    );
+                }
+                if !m.ready.swap(true, Ordering::Relaxed) {
+                    info!("first sync programmed; ready");
+                }
+                if let Some(path) = &self.config.status_file {
+                    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
+                    let digest = self.revision.as_deref().unwrap_or_default();
+                    let status =
+                        Status { digest, applied_at_us: now, generation: self.generation, errors: &self.problems };
+                    write_status(path, &status);
+                }
+            }
+            Err(e) => {
+                // The journal was taken: the next sync recompiles everything.
+                self.metrics.apply_errors.inc();
+                error!(error = %e, "apply failed; retrying with a full replace");
+            }
+        }
+    }
+
+    /// Reads the kernel's table: drift makes the next sync replace it; the
+    /// per-pod drop counters go to the metrics.
+    fn resync(&mut self) {
+        if !self.synced {
+            return;
+        }
+        match self.reconciler.kernel().read() {
+            Ok(table) => {
+                if self.reconciler.drifted(table.as_ref()) {
+                    warn!("kernel table differs from the applied program (or is gone); replacing it");
+                    self.dirty = true;
+                }
+                if let Some(table) = &table {
+                    read_counters(&self.metrics, table);
+                }
+            }
+            Err(e) => error!(error = %e, "cannot read the kernel table"),
+        }
+    }
+
+    fn stop(mut self) {
+        info!(cleanup = self.config.cleanup_on_exit, "stopping; rules stay in place unless --cleanup");
+        if self.config.cleanup_on_exit
+            && let Err(e) = self.reconciler.kernel().apply(&cleanup(), &Table::default())
+        {
+            error!(error = %e, "cannot remove the table");
+        }
+    }
+}
+
+/// Copies the kernel's per-pod denied counters into the metrics.
+fn read_counters(metrics: &Metrics, table: &KernelTable) {
+    let mut seen = std::collections::BTreeMap::new();
+    for (name, packets) in &table.counters {
+        // Counter names: pod/<ns>/<pod>/<direction>/denied.
+        let parts: Vec<&str> = name.split('/').collect();
+        if let ["pod", ns, pod, direction, "denied"] = parts.as_slice() {
+            seen.insert(PodDirection { pod: format!("{ns}/{pod}"), direction: (*direction).to_string() }, *packets);
+        }
+    }
+    metrics.denied_packets.clear();
+    for (labels, packets) in seen {
+        metrics.denied_packets.get_or_create(&labels).set(i64::try_from(packets).unwrap_or(i64::MAX));
+    }
+}

@@ -1,0 +1,55 @@
+//! The kernel, behind a small trait: the agent's only way to change or read
+//! the node's packet filter and its pod interfaces. [`NetlinkKernel`] is the
+//! real one; [`crate::fake::FakeKernel`] keeps the table in memory, so the
+//! reconciler, the drift repair and both sources are tested without root.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use palisade_dataplane::json::TableSummary;
+use palisade_dataplane::nft::{Nft as _, NftCli, NftError};
+use palisade_dataplane::ruleset::Table;
+use palisade_dataplane::transaction::Transaction;
+
+/// What the kernel holds of Palisade's table, as the agent compares and
+/// reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelTable {
+    /// Chains with rule counts, sets with element counts, counters.
+    pub summary: TableSummary,
+    /// Packets counted by each named counter.
+    pub counters: Vec<(String, u64)>,
+}
+
+/// The node's packet filter and interfaces. Everything here blocks: the
+/// driver calls it from its own thread, never from an async runtime's.
+pub trait Kernel: Send {
+    /// Applies `transaction`, which brings the table to `table`, atomically.
+    fn apply(&mut self, transaction: &Transaction, table: &Table) -> Result<(), NftError>;
+    /// Palisade's table as the kernel holds it; `None` when there is none.
+    fn read(&mut self) -> Result<Option<KernelTable>, NftError>;
+    /// The node-side interface of each local pod address.
+    fn pod_interfaces(&mut self) -> BTreeMap<IpAddr, String>;
+}
+
+/// The real kernel of the calling thread's network namespace: transactions
+/// over Palisade's netlink socket, listings through `nft -j`, interfaces
+/// from the routing table.
+#[derive(Debug, Default)]
+pub struct NetlinkKernel {
+    nft: NftCli,
+}
+
+impl Kernel for NetlinkKernel {
+    fn apply(&mut self, transaction: &Transaction, table: &Table) -> Result<(), NftError> {
+        self.nft.apply(transaction, table)
+    }
+
+    fn read(&mut self) -> Result<Option<KernelTable>, NftError> {
+        Ok(self.nft.list_table()?.map(|l| KernelTable { summary: l.summary(), counters: l.counters() }))
+    }
+
+    fn pod_interfaces(&mut self) -> BTreeMap<IpAddr, String> {
+        crate::routes::pod_interfaces()
+    }
+}

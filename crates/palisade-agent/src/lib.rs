@@ -1,0 +1,84 @@
+//! Palisade's node agent: keeps the kernel enforcing the policies of the
+//! node's pods, fed by the Kubernetes API or by a directory of manifests.
+//!
+//! ```text
+//!  Source (thread)                      Driver (thread)
+//!  ManifestsDir: inotify + scan    \     ClusterIndex --journal--> Reconciler --> Kernel
+//!  KubeApi: kube-rs watchers        >--Batch-->  (one transaction per sync;   (NetlinkKernel, or
+//!          (on a tokio runtime)    /             drift repair every resync)    FakeKernel in tests)
+//! ```
+//!
+//! Each source converts and validates objects at the edge and sends
+//! [`Batch`]es of [`Change`]s; the [`Driver`] is the one reconcile loop
+//! (index, incremental program, reconciler, metrics, status, resync timer),
+//! and the [`Kernel`] trait is its only way to the packet filter.
+
+mod change;
+pub mod driver;
+pub mod fake;
+pub mod kernel;
+pub mod kube;
+pub mod manifests;
+pub mod metrics;
+pub mod reconcile;
+mod routes;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::thread::JoinHandle;
+
+pub use change::{Change, Object, apply_changes};
+pub use driver::{Batch, Driver, DriverConfig, Message};
+pub use kernel::{Kernel, KernelTable, NetlinkKernel};
+pub use metrics::Metrics;
+
+/// What feeds the driver: converted, validated objects as [`Batch`]es.
+pub trait Source: Send + 'static {
+    /// Sends batches to `driver` until `stop` is raised or the driver is
+    /// gone; runs on a thread of its own.
+    fn run(self: Box<Self>, driver: Sender<Message>, stop: Arc<AtomicBool>);
+}
+
+/// A running agent: its source and driver threads.
+#[derive(Debug)]
+pub struct Running {
+    to_driver: Sender<Message>,
+    stop: Arc<AtomicBool>,
+    driver: JoinHandle<()>,
+    source: JoinHandle<()>,
+}
+
+/// Starts `source` and a driver over `kernel`, each on its own thread.
+pub fn start(
+    config: DriverConfig,
+    source: Box<dyn Source>,
+    kernel: Box<dyn Kernel>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<Running> {
+    let (to_driver, messages) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let driver = Driver::new(config, kernel, metrics);
+    let driver = std::thread::Builder::new().name("driver".into()).spawn(move || driver.run(&messages))?;
+    let (tx, flag) = (to_driver.clone(), stop.clone());
+    let source = std::thread::Builder::new().name("source".into()).spawn(move || source.run(tx, flag))?;
+    Ok(Running { to_driver, stop, driver, source })
+}
+
+impl Running {
+    /// Stops the source, then the driver (which removes the table when so
+    /// configured), and waits for both.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.source.join();
+        let _ = self.to_driver.send(Message::Stop);
+        let _ = self.driver.join();
+    }
+
+    /// Whether either thread has ended (a source that failed, a driver
+    /// whose channel closed).
+    #[must_use]
+    pub fn finished(&self) -> bool {
+        self.driver.is_finished() || self.source.is_finished()
+    }
+}

@@ -1,0 +1,239 @@
+//! The driver and the manifests source against the fake kernel, without
+//! root: what is programmed and when (not before the source is synced, one
+//! transaction for the batches waiting), drift repair, retries after a
+//! refused apply, the status file, and cleanup on stop.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use palisade_agent::fake::FakeKernel;
+use palisade_agent::manifests::{ManifestsDir, dir_digest, hex};
+use palisade_agent::{Batch, Change, Driver, DriverConfig, Message, Metrics, Object, apply_changes};
+use palisade_dataplane::render::render;
+use palisade_dataplane::ruleset::Table;
+use palisade_dataplane::{NodeScope, compile};
+use palisade_manifests::load_str;
+use palisade_policy::ClusterIndex;
+
+const CLUSTER: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: shop}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec: {nodeName: n1, containers: [{name: c, image: i}]}
+status: {phase: Running, podIP: 10.1.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: shop, labels: {app: db}}
+spec: {nodeName: n1, containers: [{name: c, image: i, ports: [{name: pg, containerPort: 5432}]}]}
+status: {phase: Running, podIP: 10.1.0.2}
+";
+
+fn policy(port: u16) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: db, namespace: shop}}\n\
+         spec: {{podSelector: {{matchLabels: {{app: db}}}}, ingress: [{{from: [{{podSelector: {{matchLabels: {{app: web}}}}}}], ports: [{{port: {port}}}]}}]}}\n"
+    )
+}
+
+/// The objects of `yaml` as changes.
+fn changes(yaml: &str) -> Vec<Change> {
+    let loaded = load_str("test.yaml", yaml, "default");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let namespaces = loaded.namespaces.into_iter().map(Object::Namespace);
+    let pods = loaded.pods.into_iter().map(Object::Pod);
+    let policies = loaded.policies.into_iter().map(Object::Policy);
+    namespaces.chain(pods).chain(policies).map(Change::Apply).collect()
+}
+
+fn ifaces() -> BTreeMap<IpAddr, String> {
+    BTreeMap::from([
+        ("10.1.0.1".parse().expect("ip"), "veth-web".into()),
+        ("10.1.0.2".parse().expect("ip"), "veth-db".into()),
+    ])
+}
+
+/// The table a full compile of `changes` gives.
+fn expected(changes: Vec<Change>) -> Table {
+    let mut index = ClusterIndex::new();
+    apply_changes(&mut index, changes);
+    render(&compile(&index, &NodeScope::Node("n1".into()), &ifaces()))
+}
+
+fn config(resync: Duration) -> DriverConfig {
+    DriverConfig { scope: NodeScope::Node("n1".into()), resync, status_file: None, cleanup_on_exit: false }
+}
+
+fn kernel() -> FakeKernel {
+    let kernel = FakeKernel::new();
+    kernel.state().interfaces = ifaces();
+    kernel
+}
+
+/// Waits (bounded) until `what` holds.
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn spawn(driver: Driver) -> (Sender<Message>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel();
+    (tx, std::thread::spawn(move || driver.run(&rx)))
+}
+
+fn batch(changes: Vec<Change>, synced: bool) -> Message {
+    Message::Batch(Batch { changes, synced, ..Batch::default() })
+}
+
+#[test]
+fn nothing_is_programmed_before_the_source_is_synced_and_waiting_batches_make_one_transaction() {
+    let kernel = kernel();
+    let metrics = Arc::new(Metrics::new());
+    let driver = Driver::new(config(Duration::from_secs(60)), Box::new(kernel.clone()), metrics.clone());
+    let (tx, rx) = mpsc::channel();
+    // A partial view: nothing may be programmed from it.
+    tx.send(batch(changes(CLUSTER), false)).expect("send");
+    let handle = std::thread::spawn(move || driver.run(&rx));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(kernel.table().is_none() && kernel.state().applied.is_empty(), "nothing before the source is synced");
+    assert!(!metrics.ready.load(std::sync::atomic::Ordering::Relaxed));
+    // The rest arrives while the driver waits: one transaction for all of it.
+    tx.send(batch(changes(&policy(5432)), false)).expect("send");
+    tx.send(batch(Vec::new(), true)).expect("send");
+    let want = expected([changes(CLUSTER), changes(&policy(5432))].concat());
+    eventually("the first sync", || kernel.table().as_ref() == Some(&want));
+    assert_eq!(kernel.state().applied.len(), 1, "one transaction for the batches that were waiting");
+    assert!(metrics.ready.load(std::sync::atomic::Ordering::Relaxed));
+    // A change: one more transaction, and only what changed.
+    tx.send(batch(changes(&policy(5433)), true)).expect("send");
+    let want = expected([changes(CLUSTER), changes(&policy(5433))].concat());
+    eventually("the policy change", || kernel.table().as_ref() == Some(&want));
+    let state = kernel.state();
+    assert_eq!(state.applied.len(), 2);
+    assert!(state.applied[1].len() < state.applied[0].len() / 2, "an incremental transaction, not a full one");
+    drop(state);
+    tx.send(Message::Stop).expect("send");
+    handle.join().expect("driver");
+    assert_eq!(kernel.table(), Some(want), "rules stay in place on stop");
+}
+
+#[test]
+fn drift_and_refused_applies_are_repaired() {
+    let kernel = kernel();
+    let metrics = Arc::new(Metrics::new());
+    let driver = Driver::new(config(Duration::from_millis(100)), Box::new(kernel.clone()), metrics.clone());
+    let (tx, handle) = spawn(driver);
+    let all = [changes(CLUSTER), changes(&policy(5432))].concat();
+    let want = expected(all.clone());
+    tx.send(batch(all, true)).expect("send");
+    eventually("the first sync", || kernel.table().as_ref() == Some(&want));
+
+    // The table deleted behind the agent's back is replaced whole.
+    kernel.state().table = None;
+    eventually("the deleted table replaced", || kernel.table().as_ref() == Some(&want));
+    // A rule removed from a pod chain (the counts differ) is repaired.
+    kernel.state().table.as_mut().expect("table").chains.get_mut("pod/shop/db/ingress").expect("chain").rules.pop();
+    eventually("the chain repaired", || kernel.table().as_ref() == Some(&want));
+
+    // A refused apply leaves the kernel as it was and is retried with a full replace.
+    let applied = kernel.state().applied.len();
+    kernel.state().fail_next = 2;
+    let changed = expected([changes(CLUSTER), changes(&policy(6000))].concat());
+    tx.send(batch(changes(&policy(6000)), true)).expect("send");
+    eventually("the retried change", || kernel.table().as_ref() == Some(&changed));
+    let state = kernel.state();
+    assert_eq!(state.refused, 2);
+    assert_eq!(state.applied.len(), applied + 1, "one transaction once the kernel accepts again");
+    assert!(state.applied.last().expect("applied").commands.len() > 10, "a full replace after a failure");
+    drop(state);
+    assert!(metrics.encode().contains("palisade_apply_errors_total 2"), "{}", metrics.encode());
+    tx.send(Message::Stop).expect("send");
+    handle.join().expect("driver");
+}
+
+#[test]
+fn stop_with_cleanup_removes_the_table() {
+    let kernel = kernel();
+    let config = DriverConfig { cleanup_on_exit: true, ..config(Duration::from_secs(60)) };
+    let (tx, handle) = spawn(Driver::new(config, Box::new(kernel.clone()), Arc::new(Metrics::new())));
+    tx.send(batch(changes(CLUSTER), true)).expect("send");
+    eventually("the first sync", || kernel.table().is_some());
+    tx.send(Message::Stop).expect("send");
+    handle.join().expect("driver");
+    assert_eq!(kernel.table(), None);
+}
+
+/// A scratch directory, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("palisade-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes `text` to `dir/name` as writers should: a temporary file renamed
+/// into place.
+fn write(dir: &std::path::Path, name: &str, text: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, dir.join(name)).expect("rename");
+}
+
+#[test]
+fn the_manifests_directory_drives_the_kernel() {
+    let dir = TempDir::new("manifests-source");
+    let status = dir.0.join(".status.json");
+    write(&dir.0, "cluster.yaml", CLUSTER);
+    write(&dir.0, "policy.yaml", &policy(5432));
+    let kernel = kernel();
+    let config = DriverConfig { status_file: Some(status.clone()), ..config(Duration::from_millis(200)) };
+    let source = ManifestsDir::new(&dir.0, "default", Duration::from_millis(200)).expect("watch");
+    let agent = palisade_agent::start(config, Box::new(source), Box::new(kernel.clone()), Arc::new(Metrics::new()))
+        .expect("start");
+    let status_digest = || {
+        let text = std::fs::read_to_string(&status).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&text).ok().map(|v| (v["digest"].clone(), v["errors"].clone()))
+    };
+    let want = expected([changes(CLUSTER), changes(&policy(5432))].concat());
+    eventually("the directory programmed", || kernel.table().as_ref() == Some(&want));
+    eventually("the status names the directory's digest", || {
+        status_digest().is_some_and(|(d, _)| d == hex(&dir_digest(&dir.0)).as_str())
+    });
+
+    write(&dir.0, "policy.yaml", &policy(5433));
+    let want = expected([changes(CLUSTER), changes(&policy(5433))].concat());
+    eventually("an edit applied", || kernel.table().as_ref() == Some(&want));
+
+    // An invalid edit keeps the last good state, and the status says why.
+    write(&dir.0, "policy.yaml", &policy(0));
+    eventually("the error in the status", || {
+        status_digest().is_some_and(|(_, errors)| errors.to_string().contains("NetworkPolicy shop/db"))
+    });
+    assert_eq!(kernel.table().as_ref(), Some(&want), "the last good state stays");
+
+    std::fs::remove_file(dir.0.join("policy.yaml")).expect("remove");
+    let want = expected(changes(CLUSTER));
+    eventually("a deletion applied", || kernel.table().as_ref() == Some(&want));
+    agent.stop();
+}
