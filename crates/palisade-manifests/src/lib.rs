@@ -96,7 +96,7 @@ pub fn load_str(file: &str, text: &str, default_namespace: &str) -> Loaded {
 fn add_text(loaded: &mut Loaded, file: &str, text: &str, default_namespace: &str) {
     loaded.files += 1;
     for doc in documents::parse_documents(file, text, &mut loaded.errors) {
-        add_value(loaded, file, doc, default_namespace, 0);
+        add_value(loaded, file, doc, default_namespace);
     }
 }
 
@@ -153,44 +153,61 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
 }
 
-fn add_value(loaded: &mut Loaded, file: &str, value: Value, default_namespace: &str, depth: usize) {
+/// The objects of one document: a `List` (or typed list such as
+/// `PodList`) is flattened, nested Lists too, down to [`MAX_LIST_DEPTH`].
+/// Documents that are not objects, objects without a kind and Lists whose
+/// items are not a list or nest too deeply are errors naming the file.
+/// The one flattener of the loader ([`load`]) and of [`raw_objects`].
+fn flatten(file: &str, value: Value, depth: usize, errors: &mut Vec<LoadError>, out: &mut dyn FnMut(Value)) {
     let kind = str_at(&value, &["kind"]).unwrap_or_default().to_string();
-    let name = str_at(&value, &["metadata", "name"]).unwrap_or_default().to_string();
-    let namespace = str_at(&value, &["metadata", "namespace"]).unwrap_or(default_namespace).to_string();
-    let invalid = |object: String, field: &str, message: String| LoadError::Invalid {
+    let invalid = |object: String, field: &str, message: &str| LoadError::Invalid {
         file: file.into(),
         object,
         key: None,
         field: field.into(),
-        message,
+        message: message.into(),
     };
     if !value.is_object() {
-        loaded.errors.push(invalid("document".into(), "(root)", "is not an object".into()));
+        errors.push(invalid("document".into(), "(root)", "is not an object"));
         return;
     }
     if kind.is_empty() {
-        loaded.errors.push(invalid(format!("object {name:?}"), "kind", "required".into()));
+        let name = str_at(&value, &["metadata", "name"]).unwrap_or_default();
+        errors.push(invalid(format!("object {name:?}"), "kind", "required"));
         return;
     }
     if kind == "List" || (kind.ends_with("List") && value.get("items").is_some()) {
         if depth >= MAX_LIST_DEPTH {
-            loaded.errors.push(invalid(kind, "items", "Lists nested too deeply".into()));
+            errors.push(invalid(kind, "items", "Lists nested too deeply"));
             return;
         }
-        let items = match value.get("items") {
-            Some(Value::Array(items)) => items.clone(),
-            Some(Value::Null) | None => Vec::new(),
-            Some(_) => {
-                loaded.errors.push(invalid(kind, "items", "must be a list".into()));
-                return;
-            }
+        let items = match value {
+            Value::Object(mut map) => map.remove("items"),
+            _ => None,
         };
-        for item in items {
-            add_value(loaded, file, item, default_namespace, depth + 1);
+        match items {
+            Some(Value::Array(items)) => {
+                for item in items {
+                    flatten(file, item, depth + 1, errors, out);
+                }
+            }
+            Some(Value::Null) | None => {}
+            Some(_) => errors.push(invalid(kind, "items", "must be a list")),
         }
         return;
     }
-    add_object(loaded, file, value, &kind, &name, &namespace);
+    out(value);
+}
+
+fn add_value(loaded: &mut Loaded, file: &str, value: Value, default_namespace: &str) {
+    let mut objects = Vec::new();
+    flatten(file, value, 0, &mut loaded.errors, &mut |object| objects.push(object));
+    for value in objects {
+        let kind = str_at(&value, &["kind"]).unwrap_or_default().to_string();
+        let name = str_at(&value, &["metadata", "name"]).unwrap_or_default().to_string();
+        let namespace = str_at(&value, &["metadata", "namespace"]).unwrap_or(default_namespace).to_string();
+        add_object(loaded, file, value, &kind, &name, &namespace);
+    }
 }
 
 /// Converts one object (not a List) by its apiVersion and kind.
@@ -405,18 +422,9 @@ pub struct RawObject {
     pub value: Value,
 }
 
-fn flatten_raw(file: &str, value: Value, default_namespace: &str, depth: usize, out: &mut Vec<RawObject>) {
+fn raw_object(file: &str, mut value: Value, default_namespace: &str) -> RawObject {
     let kind = str_at(&value, &["kind"]).unwrap_or_default().to_string();
-    if (kind == "List" || kind.ends_with("List")) && depth < MAX_LIST_DEPTH {
-        if let Some(Value::Array(items)) = value.get("items") {
-            for item in items.clone() {
-                flatten_raw(file, item, default_namespace, depth + 1, out);
-            }
-        }
-        return;
-    }
     let name = str_at(&value, &["metadata", "name"]).unwrap_or_default().to_string();
-    let mut value = value;
     let namespace = if kind == "Namespace" {
         String::new()
     } else {
@@ -426,7 +434,7 @@ fn flatten_raw(file: &str, value: Value, default_namespace: &str, depth: usize, 
         }
         ns
     };
-    out.push(RawObject { file: file.to_string(), kind, namespace, name, value });
+    RawObject { file: file.to_string(), kind, namespace, name, value }
 }
 
 /// Reads `inputs` into raw objects (Lists flattened). Syntax and read errors
@@ -437,7 +445,7 @@ pub fn raw_objects(inputs: &[Input], default_namespace: &str) -> (Vec<RawObject>
     let mut out = Vec::new();
     for (file, text) in documents::read_inputs(inputs, &mut errors) {
         for doc in documents::parse_documents(&file, &text, &mut errors) {
-            flatten_raw(&file, doc, default_namespace, 0, &mut out);
+            flatten(&file, doc, 0, &mut errors, &mut |value| out.push(raw_object(&file, value, default_namespace)));
         }
     }
     (out, errors)

@@ -171,3 +171,35 @@ fn missing_paths_are_reported() {
     assert_eq!(loaded.errors.len(), 1);
     assert!(loaded.errors[0].to_string().starts_with("/nonexistent/palisade: "));
 }
+
+/// `load` and `raw_objects` flatten Lists the same way: nested Lists are
+/// read down to four levels, and anything deeper is an error in both
+/// (neither drops it silently).
+#[test]
+fn nested_lists_read_alike_by_load_and_raw_objects() {
+    let ns = |name: &str| format!(r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"{name}"}}}}"#);
+    let list = |items: &str| format!(r#"{{"apiVersion":"v1","kind":"List","items":[{items}]}}"#);
+    // Namespace a at depth 1, b at depth 4 (read), c at depth 5 (too deep).
+    let mut deep = list(&ns("c"));
+    deep = list(&format!("{},{deep}", ns("b")));
+    for _ in 0..3 {
+        deep = list(&deep);
+    }
+    let text = format!("{}\n{}", list(&ns("a")), deep);
+    let dir = std::env::temp_dir().join(format!("palisade-nested-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("lists.json");
+    fs::write(&file, &text).expect("write");
+    let inputs = [Input::Path(file.clone())];
+    let loaded = load(&inputs, "default");
+    let names: Vec<&str> = loaded.namespaces.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    let (raw, raw_errors) = palisade_manifests::raw_objects(&inputs, "default");
+    let raw_names: Vec<&str> = raw.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(raw_names, names, "the same objects");
+    for errors in [&loaded.errors, &raw_errors] {
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].to_string().contains("Lists nested too deeply"), "{}", errors[0]);
+    }
+    fs::remove_dir_all(&dir).expect("cleanup");
+}
