@@ -6,10 +6,13 @@
 //! RAII guards (also on panic) or by `palisade lab down`, and no setting of
 //! the root namespace is touched.
 
+pub mod bench;
+pub mod error;
 pub mod model_lab;
 pub mod netns;
 pub mod plan;
 pub mod probe;
 pub mod sctp;
 pub mod serve;
+pub mod session;
 pub mod topology;

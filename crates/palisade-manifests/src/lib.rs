@@ -14,6 +14,7 @@ mod documents;
 pub mod encode;
 mod error;
 mod pod;
+pub use pod::HOST_NETWORK;
 mod policy;
 mod selector;
 

@@ -58,6 +58,9 @@ fn addresses(status: &core::PodStatus, errors: &mut FieldErrors) -> Vec<IpAddr> 
     ips
 }
 
+/// Why a hostNetwork pod is not a policy endpoint (its [`PodState::Excluded`] reason).
+pub const HOST_NETWORK: &str = "hostNetwork: its traffic uses the node's address";
+
 /// Converts a Pod.
 pub fn pod(p: &core::Pod, namespace: &str, name: &str, errors: &mut FieldErrors) -> Pod {
     let labels = labels(p.metadata.labels.as_ref(), "metadata.labels", errors);
@@ -67,7 +70,7 @@ pub fn pod(p: &core::Pod, namespace: &str, name: &str, errors: &mut FieldErrors)
     let ips = p.status.as_ref().map(|s| addresses(s, errors)).unwrap_or_default();
     let phase = p.status.as_ref().and_then(|s| s.phase.clone());
     let state = if spec.host_network == Some(true) {
-        PodState::Excluded("hostNetwork: its traffic uses the node's address".into())
+        PodState::Excluded(HOST_NETWORK.into())
     } else if let Some(phase @ ("Succeeded" | "Failed")) = phase.as_deref() {
         PodState::Excluded(format!("phase {phase}"))
     } else if !ips.is_empty() {
@@ -103,11 +106,8 @@ pub fn template(
     let default_spec = core::PodSpec::default();
     let spec = t.spec.as_ref().unwrap_or(&default_spec);
     let ports = ports(spec, &format!("{field}.spec"), errors);
-    let state = if spec.host_network == Some(true) {
-        PodState::Excluded("hostNetwork: its traffic uses the node's address".into())
-    } else {
-        PodState::Planned
-    };
+    let state =
+        if spec.host_network == Some(true) { PodState::Excluded(HOST_NETWORK.into()) } else { PodState::Planned };
     Pod {
         namespace: namespace.to_string(),
         name: workload.1.to_string(),

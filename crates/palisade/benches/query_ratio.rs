@@ -11,7 +11,7 @@ mod query_setup;
 
 use std::time::Instant;
 
-use palisade::lab::bench::quartiles;
+use palisade_lab::bench::quartiles;
 use query_setup::{QUERIES, engine_pass, in_process_pass, json_lines_input, json_lines_pass, resolved_flows};
 
 fn main() {

@@ -9,7 +9,6 @@
 pub mod commands;
 pub mod endpoint;
 pub mod inputs;
-pub mod lab;
 pub mod query;
 pub mod query_line;
 pub mod style;

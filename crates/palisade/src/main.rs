@@ -182,14 +182,14 @@ struct LabProbeArgs {
 }
 
 impl LabProbeArgs {
-    fn probe_args(&self) -> palisade::lab::ProbeArgs {
+    fn probe_args(&self) -> palisade_lab::session::ProbeArgs {
         use palisade_lab::plan::Family;
         let families = match self.family {
             FamilyArg::V4 => vec![Family::V4],
             FamilyArg::V6 => vec![Family::V6],
             FamilyArg::Both => vec![Family::V4, Family::V6],
         };
-        palisade::lab::ProbeArgs { ports: self.ports.clone(), protocols: self.protocols.clone(), families }
+        palisade_lab::session::ProbeArgs { ports: self.ports.clone(), protocols: self.protocols.clone(), families }
     }
 }
 
@@ -325,20 +325,33 @@ fn run_lab(command: LabCommand) -> anyhow::Result<u8> {
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("the lab creates network namespaces and needs root");
     }
-    match command {
+    let code = match command {
         LabCommand::Up { filenames, external } => {
-            println!("{}", palisade::lab::up(&filenames, &external)?);
-            Ok(0)
+            println!("{}", palisade_lab::session::up(&filenames, &external)?);
+            0
         }
-        LabCommand::Apply { filenames } => palisade::lab::apply(&filenames).map(|()| 0),
-        LabCommand::Probe(p) => palisade::lab::probe(&p.probe_args(), p.output == TextOrJson::Json),
+        LabCommand::Apply { filenames } => {
+            palisade_lab::session::apply(&filenames)?;
+            0
+        }
+        LabCommand::Probe(p) => palisade_lab::session::probe(&p.probe_args(), p.output == TextOrJson::Json)?,
         LabCommand::Run { scenario, external, probe } => {
-            palisade::lab::run(&scenario, &external, &probe.probe_args(), probe.output == TextOrJson::Json)
+            palisade_lab::session::run(&scenario, &external, &probe.probe_args(), probe.output == TextOrJson::Json)?
         }
-        LabCommand::Down => palisade::lab::down().map(|()| 0),
-        LabCommand::Bench { seconds } => palisade::lab::bench::run(seconds.clamp(0.2, 30.0)).map(|()| 0),
-        LabCommand::Serve => palisade::lab::serve_forever().map(|()| 0),
-    }
+        LabCommand::Down => {
+            palisade_lab::session::down()?;
+            0
+        }
+        LabCommand::Bench { seconds } => {
+            palisade_lab::bench::run(seconds.clamp(0.2, 30.0))?;
+            0
+        }
+        LabCommand::Serve => {
+            palisade_lab::session::serve_forever()?;
+            0
+        }
+    };
+    Ok(code)
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {

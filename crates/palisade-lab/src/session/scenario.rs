@@ -6,8 +6,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
-use palisade_lab::plan::ProbeRow;
+use crate::bail;
+use crate::error::{Context as _, Result};
+use crate::plan::ProbeRow;
 use palisade_manifests::RawObject;
 use serde::Serialize;
 use serde_json::Value;
@@ -25,7 +26,7 @@ struct StepReport {
     mismatches: usize,
 }
 
-fn merge_step(state: &LabState, step: &Path) -> anyhow::Result<Vec<RawObject>> {
+fn merge_step(state: &LabState, step: &Path) -> Result<Vec<RawObject>> {
     let mut objects: BTreeMap<String, RawObject> =
         raw_from_state(state).into_iter().map(|o| (object_key(&o.kind, &o.namespace, &o.name), o)).collect();
     for o in read_raw(&[step.to_path_buf()])? {
@@ -43,7 +44,7 @@ fn merge_step(state: &LabState, step: &Path) -> anyhow::Result<Vec<RawObject>> {
 }
 
 /// `lab run SCENARIO`: up with the base, each step applied and probed, then down.
-pub fn run(scenario: &Path, external: &[IpAddr], args: &ProbeArgs, json: bool) -> anyhow::Result<u8> {
+pub fn run(scenario: &Path, external: &[IpAddr], args: &ProbeArgs, json: bool) -> Result<u8> {
     let base = scenario.join("base");
     let base = if base.is_dir() {
         base
@@ -67,7 +68,7 @@ pub fn run(scenario: &Path, external: &[IpAddr], args: &ProbeArgs, json: bool) -
             std::process::exit(130);
         }
     });
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> anyhow::Result<Vec<StepReport>> {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Vec<StepReport>> {
         let mut reports = Vec::new();
         let start = Instant::now();
         let line = up(std::slice::from_ref(&base), external)?;

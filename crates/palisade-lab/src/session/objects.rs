@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use palisade_manifests::RawObject;
-use serde_json::{Value, json};
+use palisade_manifests::encode::pod_manifest;
+use palisade_manifests::{HOST_NETWORK, RawObject, load_str};
+use palisade_policy::{Pod, PodState, Protocol};
 
 /// The node name the lab's pods run on.
 pub const NODE: &str = "lab";
@@ -38,43 +39,12 @@ pub struct LabObjects {
 
 const WORKLOADS: [&str; 6] = ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"];
 
-fn template(o: &RawObject) -> Option<&Value> {
-    if o.kind == "CronJob" {
-        o.value.pointer("/spec/jobTemplate/spec/template")
-    } else {
-        o.value.pointer("/spec/template")
-    }
-}
-
-fn ports(spec: &Value, protocol: &str) -> Vec<u16> {
-    let mut out: Vec<u16> = ["containers", "initContainers"]
-        .iter()
-        .filter_map(|list| spec.get(*list).and_then(Value::as_array))
-        .flatten()
-        .filter_map(|c| c.get("ports").and_then(Value::as_array))
-        .flatten()
-        .filter(|p| p.get("protocol").and_then(Value::as_str).unwrap_or("TCP") == protocol)
-        .filter_map(|p| p.get("containerPort").and_then(Value::as_u64).and_then(|n| u16::try_from(n).ok()))
-        .collect();
+/// The declared ports of `pod` for `protocol`, sorted, once each.
+fn ports(pod: &Pod, protocol: Protocol) -> Vec<u16> {
+    let mut out: Vec<u16> = pod.ports.iter().filter(|p| p.protocol == protocol).map(|p| p.port).collect();
     out.sort_unstable();
     out.dedup();
     out
-}
-
-fn declared_ips(pod: &Value) -> Vec<IpAddr> {
-    let mut ips: Vec<IpAddr> = pod
-        .pointer("/status/podIPs")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p.get("ip")?.as_str()?.parse().ok())
-        .collect();
-    if ips.is_empty()
-        && let Some(ip) = pod.pointer("/status/podIP").and_then(Value::as_str).and_then(|s| s.parse().ok())
-    {
-        ips.push(ip);
-    }
-    ips
 }
 
 /// Assigns the `n`-th lab address pair: 10.244.x.y and fd00:244::n.
@@ -86,7 +56,10 @@ pub fn assigned(n: u32) -> Vec<IpAddr> {
 }
 
 /// Builds the lab objects; pods keep the addresses in `previous` (by key),
-/// new ones without addresses get the next from `next_ip`.
+/// new ones without addresses get the next from `next_ip`. Pods and
+/// workload templates are read by the manifests loader (the same
+/// conversion the agent and the analyzer use) and written back as the Pod
+/// manifests the lab runs.
 pub fn build(raw: &[RawObject], previous: &BTreeMap<String, PodPlan>, next_ip: &mut u32) -> LabObjects {
     let mut out = LabObjects::default();
     let used: Vec<IpAddr> = previous.values().flat_map(|p| p.addrs.clone()).collect();
@@ -101,20 +74,16 @@ pub fn build(raw: &[RawObject], previous: &BTreeMap<String, PodPlan>, next_ip: &
             "Namespace" | "NetworkPolicy" => {
                 out.files.insert(file, o.value.to_string());
             }
-            "Pod" => pod(&mut out, o, &o.value, file, previous, &used, next_ip),
-            kind if WORKLOADS.contains(&kind) => {
-                let Some(t) = template(o) else {
-                    out.notes.push(format!("{kind} {}/{}: no pod template, skipped", o.namespace, o.name));
-                    continue;
-                };
-                let labels = t.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
-                let as_pod = json!({
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "metadata": {"name": o.name, "namespace": o.namespace, "labels": labels},
-                    "spec": t.get("spec").cloned().unwrap_or(json!({"containers": []})),
-                });
-                pod(&mut out, o, &as_pod, format!("pod-{}-{}.json", o.namespace, o.name), previous, &used, next_ip);
+            kind if kind == "Pod" || WORKLOADS.contains(&kind) => {
+                let loaded = load_str(&o.file, &o.value.to_string(), &o.namespace);
+                if loaded.pods.is_empty() {
+                    let why = loaded.errors.first().map_or_else(|| "no pod template".to_string(), ToString::to_string);
+                    out.notes.push(format!("{kind} {}/{}: {why}; skipped", o.namespace, o.name));
+                }
+                for p in loaded.pods {
+                    let file = format!("pod-{}-{}.json", p.namespace, p.name);
+                    pod(&mut out, p, file, previous, &used, next_ip);
+                }
             }
             other => out.notes.push(format!("{other} {}/{}: not used by the lab", o.namespace, o.name)),
         }
@@ -124,20 +93,18 @@ pub fn build(raw: &[RawObject], previous: &BTreeMap<String, PodPlan>, next_ip: &
 
 fn pod(
     out: &mut LabObjects,
-    o: &RawObject,
-    value: &Value,
+    mut pod: Pod,
     file: String,
     previous: &BTreeMap<String, PodPlan>,
     used: &[IpAddr],
     next_ip: &mut u32,
 ) {
-    let key = format!("{}/{}", o.namespace, o.name);
-    let spec = value.get("spec").cloned().unwrap_or(json!({}));
-    if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
+    let key = format!("{}/{}", pod.namespace, pod.name);
+    if pod.state == PodState::Excluded(HOST_NETWORK.into()) {
         out.notes.push(format!("pod {key}: hostNetwork, not a policy endpoint; skipped"));
         return;
     }
-    let mut addrs = declared_ips(value);
+    let mut addrs = std::mem::take(&mut pod.ips);
     if addrs.is_empty() {
         addrs = previous.get(&key).map(|p| p.addrs.clone()).unwrap_or_default();
     }
@@ -148,11 +115,15 @@ fn pod(
             addrs = candidate;
         }
     }
-    let mut value = value.clone();
-    value["spec"]["nodeName"] = json!(NODE);
-    let ips: Vec<Value> = addrs.iter().map(|a| json!({"ip": a.to_string()})).collect();
-    value["status"] = json!({"phase": "Running", "podIP": addrs[0].to_string(), "podIPs": ips});
-    out.pods
-        .insert(key, PodPlan { addrs, tcp: ports(&spec, "TCP"), udp: ports(&spec, "UDP"), sctp: ports(&spec, "SCTP") });
-    out.files.insert(file, value.to_string());
+    let plan = PodPlan {
+        addrs: addrs.clone(),
+        tcp: ports(&pod, Protocol::Tcp),
+        udp: ports(&pod, Protocol::Udp),
+        sctp: ports(&pod, Protocol::Sctp),
+    };
+    pod.ips = addrs;
+    pod.state = PodState::Active;
+    pod.node_name = Some(NODE.into());
+    out.pods.insert(key, plan);
+    out.files.insert(file, pod_manifest(&pod).to_string());
 }

@@ -18,18 +18,20 @@
     reason = "benchmark arithmetic on counts and durations far below 2^52"
 )]
 
+mod agent;
+
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use crate::error::{Context as _, Result};
+use crate::netns::{self, unique_prefix};
+use crate::topology::Topology;
 use palisade_dataplane::nft::{Nft, NftCli};
 use palisade_dataplane::render::render;
 use palisade_dataplane::ruleset::{Chain, CtStates, Hook, Rule, Statement, Table as Rendered, Verdict};
 use palisade_dataplane::transaction::{cleanup, full};
 use palisade_dataplane::{NodeScope, compile};
-use palisade_lab::netns::{self, unique_prefix};
-use palisade_lab::topology::Topology;
 use palisade_manifests::load_str;
 use palisade_policy::synth::{Size, generate};
 use palisade_policy::{ClusterIndex, Labels, Namespace, Pod, PodState};
@@ -247,7 +249,7 @@ pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Runs the benchmark and prints a report.
-pub fn run(seconds: f64) -> anyhow::Result<()> {
+pub fn run(seconds: f64) -> Result<()> {
     let prefix = unique_prefix();
     let mut topo = Topology::new(&prefix).context("node namespace")?;
     let client_ip: IpAddr = "10.250.0.1".parse()?;
@@ -318,7 +320,7 @@ pub fn run(seconds: f64) -> anyhow::Result<()> {
 
     updates(index, &topo, rendered)?;
     nft.apply_json(&cleanup())?;
-    super::bench_agent::write_to_probe(&topo, &client_ns, server)?;
+    agent::write_to_probe(&topo, &client_ns, server)?;
     rule_growth(&topo);
     drop(topo);
     Ok(())
@@ -330,7 +332,7 @@ pub fn run(seconds: f64) -> anyhow::Result<()> {
 /// namespace as the agent runs it. Two kinds of change alternate: a remote
 /// pod relabelled in and out of the server's peer set, and the server's
 /// policy edited.
-fn updates(index: ClusterIndex, topo: &Topology, applied: Rendered) -> anyhow::Result<()> {
+fn updates(index: ClusterIndex, topo: &Topology, applied: Rendered) -> Result<()> {
     let ifaces = topo.pod_ifaces();
     let node = topo.node.name().to_string();
     let (latencies, phases, compiled, full_netlink) = in_ns(&node, move || update_loop(index, &ifaces, &applied))?;
@@ -367,7 +369,7 @@ fn update_loop(
     mut index: ClusterIndex,
     ifaces: &std::collections::BTreeMap<IpAddr, String>,
     applied: &Rendered,
-) -> anyhow::Result<UpdateTimes> {
+) -> Result<UpdateTimes> {
     let nft = NftCli::default();
     let scope = NodeScope::Node("lab".into());
     let remote =
@@ -377,7 +379,7 @@ fn update_loop(
     let mut policy = index.policy(policy_id).policy().clone();
     index.track_changes();
     let mut incremental = palisade_dataplane::Incremental::new(&index, scope, ifaces);
-    anyhow::ensure!(incremental.rendered() == applied, "the incremental compiler starts from the applied table");
+    crate::ensure!(incremental.rendered() == applied, "the incremental compiler starts from the applied table");
     let t = Instant::now();
     nft.apply(&palisade_dataplane::transaction::full(applied), applied)?;
     let full_netlink = t.elapsed();

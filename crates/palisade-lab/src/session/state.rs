@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use crate::error::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use super::objects::PodPlan;
@@ -78,7 +78,7 @@ impl LabState {
     }
 
     /// Loads the recorded lab, if any.
-    pub fn load() -> anyhow::Result<Option<LabState>> {
+    pub fn load() -> Result<Option<LabState>> {
         match std::fs::read_to_string(Self::path()) {
             Ok(text) => Ok(Some(serde_json::from_str(&text).context("reading the lab state")?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -87,7 +87,7 @@ impl LabState {
     }
 
     /// Records the lab.
-    pub fn save(&self) -> anyhow::Result<()> {
+    pub fn save(&self) -> Result<()> {
         std::fs::create_dir_all(STATE_DIR)?;
         let tmp = Path::new(STATE_DIR).join("state.json.tmp");
         std::fs::write(&tmp, serde_json::to_string_pretty(self)?)?;

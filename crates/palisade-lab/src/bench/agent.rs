@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-use palisade_lab::topology::Topology;
+use crate::error::{Context as _, Result};
+use crate::topology::Topology;
 use palisade_manifests::encode::{namespace_manifest, pod_manifest, policy_manifest};
 use palisade_policy::{NetworkPolicy, PortTarget, Protocol, RulePort};
 use serde_json::{Value, json};
 
-use super::bench::{cluster_objects, in_ns, percentile};
+use super::{cluster_objects, in_ns, percentile};
 
 /// Toggles measured per direction.
 const ROUNDS: usize = 10;
@@ -45,7 +45,7 @@ fn list(items: Vec<Value>) -> String {
 }
 
 /// Writes atomically (a rename), as editors and `kubectl`-driven tools do.
-fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
+fn write(dir: &Path, name: &str, text: &str) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, dir.join(name))?;
@@ -61,7 +61,7 @@ fn server_policy(base: &NetworkPolicy, open: bool, port: u16) -> String {
 }
 
 /// Runs the measurement; the lab node must hold no Palisade table.
-pub(super) fn write_to_probe(topo: &Topology, client_ns: &str, server: SocketAddr) -> anyhow::Result<()> {
+pub(super) fn write_to_probe(topo: &Topology, client_ns: &str, server: SocketAddr) -> Result<()> {
     let c = cluster_objects(100);
     let dir = Dir(std::env::temp_dir().join(format!("palisade-bench-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)?;
@@ -95,7 +95,7 @@ pub(super) fn write_to_probe(topo: &Topology, client_ns: &str, server: SocketAdd
     );
     let t = Instant::now();
     while !status.exists() {
-        anyhow::ensure!(t.elapsed() < Duration::from_secs(180), "the agent did not program the cluster in 180 s");
+        crate::ensure!(t.elapsed() < Duration::from_secs(180), "the agent did not program the cluster in 180 s");
         std::thread::sleep(Duration::from_millis(20));
     }
     println!(
@@ -104,16 +104,16 @@ pub(super) fn write_to_probe(topo: &Topology, client_ns: &str, server: SocketAdd
         t.elapsed().as_secs_f64()
     );
     let (dir_path, port) = (dir.0.clone(), server.port());
-    let (opened, closed) = in_ns(client_ns, move || -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+    let (opened, closed) = in_ns(client_ns, move || -> Result<(Vec<Duration>, Vec<Duration>)> {
         let probe = || std::net::TcpStream::connect_timeout(&server, PROBE).is_ok();
-        anyhow::ensure!(probe(), "the client reaches the server before the first change");
+        crate::ensure!(probe(), "the client reaches the server before the first change");
         let (mut opened, mut closed) = (Vec::new(), Vec::new());
         for round in 0..ROUNDS * 2 {
             let open = round % 2 == 1;
             let t = Instant::now();
             write(&dir_path, "server.json", &server_policy(&base, open, port))?;
             loop {
-                anyhow::ensure!(t.elapsed() < Duration::from_secs(10), "no change observed in 10 s (round {round})");
+                crate::ensure!(t.elapsed() < Duration::from_secs(10), "no change observed in 10 s (round {round})");
                 if probe() == open {
                     break;
                 }

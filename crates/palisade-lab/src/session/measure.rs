@@ -4,9 +4,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use palisade_lab::plan::{Family, ProbeRow, plan};
-use palisade_lab::probe::run_all;
+use crate::error::{Context as _, Result};
+use crate::plan::{Family, ProbeRow, plan};
+use crate::probe::run_all;
 use palisade_manifests::{Input, load};
 use palisade_policy::Protocol;
 use serde::Serialize;
@@ -32,7 +32,7 @@ struct ProbeJson {
 }
 
 /// Runs the probes of the current lab; returns the rows.
-pub fn probe_rows(state: &LabState, args: &ProbeArgs) -> anyhow::Result<Vec<ProbeRow>> {
+pub fn probe_rows(state: &LabState, args: &ProbeArgs) -> Result<Vec<ProbeRow>> {
     let loaded = load(&[Input::Path(state.manifests())], "default");
     let index = loaded.index();
     let topo = topology(state);
@@ -125,7 +125,7 @@ fn verdict(allowed: bool) -> &'static str {
 }
 
 /// `lab probe`: exit status 1 on any mismatch.
-pub fn probe(args: &ProbeArgs, json: bool) -> anyhow::Result<u8> {
+pub fn probe(args: &ProbeArgs, json: bool) -> Result<u8> {
     let state = LabState::load()?.context("no lab is up; run `palisade lab up -f DIR`")?;
     let rows = probe_rows(&state, args)?;
     let mismatches = rows.iter().filter(|r| r.measured != r.expected).count();

@@ -8,8 +8,6 @@
 //! scenario; `down` removes everything. Root only; nothing outside the lab's
 //! namespaces changes.
 
-pub mod bench;
-mod bench_agent;
 mod measure;
 pub mod objects;
 mod scenario;
@@ -24,10 +22,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
-use palisade_lab::netns;
-use palisade_lab::serve;
-use palisade_lab::topology::Topology;
+use crate::bail;
+use crate::error::{Context as _, Result};
+use crate::netns;
+use crate::serve;
+use crate::topology::Topology;
 use palisade_manifests::{Input, RawObject, load, raw_objects};
 use serde_json::Value;
 
@@ -42,7 +41,7 @@ fn object_key(kind: &str, namespace: &str, name: &str) -> String {
     format!("{kind}/{namespace}/{name}")
 }
 
-fn read_raw(paths: &[PathBuf]) -> anyhow::Result<Vec<RawObject>> {
+fn read_raw(paths: &[PathBuf]) -> Result<Vec<RawObject>> {
     let inputs: Vec<Input> = paths.iter().map(|p| Input::parse(&p.to_string_lossy())).collect();
     let (raw, errors) = raw_objects(&inputs, "default");
     if !errors.is_empty() {
@@ -73,12 +72,12 @@ fn raw_from_state(state: &LabState) -> Vec<RawObject> {
         .collect()
 }
 
-fn exe() -> anyhow::Result<PathBuf> {
+fn exe() -> Result<PathBuf> {
     std::env::current_exe().context("locating the palisade binary")
 }
 
 /// Starts `args` detached, output to `log`; returns its pid.
-fn spawn_detached(program: &Path, args: &[&str], log: &Path) -> anyhow::Result<u32> {
+fn spawn_detached(program: &Path, args: &[&str], log: &Path) -> Result<u32> {
     use std::os::unix::process::CommandExt as _;
     let out = std::fs::File::create(log)?;
     let child = Command::new(program)
@@ -122,7 +121,7 @@ fn topology(state: &LabState) -> Topology {
 }
 
 /// Writes the lab's manifests: changed files atomically, stale ones removed.
-fn write_manifests(state: &LabState, objects: &LabObjects) -> anyhow::Result<()> {
+fn write_manifests(state: &LabState, objects: &LabObjects) -> Result<()> {
     let dir = state.manifests();
     std::fs::create_dir_all(&dir)?;
     for (name, text) in &objects.files {
@@ -144,7 +143,7 @@ fn write_manifests(state: &LabState, objects: &LabObjects) -> anyhow::Result<()>
 }
 
 /// Waits until the agent reports enforcing the manifests as they are now.
-fn wait_enforced(state: &LabState, timeout: Duration) -> anyhow::Result<Duration> {
+fn wait_enforced(state: &LabState, timeout: Duration) -> Result<Duration> {
     let want = hex(&dir_digest(&state.manifests()));
     let start = Instant::now();
     loop {
@@ -170,7 +169,7 @@ fn wait_enforced(state: &LabState, timeout: Duration) -> anyhow::Result<Duration
     }
 }
 
-fn start_servers(state: &mut LabState) -> anyhow::Result<()> {
+fn start_servers(state: &mut LabState) -> Result<()> {
     if let Some(pid) = state.servers_pid.take() {
         stop(pid);
     }
@@ -193,7 +192,7 @@ fn start_servers(state: &mut LabState) -> anyhow::Result<()> {
 }
 
 /// Adds pods that are new and removes pods that went away.
-fn sync_pods(state: &mut LabState, topo: &mut Topology, wanted: &BTreeMap<String, PodPlan>) -> anyhow::Result<bool> {
+fn sync_pods(state: &mut LabState, topo: &mut Topology, wanted: &BTreeMap<String, PodPlan>) -> Result<bool> {
     let mut changed = false;
     let gone: Vec<String> = state
         .pods
@@ -227,7 +226,7 @@ fn record_objects(state: &mut LabState, raw: &[RawObject]) {
 }
 
 /// `lab up`; returns the line to print.
-pub fn up(paths: &[PathBuf], external: &[IpAddr]) -> anyhow::Result<String> {
+pub fn up(paths: &[PathBuf], external: &[IpAddr]) -> Result<String> {
     if let Some(existing) = LabState::load()? {
         bail!("a lab is already up (namespaces {}*); run `palisade lab down` first", existing.prefix);
     }
@@ -246,7 +245,7 @@ pub fn up(paths: &[PathBuf], external: &[IpAddr]) -> anyhow::Result<String> {
         objects: BTreeMap::new(),
     };
     state.save()?;
-    let result = (|| -> anyhow::Result<String> {
+    let result = (|| -> Result<String> {
         let started = Instant::now();
         let mut topo = Topology::new(&prefix)?;
         let objects = build(&raw, &BTreeMap::new(), &mut state.next_ip);
@@ -281,7 +280,7 @@ pub fn up(paths: &[PathBuf], external: &[IpAddr]) -> anyhow::Result<String> {
 }
 
 /// Starts the agent inside the node namespace on the lab's manifests.
-fn start_agent(state: &mut LabState) -> anyhow::Result<()> {
+fn start_agent(state: &mut LabState) -> Result<()> {
     let node = format!("{}node", state.prefix);
     let exe = exe()?;
     let manifests = state.manifests().display().to_string();
@@ -304,7 +303,7 @@ fn start_agent(state: &mut LabState) -> anyhow::Result<()> {
     state.save()
 }
 
-fn apply_raw(state: &mut LabState, raw: &[RawObject]) -> anyhow::Result<Duration> {
+fn apply_raw(state: &mut LabState, raw: &[RawObject]) -> Result<Duration> {
     if state.agent_pid.is_none_or(|pid| !alive(pid)) {
         eprintln!("note: the agent is not running; starting it (the kernel kept enforcing the last applied rules)");
         start_agent(state)?;
@@ -329,7 +328,7 @@ fn apply_raw(state: &mut LabState, raw: &[RawObject]) -> anyhow::Result<Duration
 }
 
 /// `lab apply`: makes `paths` the lab's desired state.
-pub fn apply(paths: &[PathBuf]) -> anyhow::Result<()> {
+pub fn apply(paths: &[PathBuf]) -> Result<()> {
     let mut state = LabState::load()?.context("no lab is up; run `palisade lab up -f DIR`")?;
     let raw = read_raw(paths)?;
     let took = apply_raw(&mut state, &raw)?;
@@ -342,7 +341,7 @@ pub fn apply(paths: &[PathBuf]) -> anyhow::Result<()> {
 }
 
 /// Kills the lab's processes and removes its namespaces and files; reports what failed.
-pub fn down() -> anyhow::Result<()> {
+pub fn down() -> Result<()> {
     let state = LabState::load()?;
     let mut problems = Vec::new();
     if let Some(state) = &state {
@@ -375,7 +374,7 @@ fn down_quiet() {
 }
 
 /// `lab serve` (internal): runs the servers of every lab pod until killed.
-pub fn serve_forever() -> anyhow::Result<()> {
+pub fn serve_forever() -> Result<()> {
     let state = LabState::load()?.context("no lab state")?;
     for (key, pod) in &state.pods {
         serve::start(&pod.netns, &pod.plan.tcp, &pod.plan.udp, &pod.plan.sctp)
