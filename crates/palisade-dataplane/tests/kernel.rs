@@ -204,13 +204,10 @@ fn golden_listing() {
     nft.apply_json(&full(&rendered(loaded.policies))).expect("nft accepts the full transaction");
     let text =
         String::from_utf8(ns.exec("nft", &["list", "table", "inet", "palisade"]).expect("list").stdout).expect("utf-8");
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/full.nft");
-    if std::env::var_os("BLESS").is_some() {
-        std::fs::write(path, &text).expect("write golden");
-    } else {
-        let expected = std::fs::read_to_string(path).expect("golden file; run with BLESS=1");
-        assert!(expected == text, "kernel listing differs from tests/golden/full.nft\n{text}");
-    }
+    palisade_testkit::golden::golden(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/full.nft")),
+        &text,
+    );
     // The same transaction over Palisade's netlink path lists identically.
     let via_netlink = NetNs::create(&format!("{}golden-nl", unique_prefix())).expect("netns");
     let table = rendered(load_str("policies.yaml", include_str!("golden/policies.yaml"), "default").policies);

@@ -29,13 +29,10 @@ fn golden_full_transaction() {
     let program = compile(&index, &NodeScope::All, &ifaces());
     let rendered =
         serde_json::to_string_pretty(&palisade_dataplane::json::transaction(&full(&render(&program)))).expect("json");
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/full.json");
-    if std::env::var_os("BLESS").is_some() {
-        std::fs::write(path, &rendered).expect("write golden");
-        return;
-    }
-    let expected = std::fs::read_to_string(path).expect("golden file; run with BLESS=1");
-    assert!(expected == rendered, "rendered transaction differs from tests/golden/full.json (BLESS=1 to update)");
+    palisade_testkit::golden::golden(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/full.json")),
+        &rendered,
+    );
 }
 
 #[test]

@@ -1,12 +1,9 @@
 //! The engine issue's truth tables, re-run with real packets: every case of
-//! `palisade-manifests/tests/model/cases.rs` (hand-written expectations) is
+//! `palisade-testkit/src/e2e/cases.rs` (hand-written expectations) is
 //! compiled to nftables in a lab node and probed over TCP, UDP and SCTP;
 //! the measured table must equal the hand-written one (and the engine's).
 //! Needs root, nft and conntrack: `#[ignore]`d, run as root by `scripts/test`
 //! (`--include-ignored`).
-
-#[path = "../../palisade-manifests/tests/model/mod.rs"]
-mod model;
 
 use palisade_lab::model_lab::ModelLab;
 use palisade_lab::plan::Family;
@@ -20,8 +17,8 @@ fn truth_tables_with_real_packets() {
     let mut lab = ModelLab::start(&pods, &[80, 81]).expect("lab node");
     let mut failures = Vec::new();
     let mut measured_count = 0usize;
-    for (n, case) in model::cases::cases().iter().enumerate() {
-        let index = model::cluster(&case.policies);
+    for (n, case) in palisade_testkit::e2e::cases::cases().iter().enumerate() {
+        let index = palisade_testkit::e2e::cluster(&case.policies);
         lab.enforce(&index).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         // IPv4 for every case, IPv6 as well for every third.
         let families: &[Family] = if n % 3 == 0 { &[Family::V4, Family::V6] } else { &[Family::V4] };

@@ -1,9 +1,11 @@
-//! Randomized invariants over the e2e model with seeded random policies.
+//! Randomized invariants over the e2e model, with policies drawn from
+//! proptest strategies (`palisade_testkit::strategy`), so a failure shrinks
+//! to a small policy set.
 
 use palisade_policy::matrix::Case;
-use palisade_policy::synth::Rng;
-use palisade_policy::synth::e2e::{model, random_policies, random_rule};
+use palisade_policy::synth::e2e::model;
 use palisade_policy::{ClusterIndex, Endpoint, Flow, NetworkPolicy, Protocol, SideVerdict, Verdict};
+use palisade_testkit::strategy::{policies, rule};
 use proptest::prelude::*;
 
 /// A verdict with policy ids replaced by names, comparable across indexes.
@@ -63,26 +65,27 @@ fn verdicts(index: &ClusterIndex) -> Vec<(String, Named)> {
     flows(index).into_iter().map(|(label, f)| (label, named(index, index.evaluate(&f)))).collect()
 }
 
+#[test]
+fn no_policies_allow_everything() {
+    let index = build(Vec::new());
+    for (label, flow) in flows(&index) {
+        assert!(index.evaluate(&flow).allowed, "{label}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn no_policies_allow_everything(_seed in any::<u64>()) {
-        let index = build(Vec::new());
-        for (label, flow) in flows(&index) {
-            prop_assert!(index.evaluate(&flow).allowed, "{}", label);
-        }
-    }
-
-    #[test]
-    fn adding_an_allow_never_removes_a_connection(seed in any::<u64>()) {
-        let mut rng = Rng::new(seed);
-        let policies = { let n = 1 + rng.below(5); random_policies(&mut rng, n) };
+    fn adding_an_allow_never_removes_a_connection(
+        policies in policies(5).prop_filter("a policy to widen", |p| !p.is_empty()),
+        which in any::<prop::sample::Index>(),
+        rule in rule(),
+    ) {
         let before = build(policies.clone());
         let mut widened = policies;
-        let which = rng.below(widened.len());
+        let which = which.index(widened.len());
         let p = &mut widened[which];
-        let rule = random_rule(&mut rng);
         if p.isolates_ingress { p.ingress.push(rule) } else { p.egress.push(rule) }
         let after = build(widened);
         for (label, flow) in flows(&before) {
@@ -94,9 +97,7 @@ proptest! {
     }
 
     #[test]
-    fn result_is_independent_of_object_order(seed in any::<u64>()) {
-        let mut rng = Rng::new(seed);
-        let policies = { let n = 1 + rng.below(6); random_policies(&mut rng, n) };
+    fn result_is_independent_of_object_order(policies in policies(6)) {
         let (mut namespaces, mut pods) = model();
         let forward = ClusterIndex::from_objects(namespaces.clone(), pods.clone(), policies.clone());
         let mut reversed_policies = policies;
@@ -117,10 +118,12 @@ proptest! {
     }
 
     #[test]
-    fn incremental_updates_equal_a_fresh_build(seed in any::<u64>()) {
-        let mut rng = Rng::new(seed);
-        let first = { let n = 1 + rng.below(5); random_policies(&mut rng, n) };
-        let second = { let n = 1 + rng.below(5); random_policies(&mut rng, n) };
+    fn incremental_updates_equal_a_fresh_build(
+        first in policies(5),
+        second in policies(5),
+        moved in any::<prop::sample::Index>(),
+        relabelled in 0usize..3,
+    ) {
         let mut index = build(first.clone());
         // Move to `second`: delete what it lacks, apply what it has.
         for p in &first {
@@ -131,10 +134,10 @@ proptest! {
         for p in &second { index.apply_policy(p.clone()); }
         // Relabel a pod and a namespace there and back.
         let (namespaces, pods) = model();
-        let mut moved = pods[rng.below(pods.len())].clone();
+        let mut moved = pods[moved.index(pods.len())].clone();
         moved.labels.insert("pod".into(), "b".into());
         index.apply_pod(moved);
-        let mut ns = namespaces[rng.below(3)].clone();
+        let mut ns = namespaces[relabelled].clone();
         ns.labels.insert("ns".into(), "other".into());
         index.apply_namespace(ns);
         for p in pods { index.apply_pod(p); }
@@ -148,9 +151,8 @@ proptest! {
     }
 
     #[test]
-    fn matrix_classes_agree_with_direct_evaluation(seed in any::<u64>()) {
-        let mut rng = Rng::new(seed);
-        let index = build({ let n = 1 + rng.below(6); random_policies(&mut rng, n) });
+    fn matrix_classes_agree_with_direct_evaluation(policies in policies(6)) {
+        let index = build(policies);
         let pods = index.pods_sorted();
         let cases: Vec<Case> = [80, 81].iter().flat_map(|p| Protocol::ALL.map(|protocol| Case { port: *p, protocol })).collect();
         let m = index.matrix(pods.clone(), cases.clone());
@@ -169,9 +171,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn display_groups_are_interchangeable(seed in any::<u64>()) {
-        let mut rng = Rng::new(seed);
-        let index = build({ let n = rng.below(6); random_policies(&mut rng, n) });
+    fn display_groups_are_interchangeable(policies in policies(6)) {
+        let index = build(policies);
         let pods = index.pods_sorted();
         let cases: Vec<Case> = [80, 81].iter().flat_map(|p| Protocol::ALL.map(|protocol| Case { port: *p, protocol })).collect();
         let m = index.matrix(pods.clone(), cases.clone());

@@ -34,14 +34,7 @@ fn palisade(args: &[&str], stdin: Option<&str>) -> (String, String, i32) {
 
 #[track_caller]
 fn golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    if std::env::var_os("BLESS").is_some() {
-        std::fs::write(&path, actual).expect("write golden file");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("missing golden file {}; run with BLESS=1", path.display()));
-    assert!(expected == actual, "{name} differs from its golden file\n--- expected\n{expected}\n--- actual\n{actual}");
+    palisade_testkit::golden::golden(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name), actual);
 }
 
 #[test]

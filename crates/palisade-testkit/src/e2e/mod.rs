@@ -7,8 +7,6 @@
 //! tests use `Reachability.ExpectPeer`: start from a default, then set
 //! exceptions; a pod always reaches itself.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the shared model")]
-
 use std::fmt::Write as _;
 
 pub mod cases;
@@ -17,16 +15,17 @@ use palisade_manifests::load_str;
 use palisade_policy::matrix::Case;
 use palisade_policy::{ClusterIndex, Protocol};
 
-pub const NAMESPACES: [&str; 3] = ["x", "y", "z"];
-pub const PODS: [&str; 3] = ["a", "b", "c"];
+pub use palisade_policy::synth::e2e::{NAMESPACES, PODS};
 
 /// Address of pod `ns/pod`: x/a = 10.0.1.1 … z/c = 10.0.3.3 (and fd00::1:1 …).
+#[must_use]
 pub fn ip(ns: &str, pod: &str) -> String {
     let n = NAMESPACES.iter().position(|x| *x == ns).expect("model namespace") + 1;
     let p = PODS.iter().position(|x| *x == pod).expect("model pod") + 1;
     format!("10.0.{n}.{p}")
 }
 
+#[must_use]
 pub fn ipv6(ns: &str, pod: &str) -> String {
     let n = NAMESPACES.iter().position(|x| *x == ns).expect("model namespace") + 1;
     let p = PODS.iter().position(|x| *x == pod).expect("model pod") + 1;
@@ -34,6 +33,7 @@ pub fn ipv6(ns: &str, pod: &str) -> String {
 }
 
 /// The model cluster as YAML.
+#[must_use]
 pub fn model_yaml() -> String {
     let mut out = String::new();
     for ns in NAMESPACES {
@@ -59,6 +59,7 @@ pub fn model_yaml() -> String {
 }
 
 /// Loads the model plus `policies` (YAML); panics on any load error.
+#[must_use]
 pub fn cluster(policies: &str) -> ClusterIndex {
     let text = format!("{}---\n{policies}", model_yaml());
     let loaded = load_str("model.yaml", &text, "default");
@@ -67,6 +68,7 @@ pub fn cluster(policies: &str) -> ClusterIndex {
 }
 
 /// All nine model pods as `ns/pod`, in row order.
+#[must_use]
 pub fn all_pods() -> Vec<String> {
     NAMESPACES.iter().flat_map(|ns| PODS.iter().map(move |p| format!("{ns}/{p}"))).collect()
 }
@@ -86,6 +88,7 @@ fn matches(pattern: &str, pod: &str) -> bool {
 
 impl Reach {
     /// Every pair `default`.
+    #[must_use]
     pub fn new(default: bool) -> Self {
         let pods = all_pods();
         let n = pods.len();
@@ -93,6 +96,7 @@ impl Reach {
     }
 
     /// Sets every (from, to) matching the patterns (`x/a`, `x/*`, `x`, `*/a`, `*`).
+    #[must_use]
     pub fn expect(mut self, from: &str, to: &str, allowed: bool) -> Self {
         for (i, f) in self.pods.iter().enumerate() {
             for (j, t) in self.pods.iter().enumerate() {

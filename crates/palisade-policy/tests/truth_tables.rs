@@ -2,12 +2,10 @@
 //! pods a, b, c; ports 80/81; TCP, UDP, SCTP). Every expectation is written
 //! by hand from the API reference, never produced by the engine.
 
-mod model;
-
-use model::cases::{cases, policy};
-use model::{assert_reach, cluster};
 use palisade_policy::Protocol::{Tcp, Udp};
 use palisade_policy::{ClusterIndex, Endpoint, Flow};
+use palisade_testkit::e2e::cases::{cases, policy};
+use palisade_testkit::e2e::{assert_reach, cluster};
 
 #[test]
 fn every_case_of_the_truth_tables() {

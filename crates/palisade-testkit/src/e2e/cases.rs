@@ -20,6 +20,7 @@ pub struct TruthCase {
 }
 
 /// A NetworkPolicy document.
+#[must_use]
 pub fn policy(ns: &str, name: &str, spec: &str) -> String {
     format!(
         "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n"

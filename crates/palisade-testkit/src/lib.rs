@@ -1,0 +1,12 @@
+//! What Palisade's tests share, in one place:
+//!
+//! - [`e2e`]: the upstream e2e network-policy model (namespaces x, y, z;
+//!   pods a, b, c) and the hand-written truth tables every layer is checked
+//!   against (the engine in `palisade-policy`, real packets in `palisade-lab`);
+//! - [`strategy`]: proptest strategies for policies over that model, so a
+//!   failing property shrinks to a small policy set;
+//! - [`golden`]: golden files, rewritten with `BLESS=1`.
+
+pub mod e2e;
+pub mod golden;
+pub mod strategy;
