@@ -243,6 +243,46 @@ fn port_element((proto, first, last): (Protocol, u16, u16)) -> Element {
     Element::key(Key::from(vec![Part::One(Datum::Proto(proto)), Part::range(Datum::Port(first), Datum::Port(last))]))
 }
 
+/// Ranges of at most this many ports go into a rule's hash set one port
+/// per element; longer ones into its interval set.
+pub const EXPAND_PORTS_UP_TO: u32 = 256;
+
+/// The matches for a rule's numeric ports (merged ranges), creating their
+/// sets, cheapest lookup first: a protocol allowed on every port matches
+/// on the protocol alone (`…/protos`); single ports and short ranges are
+/// exact elements of a hash set (`…/ports`); only long ranges need an
+/// interval set (`…/ranges`, a concatenated interval set, whose lookups
+/// cost several times a hash lookup: `palisade lab bench` measured 5% of
+/// new connections per second against a conntrack-only table when every
+/// rule used one).
+fn numeric_matches(r: &mut Table, base: &str, numeric: &[(Protocol, u16, u16)]) -> Vec<Statement> {
+    let (mut protos, mut exact, mut ranges) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    for &(proto, first, last) in numeric {
+        let len = u32::from(last) - u32::from(first) + 1;
+        if (first, last) == (0, u16::MAX) {
+            protos.insert(Element::key(Key::One(Part::One(Datum::Proto(proto)))));
+        } else if len <= EXPAND_PORTS_UP_TO {
+            exact.extend((first..=last).map(|port| port_element((proto, port, port))));
+        } else {
+            ranges.insert(port_element((proto, first, last)));
+        }
+    }
+    let mut out = Vec::new();
+    let l4 = vec![Expr::L4proto, Expr::Dport];
+    for (suffix, key, interval, elements, left) in [
+        ("protos", vec![KeyType::InetProto], false, protos, vec![Expr::L4proto]),
+        ("ports", vec![KeyType::InetProto, KeyType::InetService], false, exact, l4.clone()),
+        ("ranges", vec![KeyType::InetProto, KeyType::InetService], true, ranges, l4),
+    ] {
+        if !elements.is_empty() {
+            let name = format!("{base}/{suffix}");
+            r.sets.insert(name.clone(), set(key, interval, elements));
+            out.push(Statement::lookup(left, name));
+        }
+    }
+    out
+}
+
 /// Renders one policy rule as chain rules, creating its sets. Which rules
 /// exist depends on the policy alone (peer kinds, port kinds); the pods of
 /// the cluster only fill the sets.
@@ -269,12 +309,7 @@ fn render_rule(r: &mut Table, chain: &mut Vec<Rule>, base: &str, rule: &RuleProg
             }
         }
     }
-    let numeric = rule.ports.as_ref().filter(|p| !p.numeric.is_empty()).map(|p| {
-        let name = format!("{base}/ports");
-        let elements = p.numeric.iter().map(|n| port_element(*n)).collect();
-        r.sets.insert(name.clone(), set(vec![KeyType::InetProto, KeyType::InetService], true, elements));
-        Statement::lookup(vec![Expr::L4proto, Expr::Dport], name)
-    });
+    let numeric = rule.ports.as_ref().map(|p| numeric_matches(r, base, &p.numeric)).unwrap_or_default();
     let named_match = |r: &mut Table, v6: bool, ports: &PortSet| {
         let family = if v6 { "6" } else { "4" };
         let name = format!("{base}/named{family}");
@@ -295,7 +330,7 @@ fn render_rule(r: &mut Table, chain: &mut Vec<Rule>, base: &str, rule: &RuleProg
         match &rule.ports {
             None => emit(peer.clone()),
             Some(ports) => {
-                if let Some(numeric) = &numeric {
+                for numeric in &numeric {
                     emit(peer.iter().cloned().chain([numeric.clone()]).collect());
                 }
                 if ports.has_named {
@@ -307,5 +342,37 @@ fn render_rule(r: &mut Table, chain: &mut Vec<Rule>, base: &str, rule: &RuleProg
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_of(r: &Table, name: &str) -> Vec<String> {
+        r.sets.get(name).map(|s| s.elements.iter().map(ToString::to_string).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn ports_go_to_the_cheapest_set_that_holds_them() {
+        let mut r = Table::default();
+        let numeric = [
+            (Protocol::Tcp, 80, 80),
+            (Protocol::Tcp, 1000, 1255), // 256 ports: one element each
+            (Protocol::Tcp, 2000, 2256), // 257 ports: an interval
+            (Protocol::Udp, 0, u16::MAX),
+        ];
+        let matches = numeric_matches(&mut r, "p", &numeric);
+        assert_eq!(matches.len(), 3, "protocols, exact ports and ranges: one match each");
+        assert_eq!(set_of(&r, "p/protos"), ["udp"]);
+        let exact = set_of(&r, "p/ports");
+        assert_eq!((exact.len(), exact.first().map(String::as_str)), (257, Some("tcp . 80")));
+        assert!(exact.contains(&"tcp . 1255".to_string()) && !exact.contains(&"tcp . 1256".to_string()));
+        assert_eq!(set_of(&r, "p/ranges"), ["tcp . 2000-2256"]);
+        assert!(r.sets["p/ranges"].decl.interval && !r.sets["p/ports"].decl.interval);
+        // Only what a rule has gets a set.
+        let mut r = Table::default();
+        assert_eq!(numeric_matches(&mut r, "q", &[(Protocol::Sctp, 81, 81)]).len(), 1);
+        assert_eq!(r.sets.keys().collect::<Vec<_>>(), ["q/ports"]);
     }
 }
