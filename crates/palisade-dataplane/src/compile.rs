@@ -87,9 +87,18 @@ pub(crate) fn is_local(index: &ClusterIndex, scope: &NodeScope, pod: PodId) -> b
 /// A local pod's addresses, interface and isolating policies.
 pub(crate) fn local_pod(index: &ClusterIndex, pod: PodId, ifaces: &BTreeMap<IpAddr, String>) -> LocalPod {
     let entry = index.pod(pod);
+    // Isolated or not is decided by every isolating policy; only those
+    // with rules for the direction can admit anything, so only they are
+    // listed (a policy such as a default deny, with none, costs no jump).
     let isolation = |dir: Direction| {
         let policies = entry.isolating(dir);
-        (!policies.is_empty()).then(|| policies.iter().map(|p| index.policy_key(*p)).collect())
+        (!policies.is_empty()).then(|| {
+            policies
+                .iter()
+                .filter(|p| !index.policy(**p).policy().rules(dir).is_empty())
+                .map(|p| index.policy_key(*p))
+                .collect()
+        })
     };
     let addrs = entry.pod().ips.clone();
     let iface = addrs.iter().find_map(|a| ifaces.get(a).cloned());

@@ -28,9 +28,11 @@ pub struct LocalPod {
     pub addrs: Vec<IpAddr>,
     /// The node-side interface its traffic arrives on, when known (anti-spoofing).
     pub iface: Option<String>,
-    /// Policies isolating it for ingress, in evaluation order; `None`: not isolated.
+    /// Whether it is isolated for ingress (`None`: not), and the isolating
+    /// policies with ingress rules, the only ones that can admit its
+    /// traffic, in evaluation order.
     pub ingress: Option<Vec<ObjectKey>>,
-    /// Policies isolating it for egress, in evaluation order; `None`: not isolated.
+    /// The same for egress.
     pub egress: Option<Vec<ObjectKey>>,
 }
 

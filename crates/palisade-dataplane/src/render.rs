@@ -143,8 +143,9 @@ pub(crate) fn render_pod(r: &mut Table, key: &ObjectKey, pod: &LocalPod) {
 }
 
 /// The chains and sets of one policy; `listed` says for which directions a
-/// local pod jumps to it (a direction without rules still needs its empty
-/// chain then).
+/// local pod jumps to it (pods list only policies with rules for the
+/// direction, so an empty chain is never needed; one is rendered only if a
+/// listing says so).
 pub(crate) fn render_policy(r: &mut Table, key: &ObjectKey, policy: &PolicyProgram, listed: [bool; 2]) {
     for dir in Direction::BOTH {
         let rules = policy.rules(dir);
