@@ -229,6 +229,11 @@ enum LabCommand {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
+        /// Instead of the report, attribute Palisade's cost per new
+        /// connection (anti-spoofing, dispatch, policy evaluation) against
+        /// the conntrack-only table.
+        #[arg(long)]
+        attribution: bool,
     },
     /// (internal) Serve the lab pods' ports until killed.
     #[command(hide = true)]
@@ -342,8 +347,8 @@ fn run_lab(command: LabCommand) -> anyhow::Result<u8> {
             palisade_lab::session::down()?;
             0
         }
-        LabCommand::Bench { seconds } => {
-            palisade_lab::bench::run(seconds.clamp(0.2, 30.0))?;
+        LabCommand::Bench { seconds, attribution } => {
+            palisade_lab::bench::run(seconds.clamp(0.2, 30.0), attribution)?;
             0
         }
         LabCommand::Serve => {

@@ -19,6 +19,7 @@
 )]
 
 mod agent;
+mod attribution;
 
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -29,7 +30,7 @@ use crate::netns::{self, unique_prefix};
 use crate::topology::Topology;
 use palisade_dataplane::nft::{Nft, NftCli};
 use palisade_dataplane::render::render;
-use palisade_dataplane::ruleset::{Chain, CtStates, Hook, Rule, Statement, Table as Rendered, Verdict};
+use palisade_dataplane::ruleset::Table as Rendered;
 use palisade_dataplane::transaction::{cleanup, full};
 use palisade_dataplane::{NodeScope, compile};
 use palisade_manifests::load_str;
@@ -252,8 +253,10 @@ pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// Runs the benchmark and prints a report.
-pub fn run(seconds: f64) -> Result<()> {
+/// Runs the benchmark and prints a report; with `attribution`, the
+/// attribution of Palisade's cost per new connection instead (see
+/// `attribution.rs`).
+pub fn run(seconds: f64, attribution: bool) -> Result<()> {
     let prefix = unique_prefix();
     let mut topo = Topology::new(&prefix).context("node namespace")?;
     let client_ip: IpAddr = "10.250.0.1".parse()?;
@@ -292,6 +295,11 @@ pub fn run(seconds: f64) -> Result<()> {
         applied.as_secs_f64() * 1e3,
         (compiled + applied).as_secs_f64() * 1e3
     );
+    if attribution {
+        attribute(&nft, topo.node.name(), &client_ns, server, seconds, &rendered)?;
+        nft.apply_json(&cleanup())?;
+        return Ok(());
+    }
 
     // Alternate: no table, a conntrack-only table (what any stateful firewall
     // on a Kubernetes node costs: the realistic baseline), and Palisade's
@@ -299,7 +307,7 @@ pub fn run(seconds: f64) -> Result<()> {
     // from round to round, each starting from an empty conntrack table, so
     // that neither its place in the round nor the entries a previous
     // configuration left favours one.
-    let conntrack_only = full(&conntrack_only_table());
+    let conntrack_only = full(&attribution::conntrack_only());
     let programs = [cleanup(), conntrack_only, tx.clone()];
     let mut rates = [Vec::new(), Vec::new(), Vec::new()];
     let mut cpu_per_conn = [Vec::new(), Vec::new(), Vec::new()];
@@ -457,6 +465,37 @@ fn rule_growth(topo: &Topology) {
     );
 }
 
+/// New connections per second under each attribution variant, in ROUNDS
+/// rounds of rotating order, each from an empty conntrack table; prints
+/// each variant's per-round ratio to the conntrack-only baseline.
+fn attribute(
+    nft: &NftCli,
+    node: &str,
+    client_ns: &str,
+    server: SocketAddr,
+    seconds: f64,
+    palisade: &Rendered,
+) -> Result<()> {
+    let variants = attribution::variants(palisade);
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for round in 0..ROUNDS {
+        for k in 0..variants.len() {
+            let i = (round + k) % variants.len();
+            nft.apply_json(&variants[i].1)?;
+            flush_conntrack(node);
+            rates[i].push(connections_per_second(client_ns, server, seconds).0);
+        }
+    }
+    println!(
+        "new TCP connections/s by variant, per-round ratio to conntrack only ({ROUNDS} rounds): median (quartiles)"
+    );
+    for (i, (name, _)) in variants.iter().enumerate() {
+        let [q1, q2, q3] = quartiles(rates[i].iter().zip(&rates[0]).map(|(x, y)| x / y).collect());
+        println!("  {name:16} {:>7.0}/s  {q2:.3} ({q1:.3}-{q3:.3})", quartiles(rates[i].clone())[1]);
+    }
+    Ok(())
+}
+
 /// Empties the conntrack table of namespace `ns` (the lab's node).
 fn flush_conntrack(ns: &str) {
     let _ = std::process::Command::new("ip")
@@ -464,14 +503,4 @@ fn flush_conntrack(ns: &str) {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status();
-}
-
-/// A table holding one base chain with the conntrack rule alone (what any
-/// stateful firewall on a Kubernetes node costs): the realistic baseline.
-fn conntrack_only_table() -> Rendered {
-    let rule =
-        Rule(vec![Statement::CtState(CtStates::ESTABLISHED | CtStates::RELATED), Statement::Verdict(Verdict::Accept)]);
-    let mut table = Rendered::default();
-    table.chains.insert("ct".into(), Chain { base: Some((Hook::Forward, 0)), rules: vec![rule] });
-    table
 }
