@@ -1,7 +1,9 @@
 //! Dataplane updates in-process on the synthetic cluster S with 100 local
 //! pods: the full build, and one change through the incremental compiler
 //! (recompile, re-render and diff only what the change affects) versus the
-//! full path (compile, render and diff everything), measured in one run.
+//! full path (compile, render and diff everything), measured in one run;
+//! and the agent's whole CPU path: the update (or the full program) and the
+//! nfnetlink batch encoded from its transaction.
 //!
 //! `cargo bench -p palisade-dataplane --bench update`
 
@@ -10,8 +12,9 @@ use std::net::IpAddr;
 use std::sync::LazyLock;
 
 use divan::{Bencher, black_box};
+use palisade_dataplane::netlink::Batch;
 use palisade_dataplane::render::render;
-use palisade_dataplane::transaction::diff;
+use palisade_dataplane::transaction::{diff, full};
 use palisade_dataplane::{Incremental, NodeScope, compile};
 use palisade_policy::synth::{Cluster, Size, generate};
 use palisade_policy::{ClusterIndex, Labels, Pod, PortTarget, Protocol, RulePort};
@@ -138,5 +141,35 @@ fn policy_change_incremental(bencher: Bencher) {
         index.apply_policy(policy.clone());
         let changes = index.take_changes().expect("tracking");
         incremental.update(&index, &changes, &links).0.is_some()
+    });
+}
+
+/// A remote pod relabel through the agent's whole CPU path: the incremental
+/// update, and the nfnetlink batch of its transaction.
+#[divan::bench(sample_count = 20, sample_size = 5)]
+fn remote_pod_relabel_to_batch(bencher: Bencher) {
+    let mut index = index();
+    let links = ifaces(&index);
+    let mut incremental = Incremental::new(&index, scope(), &links);
+    let (mut pod, labels) = relabel_target(&index, &incremental);
+    let mut flip = 0;
+    bencher.bench_local(|| {
+        flip ^= 1;
+        pod.labels.clone_from(&labels[flip]);
+        index.apply_pod(pod.clone());
+        let changes = index.take_changes().expect("tracking");
+        let (tx, _) = incremental.update(&index, &changes, &links);
+        tx.map(|tx| Batch::encode(&tx, incremental.rendered()).expect("encodable").bytes().len())
+    });
+}
+
+/// The full program for the node and the nfnetlink batch that installs it.
+#[divan::bench(sample_count = 10)]
+fn full_program_to_batch(bencher: Bencher) {
+    let index = index();
+    let links = ifaces(&index);
+    bencher.bench_local(|| {
+        let incremental = Incremental::new(black_box(&index), scope(), &links);
+        Batch::encode(&full(incremental.rendered()), incremental.rendered()).expect("encodable").bytes().len()
     });
 }
