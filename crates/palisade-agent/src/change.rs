@@ -1,6 +1,8 @@
 //! What sources feed the driver: objects, already converted and validated at
 //! the edge, as changes keyed by [`ObjectKey`].
 
+use std::collections::BTreeSet;
+
 use palisade_manifests::ApiObject;
 use palisade_policy::{ClusterIndex, Namespace, NetworkPolicy, ObjectKey, ObjectKind, Pod};
 
@@ -44,15 +46,22 @@ pub enum Change {
     Apply(Object),
     /// Remove the object with this key.
     Delete(ObjectKey),
+    /// A complete list of one kind: remove every object of the kind that
+    /// is not listed (declared namespaces only: implicit ones go with
+    /// their last object).
+    Relisted(ObjectKind, BTreeSet<ObjectKey>),
 }
 
 impl Change {
-    /// The key of the object changed.
+    /// The kind of the objects changed.
     #[must_use]
-    pub fn key(&self) -> ObjectKey {
+    pub fn kind(&self) -> ObjectKind {
         match self {
-            Change::Apply(object) => object.key(),
-            Change::Delete(key) => key.clone(),
+            Change::Apply(Object::Namespace(_)) => ObjectKind::Namespace,
+            Change::Apply(Object::Pod(_)) => ObjectKind::Pod,
+            Change::Apply(Object::Policy(_)) => ObjectKind::NetworkPolicy,
+            Change::Delete(key) => key.kind,
+            Change::Relisted(kind, _) => *kind,
         }
     }
 }
@@ -65,12 +74,33 @@ pub fn apply_changes(index: &mut ClusterIndex, changes: Vec<Change>) -> bool {
             Change::Apply(Object::Namespace(n)) => index.apply_namespace(n),
             Change::Apply(Object::Pod(p)) => index.apply_pod(p),
             Change::Apply(Object::Policy(p)) => index.apply_policy(p),
-            Change::Delete(key) => match key.kind {
-                ObjectKind::Namespace => index.delete_namespace(&key.name),
-                ObjectKind::Pod => index.delete_pod(&key.namespace, &key.name),
-                ObjectKind::NetworkPolicy => index.delete_policy(&key.namespace, &key.name),
-            },
+            Change::Delete(key) => delete(index, &key),
+            Change::Relisted(kind, listed) => keys(index, kind)
+                .into_iter()
+                .filter(|k| !listed.contains(k))
+                .fold(false, |deleted, key| delete(index, &key) | deleted),
         };
     }
     any
+}
+
+fn delete(index: &mut ClusterIndex, key: &ObjectKey) -> bool {
+    match key.kind {
+        ObjectKind::Namespace => index.delete_namespace(&key.name),
+        ObjectKind::Pod => index.delete_pod(&key.namespace, &key.name),
+        ObjectKind::NetworkPolicy => index.delete_policy(&key.namespace, &key.name),
+    }
+}
+
+/// Keys of `kind` in the index (declared namespaces only).
+fn keys(index: &ClusterIndex, kind: ObjectKind) -> Vec<ObjectKey> {
+    match kind {
+        ObjectKind::Namespace => index
+            .namespace_ids()
+            .filter(|id| index.namespace(*id).declared())
+            .map(|id| ObjectKey::namespace(index.namespace(id).name()))
+            .collect(),
+        ObjectKind::Pod => index.pods_sorted().into_iter().map(|id| index.pod_key(id)).collect(),
+        ObjectKind::NetworkPolicy => index.policies_sorted().into_iter().map(|id| index.policy_key(id)).collect(),
+    }
 }

@@ -187,7 +187,7 @@ impl Driver {
     /// Applies one batch to the index.
     fn take(&mut self, batch: Batch) {
         self.batch_started.get_or_insert_with(Instant::now);
-        self.pods_changed |= batch.changes.iter().any(|c| c.key().kind == ObjectKind::Pod);
+        self.pods_changed |= batch.changes.iter().any(|c| c.kind() == ObjectKind::Pod);
         let changed = apply_changes(&mut self.index, batch.changes);
         if let Some(problems) = batch.problems {
             self.metrics.rejected.set(gauge(problems.len()));

@@ -217,8 +217,8 @@ impl ManifestSource {
         scan.changes.sort_by_key(|c| match c {
             Change::Apply(Object::Namespace(_)) => 0,
             Change::Apply(_) => 1,
-            Change::Delete(key) if key.kind == palisade_policy::ObjectKind::Namespace => 3,
-            Change::Delete(_) => 2,
+            Change::Delete(_) | Change::Relisted(..) if c.kind() == palisade_policy::ObjectKind::Namespace => 3,
+            Change::Delete(_) | Change::Relisted(..) => 2,
         });
         scan
     }
@@ -315,7 +315,7 @@ mod tests {
         match change {
             Change::Apply(Object::Policy(p)) => Some((p.name.clone(), format!("{:?}", p.ingress[0].ports[0].target))),
             Change::Delete(key) => Some((key.name.clone(), "deleted".into())),
-            Change::Apply(_) => None,
+            Change::Apply(_) | Change::Relisted(..) => None,
         }
     }
 

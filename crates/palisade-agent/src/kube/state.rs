@@ -7,7 +7,7 @@
 //! and turned into changes whole when it completes, so it never removes
 //! objects midway. Objects that fail conversion keep their last good state.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use palisade_manifests::{ApiObject, LoadError};
 use palisade_policy::{ObjectKey, ObjectKind};
@@ -50,8 +50,10 @@ pub struct Handled {
     pub rejected: Vec<(ObjectKey, Vec<LoadError>)>,
 }
 
-/// What the source knows from the API, per kind: the keys it has handed
-/// to the driver, relists in progress, and the objects it rejects.
+/// What the source knows from the API, per kind: relists in progress and
+/// the objects it rejects. The driver's index is the only store of the
+/// objects themselves: a completed relist sends the listed keys
+/// ([`Change::Relisted`]) and the driver drops what was not listed.
 #[derive(Debug, Default)]
 pub struct KubeState {
     /// A relist in progress, per kind: converted objects (`None` for one
@@ -59,8 +61,6 @@ pub struct KubeState {
     /// first list, which went out at once).
     relist: [Option<BTreeMap<ObjectKey, Option<ApiObject>>>; 3],
     synced: [bool; 3],
-    /// Keys handed to the driver and not deleted since, per kind.
-    known: [BTreeSet<ObjectKey>; 3],
     /// Objects currently rejected, with why.
     pub rejected: BTreeMap<ObjectKey, Vec<LoadError>>,
 }
@@ -88,7 +88,7 @@ impl KubeState {
                 let object = self.accept(&key, converted, &mut out);
                 let object = match object {
                     Some(object) if !self.synced[slot(kind)] => {
-                        self.put(object, &mut out);
+                        put(object, &mut out);
                         None
                     }
                     other => other,
@@ -97,26 +97,22 @@ impl KubeState {
             }
             WatchEvent::InitDone(kind) => {
                 let listed = self.relist[slot(kind)].take().unwrap_or_default();
-                let gone: Vec<ObjectKey> =
-                    self.known[slot(kind)].iter().filter(|k| !listed.contains_key(*k)).cloned().collect();
-                for key in gone {
-                    self.remove(key, &mut out);
-                }
+                out.changes.push(Change::Relisted(kind, listed.keys().cloned().collect()));
                 // An object that failed to convert keeps what the driver has (if anything).
                 for object in listed.into_values().flatten() {
-                    self.put(object, &mut out);
+                    put(object, &mut out);
                 }
                 self.synced[slot(kind)] = true;
                 debug!(kind = kind.as_str(), "list complete");
             }
             WatchEvent::Apply(key, converted) => {
                 if let Some(object) = self.accept(&key, converted, &mut out) {
-                    self.put(object, &mut out);
+                    put(object, &mut out);
                 }
             }
             WatchEvent::Delete(key) => {
                 self.rejected.remove(&key);
-                self.remove(key, &mut out);
+                out.changes.push(Change::Delete(key));
             }
         }
         out
@@ -143,18 +139,10 @@ impl KubeState {
             }
         }
     }
+}
 
-    fn put(&mut self, object: ApiObject, out: &mut Handled) {
-        let change = Change::Apply(object.into());
-        let key = change.key();
-        self.known[slot(key.kind)].insert(key);
-        out.changes.push(change);
-    }
-
-    fn remove(&mut self, key: ObjectKey, out: &mut Handled) {
-        self.known[slot(key.kind)].remove(&key);
-        out.changes.push(Change::Delete(key));
-    }
+fn put(object: ApiObject, out: &mut Handled) {
+    out.changes.push(Change::Apply(object.into()));
 }
 
 #[cfg(test)]
