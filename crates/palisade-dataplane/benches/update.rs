@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 use divan::{Bencher, black_box};
 use palisade_dataplane::netlink::Batch;
 use palisade_dataplane::render::render;
-use palisade_dataplane::transaction::{diff, full};
+use palisade_dataplane::transaction::{Transaction, diff, full};
 use palisade_dataplane::{Incremental, NodeScope, compile};
 use palisade_policy::synth::{Cluster, Size, generate};
 use palisade_policy::{ClusterIndex, Labels, Pod, PortTarget, Protocol, RulePort};
@@ -83,8 +83,9 @@ fn full_build(bencher: Bencher) {
     bencher.bench_local(|| Incremental::new(black_box(&index), scope(), &links));
 }
 
-#[divan::bench(sample_count = 20, sample_size = 5)]
-fn remote_pod_relabel_incremental(bencher: Bencher) {
+/// Remote pod relabels, one after another, each through the incremental
+/// update; `then` gets the incremental state and the update's transaction.
+fn relabels<R>(bencher: Bencher, then: impl Fn(&Incremental, Option<Transaction>) -> R) {
     let mut index = index();
     let links = ifaces(&index);
     let mut incremental = Incremental::new(&index, scope(), &links);
@@ -95,8 +96,14 @@ fn remote_pod_relabel_incremental(bencher: Bencher) {
         pod.labels.clone_from(&labels[flip]);
         index.apply_pod(pod.clone());
         let changes = index.take_changes().expect("tracking");
-        incremental.update(&index, &changes, &links).0.is_some()
+        let (tx, _) = incremental.update(&index, &changes, &links);
+        then(&incremental, tx)
     });
+}
+
+#[divan::bench(sample_count = 20, sample_size = 5)]
+fn remote_pod_relabel_incremental(bencher: Bencher) {
+    relabels(bencher, |_, tx| tx.is_some());
 }
 
 #[divan::bench(sample_count = 10, sample_size = 2)]
@@ -148,17 +155,7 @@ fn policy_change_incremental(bencher: Bencher) {
 /// update, and the nfnetlink batch of its transaction.
 #[divan::bench(sample_count = 20, sample_size = 5)]
 fn remote_pod_relabel_to_batch(bencher: Bencher) {
-    let mut index = index();
-    let links = ifaces(&index);
-    let mut incremental = Incremental::new(&index, scope(), &links);
-    let (mut pod, labels) = relabel_target(&index, &incremental);
-    let mut flip = 0;
-    bencher.bench_local(|| {
-        flip ^= 1;
-        pod.labels.clone_from(&labels[flip]);
-        index.apply_pod(pod.clone());
-        let changes = index.take_changes().expect("tracking");
-        let (tx, _) = incremental.update(&index, &changes, &links);
+    relabels(bencher, |incremental, tx| {
         tx.map(|tx| Batch::encode(&tx, incremental.rendered()).expect("encodable").bytes().len())
     });
 }

@@ -4,32 +4,19 @@
 
 use std::time::Duration;
 
-use palisade_dataplane::nft::{Nft, NftCli, NftError};
+use palisade_dataplane::nft::{Nft, NftCli};
 use palisade_dataplane::render::render;
 use palisade_dataplane::ruleset::Table;
 use palisade_dataplane::transaction::{diff, full};
 use palisade_dataplane::{NodeScope, compile};
 use palisade_policy::{ClusterIndex, Pod, Protocol};
 
-use crate::netns::{NetNsError, run, unique_prefix};
+use crate::error::{Context as _, Result};
+use crate::netns::{run, unique_prefix};
 use crate::plan::{Family, ProbeRow, plan};
 use crate::probe::{Probe, run_all};
 use crate::serve;
 use crate::topology::Topology;
-
-/// Why the harness failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelLabError {
-    /// A namespace operation.
-    #[error(transparent)]
-    NetNs(#[from] NetNsError),
-    /// nft rejected a program.
-    #[error(transparent)]
-    Nft(#[from] NftError),
-    /// Servers could not start.
-    #[error("servers: {0}")]
-    Serve(#[from] std::io::Error),
-}
 
 /// The node, its pods with servers, and what was last applied.
 #[derive(Debug)]
@@ -41,12 +28,12 @@ pub struct ModelLab {
 
 impl ModelLab {
     /// One namespace per pod, serving `ports` on TCP, UDP and SCTP.
-    pub fn start(pods: &[Pod], ports: &[u16]) -> Result<Self, ModelLabError> {
+    pub fn start(pods: &[Pod], ports: &[u16]) -> Result<Self> {
         let mut topo = Topology::new(&unique_prefix())?;
         for pod in pods {
             let key = format!("{}/{}", pod.namespace, pod.name);
             topo.add_pod(&key, &pod.ips)?;
-            serve::start(topo.pods[&key].ns.name(), ports, ports, ports)?;
+            serve::start(topo.pods[&key].ns.name(), ports, ports, ports).context("servers")?;
         }
         let nft = NftCli::in_netns(topo.node.name());
         Ok(ModelLab { topo, nft, applied: None })
@@ -55,7 +42,7 @@ impl ModelLab {
     /// Enforces `index` (every pod local) with one transaction, then flushes
     /// conntrack: connections an earlier program allowed would otherwise
     /// carry probes that reuse their source ports (revoking them is later work).
-    pub fn enforce(&mut self, index: &ClusterIndex) -> Result<(), ModelLabError> {
+    pub fn enforce(&mut self, index: &ClusterIndex) -> Result<()> {
         let rendered = render(&compile(index, &NodeScope::All, &self.topo.pod_ifaces()));
         let tx = match &self.applied {
             None => Some(full(&rendered)),
