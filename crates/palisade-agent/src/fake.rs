@@ -168,7 +168,7 @@ impl Kernel for FakeKernel {
         if state.fail_next > 0 {
             state.fail_next -= 1;
             state.refused += 1;
-            return Err(NftError::Io { what: "send", source: Errno::ENOBUFS });
+            return Err(NftError::Io { what: "send", errno: Errno::ENOBUFS });
         }
         // All or nothing: the commands run on a copy that replaces the table
         // only when every one of them succeeded.

@@ -22,6 +22,7 @@ pub mod manifests;
 pub mod metrics;
 pub mod reconcile;
 mod routes;
+mod run;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +33,7 @@ pub use change::{Change, Object, apply_changes};
 pub use driver::{Batch, Driver, DriverConfig, Message};
 pub use kernel::{Kernel, KernelTable, NetlinkKernel};
 pub use metrics::Metrics;
+pub use run::{AgentError, AgentOptions, SourceKind, remove_table, run};
 
 /// What feeds the driver: converted, validated objects as [`Batch`]es.
 pub trait Source: Send + 'static {

@@ -21,16 +21,17 @@ use crate::ruleset::{TABLE, Table};
 use crate::transaction::Transaction;
 
 /// Why a transaction or listing failed. Whatever failed, the kernel
-/// applied nothing of the transaction.
+/// applied nothing of the transaction. Each message includes its cause
+/// (logs print messages); none is repeated as a `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
     /// `nft` could not be started or fed.
-    #[error("cannot run {program}: {source}")]
+    #[error("cannot run {program}: {error}")]
     Spawn {
         /// The program.
         program: String,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// `nft` rejected the transaction.
     #[error("nft failed ({status}): {stderr}")]
@@ -66,12 +67,12 @@ pub enum NftError {
         command: String,
     },
     /// The netlink socket failed.
-    #[error("netlink {what}: {source}")]
+    #[error("netlink {what}: {errno}")]
     Io {
         /// What was being done.
         what: &'static str,
         /// The error.
-        source: nix::Error,
+        errno: nix::Error,
     },
     /// The kernel's answer was not what the protocol says.
     #[error("netlink: {0}")]
@@ -160,7 +161,7 @@ impl NftCli {
             .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let spawn = |source| NftError::Spawn { program: "nft".into(), source };
+        let spawn = |error| NftError::Spawn { program: "nft".into(), error };
         let mut child = cmd.spawn().map_err(spawn)?;
         if let Some(input) = input {
             child.stdin.take().expect("stdin is piped").write_all(input.as_bytes()).map_err(spawn)?;

@@ -28,14 +28,14 @@ pub enum LabError {
     /// The lab is not in a state the command can work with.
     #[error("{0}")]
     Failed(String),
-    /// What was being done when `source` happened.
-    #[error("{what}: {source}")]
+    /// What was being done when `cause` happened (the message includes
+    /// the cause; it is not repeated as a `source()`).
+    #[error("{what}: {cause}")]
     Context {
         /// The step.
         what: String,
         /// What went wrong in it.
-        #[source]
-        source: Box<LabError>,
+        cause: Box<LabError>,
     },
 }
 
@@ -52,11 +52,11 @@ pub trait Context<T> {
 
 impl<T, E: Into<LabError>> Context<T> for std::result::Result<T, E> {
     fn context(self, what: impl fmt::Display) -> Result<T> {
-        self.map_err(|e| LabError::Context { what: what.to_string(), source: Box::new(e.into()) })
+        self.map_err(|e| LabError::Context { what: what.to_string(), cause: Box::new(e.into()) })
     }
 
     fn with_context<D: fmt::Display>(self, what: impl FnOnce() -> D) -> Result<T> {
-        self.map_err(|e| LabError::Context { what: what().to_string(), source: Box::new(e.into()) })
+        self.map_err(|e| LabError::Context { what: what().to_string(), cause: Box::new(e.into()) })
     }
 }
 
@@ -86,4 +86,25 @@ macro_rules! ensure {
             $crate::bail!($($arg)*);
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message carries the whole chain once: no cause is repeated by
+    /// a `source()` that a reporter (anyhow's `{:#}`) would print again.
+    #[test]
+    fn a_cause_is_printed_once() {
+        let e = Err::<(), _>(std::io::Error::other("disk gone")).context("writing the state").unwrap_err();
+        let e = Err::<(), _>(e).context("lab up").unwrap_err();
+        assert_eq!(e.to_string(), "lab up: writing the state: disk gone");
+        let mut chain = Vec::new();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            chain.push(c.to_string());
+            cause = c.source();
+        }
+        assert!(chain.iter().all(|c| !c.contains("disk gone")), "{chain:?}");
+    }
 }

@@ -12,12 +12,12 @@ use nix::sched::{CloneFlags, setns};
 #[derive(Debug, thiserror::Error)]
 pub enum NetNsError {
     /// A command could not be started.
-    #[error("cannot run `{command}`: {source}")]
+    #[error("cannot run `{command}`: {error}")]
     Spawn {
         /// The command line.
         command: String,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A command failed.
     #[error("`{command}` failed: {stderr}")]
@@ -28,12 +28,12 @@ pub enum NetNsError {
         stderr: String,
     },
     /// Entering a namespace failed.
-    #[error("cannot enter network namespace {name}: {source}")]
+    #[error("cannot enter network namespace {name}: {error}")]
     Enter {
         /// Namespace name.
         name: String,
         /// The error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -43,7 +43,7 @@ pub fn run(program: &str, args: &[&str]) -> Result<Output, NetNsError> {
     let out = Command::new(program)
         .args(args)
         .output()
-        .map_err(|source| NetNsError::Spawn { command: command.clone(), source })?;
+        .map_err(|error| NetNsError::Spawn { command: command.clone(), error })?;
     if out.status.success() {
         Ok(out)
     } else {
@@ -115,8 +115,8 @@ impl NetNs {
 /// Moves the calling thread into the namespace `name`.
 pub fn enter(name: &str) -> Result<(), NetNsError> {
     let file =
-        File::open(format!("/run/netns/{name}")).map_err(|source| NetNsError::Enter { name: name.into(), source })?;
-    setns(file, CloneFlags::CLONE_NEWNET).map_err(|e| NetNsError::Enter { name: name.into(), source: e.into() })
+        File::open(format!("/run/netns/{name}")).map_err(|error| NetNsError::Enter { name: name.into(), error })?;
+    setns(file, CloneFlags::CLONE_NEWNET).map_err(|e| NetNsError::Enter { name: name.into(), error: e.into() })
 }
 
 impl Drop for NetNs {

@@ -241,89 +241,32 @@ enum LabCommand {
 }
 
 fn run_agent(args: AgentArgs) -> anyhow::Result<u8> {
-    use palisade_agent::{DriverConfig, Kernel as _, Metrics, NetlinkKernel};
+    use palisade_agent::{AgentOptions, DriverConfig, SourceKind};
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_target(false)
         .init();
     let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
     let kubernetes = args.kubernetes || (args.manifests.is_none() && in_pod && !args.cleanup);
-    if args.manifests.is_none() && !kubernetes {
-        if args.cleanup {
-            let cleanup = palisade_dataplane::transaction::cleanup();
-            let empty = palisade_dataplane::ruleset::Table::default();
-            NetlinkKernel::default().apply(&cleanup, &empty).context("removing table inet palisade")?;
+    let source = match (args.manifests, kubernetes) {
+        (Some(dir), _) => SourceKind::Manifests(dir),
+        (None, true) => SourceKind::Kubernetes,
+        (None, false) if args.cleanup => {
+            palisade_agent::remove_table()?;
             return Ok(0);
         }
-        anyhow::bail!("give --manifests DIR or --kubernetes, or --cleanup alone");
-    }
+        (None, false) => anyhow::bail!("give --manifests DIR or --kubernetes, or --cleanup alone"),
+    };
     let scope = match (args.all_pods, args.node) {
         (true, _) => palisade_dataplane::NodeScope::All,
         (false, Some(node)) => palisade_dataplane::NodeScope::Node(node),
         (false, None) => anyhow::bail!("give --node NAME (or set NODE_NAME), or --all-pods"),
     };
     let resync = std::time::Duration::from_secs(args.resync_seconds.max(1));
-    let host = match &scope {
-        palisade_dataplane::NodeScope::Node(name) => name.clone(),
-        palisade_dataplane::NodeScope::All => "all-pods".into(),
-    };
-    let config = DriverConfig { scope, resync, status_file: args.status_file, cleanup_on_exit: args.cleanup };
-    // The runtime serves the endpoints and runs the Kubernetes watchers;
-    // the driver and the manifests source run on threads of their own.
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let metrics = std::sync::Arc::new(Metrics::new());
+    let driver = DriverConfig { scope, resync, status_file: args.status_file, cleanup_on_exit: args.cleanup };
     let listen = args.listen.or(kubernetes.then(|| ([127, 0, 0, 1], 9464).into()));
-    if let Some(addr) = listen {
-        let listener =
-            runtime.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("listening on {addr}"))?;
-        let addr = listener.local_addr()?;
-        let _ = metrics.listening.set(addr);
-        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
-        let stale_after = resync * 3 + std::time::Duration::from_secs(30);
-        runtime.spawn(palisade_agent::metrics::serve(listener, metrics.clone(), stale_after));
-    }
-    let source: Box<dyn palisade_agent::Source> = if kubernetes {
-        let client = runtime
-            .block_on(kube::Client::try_default())
-            .context("Kubernetes client (in-cluster config or KUBECONFIG)")?;
-        Box::new(palisade_agent::kube::KubeApi::new(client, runtime.handle().clone(), &host))
-    } else {
-        let dir = args.manifests.expect("manifests mode");
-        let source = palisade_agent::manifests::ManifestsDir::new(&dir, "default", resync)
-            .with_context(|| format!("watching {}", dir.display()))?;
-        Box::new(source)
-    };
-    let agent = palisade_agent::start(config, source, Box::new(NetlinkKernel::default()), metrics)?;
-    runtime.block_on(async {
-        let mut signal = std::pin::pin!(shutdown_signal());
-        // A source or driver that ended on its own ends the process too.
-        while !agent.finished() {
-            tokio::select! {
-                () = &mut signal => break,
-                () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-            }
-        }
-    });
-    let failed = agent.finished();
-    agent.stop();
-    if failed {
-        anyhow::bail!("the agent's source or driver stopped unexpectedly");
-    }
+    palisade_agent::run(AgentOptions { source, driver, listen })?;
     Ok(0)
-}
-
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
 }
 
 fn run_lab(command: LabCommand) -> anyhow::Result<u8> {

@@ -272,8 +272,8 @@ impl From<NftError> for Answer {
     }
 }
 
-fn io(what: &'static str, source: nix::Error) -> NftError {
-    NftError::Io { what, source }
+fn io(what: &'static str, errno: nix::Error) -> NftError {
+    NftError::Io { what, errno }
 }
 
 /// Encodes `transaction` and applies it on `socket` as one batch.
