@@ -59,9 +59,10 @@ pub struct Batch {
     /// The source's revision (the manifests directory's digest), written to
     /// the status file once the kernel enforces it.
     pub revision: Option<String>,
-    /// The source's current problems (objects or files it could not use;
-    /// their last good state stays), replacing the previous list; `None`:
-    /// unchanged.
+    /// The source's current problems (what it could not use; its last
+    /// good state stays), replacing the previous list; `None`: unchanged.
+    /// The Kubernetes source gives one line per rejected object, the
+    /// manifests source one per error in its files.
     pub problems: Option<Vec<String>>,
 }
 
@@ -202,7 +203,8 @@ impl Driver {
             self.dirty = true;
         }
         self.dirty |= changed || new_revision;
-        let (namespaces, pods, policies) = self.index.counts();
+        let (_, pods, policies) = self.index.counts();
+        let namespaces = self.index.namespace_ids().filter(|id| self.index.namespace(*id).declared()).count();
         for (kind, n) in
             [(ObjectKind::Namespace, namespaces), (ObjectKind::Pod, pods), (ObjectKind::NetworkPolicy, policies)]
         {

@@ -255,6 +255,7 @@ fn check_reporting(mock: &Mock, metrics: &Metrics) {
     }
     let exposition = metrics.encode();
     assert!(exposition.contains("palisade_objects{kind=\"Pod\"} 3"), "{exposition}");
+    assert!(exposition.contains("palisade_objects{kind=\"Namespace\"} 2"), "declared namespaces only: {exposition}");
     assert!(exposition.contains("palisade_rejected_objects 2"), "{exposition}");
     // The invalid policy gets a Warning Event naming the field.
     let deadline = Instant::now() + Duration::from_secs(5);

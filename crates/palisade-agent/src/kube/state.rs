@@ -72,10 +72,16 @@ impl KubeState {
         self.synced.iter().all(|s| *s)
     }
 
-    /// The current problems, one line per rejected object's error.
+    /// The current problems, one line per rejected object.
     #[must_use]
     pub fn problems(&self) -> Vec<String> {
-        self.rejected.iter().flat_map(|(key, errors)| errors.iter().map(move |e| format!("{key}: {e}"))).collect()
+        self.rejected
+            .iter()
+            .map(|(key, errors)| {
+                let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                format!("{key}: {}", errors.join("; "))
+            })
+            .collect()
     }
 
     /// Handles one event.
