@@ -112,13 +112,15 @@ impl Datum {
     /// Whether the datum can be a value of `kind`.
     #[must_use]
     pub fn fits(&self, kind: KeyType) -> bool {
-        matches!(
-            (self, kind),
+        match (self, kind) {
             (Datum::Addr(IpAddr::V4(_)), KeyType::Ipv4Addr)
-                | (Datum::Addr(IpAddr::V6(_)), KeyType::Ipv6Addr)
-                | (Datum::Proto(_), KeyType::InetProto)
-                | (Datum::Port(_), KeyType::InetService)
-        ) || matches!((self, kind), (Datum::Ifname(i), KeyType::Ifname) if i.len() < IFNAMSIZ && !i.contains('\0'))
+            | (Datum::Addr(IpAddr::V6(_)), KeyType::Ipv6Addr)
+            | (Datum::Proto(_), KeyType::InetProto)
+            | (Datum::Port(_), KeyType::InetService) => true,
+            // An interface name is NUL-terminated within IFNAMSIZ bytes.
+            (Datum::Ifname(name), KeyType::Ifname) => name.len() < IFNAMSIZ && !name.contains('\0'),
+            _ => false,
+        }
     }
 }
 
@@ -533,6 +535,10 @@ mod tests {
         assert!(!v4.fits(&SetDecl::verdict_map(KeyType::Ipv4Addr)), "a map element needs a verdict");
         let jump = Element::mapping(Key::addr("10.0.0.1".parse().expect("ip")), Verdict::Jump("c".into()));
         assert!(jump.fits(&SetDecl::verdict_map(KeyType::Ipv4Addr)));
+        // Interface names: at most 15 bytes and no NUL (IFNAMSIZ with the terminator).
+        assert!(Datum::Ifname("a-name-of-15-by".into()).fits(KeyType::Ifname));
+        assert!(!Datum::Ifname("a-name-of-16-byt".into()).fits(KeyType::Ifname));
+        assert!(!Datum::Ifname("nul\0inside".into()).fits(KeyType::Ifname));
     }
 
     #[test]
