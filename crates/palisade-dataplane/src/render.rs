@@ -70,30 +70,63 @@ fn set(key: Vec<KeyType>, interval: bool, elements: BTreeSet<Element>) -> Set {
     Set { decl: SetDecl::set(key, interval), elements }
 }
 
+/// Longest `namespace/name` kept whole in the names of table objects: the
+/// longest name derived from it (`policy/<this>/ingress/<rule>/named6`,
+/// `pod/<this>/ingress/denied`) then stays well within the kernel's 255
+/// bytes, whatever the rule count.
+pub const OBJECT_NAME_BUDGET: usize = 200;
+
+/// An object's part of the names of its table objects: `namespace/name`,
+/// or, when that is longer than [`OBJECT_NAME_BUDGET`] (a namespace of 63
+/// and a pod name of 253 characters make 317), its beginning, `~` and 128
+/// bits of SHA-256 of the whole, in as many bytes. Kubernetes names never
+/// hold `~`, so a shortened name is never another object's whole one, and
+/// two shortened names differ unless SHA-256 collides. Without this, one
+/// pod with a long name made every transaction of its node fail.
+#[must_use]
+pub fn object_name(key: &ObjectKey) -> String {
+    use sha2::{Digest as _, Sha256};
+    use std::fmt::Write as _;
+    let path = format!("{}/{}", key.namespace, key.name);
+    if path.len() <= OBJECT_NAME_BUDGET {
+        return path;
+    }
+    let digest = Sha256::digest(path.as_bytes());
+    let mut keep = OBJECT_NAME_BUDGET - 33;
+    while !path.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    let mut name = format!("{}~", &path[..keep]);
+    for b in &digest[..16] {
+        let _ = write!(name, "{b:02x}");
+    }
+    name
+}
+
 /// Chain of a pod for a direction.
 #[must_use]
-pub fn pod_chain(pod: &str, dir: Direction) -> String {
-    format!("pod/{pod}/{dir}")
+pub fn pod_chain(pod: &ObjectKey, dir: Direction) -> String {
+    format!("pod/{}/{dir}", object_name(pod))
 }
 
 /// Counter of a pod's denied packets for a direction.
 #[must_use]
-pub fn pod_counter(pod: &str, dir: Direction) -> String {
-    format!("pod/{pod}/{dir}/denied")
+pub fn pod_counter(pod: &ObjectKey, dir: Direction) -> String {
+    format!("pod/{}/{dir}/denied", object_name(pod))
 }
 
 fn policy_chain(policy: &ObjectKey, dir: Direction) -> String {
-    format!("policy/{}/{}/{dir}", policy.namespace, policy.name)
+    format!("policy/{}/{dir}", object_name(policy))
 }
 
 /// The prefix of every table object a pod owns: `pod/<ns>/<pod>/`.
 pub(crate) fn pod_prefix(pod: &ObjectKey) -> String {
-    format!("pod/{}/{}/", pod.namespace, pod.name)
+    format!("pod/{}/", object_name(pod))
 }
 
 /// The prefix of every table object a policy owns: `policy/<ns>/<name>/`.
 pub(crate) fn policy_prefix(policy: &ObjectKey) -> String {
-    format!("policy/{}/{}/", policy.namespace, policy.name)
+    format!("policy/{}/", object_name(policy))
 }
 
 /// Renders `program` into table objects.
@@ -128,17 +161,16 @@ pub(crate) fn listed_all(pods: &BTreeMap<ObjectKey, LocalPod>) -> BTreeMap<&Obje
 /// The chains and counters of one local pod.
 pub(crate) fn render_pod(r: &mut Table, key: &ObjectKey, pod: &LocalPod) {
     let name = key.path();
-    let name = name.as_str();
     for dir in Direction::BOTH {
         let Some(policies) = pod.isolation(dir) else { continue };
         let mut rules: Vec<Rule> =
             policies.iter().map(|p| Rule(vec![Statement::Verdict(Verdict::Jump(policy_chain(p, dir)))])).collect();
         let prefix: String = format!("palisade deny {dir} {name}: ").chars().take(120).collect();
         rules.push(Rule(vec![Statement::Limit { per_second: 10, burst: 5 }, Statement::Log { prefix }]));
-        let counter = pod_counter(name, dir);
+        let counter = pod_counter(key, dir);
         rules.push(Rule(vec![Statement::Counter(counter.clone()), Statement::Verdict(Verdict::Drop)]));
         r.counters.insert(counter);
-        r.chains.insert(pod_chain(name, dir), Chain { base: None, rules });
+        r.chains.insert(pod_chain(key, dir), Chain { base: None, rules });
     }
 }
 
@@ -176,7 +208,7 @@ pub(crate) fn base_chains(program: &Program, r: &mut Table) {
             }
             for dir in Direction::BOTH {
                 if pod.isolation(dir).is_some() {
-                    let e = Element::mapping(Key::addr(*addr), Verdict::Jump(pod_chain(&name.path(), dir)));
+                    let e = Element::mapping(Key::addr(*addr), Verdict::Jump(pod_chain(name, dir)));
                     dispatch.entry((dir, addr.is_ipv6())).or_default().insert(e);
                 }
             }
@@ -349,6 +381,41 @@ fn render_rule(r: &mut Table, chain: &mut Vec<Rule>, base: &str, rule: &RuleProg
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::program::PolicyProgram;
+
+    /// The longest names Kubernetes allows, as a tenant may choose them:
+    /// every table object's name stays within the kernel's 255 bytes, two
+    /// pods whose names differ only at the end keep apart, and the whole
+    /// table encodes. Short names are unchanged.
+    #[test]
+    fn long_names_stay_within_the_kernel_limit_and_apart() {
+        let ns = "n".repeat(63);
+        let long = |last: char| format!("{}{last}", "p".repeat(252));
+        let (a, b) = (ObjectKey::pod(&ns, &long('a')), ObjectKey::pod(&ns, &long('b')));
+        let policy = ObjectKey::policy(&ns, &"q".repeat(253));
+        let pod = |ip: &str| LocalPod {
+            addrs: vec![ip.parse().expect("ip")],
+            iface: Some("veth0".into()),
+            ingress: Some(vec![policy.clone()]),
+            egress: Some(Vec::new()),
+        };
+        let mut program = Program::default();
+        program.pods.insert(a.clone(), pod("10.0.0.1"));
+        program.pods.insert(b.clone(), pod("10.0.0.2"));
+        let ports = PortSet { numeric: vec![(Protocol::Tcp, 80, 80)], ..PortSet::default() };
+        let rule = RuleProgram { peers: None, ports: Some(ports) };
+        program.policies.insert(policy.clone(), PolicyProgram { ingress: vec![rule], egress: Vec::new() });
+        let table = render(&program);
+        for name in table.chains.keys().chain(table.sets.keys()).chain(&table.counters) {
+            assert!(name.len() <= 255, "{} bytes: {name}", name.len());
+        }
+        assert_ne!(pod_chain(&a, Direction::Ingress), pod_chain(&b, Direction::Ingress));
+        assert!(table.chains.contains_key(&pod_chain(&b, Direction::Egress)));
+        let tx = crate::transaction::full(&table);
+        assert!(crate::netlink::Batch::encode(&tx, &table).is_ok(), "the table encodes");
+        assert_eq!(object_name(&ObjectKey::pod("x", "a")), "x/a");
+        assert_eq!(object_name(&a).len(), OBJECT_NAME_BUDGET);
+    }
 
     fn set_of(r: &Table, name: &str) -> Vec<String> {
         r.sets.get(name).map(|s| s.elements.iter().map(ToString::to_string).collect()).unwrap_or_default()

@@ -293,3 +293,45 @@ fn incremental_updates_reach_the_same_state_as_full_renders() {
     }
     assert!(applied >= 10, "the sequence exercised incremental transactions ({applied})");
 }
+
+/// A tenant's longest names (a 63-character namespace, 253-character pod
+/// and policy names) are accepted by the kernel over netlink and through
+/// nft, and two such pods keep their own chains.
+#[test]
+#[ignore = "root: network namespaces and nftables (scripts/test runs it as root)"]
+fn the_longest_names_a_tenant_may_choose_apply() {
+    palisade_lab::netns::require_root(&["nft"]);
+    let ns = "n".repeat(63);
+    let pod = |name: String, ip: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{app: x}}}}\n\
+             spec: {{nodeName: node, containers: [{{name: c, image: i}}]}}\nstatus: {{phase: Running, podIP: {ip}}}\n"
+        )
+    };
+    // 253 characters, the most a name may have: labels of at most 63.
+    let longest = |c: &str, last: char| {
+        let label = c.repeat(63);
+        format!("{label}.{label}.{label}.{}{last}", c.repeat(60))
+    };
+    let yaml = format!(
+        "{}{}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {}, namespace: {ns}}}\n\
+         spec: {{podSelector: {{}}, policyTypes: [Ingress, Egress], ingress: [{{from: [{{podSelector: {{}}}}], ports: [{{port: 80}}]}}]}}\n",
+        pod(longest("p", 'a'), "10.7.0.1"),
+        pod(longest("p", 'b'), "10.7.0.2"),
+        longest("q", 'q'),
+    );
+    assert_eq!(longest("p", 'a').len(), 253);
+    let loaded = load_str("long.yaml", &yaml, "default");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let table = render(&compile(&loaded.index(), &NodeScope::All, &BTreeMap::new()));
+    assert_eq!(table.chains.keys().filter(|c| c.starts_with("pod/")).count(), 4, "two pods, two directions each");
+    let prefix = unique_prefix();
+    let (nl_ns, cli_ns) = (
+        NetNs::create(&format!("{prefix}long-nl")).expect("netns"),
+        NetNs::create(&format!("{prefix}long-nft")).expect("netns"),
+    );
+    NetlinkAgent::start(nl_ns.name()).apply(full(&table), &table).expect("over netlink");
+    let cli = NftCli::in_netns(cli_ns.name());
+    cli.apply_json(&full(&table)).expect("through nft");
+    assert_eq!(normalized(&NftCli::in_netns(nl_ns.name())), normalized(&cli));
+}
