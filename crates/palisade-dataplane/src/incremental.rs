@@ -87,13 +87,6 @@ enum Owner {
 }
 
 impl Owner {
-    fn owns(&self, name: &str) -> bool {
-        match self {
-            Owner::Base => !name.starts_with("pod/") && !name.starts_with("policy/"),
-            Owner::Pod(_) | Owner::Policy(_) => name.starts_with(&self.prefix()),
-        }
-    }
-
     /// First name the owner can own (names are ordered, so an owner's names
     /// form one run from here, except the base's). Namespace and object
     /// names hold no `/`, so no owner's prefix starts another's.
@@ -106,13 +99,18 @@ impl Owner {
     }
 }
 
-/// Moves the entries `owner` owns from `from` into `into`.
-fn take_owned<V>(from: &mut BTreeMap<String, V>, into: &mut BTreeMap<String, V>, owner: &Owner) {
-    let names: Vec<String> = if *owner == Owner::Base {
-        from.keys().filter(|n| owner.owns(n)).cloned().collect()
+/// Whether `name` belongs to the owner whose [`Owner::prefix`] is `prefix`
+/// (the base, whose prefix is empty, owns what no pod or policy does).
+fn owned(prefix: &str, name: &str) -> bool {
+    if prefix.is_empty() { !name.starts_with("pod/") && !name.starts_with("policy/") } else { name.starts_with(prefix) }
+}
+
+/// Moves the entries whose names `owned` by `prefix` from `from` into `into`.
+fn take_owned<V>(from: &mut BTreeMap<String, V>, into: &mut BTreeMap<String, V>, prefix: &str) {
+    let names: Vec<String> = if prefix.is_empty() {
+        from.keys().filter(|n| owned(prefix, n)).cloned().collect()
     } else {
-        let prefix = owner.prefix();
-        from.range(prefix.clone()..).take_while(|(n, _)| n.starts_with(&prefix)).map(|(n, _)| n.clone()).collect()
+        from.range(prefix.to_string()..).take_while(|(n, _)| n.starts_with(prefix)).map(|(n, _)| n.clone()).collect()
     };
     for name in names {
         if let Some(v) = from.remove(&name) {
@@ -122,9 +120,10 @@ fn take_owned<V>(from: &mut BTreeMap<String, V>, into: &mut BTreeMap<String, V>,
 }
 
 fn take_part(r: &mut Table, owner: &Owner, into: &mut Table) {
-    take_owned(&mut r.sets, &mut into.sets, owner);
-    take_owned(&mut r.chains, &mut into.chains, owner);
-    let counters: Vec<String> = r.counters.iter().filter(|c| owner.owns(c)).cloned().collect();
+    let prefix = owner.prefix();
+    take_owned(&mut r.sets, &mut into.sets, &prefix);
+    take_owned(&mut r.chains, &mut into.chains, &prefix);
+    let counters: Vec<String> = r.counters.iter().filter(|c| owned(&prefix, c)).cloned().collect();
     for c in counters {
         r.counters.remove(&c);
         into.counters.insert(c);

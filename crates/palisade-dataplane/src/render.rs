@@ -87,7 +87,7 @@ pub const OBJECT_NAME_BUDGET: usize = 200;
 pub fn object_name(key: &ObjectKey) -> String {
     use sha2::{Digest as _, Sha256};
     use std::fmt::Write as _;
-    let path = format!("{}/{}", key.namespace, key.name);
+    let path = key.path();
     if path.len() <= OBJECT_NAME_BUDGET {
         return path;
     }
@@ -192,6 +192,14 @@ pub(crate) fn render_policy(r: &mut Table, key: &ObjectKey, policy: &PolicyProgr
     }
 }
 
+/// `ct state established,related accept`: packets of connections the
+/// policies already admitted pass (also what the lab bench's
+/// conntrack-only baseline holds, so the two compare the same rule).
+#[must_use]
+pub fn conntrack_rule() -> Rule {
+    Rule(vec![Statement::CtState(CtStates::ESTABLISHED | CtStates::RELATED), Statement::Verdict(Verdict::Accept)])
+}
+
 /// The base chains, dispatch maps and anti-spoofing sets (they depend on
 /// every local pod).
 pub(crate) fn base_chains(program: &Program, r: &mut Table) {
@@ -214,9 +222,6 @@ pub(crate) fn base_chains(program: &Program, r: &mut Table) {
             }
         }
     }
-    let ct = || {
-        Rule(vec![Statement::CtState(CtStates::ESTABLISHED | CtStates::RELATED), Statement::Verdict(Verdict::Accept)])
-    };
     let mut egress = Vec::new();
     if !ifaces.is_empty() {
         r.counters.insert(SPOOF_COUNTER.into());
@@ -243,8 +248,8 @@ pub(crate) fn base_chains(program: &Program, r: &mut Table) {
             ]));
         }
     }
-    egress.push(ct());
-    let mut ingress = vec![ct()];
+    egress.push(conntrack_rule());
+    let mut ingress = vec![conntrack_rule()];
     for (dir, chain) in [(Direction::Egress, &mut egress), (Direction::Ingress, &mut ingress)] {
         for v6 in [false, true] {
             let map = format!("{dir}{}", if v6 { 6 } else { 4 });

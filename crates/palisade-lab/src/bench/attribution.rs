@@ -13,14 +13,9 @@
 //! Rounds alternate the variants in a rotating order, each from an empty
 //! conntrack table; ratios are taken within each round.
 
-use palisade_dataplane::render::SPOOF_COUNTER;
-use palisade_dataplane::ruleset::{Chain, CtStates, Hook, Rule, Statement, Table, Verdict};
+use palisade_dataplane::render::{SPOOF_COUNTER, conntrack_rule};
+use palisade_dataplane::ruleset::{Chain, Hook, Rule, Statement, Table, Verdict};
 use palisade_dataplane::transaction::{Transaction, full};
-
-/// The conntrack rule alone.
-fn conntrack_rule() -> Rule {
-    Rule(vec![Statement::CtState(CtStates::ESTABLISHED | CtStates::RELATED), Statement::Verdict(Verdict::Accept)])
-}
 
 fn is_spoof_rule(rule: &Rule) -> bool {
     rule.0.iter().any(|s| matches!(s, Statement::Counter(c) if c == SPOOF_COUNTER))
