@@ -171,6 +171,7 @@ impl Driver {
                             Err(_) => break,
                         }
                     }
+                    self.count_objects();
                 }
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -203,6 +204,10 @@ impl Driver {
             self.dirty = true;
         }
         self.dirty |= changed || new_revision;
+    }
+
+    /// The objects held, per kind (declared namespaces only), to the metrics.
+    fn count_objects(&self) {
         let (_, pods, policies) = self.index.counts();
         let namespaces = self.index.namespace_ids().filter(|id| self.index.namespace(*id).declared()).count();
         for (kind, n) in

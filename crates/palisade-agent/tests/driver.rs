@@ -18,6 +18,7 @@ use palisade_dataplane::ruleset::Table;
 use palisade_dataplane::{NodeScope, compile};
 use palisade_manifests::load_str;
 use palisade_policy::ClusterIndex;
+use palisade_testkit::temp::TempDir;
 
 const CLUSTER: &str = "
 apiVersion: v1
@@ -174,24 +175,6 @@ fn stop_with_cleanup_removes_the_table() {
     assert_eq!(kernel.table(), None);
 }
 
-/// A scratch directory, removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("palisade-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Writes `text` to `dir/name` as writers should: a temporary file renamed
 /// into place.
 fn write(dir: &std::path::Path, name: &str, text: &str) {
@@ -203,12 +186,12 @@ fn write(dir: &std::path::Path, name: &str, text: &str) {
 #[test]
 fn the_manifests_directory_drives_the_kernel() {
     let dir = TempDir::new("manifests-source");
-    let status = dir.0.join(".status.json");
-    write(&dir.0, "cluster.yaml", CLUSTER);
-    write(&dir.0, "policy.yaml", &policy(5432));
+    let status = dir.path().join(".status.json");
+    write(dir.path(), "cluster.yaml", CLUSTER);
+    write(dir.path(), "policy.yaml", &policy(5432));
     let kernel = kernel();
     let config = DriverConfig { status_file: Some(status.clone()), ..config(Duration::from_millis(200)) };
-    let source = ManifestsDir::new(&dir.0, "default", Duration::from_millis(200)).expect("watch");
+    let source = ManifestsDir::new(dir.path(), "default", Duration::from_millis(200)).expect("watch");
     let agent = palisade_agent::start(config, Box::new(source), Box::new(kernel.clone()), Arc::new(Metrics::new()))
         .expect("start");
     let status_digest = || {
@@ -218,21 +201,21 @@ fn the_manifests_directory_drives_the_kernel() {
     let want = expected([changes(CLUSTER), changes(&policy(5432))].concat());
     eventually("the directory programmed", || kernel.table().as_ref() == Some(&want));
     eventually("the status names the directory's digest", || {
-        status_digest().is_some_and(|(d, _)| d == hex(&dir_digest(&dir.0)).as_str())
+        status_digest().is_some_and(|(d, _)| d == hex(&dir_digest(dir.path())).as_str())
     });
 
-    write(&dir.0, "policy.yaml", &policy(5433));
+    write(dir.path(), "policy.yaml", &policy(5433));
     let want = expected([changes(CLUSTER), changes(&policy(5433))].concat());
     eventually("an edit applied", || kernel.table().as_ref() == Some(&want));
 
     // An invalid edit keeps the last good state, and the status says why.
-    write(&dir.0, "policy.yaml", &policy(0));
+    write(dir.path(), "policy.yaml", &policy(0));
     eventually("the error in the status", || {
         status_digest().is_some_and(|(_, errors)| errors.to_string().contains("NetworkPolicy shop/db"))
     });
     assert_eq!(kernel.table().as_ref(), Some(&want), "the last good state stays");
 
-    std::fs::remove_file(dir.0.join("policy.yaml")).expect("remove");
+    std::fs::remove_file(dir.path().join("policy.yaml")).expect("remove");
     let want = expected(changes(CLUSTER));
     eventually("a deletion applied", || kernel.table().as_ref() == Some(&want));
     agent.stop();

@@ -186,9 +186,8 @@ fn nested_lists_read_alike_by_load_and_raw_objects() {
         deep = list(&deep);
     }
     let text = format!("{}\n{}", list(&ns("a")), deep);
-    let dir = std::env::temp_dir().join(format!("palisade-nested-{}", std::process::id()));
-    fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join("lists.json");
+    let dir = palisade_testkit::temp::TempDir::new("nested");
+    let file = dir.path().join("lists.json");
     fs::write(&file, &text).expect("write");
     let inputs = [Input::Path(file.clone())];
     let loaded = load(&inputs, "default");
@@ -201,5 +200,4 @@ fn nested_lists_read_alike_by_load_and_raw_objects() {
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].to_string().contains("Lists nested too deeply"), "{}", errors[0]);
     }
-    fs::remove_dir_all(&dir).expect("cleanup");
 }

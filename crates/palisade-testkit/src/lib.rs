@@ -5,8 +5,10 @@
 //!   against (the engine in `palisade-policy`, real packets in `palisade-lab`);
 //! - [`strategy`]: proptest strategies for policies over that model, so a
 //!   failing property shrinks to a small policy set;
-//! - [`golden`]: golden files, rewritten with `BLESS=1`.
+//! - [`golden`]: golden files, rewritten with `BLESS=1`;
+//! - [`temp`]: scratch directories removed on drop.
 
 pub mod e2e;
 pub mod golden;
 pub mod strategy;
+pub mod temp;
