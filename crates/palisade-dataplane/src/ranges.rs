@@ -5,10 +5,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use palisade_policy::IpBlock;
-use serde::Serialize;
 
 /// Sorted, disjoint, non-adjacent inclusive ranges of IPv4 and IPv6 addresses.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AddrSet {
     /// IPv4 ranges.
     pub v4: Vec<(u32, u32)>,
