@@ -76,7 +76,19 @@ pub(crate) fn compile_node<S: BuildHasher>(
         compiled.members.insert(name, members);
     }
     compiled.program.pods = pods;
+    compiled.program.cluster_addrs = cluster_addrs(index).flat_map(|(_, addrs)| addrs).copied().collect();
     compiled
+}
+
+/// Every active pod of the cluster and its addresses.
+pub(crate) fn cluster_addrs(index: &ClusterIndex) -> impl Iterator<Item = (PodId, &[IpAddr])> {
+    index.pod_ids().filter(move |p| active(index, *p)).map(move |p| (p, index.pod(p).pod().ips.as_slice()))
+}
+
+/// The addresses `pod` puts in the cluster's pod addresses: its own while
+/// it is active, none otherwise.
+pub(crate) fn cluster_member_addrs(index: &ClusterIndex, pod: PodId) -> &[IpAddr] {
+    if active(index, pod) { &index.pod(pod).pod().ips } else { &[] }
 }
 
 /// Whether `pod` is an active pod of this node.

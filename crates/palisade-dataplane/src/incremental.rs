@@ -2,8 +2,11 @@
 //! what it can affect, and the transaction is the difference of those parts.
 //!
 //! The table is made of parts with one owner each:
-//! - the base (base chains, dispatch maps, anti-spoofing sets), which
-//!   depends on every local pod and is cheap to rebuild;
+//! - the base (base chains, dispatch maps, anti-spoofing sets, the
+//!   related chain), which depends on every local pod and is cheap to
+//!   rebuild;
+//! - the cluster's pod-address sets (`cluster/…`), which depend on every
+//!   pod of the cluster and are only ever patched element by element;
 //! - each local pod (`pod/<ns>/<pod>/…`: its chains and counters);
 //! - each policy some local pod lists (`policy/<ns>/<name>/…`: its chains
 //!   and sets).
@@ -26,13 +29,15 @@ use std::net::IpAddr;
 use palisade_policy::{Changes, ClusterIndex, Direction, ObjectKey, PodId, PolicyId};
 
 use crate::compile::{
-    Compiled, NodeScope, PodDeps, compile_node, compile_policy, is_local, is_named_candidate, local_pod, member_addrs,
-    named_entries, needed_policies,
+    Compiled, NodeScope, PodDeps, cluster_addrs, cluster_member_addrs, compile_node, compile_policy, is_local,
+    is_named_candidate, local_pod, member_addrs, named_entries, needed_policies,
 };
-use crate::members::{PodKeys, PodRef, PolicyMembers};
-use crate::patch::patch_policy;
+use crate::members::{PodCounts, PodKeys, PodRef, PolicyMembers};
+use crate::patch::{patch_policy, patch_set};
 use crate::program::{LocalPod, PolicyProgram, Program};
-use crate::render::{base_chains, listed_all, pod_prefix, policy_prefix, render, render_pod, render_policy};
+use crate::render::{
+    base_chains, cluster_set, listed_all, pair_element, pod_prefix, policy_prefix, render, render_pod, render_policy,
+};
 use crate::ruleset::Table;
 use crate::transaction::{Transaction, diff};
 use rustc_hash::FxBuildHasher;
@@ -73,6 +78,9 @@ pub struct Incremental<S = FxBuildHasher> {
     members: BTreeMap<ObjectKey, PolicyMembers>,
     /// Local pods.
     local: BTreeSet<ObjectKey>,
+    /// The addresses each active pod of the cluster puts in the cluster's
+    /// pod-address sets.
+    cluster: PodCounts<IpAddr>,
     /// The interfaces the local pods were last compiled with.
     ifaces: BTreeMap<IpAddr, String>,
     rendered: Table,
@@ -100,9 +108,14 @@ impl Owner {
 }
 
 /// Whether `name` belongs to the owner whose [`Owner::prefix`] is `prefix`
-/// (the base, whose prefix is empty, owns what no pod or policy does).
+/// (the base, whose prefix is empty, owns what no pod or policy does, and
+/// not the cluster's sets, which are only patched).
 fn owned(prefix: &str, name: &str) -> bool {
-    if prefix.is_empty() { !name.starts_with("pod/") && !name.starts_with("policy/") } else { name.starts_with(prefix) }
+    if prefix.is_empty() {
+        !["pod/", "policy/", "cluster/"].iter().any(|p| name.starts_with(p))
+    } else {
+        name.starts_with(prefix)
+    }
 }
 
 /// Moves the entries whose names `owned` by `prefix` from `from` into `into`.
@@ -151,8 +164,13 @@ impl<S: BuildHasher + Default> Incremental<S> {
         let mut keys = PodKeys::default();
         let Compiled { program, deps, members } = compile_node(index, &scope, ifaces, &mut keys);
         let rendered = render(&program);
+        let mut cluster = PodCounts::default();
+        for (pod, addrs) in cluster_addrs(index) {
+            cluster.add(keys.id(index.pod_name(pod)), addrs);
+        }
         Incremental {
             local: program.pods.keys().cloned().collect(),
+            cluster,
             keys,
             scope,
             program,
@@ -233,8 +251,10 @@ impl<S: BuildHasher + Default> Incremental<S> {
         let needed = needed_policies(&self.program.pods);
         let changed_pods: Vec<(PodRef, Option<PodId>)> =
             changes.pods.iter().map(|k| (self.keys.id(&k.path()), index.pod_id_of(k))).collect();
-        // Element-level patches of policies whose rules kept their shape.
+        // Element-level patches: the cluster's pod addresses, and policies
+        // whose rules kept their shape.
         let (mut patched_old, mut patched_new) = (Table::default(), Table::default());
+        self.update_cluster(index, &changed_pods, &mut patched_old, &mut patched_new);
         for name in &needed {
             let Some(id) = index.policy_id_of(name) else { continue };
             if relisted.contains(name) {
@@ -307,6 +327,47 @@ impl<S: BuildHasher + Default> Incremental<S> {
         stats.parts_rendered = dirty.len();
         let tx = self.render_parts(&dirty, patched_old, patched_new);
         (tx, stats)
+    }
+
+    /// Brings the cluster's pod addresses up to date for the changed pods,
+    /// patching the sets' elements that came or went.
+    fn update_cluster(
+        &mut self,
+        index: &ClusterIndex,
+        changed: &[(PodRef, Option<PodId>)],
+        before: &mut Table,
+        after: &mut Table,
+    ) {
+        // Each touched address and whether it was in the set before.
+        let mut touched: BTreeMap<IpAddr, bool> = BTreeMap::new();
+        for (dep, pod) in changed {
+            let new = pod.map_or(&[][..], |p| cluster_member_addrs(index, p));
+            let old = self.cluster.of(*dep).to_vec();
+            for addr in old.iter().chain(new) {
+                touched.entry(*addr).or_insert_with(|| self.cluster.contains(addr));
+            }
+            self.cluster.remove(*dep);
+            self.cluster.add(*dep, new);
+        }
+        for v6 in [false, true] {
+            let (mut gone, mut fresh) = (Vec::new(), Vec::new());
+            for (addr, was) in touched.iter().filter(|(a, _)| a.is_ipv6() == v6) {
+                match (*was, self.cluster.contains(addr)) {
+                    (true, false) => {
+                        self.program.cluster_addrs.remove(addr);
+                        gone.push(pair_element(*addr));
+                    }
+                    (false, true) => {
+                        self.program.cluster_addrs.insert(*addr);
+                        fresh.push(pair_element(*addr));
+                    }
+                    _ => {}
+                }
+            }
+            if !gone.is_empty() || !fresh.is_empty() {
+                patch_set(&mut self.rendered, cluster_set(v6), gone, fresh, before, after);
+            }
+        }
     }
 
     /// Recomputes the local pods, marking the pods (and the base) whose

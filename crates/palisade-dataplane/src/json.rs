@@ -50,6 +50,7 @@ fn verdict(v: &Verdict) -> Value {
         Verdict::Accept => json!({"accept": null}),
         Verdict::Drop => json!({"drop": null}),
         Verdict::Jump(chain) => json!({"jump": {"target": chain}}),
+        Verdict::Return => json!({"return": null}),
     }
 }
 
@@ -78,6 +79,9 @@ fn expr(e: Expr) -> Value {
             "field": if field == AddrField::Saddr { "saddr" } else { "daddr" },
         }}),
         Expr::Dport => json!({"payload": {"protocol": "th", "field": "dport"}}),
+        Expr::CtSaddr { v6, dir } => {
+            json!({"ct": {"key": if v6 { "ip6 saddr" } else { "ip saddr" }, "dir": dir.name()}})
+        }
     }
 }
 

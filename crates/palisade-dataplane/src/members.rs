@@ -99,6 +99,16 @@ impl<T: Ord + Copy> PodCounts<T> {
         }
     }
 
+    /// What `pod` contributes now.
+    pub(crate) fn of(&self, pod: PodRef) -> &[T] {
+        self.by_pod.get(&pod).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether some pod contributes `item`.
+    pub(crate) fn contains(&self, item: &T) -> bool {
+        self.counts.contains_key(item)
+    }
+
     /// The set: distinct elements, sorted.
     pub(crate) fn set(&self) -> Vec<T> {
         self.counts.keys().copied().collect()

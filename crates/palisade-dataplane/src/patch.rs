@@ -58,7 +58,7 @@ fn same_shape(a: &RuleProgram, b: &RuleProgram) -> bool {
 
 /// The element changes of one set (which `table` has), recorded into the
 /// before/after parts of the transaction and applied to `table`.
-fn patch_set(
+pub(crate) fn patch_set(
     table: &mut Table,
     name: &str,
     gone: Vec<Element>,

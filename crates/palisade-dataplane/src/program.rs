@@ -5,7 +5,7 @@
 //! traffic. Each policy rule is a set of peer addresses and a set of ports;
 //! remote pods only ever appear as addresses inside these sets.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use palisade_policy::{Direction, ObjectKey, Protocol};
@@ -19,6 +19,10 @@ pub struct Program {
     pub pods: BTreeMap<ObjectKey, LocalPod>,
     /// Policies that select at least one local pod.
     pub policies: BTreeMap<ObjectKey, PolicyProgram>,
+    /// The addresses of every active pod of the cluster, local or not: an
+    /// ICMP error from one of them is accepted as related to a connection
+    /// only when it comes from that connection's peer.
+    pub cluster_addrs: BTreeSet<IpAddr>,
 }
 
 /// A pod on this node.

@@ -305,6 +305,8 @@ pub enum Verdict {
     Drop,
     /// `jump CHAIN`.
     Jump(String),
+    /// `return`: back to the chain that jumped here.
+    Return,
 }
 
 impl fmt::Display for Verdict {
@@ -313,6 +315,7 @@ impl fmt::Display for Verdict {
             Verdict::Accept => f.write_str("accept"),
             Verdict::Drop => f.write_str("drop"),
             Verdict::Jump(c) => write!(f, "jump {c}"),
+            Verdict::Return => f.write_str("return"),
         }
     }
 }
@@ -363,6 +366,35 @@ pub enum Expr {
     },
     /// `th dport`.
     Dport,
+    /// `ct original|reply ip saddr` (`v6`: `ip6 saddr`): a source address
+    /// of the connection the packet belongs to (for an ICMP error, the
+    /// connection it is about).
+    CtSaddr {
+        /// IPv6.
+        v6: bool,
+        /// Which direction's tuple.
+        dir: CtDir,
+    },
+}
+
+/// A direction of a tracked connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtDir {
+    /// `original`: as its first packet went.
+    Original,
+    /// `reply`: the other way.
+    Reply,
+}
+
+impl CtDir {
+    /// The name nft uses.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            CtDir::Original => "original",
+            CtDir::Reply => "reply",
+        }
+    }
 }
 
 impl Expr {
@@ -385,6 +417,7 @@ impl fmt::Display for Expr {
                 if *field == AddrField::Saddr { "saddr" } else { "daddr" }
             ),
             Expr::Dport => f.write_str("th dport"),
+            Expr::CtSaddr { v6, dir } => write!(f, "ct {} {} saddr", dir.name(), if *v6 { "ip6" } else { "ip" }),
         }
     }
 }

@@ -205,6 +205,10 @@ impl ClusterIndex {
         ids.sort_by(|a, b| self.namespace(*a).name.cmp(&self.namespace(*b).name));
         ids
     }
+    /// All pods, in no particular order.
+    pub fn pod_ids(&self) -> impl Iterator<Item = PodId> + '_ {
+        self.pods.iter().map(|(i, _)| PodId(i))
+    }
     /// All pods, sorted by namespace then name.
     #[must_use]
     pub fn pods_sorted(&self) -> Vec<PodId> {

@@ -50,6 +50,7 @@ const NFTA_DATA_VERDICT: u16 = 2;
 const NFTA_VERDICT_CODE: u16 = 1;
 const NFTA_VERDICT_CHAIN: u16 = 2;
 const NFT_JUMP: i32 = -3;
+const NFT_RETURN: i32 = -5;
 const NF_DROP: i32 = 0;
 const NF_ACCEPT: i32 = 1;
 /// How long to wait for the kernel's answer.
@@ -117,6 +118,7 @@ fn verdict(out: &mut Vec<u8>, kind: u16, verdict: &Verdict) {
         Verdict::Accept => (NF_ACCEPT, None),
         Verdict::Drop => (NF_DROP, None),
         Verdict::Jump(chain) => (NFT_JUMP, Some(chain.as_str())),
+        Verdict::Return => (NFT_RETURN, None),
     };
     nested(out, kind, |o| {
         nested(o, NFTA_DATA_VERDICT, |o| {

@@ -4,8 +4,9 @@
 //! |---|---|
 //! | `Lookup` of `ip`/`ip6` `saddr`/`daddr`, `meta iifname`, `meta l4proto`, `th dport` or a concatenation of them in `@set` (negated: not in) | loads into consecutive registers, `lookup` (inverted when negated) |
 //! | `CtState` | `ct`, `bitwise` mask, `cmp neq 0` |
+//! | `ct original`/`reply` `ip`/`ip6` `saddr` in a concatenation | `ct` load of `src_ip`/`src_ip6` with its direction |
 //! | `Vmap` of an address in `@map` | load, `lookup` into the verdict register |
-//! | `Verdict`: accept, drop, jump | `immediate` verdict |
+//! | `Verdict`: accept, drop, jump, return | `immediate` verdict |
 //! | `Limit` (packets per second, burst), `Log` (prefix), `Counter` (named) | `limit`, `log`, `objref` |
 //!
 //! As `nft` does, the first statement that reads an IPv4 or IPv6 header
@@ -14,10 +15,10 @@
 //! expression (size two, length one), so that `nft list` shows what `nft`
 //! would have written.
 
-use super::{NFTA_LIST_ELEM, attr_str, attr_u32, attr_u64, nested, value, verdict};
+use super::{NFTA_LIST_ELEM, attr, attr_str, attr_u32, attr_u64, nested, value, verdict};
 use crate::netlink::objects::name;
 use crate::nft::EncodeError;
-use crate::ruleset::{AddrField, Expr, Rule, Statement, Table, Verdict};
+use crate::ruleset::{AddrField, CtDir, Expr, Rule, Statement, Table, Verdict};
 
 const NFTA_EXPR_NAME: u16 = 1;
 const NFTA_EXPR_DATA: u16 = 2;
@@ -32,6 +33,8 @@ const NFT_META_L4PROTO: u32 = 16;
 const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 const NFT_CT_STATE: u32 = 0;
+const NFT_CT_SRC_IP: u32 = 19;
+const NFT_CT_SRC_IP6: u32 = 21;
 const NFT_CMP_EQ: u32 = 0;
 const NFT_CMP_NEQ: u32 = 1;
 const NFT_LOOKUP_F_INV: u32 = 1;
@@ -44,7 +47,18 @@ const NFPROTO_IPV6: u8 = 10;
 /// A value a statement loads: where from, and its length in bytes.
 enum Load {
     Meta(u32, u32),
-    Payload { base: u32, offset: u32, len: u32, family: Option<u8> },
+    Payload {
+        base: u32,
+        offset: u32,
+        len: u32,
+        family: Option<u8>,
+    },
+    /// A `ct` key of one direction's tuple.
+    Ct {
+        key: u32,
+        dir: CtDir,
+        len: u32,
+    },
 }
 
 impl Load {
@@ -65,13 +79,18 @@ impl Load {
                 family: Some(NFPROTO_IPV6),
             },
             Expr::Dport => Load::Payload { base: NFT_PAYLOAD_TRANSPORT_HEADER, offset: 2, len: 2, family: None },
+            Expr::CtSaddr { v6: false, dir } => Load::Ct { key: NFT_CT_SRC_IP, dir, len: 4 },
+            Expr::CtSaddr { v6: true, dir } => Load::Ct { key: NFT_CT_SRC_IP6, dir, len: 16 },
         }
     }
 
+    /// The family check `nft` puts before the first load of this value
+    /// (a `ct` address in a concatenation follows the header address that
+    /// carries the check).
     fn family(&self) -> Option<u8> {
         match self {
             Load::Payload { family, .. } => *family,
-            Load::Meta(..) => None,
+            Load::Meta(..) | Load::Ct { .. } => None,
         }
     }
 }
@@ -154,6 +173,14 @@ impl Encoder<'_> {
                         attr_u32(o, 2, *base); // NFTA_PAYLOAD_BASE
                         attr_u32(o, 3, *offset); // NFTA_PAYLOAD_OFFSET
                         attr_u32(o, 4, *len); // NFTA_PAYLOAD_LEN
+                    });
+                    words += len.div_ceil(4);
+                }
+                Load::Ct { key, dir, len } => {
+                    self.expr("ct", |o| {
+                        attr_u32(o, 2, *key); // NFTA_CT_KEY
+                        attr_u32(o, 1, reg); // NFTA_CT_DREG
+                        attr(o, 3, |o| o.push(u8::from(*dir == CtDir::Reply))); // NFTA_CT_DIRECTION
                     });
                     words += len.div_ceil(4);
                 }

@@ -13,12 +13,12 @@
 //! Rounds alternate the variants in a rotating order, each from an empty
 //! conntrack table; ratios are taken within each round.
 
-use palisade_dataplane::render::{SPOOF_COUNTER, conntrack_rule};
+use palisade_dataplane::render::{SPOOF_CHAIN, SPOOF_COUNTER, conntrack_rule};
 use palisade_dataplane::ruleset::{Chain, Hook, Rule, Statement, Table, Verdict};
 use palisade_dataplane::transaction::{Transaction, full};
 
 fn is_spoof_rule(rule: &Rule) -> bool {
-    rule.0.iter().any(|s| matches!(s, Statement::Counter(c) if c == SPOOF_COUNTER))
+    rule.0.iter().any(|s| matches!(s, Statement::Verdict(Verdict::Jump(c)) if c == SPOOF_CHAIN))
 }
 
 /// A table holding one base chain with the conntrack rule alone (what any
@@ -29,7 +29,8 @@ pub(super) fn conntrack_only() -> Table {
     table
 }
 
-/// The baseline plus `palisade`'s anti-spoofing rules and their sets.
+/// The baseline plus `palisade`'s anti-spoofing rules, their chain and
+/// their sets.
 fn with_anti_spoofing(palisade: &Table) -> Table {
     let mut table = conntrack_only();
     let spoof: Vec<Rule> = palisade
@@ -37,7 +38,8 @@ fn with_anti_spoofing(palisade: &Table) -> Table {
         .get("egress")
         .map(|c| c.rules.iter().filter(|r| is_spoof_rule(r)).cloned().collect())
         .unwrap_or_default();
-    for rule in &spoof {
+    let checks = palisade.chains.get(SPOOF_CHAIN).cloned().unwrap_or_default();
+    for rule in spoof.iter().chain(&checks.rules) {
         for s in &rule.0 {
             if let Statement::Lookup { set, .. } = s
                 && let Some(found) = palisade.sets.get(set)
@@ -46,7 +48,10 @@ fn with_anti_spoofing(palisade: &Table) -> Table {
             }
         }
     }
-    table.counters.insert(SPOOF_COUNTER.into());
+    if !spoof.is_empty() {
+        table.chains.insert(SPOOF_CHAIN.into(), checks);
+        table.counters.insert(SPOOF_COUNTER.into());
+    }
     let chain = table.chains.get_mut("ct").expect("the baseline's chain");
     chain.rules.splice(0..0, spoof);
     table
@@ -77,30 +82,28 @@ pub(super) fn variants(palisade: &Table) -> Vec<(&'static str, Transaction)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use palisade_dataplane::ruleset::{KeyType, Set, SetDecl};
+    use palisade_dataplane::program::{LocalPod, Program};
+    use palisade_policy::ObjectKey;
 
     #[test]
     fn variants_keep_exactly_their_part() {
-        let mut palisade = Table::default();
-        let spoof = Rule(vec![
-            Statement::lookup(vec![palisade_dataplane::ruleset::Expr::Iifname], "pod-ifaces"),
-            Statement::Counter(SPOOF_COUNTER.into()),
-            Statement::Verdict(Verdict::Drop),
-        ]);
-        palisade.sets.insert(
-            "pod-ifaces".into(),
-            Set { decl: SetDecl::set(vec![KeyType::Ifname], false), elements: std::collections::BTreeSet::new() },
-        );
-        palisade.chains.insert(
-            "egress".into(),
-            Chain { base: Some((Hook::Forward, -5)), rules: vec![spoof.clone(), conntrack_rule()] },
-        );
-        palisade
-            .chains
-            .insert("pod/x/a/ingress".into(), Chain { base: None, rules: vec![conntrack_rule(), conntrack_rule()] });
+        let mut program = Program::default();
+        let pod = LocalPod {
+            addrs: vec!["10.0.1.1".parse().expect("ip"), "fd00::1:1".parse().expect("ip")],
+            iface: Some("pv0".into()),
+            ingress: Some(Vec::new()),
+            egress: None,
+        };
+        program.pods.insert(ObjectKey::pod("x", "a"), pod);
+        let palisade = palisade_dataplane::render::render(&program);
         let spoofing = with_anti_spoofing(&palisade);
-        assert_eq!(spoofing.chains["ct"].rules, vec![spoof, conntrack_rule()]);
-        assert!(spoofing.sets.contains_key("pod-ifaces") && spoofing.chains.len() == 1);
+        let rules = &spoofing.chains["ct"].rules;
+        assert_eq!(rules.len(), 3, "one jump per family, then the conntrack rule: {rules:?}");
+        assert!(rules[..2].iter().all(is_spoof_rule) && rules[2] == conntrack_rule());
+        assert_eq!(spoofing.chains[SPOOF_CHAIN], palisade.chains[SPOOF_CHAIN]);
+        let sets: Vec<&str> = spoofing.sets.keys().map(String::as_str).collect();
+        assert_eq!(sets, ["local-addrs4", "local-addrs6", "pod-addrs4", "pod-addrs6", "pod-ifaces"]);
+        assert_eq!(spoofing.chains.len(), 2, "the baseline's chain and the checks");
         let dispatch = dispatch_only(&palisade);
         assert_eq!(dispatch.chains["pod/x/a/ingress"].rules, vec![Rule(vec![Statement::Verdict(Verdict::Accept)])]);
         assert_eq!(dispatch.chains["egress"], palisade.chains["egress"]);
