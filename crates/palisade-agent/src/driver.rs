@@ -31,7 +31,7 @@ use serde::Serialize;
 use tracing::{error, info, warn};
 
 use crate::change::{Change, apply_changes};
-use crate::kernel::{Kernel, KernelTable};
+use crate::kernel::Kernel;
 use crate::metrics::{KindLabel, Metrics, PodDirection, gauge};
 use crate::reconcile::{Outcome, Reconciler};
 
@@ -274,17 +274,39 @@ impl Driver {
         if !self.synced {
             return;
         }
-        match self.reconciler.kernel().read() {
-            Ok(table) => {
-                if self.reconciler.drifted(table.as_ref()) {
-                    warn!("kernel table differs from the applied program (or is gone); replacing it");
+        let start = std::time::Instant::now();
+        match self.reconciler.check_drift() {
+            Ok(check) => {
+                if check.compared {
+                    self.metrics.drift_check_seconds.observe(start.elapsed().as_secs_f64());
+                }
+                if !check.differences.is_empty() {
+                    self.report_drift(&check.differences);
                     self.dirty = true;
                 }
-                if let Some(table) = &table {
-                    read_counters(&self.metrics, table);
-                }
+                read_counters(&self.metrics, &check.counters);
             }
             Err(e) => error!(error = %e, "cannot read the kernel table"),
+        }
+    }
+
+    /// Logs and counts what differed; the next sync replaces the table.
+    fn report_drift(&self, drift: &[String]) {
+        const LOGGED: usize = 20;
+        self.metrics.drift_repairs.inc();
+        for line in drift {
+            let kind = line.split([' ', ':']).next().unwrap_or("table");
+            self.metrics.drift.get_or_create(&KindLabel { kind: kind.to_string() }).inc();
+        }
+        warn!(
+            differences = drift.len(),
+            "kernel table differs from the applied program; replacing it in one transaction"
+        );
+        for line in drift.iter().take(LOGGED) {
+            warn!(difference = %line, "drift");
+        }
+        if drift.len() > LOGGED {
+            warn!(more = drift.len() - LOGGED, "drift: more differences not logged");
         }
     }
 
@@ -299,9 +321,9 @@ impl Driver {
 }
 
 /// Copies the kernel's per-pod denied counters into the metrics.
-fn read_counters(metrics: &Metrics, table: &KernelTable) {
+fn read_counters(metrics: &Metrics, counters: &[(String, u64)]) {
     let mut seen = std::collections::BTreeMap::new();
-    for (name, packets) in &table.counters {
+    for (name, packets) in counters {
         // Counter names: pod/<ns>/<pod>/<direction>/denied.
         let parts: Vec<&str> = name.split('/').collect();
         if let ["pod", ns, pod, direction, "denied"] = parts.as_slice() {

@@ -1,15 +1,15 @@
 //! A kernel in memory, for tests without root: it applies transactions to a
 //! table as nf_tables does (all or nothing; deleting what is not there,
 //! creating a set again with another type, or referring to a missing chain
-//! or set fails), records every transaction, and lets the test tamper with
-//! the table, set the pod interfaces, or make the next applies fail.
+//! or set fails), records every transaction, keeps a ruleset generation,
+//! and lets the test tamper with the table, set the pod interfaces, or make the next applies fail.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::errno::Errno;
-use palisade_dataplane::json::TableSummary;
+use palisade_dataplane::json::ListedTable;
 use palisade_dataplane::nft::NftError;
 use palisade_dataplane::ruleset::{Chain, Set, Statement, Table, Verdict};
 use palisade_dataplane::transaction::{Command, Transaction};
@@ -29,6 +29,11 @@ pub struct FakeState {
     pub refused: usize,
     /// What `pod_interfaces` answers.
     pub interfaces: BTreeMap<IpAddr, String>,
+    /// The ruleset generation: one more with every transaction applied and
+    /// every [`FakeKernel::tamper`].
+    pub generation: u32,
+    /// Whole-table reads (listings) so far.
+    pub reads: usize,
 }
 
 /// The fake kernel; clones share one state.
@@ -47,6 +52,14 @@ impl FakeKernel {
     /// The state, to inspect or tamper with.
     pub fn state(&self) -> MutexGuard<'_, FakeState> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Changes the table behind the agent's back, as another process's
+    /// committed transaction would (the generation moves on).
+    pub fn tamper(&self, f: impl FnOnce(&mut Option<Table>)) {
+        let mut state = self.state();
+        f(&mut state.table);
+        state.generation = state.generation.wrapping_add(1);
     }
 
     /// A copy of the table as it stands.
@@ -180,16 +193,26 @@ impl Kernel for FakeKernel {
             }
         }
         state.table = table;
+        state.generation = state.generation.wrapping_add(1);
         state.applied.push(transaction.clone());
         Ok(())
     }
 
     fn read(&mut self) -> Result<Option<KernelTable>, NftError> {
-        let state = self.state();
+        let mut state = self.state();
+        state.reads += 1;
         Ok(state.table.as_ref().map(|t| KernelTable {
-            summary: TableSummary::of(t),
+            listed: ListedTable { table: t.clone(), unreadable: Vec::new() },
             counters: t.counters.iter().map(|c| (c.clone(), 0)).collect(),
         }))
+    }
+
+    fn read_counters(&mut self) -> Result<Vec<(String, u64)>, NftError> {
+        Ok(self.state().table.iter().flat_map(|t| t.counters.iter().map(|c| (c.clone(), 0))).collect())
+    }
+
+    fn generation(&mut self) -> Option<u32> {
+        Some(self.state().generation)
     }
 
     fn pod_interfaces(&mut self) -> BTreeMap<IpAddr, String> {

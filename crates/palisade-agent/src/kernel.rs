@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use palisade_dataplane::json::TableSummary;
+use palisade_dataplane::json::ListedTable;
 use palisade_dataplane::nft::{Nft as _, NftCli, NftError};
 use palisade_dataplane::ruleset::Table;
 use palisade_dataplane::transaction::Transaction;
@@ -15,8 +15,9 @@ use palisade_dataplane::transaction::Transaction;
 /// reports it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KernelTable {
-    /// Chains with rule counts, sets with element counts, counters.
-    pub summary: TableSummary,
+    /// Its objects as typed data (rules, elements), and what could not be
+    /// read as anything Palisade writes.
+    pub listed: ListedTable,
     /// Packets counted by each named counter.
     pub counters: Vec<(String, u64)>,
 }
@@ -28,6 +29,11 @@ pub trait Kernel: Send {
     fn apply(&mut self, transaction: &Transaction, table: &Table) -> Result<(), NftError>;
     /// Palisade's table as the kernel holds it; `None` when there is none.
     fn read(&mut self) -> Result<Option<KernelTable>, NftError>;
+    /// Packet counts of Palisade's named counters (a cheap read: no sets).
+    fn read_counters(&mut self) -> Result<Vec<(String, u64)>, NftError>;
+    /// The ruleset generation, which every committed change (by anyone, to
+    /// any table) moves on; `None` when it cannot be told.
+    fn generation(&mut self) -> Option<u32>;
     /// The node-side interface of each local pod address.
     fn pod_interfaces(&mut self) -> BTreeMap<IpAddr, String>;
 }
@@ -46,7 +52,15 @@ impl Kernel for NetlinkKernel {
     }
 
     fn read(&mut self) -> Result<Option<KernelTable>, NftError> {
-        Ok(self.nft.list_table()?.map(|l| KernelTable { summary: l.summary(), counters: l.counters() }))
+        Ok(self.nft.list_table()?.map(|l| KernelTable { listed: l.table(), counters: l.counters() }))
+    }
+
+    fn read_counters(&mut self) -> Result<Vec<(String, u64)>, NftError> {
+        self.nft.list_counters()
+    }
+
+    fn generation(&mut self) -> Option<u32> {
+        self.nft.generation().and_then(Result::ok)
     }
 
     fn pod_interfaces(&mut self) -> BTreeMap<IpAddr, String> {

@@ -18,7 +18,8 @@ use tracing::warn;
 /// Label of per-kind gauges.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
-    /// `Namespace`, `Pod` or `NetworkPolicy`.
+    /// `Namespace`, `Pod` or `NetworkPolicy`; for drift, the kind of
+    /// table object.
     pub kind: String,
 }
 
@@ -53,6 +54,14 @@ pub struct Metrics {
     pub rejected: Gauge,
     /// Packets dropped per pod and direction (the kernel's counters).
     pub denied_packets: Family<PodDirection, Gauge>,
+    /// Differences found between the kernel's table and the applied one,
+    /// per kind of object (`chain`, `set`, `counter`, `table`, `unreadable`).
+    pub drift: Family<KindLabel, Counter>,
+    /// Drift checks that found a difference (each repaired by one full
+    /// replace).
+    pub drift_repairs: Counter,
+    /// Seconds to read the kernel's table and compare it.
+    pub drift_check_seconds: Histogram,
     /// Whether the first sync has been programmed.
     pub ready: Arc<AtomicBool>,
     /// Unix seconds of the last loop iteration (liveness).
@@ -82,6 +91,9 @@ impl Metrics {
             apply_errors: Counter::default(),
             rejected: Gauge::default(),
             denied_packets: Family::default(),
+            drift: Family::default(),
+            drift_repairs: Counter::default(),
+            drift_check_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
             ready: Arc::new(AtomicBool::new(false)),
             heartbeat: Arc::new(AtomicU64::new(0)),
             listening: std::sync::OnceLock::new(),
@@ -96,6 +108,21 @@ impl Metrics {
         registry.register("apply_errors", "Transactions the kernel refused", m.apply_errors.clone());
         registry.register("rejected_objects", "Objects rejected as invalid", m.rejected.clone());
         registry.register("denied_packets", "Packets dropped per pod and direction", m.denied_packets.clone());
+        registry.register(
+            "drift_differences",
+            "Differences found in the kernel's table, per object kind",
+            m.drift.clone(),
+        );
+        registry.register(
+            "drift_repairs",
+            "Drift checks that found the table changed (repaired)",
+            m.drift_repairs.clone(),
+        );
+        registry.register(
+            "drift_check_seconds",
+            "Time to read and compare the kernel's table",
+            m.drift_check_seconds.clone(),
+        );
         Metrics { registry, ..m }
     }
 

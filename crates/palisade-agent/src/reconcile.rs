@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use palisade_dataplane::json::TableSummary;
+use palisade_dataplane::drift::differences;
 use palisade_dataplane::nft::NftError;
 use palisade_dataplane::transaction::{diff, full};
 use palisade_dataplane::{Incremental, NodeScope, ProgramStats, UpdateStats};
@@ -51,6 +51,22 @@ pub struct Reconciler {
     /// unknown (start, failed apply, drift), so the next sync replaces the
     /// whole table.
     applied: Option<Incremental>,
+    /// The kernel's ruleset generation while it holds exactly `applied`
+    /// (known after an apply no other commit interleaved with, or after a
+    /// comparison found no drift); `None`: compare before trusting it.
+    generation: Option<u32>,
+}
+
+/// What a drift check found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriftCheck {
+    /// Every difference (empty: none); the next sync replaces the table.
+    pub differences: Vec<String>,
+    /// Packet counts of Palisade's named counters.
+    pub counters: Vec<(String, u64)>,
+    /// Whether the table was listed and compared (`false`: the ruleset
+    /// generation had not moved since the table was known to be right).
+    pub compared: bool,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -67,7 +83,7 @@ impl Reconciler {
     /// the table atomically (rules of a previous run stay until then).
     #[must_use]
     pub fn new(kernel: Box<dyn Kernel>, scope: NodeScope) -> Self {
-        Reconciler { kernel, scope, applied: None }
+        Reconciler { kernel, scope, applied: None, generation: None }
     }
 
     /// The kernel, for reads (interfaces, the table) and cleanup.
@@ -121,35 +137,66 @@ impl Reconciler {
         let commands = tx.len();
         let t = Instant::now();
         let applied = self.applied.as_ref().expect("a transaction comes with the table it leads to");
+        let before = self.kernel.generation();
         if let Err(e) = self.kernel.apply(&tx, applied.rendered()) {
             // Unknown kernel state: the next sync replaces the whole table.
             self.applied = None;
+            self.generation = None;
             return Err(e);
         }
+        // Exactly one commit since `before` was ours: the kernel holds
+        // exactly the applied table at the generation after it.
+        let after = self.kernel.generation();
+        self.generation = before.zip(after).and_then(|(b, a)| (a == next_generation(b)).then_some(a));
         Ok(SyncReport { outcome, compile: compiled, apply: t.elapsed(), commands, stats, update, sets })
     }
 
-    /// Compares the kernel's table with what was applied; on any difference
-    /// (a foreign `nft delete table`, edits) forgets the applied state so the
-    /// next sync replaces the table. Returns whether drift was found.
-    pub fn detect_drift(&mut self) -> Result<bool, NftError> {
+    /// Compares the kernel's table with what was applied, object by object,
+    /// unless the ruleset generation shows that nothing was committed since
+    /// the table was known to be right (then only the counters are read).
+    /// On any difference (a foreign `nft delete table`, an edited rule or
+    /// element) forgets the applied state, so the next sync replaces the
+    /// table in one transaction. Nothing applied yet: nothing to compare
+    /// (the next sync replaces the table anyway).
+    pub fn check_drift(&mut self) -> Result<DriftCheck, NftError> {
         if self.applied.is_none() {
-            return Ok(true);
+            return Ok(DriftCheck::default());
+        }
+        let before = self.kernel.generation();
+        if before.is_some() && before == self.generation {
+            return Ok(DriftCheck { counters: self.kernel.read_counters()?, ..DriftCheck::default() });
         }
         let table = self.kernel.read()?;
-        Ok(self.drifted(table.as_ref()))
+        let differences = self.drifted(table.as_ref());
+        // Read at a generation that had not moved by the end of the read:
+        // what was compared is what the kernel holds at it.
+        if differences.is_empty() && before.is_some() && self.kernel.generation() == before {
+            self.generation = before;
+        }
+        let counters = table.map(|t| t.counters).unwrap_or_default();
+        Ok(DriftCheck { differences, counters, compared: true })
     }
 
-    /// [`Reconciler::detect_drift`] against what the caller already read
-    /// (`None`: no table), for callers that use the reading for more.
-    pub fn drifted(&mut self, table: Option<&KernelTable>) -> bool {
+    /// What differs between the kernel's table (`None`: no table) and the
+    /// applied one; on any difference the applied state is forgotten.
+    pub fn drifted(&mut self, table: Option<&KernelTable>) -> Vec<String> {
         let drift = match (&self.applied, table) {
-            (Some(applied), Some(table)) => table.summary != TableSummary::of(applied.rendered()),
-            _ => true,
+            (Some(applied), Some(table)) => differences(applied.rendered(), &table.listed),
+            (Some(_), None) => vec!["table inet palisade: missing".into()],
+            (None, _) => Vec::new(),
         };
-        if drift {
+        if !drift.is_empty() {
             self.applied = None;
+            self.generation = None;
         }
         drift
+    }
+}
+
+/// The generation after `g` (the kernel skips 0 when it wraps).
+fn next_generation(g: u32) -> u32 {
+    match g.wrapping_add(1) {
+        0 => 1,
+        n => n,
     }
 }

@@ -14,7 +14,7 @@ use palisade_agent::fake::FakeKernel;
 use palisade_agent::manifests::{ManifestsDir, dir_digest, hex};
 use palisade_agent::{Batch, Change, Driver, DriverConfig, Message, Metrics, Object, apply_changes};
 use palisade_dataplane::render::render;
-use palisade_dataplane::ruleset::Table;
+use palisade_dataplane::ruleset::{Element, Key, KeyType, Statement, Table, Verdict};
 use palisade_dataplane::{NodeScope, compile};
 use palisade_manifests::load_str;
 use palisade_policy::ClusterIndex;
@@ -140,12 +140,43 @@ fn drift_and_refused_applies_are_repaired() {
     tx.send(batch(all, true)).expect("send");
     eventually("the first sync", || kernel.table().as_ref() == Some(&want));
 
+    // While nothing else commits, the checks read only the counters: the
+    // ruleset generation shows the table is as applied.
+    std::thread::sleep(Duration::from_millis(350));
+    assert_eq!(kernel.state().reads, 0, "no listing while the generation stands still");
+
     // The table deleted behind the agent's back is replaced whole.
-    kernel.state().table = None;
+    kernel.tamper(|t| *t = None);
     eventually("the deleted table replaced", || kernel.table().as_ref() == Some(&want));
     // A rule removed from a pod chain (the counts differ) is repaired.
-    kernel.state().table.as_mut().expect("table").chains.get_mut("pod/shop/db/ingress").expect("chain").rules.pop();
+    kernel.tamper(|t| {
+        t.as_mut().expect("table").chains.get_mut("pod/shop/db/ingress").expect("chain").rules.pop();
+    });
     eventually("the chain repaired", || kernel.table().as_ref() == Some(&want));
+    // Edits that keep every count: a pod chain's drop turned into accept,
+    // and a set element swapped for another address.
+    kernel.tamper(|t| {
+        let rules = &mut t.as_mut().expect("table").chains.get_mut("pod/shop/db/ingress").expect("chain").rules;
+        let last = rules.last_mut().expect("the drop rule");
+        *last.0.last_mut().expect("verdict") = Statement::Verdict(Verdict::Accept);
+    });
+    eventually("the verdict repaired", || kernel.table().as_ref() == Some(&want));
+    kernel.tamper(|t| {
+        let set = t
+            .as_mut()
+            .expect("table")
+            .sets
+            .values_mut()
+            .find(|s| !s.decl.verdict_map && s.decl.key == [KeyType::Ipv4Addr] && !s.elements.is_empty())
+            .expect("an address set with elements");
+        let first = set.elements.iter().next().expect("element").clone();
+        set.elements.remove(&first);
+        set.elements.insert(Element::key(Key::addr("192.0.2.99".parse().expect("ip"))));
+    });
+    eventually("the element repaired", || kernel.table().as_ref() == Some(&want));
+    let text = metrics.encode();
+    assert!(text.contains("palisade_drift_repairs_total 4"), "{text}");
+    assert!(text.contains("palisade_drift_differences_total{kind=\"set\"} 1"), "{text}");
 
     // A refused apply leaves the kernel as it was and is retried with a full replace.
     let applied = kernel.state().applied.len();

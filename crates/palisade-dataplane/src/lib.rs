@@ -21,6 +21,7 @@
 //! independent of the cluster's size.
 
 pub mod compile;
+pub mod drift;
 pub mod incremental;
 pub mod json;
 mod members;

@@ -176,6 +176,27 @@ impl NftCli {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// The ruleset generation of this process's namespace (see
+    /// [`crate::netlink::generation`]); `None` for a named namespace.
+    #[must_use]
+    pub fn generation(&self) -> Option<Result<u32, NftError>> {
+        self.netns.is_none().then(|| crate::netlink::generation(&self.socket))
+    }
+
+    /// Packet counts of Palisade's named counters, sorted by name; empty
+    /// when there is no table. In this process's namespace one netlink
+    /// dump ([`crate::netlink::counters`]), else `nft -j list counters`.
+    pub fn list_counters(&self) -> Result<Vec<(String, u64)>, NftError> {
+        if self.netns.is_none() {
+            return crate::netlink::counters(&self.socket);
+        }
+        match self.run(&["-j", "list", "counters", "table", "inet", TABLE], None) {
+            Ok(text) => Listing::parse(&text).map(|l| l.counters()).map_err(|e| NftError::Output(e.to_string())),
+            Err(NftError::Failed { stderr, .. }) if stderr.contains("No such file or directory") => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Applies `transaction` through `nft -j` (the reference path).
     pub fn apply_json(&self, transaction: &Transaction) -> Result<(), NftError> {
         self.run(&["-j", "-f", "-"], Some(&crate::json::transaction(transaction).to_string())).map(|_| ())

@@ -3,6 +3,8 @@
 //! `nft -j list table` listings. The only place in the dataplane where
 //! JSON is built or read.
 
+mod read;
+
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
@@ -11,6 +13,8 @@ use crate::ruleset::{
     AddrField, Datum, Element, Expr, Hook, Key, Part, Rule, SetDecl, Statement, TABLE, Table, Verdict,
 };
 use crate::transaction::{Command, Transaction};
+
+pub use read::ListedTable;
 
 fn one(key: &str, value: Value) -> Value {
     let mut map = Map::new();
