@@ -202,25 +202,16 @@ impl Batch {
     /// kernel's answer; any error aborts the whole batch in the kernel, and
     /// names the command it rejected.
     pub fn apply(&self, socket: &Socket, transaction: &Transaction) -> Result<(), NftError> {
-        let mut guard = socket.fd.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let fd = match guard.take() {
-            Some(fd) => fd,
-            None => open()?,
-        };
-        let result = self.exchange(&fd).map_err(|e| match e {
-            Answer::Rejected { seq, errno } => {
-                let index = self.origins.get((seq as usize).wrapping_sub(1)).copied().flatten();
-                let command = index.and_then(|i| transaction.commands.get(i)).map(ToString::to_string);
-                NftError::Kernel { errno, seq, index, command: command.unwrap_or_default() }
-            }
-            Answer::Failed(e) => e,
-        });
-        // After an error, answers to the rest of the batch may still be
-        // queued: such a socket is not reused.
-        if result.is_ok() {
-            *guard = Some(fd);
-        }
-        result
+        socket.exchange(|fd| {
+            self.exchange(fd).map_err(|e| match e {
+                Answer::Rejected { seq, errno } => {
+                    let index = self.origins.get((seq as usize).wrapping_sub(1)).copied().flatten();
+                    let command = index.and_then(|i| transaction.commands.get(i)).map(ToString::to_string);
+                    NftError::Kernel { errno, seq, index, command: command.unwrap_or_default() }
+                }
+                Answer::Failed(e) => e,
+            })
+        })
     }
 
     fn exchange(&self, fd: &OwnedFd) -> Result<(), Answer> {
@@ -292,16 +283,7 @@ const NFTA_GEN_ID: u16 = 1;
 /// any process and to any table, so an unchanged generation proves that
 /// nothing was changed since it was read.
 pub fn generation(socket: &Socket) -> Result<u32, NftError> {
-    let mut guard = socket.fd.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let fd = match guard.take() {
-        Some(fd) => fd,
-        None => open()?,
-    };
-    let result = ask_generation(&fd);
-    if result.is_ok() {
-        *guard = Some(fd);
-    }
-    result
+    socket.exchange(ask_generation)
 }
 
 fn ask_generation(fd: &OwnedFd) -> Result<u32, NftError> {
@@ -387,16 +369,7 @@ fn attributes(body: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 /// netlink dump of counter objects, which costs microseconds where
 /// `nft list counters` first reads the whole ruleset, sets included.
 pub fn counters(socket: &Socket) -> Result<Vec<(String, u64)>, NftError> {
-    let mut guard = socket.fd.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let fd = match guard.take() {
-        Some(fd) => fd,
-        None => open()?,
-    };
-    let result = dump_counters(&fd);
-    if result.is_ok() {
-        *guard = Some(fd);
-    }
-    result
+    socket.exchange(dump_counters)
 }
 
 fn dump_counters(fd: &OwnedFd) -> Result<Vec<(String, u64)>, NftError> {
@@ -494,6 +467,23 @@ fn open() -> Result<OwnedFd, NftError> {
 #[derive(Debug, Default)]
 pub struct Socket {
     fd: Mutex<Option<OwnedFd>>,
+}
+
+impl Socket {
+    /// Runs `f` on the socket (opened if need be). After an error, answers
+    /// may still be queued: such a socket is closed, not reused.
+    fn exchange<T>(&self, f: impl FnOnce(&OwnedFd) -> Result<T, NftError>) -> Result<T, NftError> {
+        let mut guard = self.fd.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fd = match guard.take() {
+            Some(fd) => fd,
+            None => open()?,
+        };
+        let result = f(&fd);
+        if result.is_ok() {
+            *guard = Some(fd);
+        }
+        result
+    }
 }
 
 #[cfg(test)]
