@@ -78,6 +78,9 @@ pub enum Message {
 /// What the status file holds.
 #[derive(Debug, Serialize)]
 struct Status<'a> {
+    /// The agent's process id: whoever waits on the status can tell this
+    /// agent's word from a previous one's.
+    pid: u32,
     /// The source's revision the kernel now enforces.
     digest: &'a str,
     /// Unix time of the sync, in microseconds.
@@ -255,8 +258,13 @@ impl Driver {
                 if let Some(path) = &self.config.status_file {
                     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
                     let digest = self.revision.as_deref().unwrap_or_default();
-                    let status =
-                        Status { digest, applied_at_us: now, generation: self.generation, errors: &self.problems };
+                    let status = Status {
+                        pid: std::process::id(),
+                        digest,
+                        applied_at_us: now,
+                        generation: self.generation,
+                        errors: &self.problems,
+                    };
                     write_status(path, &status);
                 }
             }

@@ -2,6 +2,18 @@
 //! batches of object changes, keeping the last good version of anything
 //! that became invalid. [`ManifestsDir`] watches the directory with inotify
 //! and feeds the driver; [`ManifestSource`] is the scanning itself.
+//!
+//! Nothing in the directory can wedge the agent: the walk reads each
+//! directory once and is bounded in depth, file count and bytes
+//! ([`WalkLimits::AGENT`]); a file that cannot be read, is not UTF-8, does
+//! not parse, or became empty after holding objects (a writer truncated
+//! it and has not finished) keeps its objects' last good state until it
+//! parses again or is removed, and every such file, and everything the
+//! walk refused, is logged and listed in the status. Writers should write
+//! a temporary file in the directory (hidden, or not ending in `.yaml`,
+//! `.yml` or `.json`) and rename it into place: the rename is atomic, so
+//! the agent never reads half a file. Only each file's digest and its
+//! converted objects are kept, never its text.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -14,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use inotify::{Inotify, WatchMask};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use palisade_manifests::{LoadError, load_str, manifest_files};
+use palisade_manifests::{LoadError, WalkLimits, load_str, manifest_files};
 use palisade_policy::ObjectKey;
 use sha2::{Digest as _, Sha256};
 use tracing::error;
@@ -25,10 +37,10 @@ use crate::driver::{Batch, Message};
 
 #[derive(Debug, Default)]
 struct FileState {
-    text: String,
-    /// [`file_hash`] of `text`.
+    /// [`file_hash`] of the contents last read.
     hash: Digest,
-    objects: BTreeMap<ObjectKey, Object>,
+    /// The objects it defines (its last good ones when it is broken).
+    objects: BTreeMap<ObjectKey, Arc<Object>>,
 }
 
 /// A directory of manifests, scanned on demand.
@@ -39,7 +51,7 @@ pub struct ManifestSource {
     files: BTreeMap<PathBuf, FileState>,
     /// Files that define each object, in path order (the first one wins).
     owners: BTreeMap<ObjectKey, BTreeSet<PathBuf>>,
-    current: BTreeMap<ObjectKey, Object>,
+    current: BTreeMap<ObjectKey, Arc<Object>>,
     digest: Digest,
 }
 
@@ -52,6 +64,8 @@ pub struct Scan {
     pub errors: Vec<LoadError>,
     /// Files read because they changed.
     pub files_read: usize,
+    /// Bytes of the files read.
+    pub bytes_read: u64,
 }
 
 /// A SHA-256 digest: collision-resistant, so equal digests mean equal
@@ -61,8 +75,8 @@ pub type Digest = [u8; 32];
 
 /// SHA-256 of one file's contents.
 #[must_use]
-pub fn file_hash(text: &str) -> Digest {
-    Sha256::digest(text.as_bytes()).into()
+pub fn file_hash(bytes: &[u8]) -> Digest {
+    Sha256::digest(bytes).into()
 }
 
 /// SHA-256 over the relative paths and [`file_hash`]es of manifest files,
@@ -90,17 +104,36 @@ pub fn hex(digest: &Digest) -> String {
     })
 }
 
-/// The digest of a directory's manifest files as they are on disk now.
+/// The digest of a directory's manifest files as they are on disk now
+/// (those the agent's walk reads).
 #[must_use]
 pub fn dir_digest(dir: &Path) -> Digest {
-    let paths = manifest_files(dir);
-    let hashes: Vec<(String, Digest)> = paths
+    let walk = manifest_files(dir, WalkLimits::AGENT);
+    let hashes: Vec<(String, Digest)> = walk
+        .files
         .iter()
-        .filter_map(|p| {
-            Some((p.strip_prefix(dir).ok()?.display().to_string(), file_hash(&fs::read_to_string(p).ok()?)))
-        })
+        .filter_map(|p| Some((p.strip_prefix(dir).ok()?.display().to_string(), file_hash(&fs::read(p).ok()?))))
         .collect();
     digest(hashes.iter().map(|(n, h)| (n.as_str(), *h)))
+}
+
+/// Whether `text` holds no document at all: only blank lines, comments
+/// and document markers (what a truncated file being rewritten holds).
+fn is_blank(text: &str) -> bool {
+    text.lines().map(str::trim).all(|l| l.is_empty() || l.starts_with('#') || l == "---" || l == "...")
+}
+
+/// Why a file's new contents cannot replace its objects, if they cannot.
+fn broken(loaded_errors: &[LoadError], blank: bool, had_objects: usize) -> Option<String> {
+    if loaded_errors.iter().any(|e| matches!(e, LoadError::Syntax { .. } | LoadError::Read { .. })) {
+        return Some(String::new());
+    }
+    (blank && had_objects > 0).then(|| {
+        format!(
+            "empty (truncated while being rewritten?): its {had_objects} objects stay as they were until it holds \
+             objects again or is removed; write a temporary file and rename it into place"
+        )
+    })
 }
 
 impl ManifestSource {
@@ -132,7 +165,9 @@ impl ManifestSource {
     /// Re-reads what changed and returns the object changes.
     pub fn scan(&mut self) -> Scan {
         let mut scan = Scan::default();
-        let paths = manifest_files(&self.dir);
+        let walk = manifest_files(&self.dir, WalkLimits::AGENT);
+        scan.errors.extend(walk.refused);
+        let paths: BTreeSet<PathBuf> = walk.files.into_iter().collect();
         let mut touched: BTreeSet<ObjectKey> = BTreeSet::new();
         let gone: Vec<PathBuf> = self.files.keys().filter(|p| !paths.contains(*p)).cloned().collect();
         for path in gone {
@@ -144,50 +179,7 @@ impl ManifestSource {
             }
         }
         for path in &paths {
-            let Ok(text) = fs::read_to_string(path) else { continue };
-            if self.files.get(path).is_some_and(|f| f.text == text) {
-                continue;
-            }
-            scan.files_read += 1;
-            let name = path.display().to_string();
-            let loaded = load_str(&name, &text, &self.default_namespace);
-            let previous = self.files.remove(path).unwrap_or_default();
-            let mut objects: BTreeMap<ObjectKey, Object> = BTreeMap::new();
-            let fresh = loaded
-                .namespaces
-                .into_iter()
-                .map(Object::Namespace)
-                .chain(loaded.pods.into_iter().map(Object::Pod))
-                .chain(loaded.policies.into_iter().map(Object::Policy));
-            for object in fresh {
-                objects.insert(object.key(), object);
-            }
-            let broken_file =
-                loaded.errors.iter().any(|e| matches!(e, LoadError::Syntax { .. } | LoadError::Read { .. }));
-            if broken_file {
-                // A file that no longer parses keeps everything it had.
-                objects = previous.objects.clone();
-            } else {
-                // An invalid object keeps its last good version from this file.
-                for e in &loaded.errors {
-                    if let LoadError::Invalid { key: Some(key), .. } = e
-                        && let Some(old) = previous.objects.get(key)
-                    {
-                        objects.entry(key.clone()).or_insert_with(|| old.clone());
-                    }
-                }
-            }
-            scan.errors.extend(loaded.errors);
-            for key in previous.objects.keys() {
-                self.disown(key, path);
-                touched.insert(key.clone());
-            }
-            for key in objects.keys() {
-                self.owners.entry(key.clone()).or_default().insert(path.clone());
-                touched.insert(key.clone());
-            }
-            let hash = file_hash(&text);
-            self.files.insert(path.clone(), FileState { text, hash, objects });
+            self.read_file(path, &mut scan, &mut touched);
         }
         self.digest =
             digest(self.files.iter().filter_map(|(p, f)| Some((p.strip_prefix(&self.dir).ok()?.to_str()?, f.hash))));
@@ -202,8 +194,8 @@ impl ManifestSource {
                 .and_then(|f| f.objects.get(&key));
             match desired {
                 Some(object) if self.current.get(&key) != Some(object) => {
-                    scan.changes.push(Change::Apply(object.clone()));
-                    self.current.insert(key, object.clone());
+                    scan.changes.push(Change::Apply(Object::clone(object)));
+                    self.current.insert(key, Arc::clone(object));
                 }
                 Some(_) => {}
                 None => {
@@ -221,6 +213,74 @@ impl ManifestSource {
             Change::Delete(_) | Change::Relisted(..) => 2,
         });
         scan
+    }
+
+    /// Reads `path` if its contents changed, recording its objects (or,
+    /// when it is broken, keeping its last good ones) and the keys touched.
+    fn read_file(&mut self, path: &Path, scan: &mut Scan, touched: &mut BTreeSet<ObjectKey>) {
+        let name = path.display().to_string();
+        let read = fs::read(path);
+        let hash = read.as_ref().map(|bytes| file_hash(bytes)).ok();
+        if hash.is_some() && self.files.get(path).map(|f| f.hash) == hash {
+            return;
+        }
+        scan.files_read += 1;
+        let previous = self.files.remove(path).unwrap_or_default();
+        let text = read.map_err(|e| e.to_string()).and_then(|bytes| {
+            scan.bytes_read += bytes.len() as u64;
+            String::from_utf8(bytes).map_err(|e| format!("not UTF-8 (at byte {})", e.utf8_error().valid_up_to()))
+        });
+        let (loaded, blank) = match &text {
+            Ok(text) => (load_str(&name, text, &self.default_namespace), is_blank(text)),
+            Err(message) => {
+                let mut loaded = palisade_manifests::Loaded::default();
+                loaded.errors.push(LoadError::Read { file: name.clone(), message: message.clone() });
+                (loaded, false)
+            }
+        };
+        drop(text);
+        let mut objects: BTreeMap<ObjectKey, Arc<Object>> = BTreeMap::new();
+        let fresh = loaded
+            .namespaces
+            .into_iter()
+            .map(Object::Namespace)
+            .chain(loaded.pods.into_iter().map(Object::Pod))
+            .chain(loaded.policies.into_iter().map(Object::Policy));
+        for object in fresh {
+            objects.insert(object.key(), Arc::new(object));
+        }
+        let mut errors = loaded.errors;
+        match broken(&errors, blank, previous.objects.len()) {
+            Some(reason) => {
+                // A file that cannot be read or parsed, or that was emptied,
+                // keeps everything it had.
+                if !reason.is_empty() {
+                    errors.push(LoadError::Read { file: name, message: reason });
+                }
+                objects.clone_from(&previous.objects);
+            }
+            None => {
+                // An invalid object keeps its last good version from this file.
+                for e in &errors {
+                    if let LoadError::Invalid { key: Some(key), .. } = e
+                        && let Some(old) = previous.objects.get(key)
+                    {
+                        objects.entry(key.clone()).or_insert_with(|| Arc::clone(old));
+                    }
+                }
+            }
+        }
+        scan.errors.extend(errors);
+        for key in previous.objects.keys() {
+            self.disown(key, path);
+            touched.insert(key.clone());
+        }
+        for key in objects.keys() {
+            self.owners.entry(key.clone()).or_default().insert(path.to_path_buf());
+            touched.insert(key.clone());
+        }
+        let hash = hash.unwrap_or(previous.hash);
+        self.files.insert(path.to_path_buf(), FileState { hash, objects });
     }
 
     fn disown(&mut self, key: &ObjectKey, path: &Path) {
@@ -321,6 +381,68 @@ mod tests {
 
     fn changes(source: &mut ManifestSource) -> Vec<(String, String)> {
         source.scan().changes.iter().filter_map(port_of).collect()
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("palisade-source-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    /// Issue #11: `ln -s . loop; ln -s . loop2` wedged the agent (2^32
+    /// paths); now each directory is read once and the rest reported.
+    #[test]
+    fn a_looping_directory_is_read_once_and_what_was_refused_is_reported() {
+        let dir = temp_dir("loops");
+        fs::write(dir.join("a.yaml"), policy("p", 80)).expect("write");
+        std::os::unix::fs::symlink(".", dir.join("loop")).expect("symlink");
+        std::os::unix::fs::symlink(".", dir.join("loop2")).expect("symlink");
+        let mut source = ManifestSource::new(&dir, "default");
+        let scan = source.scan();
+        assert_eq!(scan.changes.len(), 1, "{:?}", scan.changes);
+        let errors: Vec<String> = scan.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().all(|e| e.contains("loop") && e.contains("directory already read")), "{errors:?}");
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// Issue #11: a file truncated and rewritten slowly was applied as
+    /// empty (its policy deleted), and a file that could not be read was
+    /// skipped with no word. Both now keep the last good objects and say so.
+    #[test]
+    fn a_truncated_or_unreadable_file_keeps_its_objects_and_is_reported() {
+        let dir = temp_dir("broken");
+        let file = dir.join("a.yaml");
+        fs::write(&file, policy("p", 80)).expect("write");
+        let mut source = ManifestSource::new(&dir, "default");
+        assert_eq!(changes(&mut source).len(), 1);
+        // Truncated (a writer that has not finished): nothing changes.
+        fs::write(&file, "").expect("truncate");
+        let scan = source.scan();
+        assert!(scan.changes.is_empty(), "{:?}", scan.changes);
+        assert!(scan.errors.iter().any(|e| e.to_string().contains("empty")), "{:?}", scan.errors);
+        // Invalid UTF-8 appended to the file: nothing changes, and it is said.
+        let mut bytes = policy("p", 81).into_bytes();
+        bytes.extend_from_slice(&[0xff, 0xfe, b'\n']);
+        fs::write(&file, &bytes).expect("write");
+        let scan = source.scan();
+        assert!(scan.changes.is_empty(), "{:?}", scan.changes);
+        assert!(scan.errors.iter().any(|e| e.to_string().contains("not UTF-8")), "{:?}", scan.errors);
+        // A new file that cannot be read is reported too.
+        fs::write(dir.join("b.yaml"), [0xc3, 0x28]).expect("write");
+        let scan = source.scan();
+        assert!(scan.errors.iter().any(|e| e.to_string().contains("b.yaml: not UTF-8")), "{:?}", scan.errors);
+        // Written whole again: applied.
+        fs::write(&file, policy("p", 82)).expect("write");
+        assert_eq!(changes(&mut source), vec![("p".to_string(), "Range { start: 82, end: 82 }".to_string())]);
+        // Removed: deleted.
+        fs::remove_file(&file).expect("remove");
+        assert_eq!(changes(&mut source), vec![("p".to_string(), "deleted".to_string())]);
+        // A file that never held objects may be empty.
+        fs::write(dir.join("c.yaml"), "# nothing yet\n---\n").expect("write");
+        assert!(source.scan().errors.iter().all(|e| !e.to_string().contains("c.yaml")));
+        fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde::Deserialize as _;
 use serde_json::Value;
 
 use crate::error::LoadError;
+use crate::walk::{Walk, WalkLimits, walk};
 
 /// Where manifests come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,13 +27,6 @@ impl Input {
     }
 }
 
-/// Directories nested deeper than this are not searched (guards symlink loops).
-const MAX_DEPTH: usize = 32;
-
-fn is_manifest(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
-}
-
 /// Expands `inputs` into (display name, text) pairs, in a stable order:
 /// inputs as given, directory entries sorted by path.
 pub fn read_inputs(inputs: &[Input], errors: &mut Vec<LoadError>) -> Vec<(String, String)> {
@@ -47,9 +41,9 @@ pub fn read_inputs(inputs: &[Input], errors: &mut Vec<LoadError>) -> Vec<(String
                 }
             }
             Input::Path(path) => {
-                let mut files = Vec::new();
-                collect_files(path, 0, true, &mut files, errors);
-                for file in files {
+                let found = walk(path, true, WalkLimits::ANALYZER);
+                errors.extend(found.refused);
+                for file in found.files {
                     match fs::read_to_string(&file) {
                         Ok(text) => out.push((file.display().to_string(), text)),
                         Err(e) => {
@@ -64,53 +58,27 @@ pub fn read_inputs(inputs: &[Input], errors: &mut Vec<LoadError>) -> Vec<(String
 }
 
 /// The manifest files under `dir` (.yaml, .yml, .json; recursive, hidden
-/// entries skipped), sorted by path.
+/// entries skipped), in walk order, within `limits`, and what was refused.
 #[must_use]
-pub fn manifest_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    collect_files(dir, 0, false, &mut out, &mut Vec::new());
-    out.sort();
-    out
-}
-
-fn collect_files(path: &Path, depth: usize, explicit: bool, out: &mut Vec<PathBuf>, errors: &mut Vec<LoadError>) {
-    let read_error = |e: std::io::Error| LoadError::Read { file: path.display().to_string(), message: e.to_string() };
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) => return errors.push(read_error(e)),
-    };
-    if meta.is_file() {
-        // A file named explicitly is read whatever its extension.
-        if explicit || is_manifest(path) {
-            out.push(path.to_path_buf());
-        }
-        return;
-    }
-    if !meta.is_dir() || depth > MAX_DEPTH {
-        return;
-    }
-    let entries = match fs::read_dir(path) {
-        Ok(entries) => entries,
-        Err(e) => return errors.push(read_error(e)),
-    };
-    let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    children.sort();
-    for child in children {
-        let hidden = child.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
-        if !hidden {
-            collect_files(&child, depth + 1, false, out, errors);
-        }
-    }
+pub fn manifest_files(dir: &Path, limits: WalkLimits) -> Walk {
+    walk(dir, false, limits)
 }
 
 /// Splits `text` into JSON values: JSON when it starts with `{` or `[`,
 /// otherwise multi-document YAML. A syntax error stops that file.
 pub fn parse_documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Vec<Value> {
     let mut docs = Vec::new();
+    each_document(file, text, errors, |doc| docs.push(doc));
+    docs
+}
+
+/// [`parse_documents`] one document at a time: each goes to `f` before the
+/// next is parsed, so only one document's tree is in memory at once.
+pub fn each_document(file: &str, text: &str, errors: &mut Vec<LoadError>, mut f: impl FnMut(Value)) {
     if text.trim_start().starts_with(['{', '[']) {
         for value in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
             match value {
-                Ok(v) => docs.push(v),
+                Ok(v) => f(v),
                 Err(e) => {
                     errors.push(LoadError::Syntax {
                         file: file.into(),
@@ -122,12 +90,12 @@ pub fn parse_documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> V
                 }
             }
         }
-        return docs;
+        return;
     }
     for document in serde_norway::Deserializer::from_str(text) {
         match Value::deserialize(document) {
             Ok(Value::Null) => {}
-            Ok(v) => docs.push(v),
+            Ok(v) => f(v),
             Err(e) => {
                 let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
                 errors.push(LoadError::Syntax {
@@ -140,7 +108,6 @@ pub fn parse_documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> V
             }
         }
     }
-    docs
 }
 
 /// Parser messages end with " at line L column C", which the error already carries.

@@ -17,6 +17,7 @@ mod pod;
 pub use pod::HOST_NETWORK;
 mod policy;
 mod selector;
+mod walk;
 
 use std::collections::BTreeMap;
 
@@ -29,6 +30,7 @@ use serde_json::Value;
 pub use documents::{Input, manifest_files};
 use error::FieldErrors;
 pub use error::{FieldError, LoadError};
+pub use walk::{Walk, WalkLimits};
 
 /// Everything loaded from a set of inputs.
 #[derive(Debug, Default)]
@@ -96,9 +98,9 @@ pub fn load_str(file: &str, text: &str, default_namespace: &str) -> Loaded {
 
 fn add_text(loaded: &mut Loaded, file: &str, text: &str, default_namespace: &str) {
     loaded.files += 1;
-    for doc in documents::parse_documents(file, text, &mut loaded.errors) {
-        add_value(loaded, file, doc, default_namespace);
-    }
+    let mut errors = Vec::new();
+    documents::each_document(file, text, &mut errors, |doc| add_value(loaded, file, doc, default_namespace));
+    loaded.errors.extend(errors);
 }
 
 /// One object as the Kubernetes API serves it, converted.

@@ -242,6 +242,16 @@ fn agent_faults_never_open_an_isolated_pod() {
     // The lab's own restart path: `lab apply` finds the agent gone and starts it again.
     let (_, err, code) = palisade(&["lab", "apply", "-f", dir.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "lab apply restarts the agent and converges: {err}");
+    // It returned on the new agent's own word (issue #11, item 6: the old
+    // agent's status, with the same digest, used to pass for it).
+    let restarted = state();
+    let status: Value = serde_json::from_str(
+        &std::fs::read_to_string(PathBuf::from(restarted["workdir"].as_str().expect("workdir")).join("status.json"))
+            .expect("status"),
+    )
+    .expect("status json");
+    assert_ne!(restarted["agent_pid"], st["agent_pid"], "a new agent");
+    assert_eq!(status["pid"], restarted["agent_pid"], "the status is the new agent's");
     let report = probe_json();
     assert_eq!(report["mismatches"], 0, "converged after the restart");
 

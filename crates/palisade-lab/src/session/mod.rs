@@ -142,7 +142,8 @@ fn write_manifests(state: &LabState, objects: &LabObjects) -> Result<()> {
     Ok(())
 }
 
-/// Waits until the agent reports enforcing the manifests as they are now.
+/// Waits until the running agent itself (its own pid in the status, not
+/// a previous agent's word) reports enforcing the manifests as they are now.
 fn wait_enforced(state: &LabState, timeout: Duration) -> Result<Duration> {
     let want = hex(&dir_digest(&state.manifests()));
     let start = Instant::now();
@@ -150,6 +151,7 @@ fn wait_enforced(state: &LabState, timeout: Duration) -> Result<Duration> {
         if let Ok(text) = std::fs::read_to_string(state.status_file())
             && let Ok(status) = serde_json::from_str::<Value>(&text)
             && status["digest"].as_str() == Some(want.as_str())
+            && status["pid"].as_u64() == state.agent_pid.map(u64::from)
         {
             return Ok(start.elapsed());
         }
@@ -299,6 +301,8 @@ fn start_agent(state: &mut LabState) -> Result<()> {
         "--resync-seconds",
         "2",
     ];
+    // A previous agent's status must not pass for this one's.
+    let _ = std::fs::remove_file(state.status_file());
     state.agent_pid = Some(spawn_detached(Path::new("ip"), &args, &state.workdir.join("agent.log"))?);
     state.save()
 }
