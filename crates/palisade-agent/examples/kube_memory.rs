@@ -14,16 +14,8 @@ use palisade_agent::apply_changes;
 use palisade_agent::kube::convert;
 use palisade_agent::kube::state::{KubeState, WatchEvent};
 use palisade_policy::{ClusterIndex, ObjectKind};
+use palisade_testkit::memory::rss_bytes;
 use serde_json::json;
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
 
 /// One pod, in the shape and size of what a real API server returns.
 fn pod_json(i: usize) -> String {

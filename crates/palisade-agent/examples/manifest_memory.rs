@@ -13,15 +13,7 @@ use std::fmt::Write as _;
 use palisade_agent::apply_changes;
 use palisade_agent::manifests::ManifestSource;
 use palisade_policy::ClusterIndex;
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
+use palisade_testkit::memory::rss_bytes;
 
 /// One policy of about 2.5 KB: ingress and egress rules with pod,
 /// namespace and ipBlock peers, ports, and a large annotation.

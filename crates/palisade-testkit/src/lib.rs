@@ -6,9 +6,11 @@
 //! - [`strategy`]: proptest strategies for policies over that model, so a
 //!   failing property shrinks to a small policy set;
 //! - [`golden`]: golden files, rewritten with `BLESS=1`;
-//! - [`temp`]: scratch directories removed on drop.
+//! - [`temp`]: scratch directories removed on drop;
+//! - [`memory`]: the process's resident memory.
 
 pub mod e2e;
 pub mod golden;
+pub mod memory;
 pub mod strategy;
 pub mod temp;
