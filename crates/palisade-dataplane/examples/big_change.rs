@@ -91,6 +91,13 @@ fn main() {
         tx.len(),
         batch.bytes().len()
     );
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for c in &tx.commands {
+        let text = c.to_string();
+        let kind: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        *kinds.entry(kind).or_default() += 1;
+    }
+    println!("commands by kind: {kinds:?}");
     println!(
         "load {load:.2?}, index {build:.2?}, compile+render {compile:.2?}, transaction {transaction:.2?}, encode {encode:.2?}"
     );

@@ -196,6 +196,19 @@ pub(crate) fn member_addrs(index: &ClusterIndex, pod: PodId) -> &[IpAddr] {
     if active(index, pod) { &index.pod(pod).pod().ips } else { &[] }
 }
 
+/// A digest of what decides a shared set's elements: 128 bits of
+/// SHA-256 of its description, as hex. Equal descriptions give equal
+/// elements; different ones collide only if SHA-256 does.
+pub(crate) fn set_id(description: &impl std::fmt::Debug) -> String {
+    use sha2::{Digest as _, Sha256};
+    use std::fmt::Write as _;
+    let digest = Sha256::digest(format!("{description:?}").as_bytes());
+    digest[..16].iter().fold(String::with_capacity(32), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 fn compile_rule<S: BuildHasher>(
     index: &ClusterIndex,
     id: PolicyId,
@@ -228,6 +241,12 @@ fn compile_rule<S: BuildHasher>(
         }
         if let Some(addrs) = &mut peers.pods {
             *addrs = members.addrs.set();
+            // The pods a rule's pod peers match depend on these alone (the
+            // policy's namespace only for a peer without namespaceSelector).
+            let pod_peers: Vec<&Peer> = rule.peers.iter().filter(|p| matches!(p, Peer::Pods { .. })).collect();
+            let own_namespace = pod_peers.iter().any(|p| matches!(p, Peer::Pods { namespace_selector: None, .. }));
+            let namespace = own_namespace.then_some(policy.namespace.as_str());
+            peers.pods_id = set_id(&("pods", namespace, pod_peers));
         }
         if let Some(blocks) = &mut peers.blocks {
             blocks.normalize();
@@ -249,6 +268,13 @@ fn compile_rule<S: BuildHasher>(
                 members.named.add(dep, &named_entries(index, pod, rule));
             }
             ports.named = members.named.set();
+            // Where named ports resolve: the selected local pods (ingress)
+            // or the peers (egress); what they resolve to: the names.
+            let names: Vec<_> = rule.ports.iter().filter(|p| matches!(p.target, PortTarget::Named(_))).collect();
+            ports.named_id = match dir {
+                Direction::Ingress => set_id(&("named-in", &policy.namespace, &policy.pod_selector, names)),
+                Direction::Egress => set_id(&("named-out", &policy.namespace, &rule.peers, names)),
+            };
         }
         ports.numeric = merge_port_ranges(ports.numeric);
         ports

@@ -8,8 +8,12 @@
 //! - the cluster's pod-address sets (`cluster/…`), which depend on every
 //!   pod of the cluster and are only ever patched element by element;
 //! - each local pod (`pod/<ns>/<pod>/…`: its chains and counters);
-//! - each policy some local pod lists (`policy/<ns>/<name>/…`: its chains
-//!   and sets).
+//! - each policy some local pod lists (`policy/<ns>/<name>/…`: its chains);
+//! - the sets rules look up and the chains long isolation lists go
+//!   through (`shared/<kind>/<id>`), shared by every rule whose set would
+//!   hold the same elements and every pod with the same list, and counted:
+//!   a shared object goes when the last pod or policy that refers to it
+//!   does.
 //!
 //! The costly part is a policy's sets (peer pods, named ports). A policy is
 //! touched only when it changed, when a changed pod went into its sets
@@ -36,7 +40,8 @@ use crate::members::{PodCounts, PodKeys, PodRef, PolicyMembers};
 use crate::patch::{patch_policy, patch_set};
 use crate::program::{LocalPod, PolicyProgram, Program};
 use crate::render::{
-    base_chains, cluster_set, listed_all, pair_element, pod_prefix, policy_prefix, render, render_pod, render_policy,
+    SHARED_PREFIX, base_chains, cluster_set, listed_all, pair_element, pod_prefix, policy_prefix, render_pod,
+    render_policy, render_with_shared,
 };
 use crate::ruleset::Table;
 use crate::transaction::{Transaction, diff};
@@ -83,6 +88,11 @@ pub struct Incremental<S = FxBuildHasher> {
     cluster: PodCounts<IpAddr>,
     /// The interfaces the local pods were last compiled with.
     ifaces: BTreeMap<IpAddr, String>,
+    /// The shared sets and chains each local pod and compiled policy
+    /// refers to.
+    shared_of: BTreeMap<ObjectKey, BTreeSet<String>>,
+    /// How many pods and policies refer to each shared set or chain.
+    shared_refs: BTreeMap<String, usize>,
     rendered: Table,
 }
 
@@ -109,10 +119,11 @@ impl Owner {
 
 /// Whether `name` belongs to the owner whose [`Owner::prefix`] is `prefix`
 /// (the base, whose prefix is empty, owns what no pod or policy does, and
-/// not the cluster's sets, which are only patched).
+/// not the cluster's sets, which are only patched, nor the shared sets,
+/// which are counted).
 fn owned(prefix: &str, name: &str) -> bool {
     if prefix.is_empty() {
-        !["pod/", "policy/", "cluster/"].iter().any(|p| name.starts_with(p))
+        !["pod/", "policy/", "cluster/", SHARED_PREFIX].iter().any(|p| name.starts_with(p))
     } else {
         name.starts_with(prefix)
     }
@@ -163,7 +174,11 @@ impl<S: BuildHasher + Default> Incremental<S> {
     pub fn with_hasher(index: &ClusterIndex, scope: NodeScope, ifaces: &BTreeMap<IpAddr, String>) -> Self {
         let mut keys = PodKeys::default();
         let Compiled { program, deps, members } = compile_node(index, &scope, ifaces, &mut keys);
-        let rendered = render(&program);
+        let (rendered, shared_of) = render_with_shared(&program);
+        let mut shared_refs: BTreeMap<String, usize> = BTreeMap::new();
+        for name in shared_of.values().flatten() {
+            *shared_refs.entry(name.clone()).or_default() += 1;
+        }
         let mut cluster = PodCounts::default();
         for (pod, addrs) in cluster_addrs(index) {
             cluster.add(keys.id(index.pod_name(pod)), addrs);
@@ -177,6 +192,8 @@ impl<S: BuildHasher + Default> Incremental<S> {
             deps,
             members,
             ifaces: ifaces.clone(),
+            shared_of,
+            shared_refs,
             rendered,
         }
     }
@@ -290,14 +307,7 @@ impl<S: BuildHasher + Default> Incremental<S> {
                 Some(old) if *old == program => {}
                 Some(old)
                     if !dirty.contains(&Owner::Policy(name.clone()))
-                        && patch_policy(
-                            &mut self.rendered,
-                            name,
-                            old,
-                            &program,
-                            &mut patched_old,
-                            &mut patched_new,
-                        ) =>
+                        && patch_policy(&mut self.rendered, old, &program, &mut patched_old, &mut patched_new) =>
                 {
                     stats.policies_patched += 1;
                 }
@@ -453,26 +463,82 @@ impl<S: BuildHasher + Default> Incremental<S> {
         program
     }
 
+    /// Counts the shared objects `owner` refers to now (`None`: it is gone)
+    /// instead of those it referred to; those no one refers to any more
+    /// are added to `released`.
+    fn recount(&mut self, owner: &ObjectKey, now: Option<BTreeSet<String>>, released: &mut BTreeSet<String>) {
+        for name in now.iter().flatten() {
+            *self.shared_refs.entry(name.clone()).or_default() += 1;
+        }
+        for name in self.shared_of.remove(owner).unwrap_or_default() {
+            if let Some(n) = self.shared_refs.get_mut(&name) {
+                *n -= 1;
+                if *n == 0 {
+                    self.shared_refs.remove(&name);
+                    released.insert(name);
+                }
+            }
+        }
+        if let Some(now) = now {
+            self.shared_of.insert(owner.clone(), now);
+        }
+    }
+
     /// Re-renders the `dirty` parts; returns the transaction for them and
-    /// for the sets already patched in place.
-    fn render_parts(&mut self, dirty: &BTreeSet<Owner>, patched_old: Table, patched_new: Table) -> Option<Transaction> {
+    /// for the sets already patched in place. The shared sets re-rendered
+    /// policies refer to are diffed against what the table holds (taking
+    /// back the patches already made to them), and those no policy refers
+    /// to any more are deleted.
+    fn render_parts(
+        &mut self,
+        dirty: &BTreeSet<Owner>,
+        mut patched_old: Table,
+        mut patched_new: Table,
+    ) -> Option<Transaction> {
         let mut old = Table::default();
         let mut new = Table::default();
         let listed = listed_all(&self.program.pods);
+        let mut released: BTreeSet<String> = BTreeSet::new();
+        let mut counts: Vec<(&ObjectKey, Option<BTreeSet<String>>)> = Vec::new();
         for owner in dirty {
             take_part(&mut self.rendered, owner, &mut old);
             match owner {
                 Owner::Base => base_chains(&self.program, &mut new),
                 Owner::Pod(name) => {
-                    if let Some(pod) = self.program.pods.get(name) {
-                        render_pod(&mut new, name, pod);
-                    }
+                    let shared = self.program.pods.get(name).map(|pod| render_pod(&mut new, name, pod));
+                    counts.push((name, shared));
                 }
                 Owner::Policy(name) => {
-                    if let Some(policy) = self.program.policies.get(name) {
-                        render_policy(&mut new, name, policy, listed.get(name).copied().unwrap_or_default());
-                    }
+                    let shared = self.program.policies.get(name).map(|policy| {
+                        render_policy(&mut new, name, policy, listed.get(name).copied().unwrap_or_default())
+                    });
+                    counts.push((name, shared));
                 }
+            }
+        }
+        drop(listed);
+        for (owner, shared) in counts {
+            self.recount(owner, shared, &mut released);
+        }
+        // Shared chains and sets: what the table holds before this update
+        // goes to the old side (for sets, undoing this update's patches of
+        // them, which the fresh render already has); unreferenced ones go.
+        let fresh: Vec<String> = new.chains.keys().filter(|n| n.starts_with(SHARED_PREFIX)).cloned().collect();
+        for name in fresh.iter().chain(released.iter().filter(|n| !new.chains.contains_key(*n))) {
+            if let Some(chain) = self.rendered.chains.remove(name) {
+                old.chains.insert(name.clone(), chain);
+            }
+        }
+        let fresh: Vec<String> = new.sets.keys().filter(|n| n.starts_with(SHARED_PREFIX)).cloned().collect();
+        for name in fresh.iter().chain(released.iter().filter(|n| !new.sets.contains_key(*n))) {
+            if let Some(mut set) = self.rendered.sets.remove(name) {
+                if let (Some(gone), Some(came)) = (patched_old.sets.remove(name), patched_new.sets.remove(name)) {
+                    for e in &came.elements {
+                        set.elements.remove(e);
+                    }
+                    set.elements.extend(gone.elements);
+                }
+                old.sets.insert(name.clone(), set);
             }
         }
         // The transaction covers the re-rendered parts and the patched sets

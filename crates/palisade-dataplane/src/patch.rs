@@ -1,18 +1,20 @@
 //! Patching a policy's pod-dependent sets in place: when a recompiled
 //! policy keeps the shape of its rules (only peer pods or named-port
 //! destinations moved), its chains are unchanged and only elements of its
-//! `pods4/6` and `named4/6` sets differ. Those differences are found on the
+//! shared `pods4/6` and `named4/6` sets differ (a set shared with other
+//! rules holds the same elements for all of them, so patching it once or
+//! once per rule leaves the same set). Those differences are found on the
 //! compiled data (sorted lists, one merge) and only they are rendered, so a
 //! pod entering or leaving a set of thousands costs a few elements, not a
 //! re-render of the set.
 
 use std::net::IpAddr;
 
-use palisade_policy::{Direction, ObjectKey};
+use palisade_policy::Direction;
 
 use crate::members::NamedEntry;
 use crate::program::{PolicyProgram, RuleProgram};
-use crate::render::{addr_element, named_element, policy_prefix};
+use crate::render::{addr_element, named_element, named_set, pods_set};
 use crate::ruleset::{Element, Set, Table};
 
 /// Elements only in `old` and only in `new`; both sorted.
@@ -45,12 +47,12 @@ fn delta<T: Ord + Copy>(old: &[T], new: &[T]) -> (Vec<T>, Vec<T>) {
 fn same_shape(a: &RuleProgram, b: &RuleProgram) -> bool {
     let peers = match (&a.peers, &b.peers) {
         (None, None) => true,
-        (Some(p), Some(q)) => p.pods.is_some() == q.pods.is_some() && p.blocks == q.blocks,
+        (Some(p), Some(q)) => p.pods.is_some() == q.pods.is_some() && p.pods_id == q.pods_id && p.blocks == q.blocks,
         _ => false,
     };
     let ports = match (&a.ports, &b.ports) {
         (None, None) => true,
-        (Some(p), Some(q)) => p.numeric == q.numeric && p.has_named == q.has_named,
+        (Some(p), Some(q)) => p.numeric == q.numeric && p.has_named == q.has_named && p.named_id == q.named_id,
         _ => false,
     };
     peers && ports
@@ -83,7 +85,6 @@ pub(crate) fn patch_set(
 /// (the caller re-renders the policy then).
 pub(crate) fn patch_policy(
     table: &mut Table,
-    key: &ObjectKey,
     old: &PolicyProgram,
     new: &PolicyProgram,
     before: &mut Table,
@@ -100,10 +101,8 @@ pub(crate) fn patch_policy(
     // leaves everything untouched.
     let mut patches: Vec<(String, Vec<Element>, Vec<Element>)> = Vec::new();
     for dir in Direction::BOTH {
-        for (i, (x, y)) in old.rules(dir).iter().zip(new.rules(dir)).enumerate() {
-            let base = format!("{}{dir}/{i}", policy_prefix(key));
+        for (x, y) in old.rules(dir).iter().zip(new.rules(dir)) {
             for v6 in [false, true] {
-                let family = if v6 { "6" } else { "4" };
                 let pods = |r: &RuleProgram| -> Option<Vec<IpAddr>> {
                     let ips = r.peers.as_ref()?.pods.as_deref()?;
                     Some(ips.iter().copied().filter(|a| a.is_ipv6() == v6).collect())
@@ -112,7 +111,8 @@ pub(crate) fn patch_policy(
                     let (gone, fresh) = delta(&p, &q);
                     if !gone.is_empty() || !fresh.is_empty() {
                         let render = |v: Vec<IpAddr>| v.into_iter().map(addr_element).collect();
-                        patches.push((format!("{base}/pods{family}"), render(gone), render(fresh)));
+                        let id = &y.peers.as_ref().map(|p| p.pods_id.as_str()).unwrap_or_default();
+                        patches.push((pods_set(id, v6), render(gone), render(fresh)));
                     }
                 }
                 let named = |r: &RuleProgram| -> Option<Vec<NamedEntry>> {
@@ -122,7 +122,8 @@ pub(crate) fn patch_policy(
                     let (gone, fresh) = delta(&p, &q);
                     if !gone.is_empty() || !fresh.is_empty() {
                         let render = |v: Vec<NamedEntry>| v.into_iter().map(named_element).collect();
-                        patches.push((format!("{base}/named{family}"), render(gone), render(fresh)));
+                        let id = &y.ports.as_ref().map(|p| p.named_id.as_str()).unwrap_or_default();
+                        patches.push((named_set(id, v6), render(gone), render(fresh)));
                     }
                 }
             }

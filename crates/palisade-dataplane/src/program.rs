@@ -94,6 +94,9 @@ pub struct RuleProgram {
 pub struct Peers {
     /// Addresses of the pods the pod peers match; `Some` iff the rule has pod peers.
     pub pods: Option<Vec<IpAddr>>,
+    /// What decides `pods` (the policy's namespace and the rule's pod
+    /// peers), as a digest: rules with the same one share their sets.
+    pub pods_id: String,
     /// The ipBlocks' ranges; `Some` iff the rule has ipBlock peers.
     pub blocks: Option<AddrSet>,
 }
@@ -108,6 +111,10 @@ pub struct PortSet {
     /// Whether the rule names ports (its named-port rules exist even while
     /// no pod resolves them, so rules depend on policies only).
     pub has_named: bool,
+    /// What decides `named` (the direction, the policy's namespace, the
+    /// pods it can resolve on, the port names), as a digest: rules with the
+    /// same one share their sets.
+    pub named_id: String,
 }
 
 impl Program {

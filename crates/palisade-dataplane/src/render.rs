@@ -17,8 +17,11 @@
 //!     rate-limited log; counter; drop               rate-limited log; counter; drop
 //!        |
 //!   chain policy/<ns>/<policy>/<dir>: one rule per rule, family and port kind:
-//!     ip saddr @<…>/peers4 meta l4proto . th dport @<…>/ports accept
-//!     ip daddr . meta l4proto . th dport @<…>/named4 accept
+//!     ip saddr @shared/pods4/<id> meta l4proto . th dport @shared/ports/<id> accept
+//!     ip daddr . meta l4proto . th dport @shared/named4/<id> accept
+//!   (sets shared by every rule whose set would hold the same elements;
+//!   a pod isolated by more than four policies jumps through one shared
+//!   chain per distinct list, shared/isolation-<dir>/<id>)
 //!
 //! chain spoofed: from a pod interface, or with a local pod's address: drop
 //! chain related: from the connection's own peer, or from no pod: accept;
@@ -135,20 +138,57 @@ pub(crate) fn policy_prefix(policy: &ObjectKey) -> String {
     format!("policy/{}/", object_name(policy))
 }
 
+/// The prefix of the sets rules share: `shared/<kind>/<id>`.
+pub const SHARED_PREFIX: &str = "shared/";
+
+/// The name of a shared set: its kind (`pods4`, `ports`, …) and the digest
+/// of what decides its elements. Rules whose sets would hold the same
+/// elements by construction share one set, so the number of sets follows
+/// the distinct peer selectors, ipBlocks and port lists, not the number
+/// of policies: nf_tables finds a set by walking the table's list of sets
+/// on every rule and element message that names one, so a table of
+/// 45,000 per-policy sets took 203 s to commit (docs/performance.md).
+fn shared_set(kind: &str, id: &str) -> String {
+    format!("{SHARED_PREFIX}{kind}/{id}")
+}
+
+/// A static set's name: its kind and the digest of its elements.
+fn content_set(kind: &str, elements: &BTreeSet<Element>) -> String {
+    let text: Vec<String> = elements.iter().map(ToString::to_string).collect();
+    shared_set(kind, &crate::compile::set_id(&text))
+}
+
+/// The name of a rule's pod-peer set of a family.
+pub(crate) fn pods_set(pods_id: &str, v6: bool) -> String {
+    shared_set(if v6 { "pods6" } else { "pods4" }, pods_id)
+}
+
+/// The name of a rule's named-port set of a family.
+pub(crate) fn named_set(named_id: &str, v6: bool) -> String {
+    shared_set(if v6 { "named6" } else { "named4" }, named_id)
+}
+
 /// Renders `program` into table objects.
 #[must_use]
 pub fn render(program: &Program) -> Table {
+    render_with_shared(program).0
+}
+
+/// [`render`], and the shared sets and chains each pod and policy refers to.
+pub(crate) fn render_with_shared(program: &Program) -> (Table, BTreeMap<ObjectKey, BTreeSet<String>>) {
     let mut r = Table::default();
     base_chains(program, &mut r);
     cluster_sets(program, &mut r);
+    let mut shared = BTreeMap::new();
     for (name, pod) in &program.pods {
-        render_pod(&mut r, name, pod);
+        shared.insert(name.clone(), render_pod(&mut r, name, pod));
     }
     let listed = listed_all(&program.pods);
     for (name, policy) in &program.policies {
-        render_policy(&mut r, name, policy, listed.get(name).copied().unwrap_or_default());
+        let sets = render_policy(&mut r, name, policy, listed.get(name).copied().unwrap_or_default());
+        shared.insert(name.clone(), sets);
     }
-    r
+    (r, shared)
 }
 
 /// Per policy, for which directions (by [`Direction::slot`]) some local pod
@@ -165,13 +205,34 @@ pub(crate) fn listed_all(pods: &BTreeMap<ObjectKey, LocalPod>) -> BTreeMap<&Obje
     out
 }
 
-/// The chains and counters of one local pod.
-pub(crate) fn render_pod(r: &mut Table, key: &ObjectKey, pod: &LocalPod) {
+/// Isolation lists longer than this go through a chain of their own,
+/// shared by every pod with the same list (replicas of one workload are
+/// isolated by the same policies); shorter ones are jumped to from the
+/// pod's chain directly, which saves a new connection one jump.
+pub const SHARED_LIST_ABOVE: usize = 4;
+
+/// The shared chain that jumps to `policies`, in order, for `dir`.
+fn isolation_chain(dir: Direction, policies: &[ObjectKey]) -> String {
+    shared_set(&format!("isolation-{dir}"), &crate::compile::set_id(&policies))
+}
+
+/// The chains and counters of one local pod; returns the shared chains it
+/// jumps to.
+pub(crate) fn render_pod(r: &mut Table, key: &ObjectKey, pod: &LocalPod) -> BTreeSet<String> {
     let name = key.path();
+    let mut shared = BTreeSet::new();
     for dir in Direction::BOTH {
         let Some(policies) = pod.isolation(dir) else { continue };
-        let mut rules: Vec<Rule> =
+        let jumps: Vec<Rule> =
             policies.iter().map(|p| Rule(vec![Statement::Verdict(Verdict::Jump(policy_chain(p, dir)))])).collect();
+        let mut rules = if policies.len() > SHARED_LIST_ABOVE {
+            let chain = isolation_chain(dir, policies);
+            r.chains.insert(chain.clone(), Chain { base: None, rules: jumps });
+            shared.insert(chain.clone());
+            vec![Rule(vec![Statement::Verdict(Verdict::Jump(chain))])]
+        } else {
+            jumps
+        };
         let prefix: String = format!("palisade deny {dir} {name}: ").chars().take(120).collect();
         rules.push(Rule(vec![Statement::Limit { per_second: 10, burst: 5 }, Statement::Log { prefix }]));
         let counter = pod_counter(key, dir);
@@ -179,24 +240,33 @@ pub(crate) fn render_pod(r: &mut Table, key: &ObjectKey, pod: &LocalPod) {
         r.counters.insert(counter);
         r.chains.insert(pod_chain(key, dir), Chain { base: None, rules });
     }
+    shared
 }
 
-/// The chains and sets of one policy; `listed` says for which directions a
-/// local pod jumps to it (pods list only policies with rules for the
-/// direction, so an empty chain is never needed; one is rendered only if a
-/// listing says so).
-pub(crate) fn render_policy(r: &mut Table, key: &ObjectKey, policy: &PolicyProgram, listed: [bool; 2]) {
+/// The chains of one policy and the shared sets its rules look up;
+/// `listed` says for which directions a local pod jumps to it (pods list
+/// only policies with rules for the direction, so an empty chain is never
+/// needed; one is rendered only if a listing says so).
+/// Returns the shared sets its rules refer to.
+pub(crate) fn render_policy(
+    r: &mut Table,
+    key: &ObjectKey,
+    policy: &PolicyProgram,
+    listed: [bool; 2],
+) -> BTreeSet<String> {
+    let mut shared = BTreeSet::new();
     for dir in Direction::BOTH {
         let rules = policy.rules(dir);
         if rules.is_empty() && !listed[dir.slot()] {
             continue;
         }
         let mut chain = Vec::new();
-        for (i, rule) in rules.iter().enumerate() {
-            render_rule(r, &mut chain, &format!("{}{dir}/{i}", policy_prefix(key)), rule, dir);
+        for rule in rules {
+            render_rule(r, &mut chain, &mut shared, rule, dir);
         }
         r.chains.insert(policy_chain(key, dir), Chain { base: None, rules: chain });
     }
+    shared
 }
 
 /// `ct state established,related accept`: what a node with conntrack and
@@ -384,7 +454,7 @@ pub const EXPAND_PORTS_UP_TO: u32 = 256;
 /// cost several times a hash lookup: `palisade lab bench` measured 5% of
 /// new connections per second against a conntrack-only table when every
 /// rule used one).
-fn numeric_matches(r: &mut Table, base: &str, numeric: &[(Protocol, u16, u16)]) -> Vec<Statement> {
+fn numeric_matches(r: &mut Table, shared: &mut BTreeSet<String>, numeric: &[(Protocol, u16, u16)]) -> Vec<Statement> {
     let (mut protos, mut exact, mut ranges) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     for &(proto, first, last) in numeric {
         let len = u32::from(last) - u32::from(first) + 1;
@@ -404,7 +474,8 @@ fn numeric_matches(r: &mut Table, base: &str, numeric: &[(Protocol, u16, u16)]) 
         ("ranges", vec![KeyType::InetProto, KeyType::InetService], true, ranges, l4),
     ] {
         if !elements.is_empty() {
-            let name = format!("{base}/{suffix}");
+            let name = content_set(suffix, &elements);
+            shared.insert(name.clone());
             r.sets.insert(name.clone(), set(key, interval, elements));
             out.push(Statement::lookup(left, name));
         }
@@ -415,7 +486,13 @@ fn numeric_matches(r: &mut Table, base: &str, numeric: &[(Protocol, u16, u16)]) 
 /// Renders one policy rule as chain rules, creating its sets. Which rules
 /// exist depends on the policy alone (peer kinds, port kinds); the pods of
 /// the cluster only fill the sets.
-fn render_rule(r: &mut Table, chain: &mut Vec<Rule>, base: &str, rule: &RuleProgram, dir: Direction) {
+fn render_rule(
+    r: &mut Table,
+    chain: &mut Vec<Rule>,
+    shared: &mut BTreeSet<String>,
+    rule: &RuleProgram,
+    dir: Direction,
+) {
     let peer = |v6: bool| Expr::addr(v6, peer_field(dir));
     // Peer alternatives: (family, match), or one family-free alternative.
     let mut alternatives: Vec<(Option<bool>, Option<Statement>)> = Vec::new();
@@ -425,23 +502,31 @@ fn render_rule(r: &mut Table, chain: &mut Vec<Rule>, base: &str, rule: &RuleProg
             for v6 in [false, true] {
                 let family = if v6 { "6" } else { "4" };
                 if let Some(pods) = &peers.pods {
-                    let name = format!("{base}/pods{family}");
+                    let name = pods_set(&peers.pods_id, v6);
                     let elements = pods.iter().filter(|a| a.is_ipv6() == v6).map(|a| addr_element(*a)).collect();
+                    shared.insert(name.clone());
                     r.sets.insert(name.clone(), set(vec![KeyType::addr(v6)], false, elements));
                     alternatives.push((Some(v6), Some(Statement::lookup(vec![peer(v6)], name))));
                 }
                 if let Some(blocks) = &peers.blocks {
-                    let name = format!("{base}/blocks{family}");
-                    r.sets.insert(name.clone(), set(vec![KeyType::addr(v6)], true, range_elements(blocks, v6)));
+                    // ipBlocks are the policy's own: a family they do not
+                    // cover gets no set and no rule (it could never match).
+                    let elements = range_elements(blocks, v6);
+                    if elements.is_empty() {
+                        continue;
+                    }
+                    let name = content_set(&format!("blocks{family}"), &elements);
+                    shared.insert(name.clone());
+                    r.sets.insert(name.clone(), set(vec![KeyType::addr(v6)], true, elements));
                     alternatives.push((Some(v6), Some(Statement::lookup(vec![peer(v6)], name))));
                 }
             }
         }
     }
-    let numeric = rule.ports.as_ref().map(|p| numeric_matches(r, base, &p.numeric)).unwrap_or_default();
-    let named_match = |r: &mut Table, v6: bool, ports: &PortSet| {
-        let family = if v6 { "6" } else { "4" };
-        let name = format!("{base}/named{family}");
+    let numeric = rule.ports.as_ref().map(|p| numeric_matches(r, shared, &p.numeric)).unwrap_or_default();
+    let named_match = |r: &mut Table, shared: &mut BTreeSet<String>, v6: bool, ports: &PortSet| {
+        let name = named_set(&ports.named_id, v6);
+        shared.insert(name.clone());
         let elements =
             ports.named.iter().filter(|(addr, ..)| addr.is_ipv6() == v6).map(|n| named_element(*n)).collect();
         r.sets.insert(
@@ -465,7 +550,7 @@ fn render_rule(r: &mut Table, chain: &mut Vec<Rule>, base: &str, rule: &RuleProg
                 if ports.has_named {
                     let families = family.map_or(vec![false, true], |v6| vec![v6]);
                     for v6 in families {
-                        let m = named_match(r, v6, ports);
+                        let m = named_match(r, shared, v6, ports);
                         emit(peer.iter().cloned().chain([m]).collect());
                     }
                 }
@@ -520,23 +605,33 @@ mod tests {
     #[test]
     fn ports_go_to_the_cheapest_set_that_holds_them() {
         let mut r = Table::default();
+        let mut shared = BTreeSet::new();
         let numeric = [
             (Protocol::Tcp, 80, 80),
             (Protocol::Tcp, 1000, 1255), // 256 ports: one element each
             (Protocol::Tcp, 2000, 2256), // 257 ports: an interval
             (Protocol::Udp, 0, u16::MAX),
         ];
-        let matches = numeric_matches(&mut r, "p", &numeric);
+        let matches = numeric_matches(&mut r, &mut shared, &numeric);
         assert_eq!(matches.len(), 3, "protocols, exact ports and ranges: one match each");
-        assert_eq!(set_of(&r, "p/protos"), ["udp"]);
-        let exact = set_of(&r, "p/ports");
+        let named = |kind: &str| -> String {
+            shared.iter().find(|n| n.starts_with(&format!("{SHARED_PREFIX}{kind}/"))).expect("a set").clone()
+        };
+        let (protos, ports, ranges) = (named("protos"), named("ports"), named("ranges"));
+        assert_eq!(set_of(&r, &protos), ["udp"]);
+        let exact = set_of(&r, &ports);
         assert_eq!((exact.len(), exact.first().map(String::as_str)), (257, Some("tcp . 80")));
         assert!(exact.contains(&"tcp . 1255".to_string()) && !exact.contains(&"tcp . 1256".to_string()));
-        assert_eq!(set_of(&r, "p/ranges"), ["tcp . 2000-2256"]);
-        assert!(r.sets["p/ranges"].decl.interval && !r.sets["p/ports"].decl.interval);
-        // Only what a rule has gets a set.
+        assert_eq!(set_of(&r, &ranges), ["tcp . 2000-2256"]);
+        assert!(r.sets[&ranges].decl.interval && !r.sets[&ports].decl.interval);
+        // Only what a rule has gets a set; the same ports, the same set.
         let mut r = Table::default();
-        assert_eq!(numeric_matches(&mut r, "q", &[(Protocol::Sctp, 81, 81)]).len(), 1);
-        assert_eq!(r.sets.keys().collect::<Vec<_>>(), ["q/ports"]);
+        let mut shared = BTreeSet::new();
+        assert_eq!(numeric_matches(&mut r, &mut shared, &[(Protocol::Sctp, 81, 81)]).len(), 1);
+        assert_eq!(numeric_matches(&mut r, &mut shared, &[(Protocol::Sctp, 81, 81)]).len(), 1);
+        assert_eq!(r.sets.len(), 1);
+        assert_eq!(shared.len(), 1);
+        numeric_matches(&mut r, &mut shared, &[(Protocol::Sctp, 82, 82)]);
+        assert_eq!(r.sets.len(), 2, "other ports, another set");
     }
 }

@@ -155,9 +155,17 @@ spec:
     index.track_changes();
     let links = ifaces(&index, 0);
     let mut incremental = Incremental::<Colliding>::with_hasher(&index, NodeScope::All, &links);
-    let set = "policy/x/from-b/ingress/0/pods4";
+    // The rule's IPv4 pod-peer set, as its first rule names it.
+    let set = incremental.rendered().chains["policy/x/from-b/ingress"].rules[0]
+        .0
+        .iter()
+        .find_map(|s| match s {
+            palisade_dataplane::ruleset::Statement::Lookup { set, .. } if set.contains("/pods4/") => Some(set.clone()),
+            _ => None,
+        })
+        .expect("a pods4 lookup");
     let members = |inc: &Incremental<Colliding>| -> Vec<String> {
-        inc.rendered().sets[set].elements.iter().map(ToString::to_string).collect()
+        inc.rendered().sets[&set].elements.iter().map(ToString::to_string).collect()
     };
     // x/b, y/b and z/b are the peers.
     assert_eq!(members(&incremental), ["10.0.1.2", "10.0.2.2", "10.0.3.2"]);
@@ -184,4 +192,45 @@ spec:
     index.delete_pod("x", "b");
     index.delete_pod("z", "b");
     step(&mut index, "x/b and z/b deleted in one change", &["10.0.2.2"]);
+}
+
+/// Two policies in different namespaces admitting the same peers (a
+/// namespaceSelector peer, so the namespace does not decide them) on the
+/// same port share one pod set and one port set; the shared sets stay
+/// while either policy does and go with the last one, each step equal to
+/// a full render.
+#[test]
+fn shared_sets_live_as_long_as_a_rule_refers_to_them() {
+    let policy = |ns: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: from-y, namespace: {ns}}}\n\
+             spec: {{podSelector: {{}}, ingress: [{{from: [{{namespaceSelector: {{matchLabels: {{ns: y}}}}}}], ports: [{{port: 80}}]}}]}}\n"
+        )
+    };
+    let text = format!("{}---\n{}", policy("x"), policy("z"));
+    let loaded = palisade_manifests::load_str("p.yaml", &text, "default");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let (namespaces, pods) = model();
+    let mut index = ClusterIndex::from_objects(namespaces, pods, loaded.policies);
+    index.track_changes();
+    let links = ifaces(&index, 0);
+    let mut incremental = Incremental::new(&index, NodeScope::All, &links);
+    let shared = |inc: &Incremental| -> Vec<String> {
+        inc.rendered().sets.keys().filter(|n| n.starts_with("shared/")).cloned().collect()
+    };
+    // pods4, pods6 and ports: three sets for the two policies.
+    let both = shared(&incremental);
+    assert_eq!(both.len(), 3, "{both:?}");
+    let step = |index: &mut ClusterIndex, incremental: &mut Incremental, what: &str| {
+        let changes = index.take_changes().expect("tracking");
+        incremental.update(index, &changes, &links);
+        let full = render(&compile(index, &NodeScope::All, &links));
+        assert!(incremental.rendered() == &full, "{what}: equals a full render");
+    };
+    index.delete_policy("x", "from-y");
+    step(&mut index, &mut incremental, "x/from-y deleted");
+    assert_eq!(shared(&incremental), both, "z/from-y still refers to them");
+    index.delete_policy("z", "from-y");
+    step(&mut index, &mut incremental, "z/from-y deleted");
+    assert!(shared(&incremental).is_empty(), "no rule refers to them any more");
 }

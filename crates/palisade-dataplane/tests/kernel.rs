@@ -379,6 +379,15 @@ fn drift_is_found_object_by_object() {
         result.expect("nft applies the tampering");
     };
     let h = handle("pod/x/a/ingress", 2);
+    let peers = table.chains["policy/x/a-from-y/ingress"].rules[0]
+        .0
+        .iter()
+        .find_map(|s| match s {
+            palisade_dataplane::ruleset::Statement::Lookup { set, .. } if set.contains("/pods4/") => Some(set.clone()),
+            _ => None,
+        })
+        .expect("a pods4 lookup");
+    let swapped = format!("set {peers}: elements 1 missing (`10.0.2.1`); 1 not Palisade's (`10.0.9.9`)");
     let cases: [(String, &str); 4] = [
         (
             format!(
@@ -387,10 +396,10 @@ fn drift_is_found_object_by_object() {
             "chain pod/x/a/ingress: rule 2 is `counter name \"pod/x/a/ingress/denied\" accept`",
         ),
         (
-            "delete element inet palisade policy/x/a-from-y/ingress/0/pods4 { 10.0.2.1 }\n\
-             add element inet palisade policy/x/a-from-y/ingress/0/pods4 { 10.0.9.9 }\n"
-                .to_string(),
-            "set policy/x/a-from-y/ingress/0/pods4: elements 1 missing (`10.0.2.1`); 1 not Palisade's (`10.0.9.9`)",
+            format!(
+                "delete element inet palisade {peers} {{ 10.0.2.1 }}\nadd element inet palisade {peers} {{ 10.0.9.9 }}\n"
+            ),
+            &swapped,
         ),
         (
             "delete element inet palisade ingress4 { 10.0.1.1 }\n\
