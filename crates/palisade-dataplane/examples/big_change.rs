@@ -7,7 +7,6 @@
 //! `cargo run --release -p palisade-dataplane --example big_change [POLICIES] [PODS]`
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -16,53 +15,11 @@ use palisade_dataplane::nft::{Nft as _, NftCli};
 use palisade_dataplane::transaction::full;
 use palisade_dataplane::{Incremental, NodeScope};
 
-/// 200 pods in 10 namespaces and `policies` policies, each selecting a
-/// tenth of a namespace's pods, admitting another tenth on two ports and
-/// an ipBlock, with an egress rule: the shape of a large real file.
-fn manifests(policies: usize, pods: usize) -> String {
-    let mut out = String::new();
-    for n in 0..10 {
-        let _ =
-            write!(out, "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: ns{n}, labels: {{team: t{n}}}}}\n");
-    }
-    for i in 0..pods {
-        let _ = write!(
-            out,
-            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: pod{i}, namespace: ns{}, labels: {{app: app{}, tier: t{}}}}}\n\
-             spec: {{nodeName: lab, containers: [{{name: c, image: i, ports: [{{name: http, containerPort: 8080}}]}}]}}\n\
-             status: {{phase: Running, podIP: 10.1.{}.{}, podIPs: [{{ip: 10.1.{}.{}}}]}}\n",
-            i % 10,
-            i % 10,
-            i % 3,
-            i / 250,
-            i % 250 + 1,
-            i / 250,
-            i % 250 + 1
-        );
-    }
-    for j in 0..policies {
-        let _ = write!(
-            out,
-            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p{j}, namespace: ns{}}}\n\
-             spec:\n  podSelector: {{matchLabels: {{app: app{}}}}}\n  policyTypes: [Ingress, Egress]\n  ingress:\n  \
-             - from: [{{podSelector: {{matchLabels: {{app: app{}}}}}}}, {{ipBlock: {{cidr: 192.168.{}.0/24}}}}]\n    \
-             ports: [{{port: {}}}, {{port: http}}]\n  egress:\n  - to: [{{namespaceSelector: {{matchLabels: {{team: t{}}}}}}}]\n",
-            j % 10,
-            j % 10,
-            (j + 1) % 10,
-            j % 256,
-            1000 + j % 2000,
-            (j + 3) % 10
-        );
-    }
-    out
-}
-
 fn main() {
     let mut args = std::env::args().skip(1);
     let policies: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5_000);
     let pods: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
-    let text = manifests(policies, pods);
+    let text = palisade_testkit::big::manifests(policies, pods);
     let t = Instant::now();
     let loaded = palisade_manifests::load_str("big.yaml", &text, "default");
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors.first());

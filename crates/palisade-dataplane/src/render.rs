@@ -455,6 +455,14 @@ pub const EXPAND_PORTS_UP_TO: u32 = 256;
 /// new connections per second against a conntrack-only table when every
 /// rule used one).
 fn numeric_matches(r: &mut Table, shared: &mut BTreeSet<String>, numeric: &[(Protocol, u16, u16)]) -> Vec<Statement> {
+    // One port, or one whole protocol: a comparison, no set (most rules
+    // name one port; a set per port list made the kernel's commit walk
+    // thousands of sets).
+    match numeric {
+        [(proto, 0, u16::MAX)] => return vec![Statement::ProtoIs(*proto)],
+        [(proto, first, last)] if first == last => return vec![Statement::PortIs(*proto, *first)],
+        _ => {}
+    }
     let (mut protos, mut exact, mut ranges) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     for &(proto, first, last) in numeric {
         let len = u32::from(last) - u32::from(first) + 1;
@@ -627,11 +635,18 @@ mod tests {
         // Only what a rule has gets a set; the same ports, the same set.
         let mut r = Table::default();
         let mut shared = BTreeSet::new();
-        assert_eq!(numeric_matches(&mut r, &mut shared, &[(Protocol::Sctp, 81, 81)]).len(), 1);
-        assert_eq!(numeric_matches(&mut r, &mut shared, &[(Protocol::Sctp, 81, 81)]).len(), 1);
-        assert_eq!(r.sets.len(), 1);
-        assert_eq!(shared.len(), 1);
-        numeric_matches(&mut r, &mut shared, &[(Protocol::Sctp, 82, 82)]);
+        let two = [(Protocol::Sctp, 81, 81), (Protocol::Udp, 81, 81)];
+        assert_eq!(numeric_matches(&mut r, &mut shared, &two).len(), 1);
+        assert_eq!(numeric_matches(&mut r, &mut shared, &two).len(), 1);
+        assert_eq!((r.sets.len(), shared.len()), (1, 1));
+        numeric_matches(&mut r, &mut shared, &[(Protocol::Sctp, 82, 83)]);
         assert_eq!(r.sets.len(), 2, "other ports, another set");
+        // One port, or one whole protocol: a comparison, no set.
+        let mut r = Table::default();
+        let one = numeric_matches(&mut r, &mut shared, &[(Protocol::Sctp, 81, 81)]);
+        assert_eq!(one, [Statement::PortIs(Protocol::Sctp, 81)]);
+        let all = numeric_matches(&mut r, &mut shared, &[(Protocol::Udp, 0, u16::MAX)]);
+        assert_eq!(all, [Statement::ProtoIs(Protocol::Udp)]);
+        assert!(r.sets.is_empty());
     }
 }

@@ -504,6 +504,12 @@ pub enum Statement {
     Counter(String),
     /// A verdict.
     Verdict(Verdict),
+    /// `meta l4proto P`: the transport protocol is `P` (a rule's ports when
+    /// they are one whole protocol: no set needed).
+    ProtoIs(Protocol),
+    /// `tcp|udp|sctp dport N`: the protocol and the destination port (a
+    /// rule's ports when they are one port: no set needed).
+    PortIs(Protocol, u16),
 }
 
 impl Statement {
@@ -527,6 +533,8 @@ impl fmt::Display for Statement {
             Statement::Log { prefix } => write!(f, "log prefix \"{prefix}\""),
             Statement::Counter(c) => write!(f, "counter name \"{c}\""),
             Statement::Verdict(v) => write!(f, "{v}"),
+            Statement::ProtoIs(p) => write!(f, "meta l4proto {}", l4proto(*p)),
+            Statement::PortIs(p, port) => write!(f, "{} dport {port}", l4proto(*p)),
         }
     }
 }

@@ -204,7 +204,7 @@ fn shared_sets_live_as_long_as_a_rule_refers_to_them() {
     let policy = |ns: &str| {
         format!(
             "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: from-y, namespace: {ns}}}\n\
-             spec: {{podSelector: {{}}, ingress: [{{from: [{{namespaceSelector: {{matchLabels: {{ns: y}}}}}}], ports: [{{port: 80}}]}}]}}\n"
+             spec: {{podSelector: {{}}, ingress: [{{from: [{{namespaceSelector: {{matchLabels: {{ns: y}}}}}}], ports: [{{port: 80}}, {{port: 443}}]}}]}}\n"
         )
     };
     let text = format!("{}---\n{}", policy("x"), policy("z"));

@@ -7,8 +7,10 @@
 //!   failing property shrinks to a small policy set;
 //! - [`golden`]: golden files, rewritten with `BLESS=1`;
 //! - [`temp`]: scratch directories removed on drop;
-//! - [`memory`]: the process's resident memory.
+//! - [`memory`]: the process's resident memory;
+//! - [`big`]: one large manifest, for the large-change measurements.
 
+pub mod big;
 pub mod e2e;
 pub mod golden;
 pub mod memory;

@@ -110,6 +110,14 @@ fn statement(s: &Statement) -> Value {
         Statement::Log { prefix } => json!({"log": {"prefix": prefix}}),
         Statement::Counter(name) => json!({"counter": name}),
         Statement::Verdict(v) => verdict(v),
+        Statement::ProtoIs(p) => {
+            json!({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": crate::ruleset::l4proto(*p)}})
+        }
+        Statement::PortIs(p, port) => json!({"match": {
+            "op": "==",
+            "left": {"payload": {"protocol": crate::ruleset::l4proto(*p), "field": "dport"}},
+            "right": port,
+        }}),
     }
 }
 

@@ -212,11 +212,31 @@ fn ct_states(v: &Value) -> Read<CtStates> {
     states.ok_or_else(|| "no ct state".into())
 }
 
+/// `meta l4proto P` or `tcp|udp|sctp dport N`, if that is what it is.
+fn compare(op: &str, left: &Value, right: &Value) -> Option<Statement> {
+    if op != "==" {
+        return None;
+    }
+    if left.get("meta").and_then(|m| m.get("key")).and_then(Value::as_str) == Some("l4proto") {
+        return protocol(right).ok().map(Statement::ProtoIs);
+    }
+    let payload = left.get("payload")?;
+    if payload.get("field").and_then(Value::as_str) != Some("dport") {
+        return None;
+    }
+    let proto = protocol(payload.get("protocol")?).ok()?;
+    let port = u16::try_from(right.as_u64()?).ok()?;
+    Some(Statement::PortIs(proto, port))
+}
+
 fn statement(v: &Value) -> Read<Statement> {
     if let Some(m) = v.get("match") {
         let (op, left, right) = (str_of(m, "op")?, m.get("left").unwrap_or(&Value::Null), &m["right"]);
         if left.get("ct").and_then(|c| c.get("key")).and_then(Value::as_str) == Some("state") {
             return if matches!(op, "in" | "==") { Ok(Statement::CtState(ct_states(right)?)) } else { Err(op.into()) };
+        }
+        if let Some(statement) = compare(op, left, right) {
+            return Ok(statement);
         }
         let set = right.as_str().and_then(|r| r.strip_prefix('@')).ok_or_else(|| format!("match {m}"))?;
         let left = match left.get("concat").and_then(Value::as_array) {

@@ -8,6 +8,7 @@
 //! | `Vmap` of an address in `@map` | load, `lookup` into the verdict register |
 //! | `Verdict`: accept, drop, jump, return | `immediate` verdict |
 //! | `Limit` (packets per second, burst), `Log` (prefix), `Counter` (named) | `limit`, `log`, `objref` |
+//! | `ProtoIs`, `PortIs` (`meta l4proto P`, `P dport N`) | `meta` load and `cmp`, then a `payload` load and `cmp` for the port |
 //!
 //! As `nft` does, the first statement that reads an IPv4 or IPv6 header
 //! field is preceded by a check of the packet's family (`meta nfproto`),
@@ -244,6 +245,23 @@ impl Encoder<'_> {
                 attr_u32(o, 4, NFT_LIMIT_PKTS); // NFTA_LIMIT_TYPE
                 attr_u32(o, 5, 0); // NFTA_LIMIT_FLAGS
             }),
+            Statement::ProtoIs(p) => {
+                self.meta(NFT_META_L4PROTO, NFT_REG_1);
+                self.cmp(NFT_CMP_EQ, NFT_REG_1, &[crate::ruleset::ip_proto(*p)]);
+            }
+            Statement::PortIs(p, port) => {
+                // As nft writes `tcp dport N` in an inet table: the
+                // protocol first, then the port.
+                self.meta(NFT_META_L4PROTO, NFT_REG_1);
+                self.cmp(NFT_CMP_EQ, NFT_REG_1, &[crate::ruleset::ip_proto(*p)]);
+                self.expr("payload", |o| {
+                    attr_u32(o, 1, NFT_REG_1); // NFTA_PAYLOAD_DREG
+                    attr_u32(o, 2, NFT_PAYLOAD_TRANSPORT_HEADER); // NFTA_PAYLOAD_BASE
+                    attr_u32(o, 3, 2); // NFTA_PAYLOAD_OFFSET
+                    attr_u32(o, 4, 2); // NFTA_PAYLOAD_LEN
+                });
+                self.cmp(NFT_CMP_EQ, NFT_REG_1, &port.to_be_bytes());
+            }
             Statement::Log { prefix } => {
                 if prefix.contains('\0') || prefix.len() > 127 {
                     return Err(EncodeError::LogPrefix(prefix.chars().take(40).collect()));
