@@ -72,3 +72,38 @@ fn diff_is_empty_for_equal_programs_and_full_render_is_deterministic() {
     assert!(diff(&a, &b).is_none());
     assert_eq!(full(&a), full(&b));
 }
+
+/// Issue #11, item 5: the kernel finds a set by walking the table's list of
+/// sets, so their number must not grow with the number of policies. 200
+/// policies that repeat the same ten peer selectors, ipBlocks and port
+/// lists (selecting a pod each) make the same sets as ten of them; every
+/// pod isolated by many policies jumps through one shared chain per list.
+#[test]
+fn sets_follow_distinct_selectors_not_policies() {
+    let policies = |n: usize| -> String {
+        (0..n)
+            .map(|j| {
+                format!(
+                    "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p{j}, namespace: x}}\n\
+                     spec:\n  podSelector: {{matchLabels: {{pod: a}}}}\n  ingress:\n  \
+                     - from: [{{podSelector: {{matchLabels: {{k{}: v}}}}}}, {{ipBlock: {{cidr: 192.168.{}.0/24}}}}]\n    \
+                     ports: [{{port: {}}}, {{port: {}}}]\n",
+                    j % 10,
+                    j % 10,
+                    1000 + j % 10,
+                    2000 + j % 10
+                )
+            })
+            .collect()
+    };
+    let rendered = |n: usize| render(&compile(&model_index(&policies(n)), &NodeScope::All, &ifaces()));
+    let (ten, many) = (rendered(10), rendered(200));
+    let shared = |t: &palisade_dataplane::ruleset::Table| t.sets.keys().filter(|n| n.starts_with("shared/")).count();
+    assert_eq!(shared(&ten), 10 * 4, "per distinct rule: pods4, pods6, blocks4, ports");
+    assert_eq!(shared(&many), shared(&ten), "200 policies repeating them add no set");
+    // x/a is isolated by all 200: one jump to a shared chain that jumps to them.
+    let chain = &many.chains["pod/x/a/ingress"].rules;
+    assert_eq!(chain.len(), 3, "jump, log, drop: {chain:?}");
+    let lists = many.chains.keys().filter(|n| n.starts_with("shared/isolation-ingress/")).count();
+    assert_eq!(lists, 1);
+}
