@@ -81,9 +81,10 @@ fn diff_is_empty_for_equal_programs_and_full_render_is_deterministic() {
 #[test]
 fn sets_follow_distinct_selectors_not_policies() {
     let policies = |n: usize| -> String {
-        (0..n)
-            .map(|j| {
-                format!(
+        use std::fmt::Write as _;
+        (0..n).fold(String::new(), |mut out, j| {
+            let _ = write!(
+                out,
                     "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p{j}, namespace: x}}\n\
                      spec:\n  podSelector: {{matchLabels: {{pod: a}}}}\n  ingress:\n  \
                      - from: [{{podSelector: {{matchLabels: {{k{}: v}}}}}}, {{ipBlock: {{cidr: 192.168.{}.0/24}}}}]\n    \
@@ -92,9 +93,9 @@ fn sets_follow_distinct_selectors_not_policies() {
                     j % 10,
                     1000 + j % 10,
                     2000 + j % 10
-                )
-            })
-            .collect()
+            );
+            out
+        })
     };
     let rendered = |n: usize| render(&compile(&model_index(&policies(n)), &NodeScope::All, &ifaces()));
     let (ten, many) = (rendered(10), rendered(200));
