@@ -113,6 +113,9 @@ pub struct Driver {
     /// The index or the kernel differs from what was last programmed.
     dirty: bool,
     pods_changed: bool,
+    /// Object changes taken since the last sync (a large batch is trimmed
+    /// after, see [`crate::memory`]).
+    changes_taken: usize,
     revision: Option<String>,
     problems: Vec<String>,
     generation: u64,
@@ -147,6 +150,7 @@ impl Driver {
             synced: false,
             dirty: false,
             pods_changed: false,
+            changes_taken: 0,
             revision: None,
             problems: Vec::new(),
             generation: 0,
@@ -193,6 +197,7 @@ impl Driver {
     fn take(&mut self, batch: Batch) {
         self.batch_started.get_or_insert_with(Instant::now);
         self.pods_changed |= batch.changes.iter().any(|c| c.kind() == ObjectKind::Pod);
+        self.changes_taken += batch.changes.len();
         let changed = apply_changes(&mut self.index, batch.changes);
         if let Some(problems) = batch.problems {
             self.metrics.rejected.set(gauge(problems.len()));
@@ -227,7 +232,12 @@ impl Driver {
         }
         let seen = self.batch_started.take().unwrap_or_else(Instant::now);
         let journal = self.index.take_changes();
-        match self.reconciler.sync(&self.index, journal.as_ref(), &self.ifaces) {
+        let result = self.reconciler.sync(&self.index, journal.as_ref(), &self.ifaces);
+        drop(journal);
+        if std::mem::take(&mut self.changes_taken) >= crate::memory::LARGE_CHANGES {
+            crate::memory::trim();
+        }
+        match result {
             Ok(report) => {
                 self.generation += 1;
                 self.dirty = false;

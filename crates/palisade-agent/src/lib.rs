@@ -19,6 +19,7 @@ pub mod fake;
 pub mod kernel;
 pub mod kube;
 pub mod manifests;
+pub mod memory;
 pub mod metrics;
 pub mod reconcile;
 mod routes;

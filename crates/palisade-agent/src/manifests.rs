@@ -212,6 +212,9 @@ impl ManifestSource {
             Change::Delete(_) | Change::Relisted(..) if c.kind() == palisade_policy::ObjectKind::Namespace => 3,
             Change::Delete(_) | Change::Relisted(..) => 2,
         });
+        if scan.bytes_read >= crate::memory::LARGE_BYTES {
+            crate::memory::trim();
+        }
         scan
     }
 
