@@ -41,7 +41,7 @@ use std::net::IpAddr;
 use palisade_policy::{Direction, ObjectKey, Protocol};
 
 use crate::program::{LocalPod, PolicyProgram, PortSet, Program, RuleProgram};
-use crate::ranges::{AddrSet, v4, v6};
+use crate::ranges::{AddrSet, v4, v6, v6 as v6_addr};
 pub use crate::ruleset::TABLE;
 use crate::ruleset::{
     AddrField, Chain, CtDir, CtStates, Datum, Element, Expr, Hook, Key, KeyType, Part, Rule, Set, SetDecl, Statement,
@@ -429,6 +429,28 @@ pub(crate) fn base_chains(program: &Program, r: &mut Table) {
     r.chains.insert("ingress".into(), Chain { base: Some((Hook::Forward, INGRESS_PRIORITY)), rules: ingress });
 }
 
+/// The family's ranges as one prefix `(network, length)`, when they are
+/// exactly one CIDR other than the whole family.
+fn single_prefix(set: &AddrSet, v6: bool) -> Option<(IpAddr, u8)> {
+    let (first, last, width) = if v6 {
+        let [(a, b)] = set.v6.as_slice() else { return None };
+        (*a, *b, 128)
+    } else {
+        let [(a, b)] = set.v4.as_slice() else { return None };
+        (u128::from(*a), u128::from(*b), 32)
+    };
+    let size = last.checked_sub(first)?.checked_add(1)?;
+    if !size.is_power_of_two() || first % size != 0 {
+        return None;
+    }
+    let len = u8::try_from(width - size.trailing_zeros()).ok()?;
+    if len == 0 {
+        return None;
+    }
+    let net = if v6 { IpAddr::V6(v6_addr(first)) } else { IpAddr::V4(v4(u32::try_from(first).ok()?)) };
+    Some((net, len))
+}
+
 /// An element of a named-port set: destination address, protocol, port.
 pub(crate) fn named_element((addr, proto, port): (IpAddr, Protocol, u16)) -> Element {
     Element::key(Key::from(vec![
@@ -523,6 +545,12 @@ fn render_rule(
                     if elements.is_empty() {
                         continue;
                     }
+                    // One CIDR (not everything): a comparison, no set.
+                    if let Some((net, len)) = single_prefix(blocks, v6) {
+                        let m = Statement::Prefix { field: peer_field(dir), net, len };
+                        alternatives.push((Some(v6), Some(m)));
+                        continue;
+                    }
                     let name = content_set(&format!("blocks{family}"), &elements);
                     shared.insert(name.clone());
                     r.sets.insert(name.clone(), set(vec![KeyType::addr(v6)], true, elements));
@@ -604,6 +632,21 @@ mod tests {
         assert!(crate::netlink::Batch::encode(&tx, &table).is_ok(), "the table encodes");
         assert_eq!(object_name(&ObjectKey::pod("x", "a")), "x/a");
         assert_eq!(object_name(&a).len(), OBJECT_NAME_BUDGET);
+    }
+
+    #[test]
+    fn one_cidr_is_a_prefix_and_anything_else_is_not() {
+        let mut set = AddrSet { v4: vec![(0x0a00_0000, 0x0aff_ffff)], v6: vec![(1, 1)] };
+        assert_eq!(single_prefix(&set, false), Some(("10.0.0.0".parse().expect("ip"), 8)));
+        assert_eq!(single_prefix(&set, true), Some(("::1".parse().expect("ip"), 128)));
+        set.v4 = vec![(0x0a00_0001, 0x0a00_0002)]; // two addresses, not aligned
+        assert_eq!(single_prefix(&set, false), None);
+        set.v4 = vec![(0, u32::MAX)]; // everything: keep the set
+        assert_eq!(single_prefix(&set, false), None);
+        set.v4 = vec![(1, 1), (3, 3)];
+        assert_eq!(single_prefix(&set, false), None);
+        set.v6 = vec![(0, u128::MAX)];
+        assert_eq!(single_prefix(&set, true), None);
     }
 
     fn set_of(r: &Table, name: &str) -> Vec<String> {

@@ -510,6 +510,17 @@ pub enum Statement {
     /// `tcp|udp|sctp dport N`: the protocol and the destination port (a
     /// rule's ports when they are one port: no set needed).
     PortIs(Protocol, u16),
+    /// `ip saddr 10.0.0.0/8` (`ip6`, `daddr`): the address is in one
+    /// prefix (a rule's ipBlocks of a family when they are one CIDR: no set
+    /// needed). `len` is below the family's width, or equal for one address.
+    Prefix {
+        /// The address field (`Expr::Addr`).
+        field: AddrField,
+        /// The network address (its family is the field's).
+        net: IpAddr,
+        /// Prefix length, 1 to 32 (128).
+        len: u8,
+    },
 }
 
 impl Statement {
@@ -535,6 +546,11 @@ impl fmt::Display for Statement {
             Statement::Verdict(v) => write!(f, "{v}"),
             Statement::ProtoIs(p) => write!(f, "meta l4proto {}", l4proto(*p)),
             Statement::PortIs(p, port) => write!(f, "{} dport {port}", l4proto(*p)),
+            Statement::Prefix { field, net, len } => {
+                let full = if net.is_ipv6() { 128 } else { 32 };
+                let left = Expr::addr(net.is_ipv6(), *field);
+                if *len == full { write!(f, "{left} {net}") } else { write!(f, "{left} {net}/{len}") }
+            }
         }
     }
 }

@@ -113,6 +113,15 @@ fn statement(s: &Statement) -> Value {
         Statement::ProtoIs(p) => {
             json!({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": crate::ruleset::l4proto(*p)}})
         }
+        Statement::Prefix { field, net, len } => {
+            let full = if net.is_ipv6() { 128 } else { 32 };
+            let right = if *len == full {
+                json!(net.to_string())
+            } else {
+                json!({"prefix": {"addr": net.to_string(), "len": len}})
+            };
+            json!({"match": {"op": "==", "left": expr(Expr::addr(net.is_ipv6(), *field)), "right": right}})
+        }
         Statement::PortIs(p, port) => json!({"match": {
             "op": "==",
             "left": {"payload": {"protocol": crate::ruleset::l4proto(*p), "field": "dport"}},

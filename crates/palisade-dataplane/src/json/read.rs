@@ -212,7 +212,8 @@ fn ct_states(v: &Value) -> Read<CtStates> {
     states.ok_or_else(|| "no ct state".into())
 }
 
-/// `meta l4proto P` or `tcp|udp|sctp dport N`, if that is what it is.
+/// `meta l4proto P`, `tcp|udp|sctp dport N` or `ip saddr A/L`, if that is
+/// what it is.
 fn compare(op: &str, left: &Value, right: &Value) -> Option<Statement> {
     if op != "==" {
         return None;
@@ -221,6 +222,14 @@ fn compare(op: &str, left: &Value, right: &Value) -> Option<Statement> {
         return protocol(right).ok().map(Statement::ProtoIs);
     }
     let payload = left.get("payload")?;
+    if let Ok(Expr::Addr { v6, field }) = expr(left) {
+        let (text, len) = match right.get("prefix") {
+            Some(p) => (p.get("addr")?.as_str()?, u8::try_from(p.get("len")?.as_u64()?).ok()?),
+            None => (right.as_str()?, if v6 { 128 } else { 32 }),
+        };
+        let net: IpAddr = text.parse().ok()?;
+        return (net.is_ipv6() == v6).then_some(Statement::Prefix { field, net, len });
+    }
     if payload.get("field").and_then(Value::as_str) != Some("dport") {
         return None;
     }

@@ -9,6 +9,7 @@
 //! | `Verdict`: accept, drop, jump, return | `immediate` verdict |
 //! | `Limit` (packets per second, burst), `Log` (prefix), `Counter` (named) | `limit`, `log`, `objref` |
 //! | `ProtoIs`, `PortIs` (`meta l4proto P`, `P dport N`) | `meta` load and `cmp`, then a `payload` load and `cmp` for the port |
+//! | `Prefix` (`ip saddr A/L`) | family check, `payload` load, `bitwise` mask (below full length), `cmp` |
 //!
 //! As `nft` does, the first statement that reads an IPv4 or IPv6 header
 //! field is preceded by a check of the packet's family (`meta nfproto`),
@@ -261,6 +262,31 @@ impl Encoder<'_> {
                     attr_u32(o, 4, 2); // NFTA_PAYLOAD_LEN
                 });
                 self.cmp(NFT_CMP_EQ, NFT_REG_1, &port.to_be_bytes());
+            }
+            Statement::Prefix { field, net, len } => {
+                self.load(&[Load::of(Expr::addr(net.is_ipv6(), *field))], false);
+                let (bytes, full) = match net {
+                    std::net::IpAddr::V4(a) => (a.octets().to_vec(), 32),
+                    std::net::IpAddr::V6(a) => (a.octets().to_vec(), 128),
+                };
+                if *len < full {
+                    // As nft writes a prefix: mask, then compare.
+                    let mask: Vec<u8> = (0..bytes.len())
+                        .map(|i| {
+                            let bits = usize::from(*len).saturating_sub(i * 8).min(8);
+                            if bits == 0 { 0 } else { 0xffu8 << (8 - bits) }
+                        })
+                        .collect();
+                    let width = u32::try_from(bytes.len()).expect("16 bytes at most");
+                    self.expr("bitwise", |o| {
+                        attr_u32(o, 1, NFT_REG_1); // NFTA_BITWISE_SREG
+                        attr_u32(o, 2, NFT_REG_1); // NFTA_BITWISE_DREG
+                        attr_u32(o, 3, width); // NFTA_BITWISE_LEN
+                        value(o, 4, &mask); // NFTA_BITWISE_MASK
+                        value(o, 5, &vec![0; bytes.len()]); // NFTA_BITWISE_XOR
+                    });
+                }
+                self.cmp(NFT_CMP_EQ, NFT_REG_1, &bytes);
             }
             Statement::Log { prefix } => {
                 if prefix.contains('\0') || prefix.len() > 127 {
