@@ -12,19 +12,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use palisade_agent::{Batch, Change, Driver, DriverConfig, Message, Metrics, NetlinkKernel, Object};
+use palisade_agent::{Batch, Change, Driver, DriverConfig, Message, Metrics, NetlinkKernel, take_loaded};
 use palisade_dataplane::NodeScope;
 
 fn changes(text: &str) -> Vec<Change> {
-    let loaded = palisade_manifests::load_str("big.yaml", text, "default");
+    let mut loaded = palisade_manifests::load_str("big.yaml", text, "default");
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors.first());
-    let objects = loaded
-        .namespaces
-        .into_iter()
-        .map(Object::Namespace)
-        .chain(loaded.pods.into_iter().map(Object::Pod))
-        .chain(loaded.policies.into_iter().map(Object::Policy));
-    objects.map(Change::Apply).collect()
+    take_loaded(&mut loaded).map(Change::Apply).collect()
 }
 
 /// The revision the status says is in force, once it exists.

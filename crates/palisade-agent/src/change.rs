@@ -29,6 +29,14 @@ impl Object {
     }
 }
 
+/// Takes the objects out of what the manifests loader read, namespaces
+/// first (its errors stay where they are).
+pub fn take_loaded(loaded: &mut palisade_manifests::Loaded) -> impl Iterator<Item = Object> + use<> {
+    let namespaces = std::mem::take(&mut loaded.namespaces).into_iter().map(Object::Namespace);
+    let pods = std::mem::take(&mut loaded.pods).into_iter().map(Object::Pod);
+    namespaces.chain(pods).chain(std::mem::take(&mut loaded.policies).into_iter().map(Object::Policy))
+}
+
 impl From<ApiObject> for Object {
     fn from(object: ApiObject) -> Self {
         match object {

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::thread::JoinHandle;
 
-pub use change::{Change, Object, apply_changes};
+pub use change::{Change, Object, apply_changes, take_loaded};
 pub use driver::{Batch, Driver, DriverConfig, Message};
 pub use kernel::{Kernel, KernelTable, NetlinkKernel};
 pub use metrics::Metrics;

@@ -233,7 +233,7 @@ impl ManifestSource {
             scan.bytes_read += bytes.len() as u64;
             String::from_utf8(bytes).map_err(|e| format!("not UTF-8 (at byte {})", e.utf8_error().valid_up_to()))
         });
-        let (loaded, blank) = match &text {
+        let (mut loaded, blank) = match &text {
             Ok(text) => (load_str(&name, text, &self.default_namespace), is_blank(text)),
             Err(message) => {
                 let mut loaded = palisade_manifests::Loaded::default();
@@ -243,13 +243,7 @@ impl ManifestSource {
         };
         drop(text);
         let mut objects: BTreeMap<ObjectKey, Arc<Object>> = BTreeMap::new();
-        let fresh = loaded
-            .namespaces
-            .into_iter()
-            .map(Object::Namespace)
-            .chain(loaded.pods.into_iter().map(Object::Pod))
-            .chain(loaded.policies.into_iter().map(Object::Policy));
-        for object in fresh {
+        for object in crate::change::take_loaded(&mut loaded) {
             objects.insert(object.key(), Arc::new(object));
         }
         let mut errors = loaded.errors;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use palisade_agent::fake::FakeKernel;
 use palisade_agent::manifests::{ManifestsDir, dir_digest, hex};
-use palisade_agent::{Batch, Change, Driver, DriverConfig, Message, Metrics, Object, apply_changes};
+use palisade_agent::{Batch, Change, Driver, DriverConfig, Message, Metrics, apply_changes, take_loaded};
 use palisade_dataplane::render::render;
 use palisade_dataplane::ruleset::{Element, Key, KeyType, Statement, Table, Verdict};
 use palisade_dataplane::{NodeScope, compile};
@@ -47,12 +47,9 @@ fn policy(port: u16) -> String {
 
 /// The objects of `yaml` as changes.
 fn changes(yaml: &str) -> Vec<Change> {
-    let loaded = load_str("test.yaml", yaml, "default");
+    let mut loaded = load_str("test.yaml", yaml, "default");
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-    let namespaces = loaded.namespaces.into_iter().map(Object::Namespace);
-    let pods = loaded.pods.into_iter().map(Object::Pod);
-    let policies = loaded.policies.into_iter().map(Object::Policy);
-    namespaces.chain(pods).chain(policies).map(Change::Apply).collect()
+    take_loaded(&mut loaded).map(Change::Apply).collect()
 }
 
 fn ifaces() -> BTreeMap<IpAddr, String> {
