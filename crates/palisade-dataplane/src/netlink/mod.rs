@@ -277,64 +277,6 @@ pub fn apply(transaction: &Transaction, table: &Table, socket: &Socket) -> Resul
 const NFT_MSG_NEWGEN: u16 = 15;
 const NFT_MSG_GETGEN: u16 = 16;
 const NFTA_GEN_ID: u16 = 1;
-
-/// The nf_tables ruleset generation of the calling thread's network
-/// namespace: the kernel adds one with every committed transaction, from
-/// any process and to any table, so an unchanged generation proves that
-/// nothing was changed since it was read.
-pub fn generation(socket: &Socket) -> Result<u32, NftError> {
-    socket.exchange(ask_generation)
-}
-
-fn ask_generation(fd: &OwnedFd) -> Result<u32, NftError> {
-    const SEQ: u32 = 0x6765_6e00;
-    let mut request = Vec::with_capacity(20);
-    request.extend_from_slice(&20u32.to_ne_bytes());
-    request.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN).to_ne_bytes());
-    request.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
-    request.extend_from_slice(&SEQ.to_ne_bytes());
-    request.extend_from_slice(&0u32.to_ne_bytes());
-    request.extend_from_slice(&[0, 0, 0, 0]); // nfgenmsg: AF_UNSPEC, version 0, res_id 0
-    sendto(fd.as_raw_fd(), &request, &NetlinkAddr::new(0, 0), MsgFlags::empty()).map_err(|e| io("send", e))?;
-    let mut buf = vec![0u8; 1 << 12];
-    // The answer is one message; anything else queued (nothing, on a socket
-    // whose last batch was acknowledged) is skipped, within a bound.
-    for _ in 0..8 {
-        let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(|e| io("receive", e))?;
-        let mut at = 0;
-        while at + 20 <= n {
-            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
-            let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2 bytes"));
-            let seq = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().expect("4 bytes"));
-            if len < 16 || at + len > n {
-                return Err(NftError::Protocol(format!("malformed answer of {len} bytes")));
-            }
-            if seq == SEQ && kind == NLMSG_ERROR {
-                let code = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().expect("4 bytes"));
-                return Err(NftError::Io { what: "generation", errno: nix::errno::Errno::from_raw(-code) });
-            }
-            if seq == SEQ && kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
-                // Attributes follow the 16-byte header and the 4-byte nfgenmsg.
-                let mut a = at + 20;
-                while a + 4 <= at + len {
-                    let alen = usize::from(u16::from_ne_bytes(buf[a..a + 2].try_into().expect("2 bytes")));
-                    let akind = u16::from_ne_bytes(buf[a + 2..a + 4].try_into().expect("2 bytes")) & !NLA_F_NESTED;
-                    if alen < 4 || a + alen > at + len {
-                        break;
-                    }
-                    if akind == NFTA_GEN_ID && alen == 8 {
-                        return Ok(u32::from_be_bytes(buf[a + 4..a + 8].try_into().expect("4 bytes")));
-                    }
-                    a += alen.next_multiple_of(4);
-                }
-                return Err(NftError::Protocol("a generation answer without its id".into()));
-            }
-            at += len.next_multiple_of(4);
-        }
-    }
-    Err(NftError::Protocol("no answer to the generation request".into()))
-}
-
 const NLMSG_DONE: u16 = 3;
 const NLM_F_DUMP: u16 = 0x300;
 const NFT_MSG_NEWOBJ: u16 = 18;
@@ -364,6 +306,95 @@ fn attributes(body: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
+/// Sends one nf_tables request (not a batch): message `msg` with `flags`
+/// and `seq`, the nfgenmsg for `family`, then the attributes `body` writes.
+fn send_request(
+    fd: &OwnedFd,
+    (msg, flags, seq, family): (u16, u16, u32, u8),
+    body: impl FnOnce(&mut Vec<u8>),
+) -> Result<(), NftError> {
+    let mut request = Vec::with_capacity(64);
+    request.extend_from_slice(&[0; 4]); // length, set below
+    request.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | msg).to_ne_bytes());
+    request.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
+    request.extend_from_slice(&seq.to_ne_bytes());
+    request.extend_from_slice(&0u32.to_ne_bytes());
+    request.extend_from_slice(&[family, 0, 0, 0]); // nfgenmsg: family, version 0, res_id 0
+    body(&mut request);
+    let len = u32::try_from(request.len()).expect("a request under 4 GiB");
+    request[..4].copy_from_slice(&len.to_ne_bytes());
+    sendto(fd.as_raw_fd(), &request, &NetlinkAddr::new(0, 0), MsgFlags::empty()).map_err(|e| io("send", e))?;
+    Ok(())
+}
+
+/// Reads the answers to request `seq`, at most `reads` reads, handing each
+/// message's type and body (after its 16-byte header) to `on` until it
+/// returns a result; messages of other requests are skipped.
+fn read_answers<T>(
+    fd: &OwnedFd,
+    seq: u32,
+    reads: usize,
+    mut on: impl FnMut(u16, &[u8]) -> Option<Result<T, NftError>>,
+) -> Result<T, NftError> {
+    let mut buf = vec![0u8; 1 << 16];
+    for _ in 0..reads {
+        let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(|e| io("receive", e))?;
+        let mut at = 0;
+        while at + 16 <= n {
+            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2 bytes"));
+            let answer_seq = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().expect("4 bytes"));
+            if len < 16 || at + len > n {
+                return Err(NftError::Protocol(format!("malformed answer of {len} bytes")));
+            }
+            let body = &buf[at + 16..at + len];
+            at += len.next_multiple_of(4);
+            if answer_seq == seq
+                && let Some(result) = on(kind, body)
+            {
+                return result;
+            }
+        }
+    }
+    Err(NftError::Protocol(format!("no complete answer to request {seq:#x}")))
+}
+
+/// The error code of an `NLMSG_ERROR` body (0: an acknowledgement).
+fn error_code(body: &[u8]) -> Result<i32, NftError> {
+    body.get(..4)
+        .map(|b| i32::from_ne_bytes(b.try_into().expect("4 bytes")))
+        .ok_or_else(|| NftError::Protocol("a short error answer".into()))
+}
+
+/// The nf_tables ruleset generation of the calling thread's network
+/// namespace: the kernel adds one with every committed transaction, from
+/// any process and to any table, so an unchanged generation proves that
+/// nothing was changed since it was read.
+pub fn generation(socket: &Socket) -> Result<u32, NftError> {
+    socket.exchange(ask_generation)
+}
+
+fn ask_generation(fd: &OwnedFd) -> Result<u32, NftError> {
+    const SEQ: u32 = 0x6765_6e00;
+    send_request(fd, (NFT_MSG_GETGEN, 0, SEQ, 0), |_| {})?;
+    // The answer is one message; anything else queued (nothing, on a socket
+    // whose last batch was acknowledged) is skipped, within a bound.
+    read_answers(fd, SEQ, 8, |kind, body| match kind {
+        NLMSG_ERROR => Some(
+            error_code(body)
+                .and_then(|code| Err(NftError::Io { what: "generation", errno: nix::errno::Errno::from_raw(-code) })),
+        ),
+        k if k == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN => {
+            // Attributes follow the 4-byte nfgenmsg.
+            let id = attributes(body.get(4..).unwrap_or_default())
+                .find(|(k, v)| *k == NFTA_GEN_ID && v.len() == 4)
+                .map(|(_, v)| u32::from_be_bytes(v.try_into().expect("4 bytes")));
+            Some(id.ok_or_else(|| NftError::Protocol("a generation answer without its id".into())))
+        }
+        _ => None,
+    })
+}
+
 /// Packet counts of the named counters of Palisade's table, in the calling
 /// thread's namespace, sorted by name (empty when there is no table): one
 /// netlink dump of counter objects, which costs microseconds where
@@ -374,74 +405,46 @@ pub fn counters(socket: &Socket) -> Result<Vec<(String, u64)>, NftError> {
 
 fn dump_counters(fd: &OwnedFd) -> Result<Vec<(String, u64)>, NftError> {
     const SEQ: u32 = 0x636e_7400;
-    let mut request = Vec::with_capacity(64);
-    request.extend_from_slice(&[0; 4]);
-    request.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETOBJ).to_ne_bytes());
-    request.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    request.extend_from_slice(&SEQ.to_ne_bytes());
-    request.extend_from_slice(&0u32.to_ne_bytes());
-    request.extend_from_slice(&[NFPROTO_INET, 0, 0, 0]);
-    attr_str(&mut request, NFTA_OBJ_TABLE, crate::ruleset::TABLE);
-    attr(&mut request, NFTA_OBJ_TYPE, |o| o.extend_from_slice(&NFT_OBJECT_COUNTER.to_be_bytes()));
-    let len = u32::try_from(request.len()).expect("small");
-    request[..4].copy_from_slice(&len.to_ne_bytes());
-    sendto(fd.as_raw_fd(), &request, &NetlinkAddr::new(0, 0), MsgFlags::empty()).map_err(|e| io("send", e))?;
+    send_request(fd, (NFT_MSG_GETOBJ, NLM_F_DUMP, SEQ, NFPROTO_INET), |r| {
+        attr_str(r, NFTA_OBJ_TABLE, crate::ruleset::TABLE);
+        attr(r, NFTA_OBJ_TYPE, |o| o.extend_from_slice(&NFT_OBJECT_COUNTER.to_be_bytes()));
+    })?;
     let mut out = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
     // A dump answers in parts until NLMSG_DONE; each part holds at least
     // one counter, and a table holds at most a few per local pod.
-    for _ in 0..100_000 {
-        let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(|e| io("receive", e))?;
-        let mut at = 0;
-        while at + 16 <= n {
-            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
-            let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2 bytes"));
-            let seq = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().expect("4 bytes"));
-            if len < 16 || at + len > n {
-                return Err(NftError::Protocol(format!("malformed answer of {len} bytes")));
-            }
-            let body = &buf[at + 16..at + len];
-            at += len.next_multiple_of(4);
-            if seq != SEQ {
-                continue;
-            }
-            match kind {
-                NLMSG_DONE => {
-                    out.sort();
-                    return Ok(out);
-                }
-                NLMSG_ERROR => {
-                    let code = i32::from_ne_bytes(body[..4].try_into().expect("4 bytes"));
-                    // No table: no counters.
-                    if code == -(nix::errno::Errno::ENOENT as i32) {
-                        return Ok(Vec::new());
-                    }
-                    return Err(NftError::Io { what: "counters", errno: nix::errno::Errno::from_raw(-code) });
-                }
-                k if k == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWOBJ && body.len() >= 4 => {
-                    let (mut name, mut packets) = (None, None);
-                    for (a, payload) in attributes(&body[4..]) {
-                        match a {
-                            NFTA_OBJ_NAME => {
-                                name = Some(String::from_utf8_lossy(payload).trim_end_matches('\0').to_string());
-                            }
-                            NFTA_OBJ_DATA => {
-                                packets = attributes(payload)
-                                    .find(|(k, v)| *k == NFTA_COUNTER_PACKETS && v.len() == 8)
-                                    .map(|(_, v)| u64::from_be_bytes(v.try_into().expect("8 bytes")));
-                            }
-                            _ => {}
-                        }
-                    }
-                    if let (Some(name), Some(packets)) = (name, packets) {
-                        out.push((name, packets));
-                    }
-                }
-                _ => {}
-            }
+    read_answers(fd, SEQ, 100_000, |kind, body| match kind {
+        NLMSG_DONE => {
+            out.sort();
+            Some(Ok(std::mem::take(&mut out)))
         }
-    }
-    Err(NftError::Protocol("the counter dump did not end".into()))
+        NLMSG_ERROR => Some(error_code(body).and_then(|code| {
+            // No table: no counters.
+            if code == -(nix::errno::Errno::ENOENT as i32) {
+                Ok(Vec::new())
+            } else {
+                Err(NftError::Io { what: "counters", errno: nix::errno::Errno::from_raw(-code) })
+            }
+        })),
+        k if k == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWOBJ && body.len() >= 4 => {
+            let (mut name, mut packets) = (None, None);
+            for (a, payload) in attributes(&body[4..]) {
+                match a {
+                    NFTA_OBJ_NAME => name = Some(String::from_utf8_lossy(payload).trim_end_matches('\0').to_string()),
+                    NFTA_OBJ_DATA => {
+                        packets = attributes(payload)
+                            .find(|(k, v)| *k == NFTA_COUNTER_PACKETS && v.len() == 8)
+                            .map(|(_, v)| u64::from_be_bytes(v.try_into().expect("8 bytes")));
+                    }
+                    _ => {}
+                }
+            }
+            if let (Some(name), Some(packets)) = (name, packets) {
+                out.push((name, packets));
+            }
+            None
+        }
+        _ => None,
+    })
 }
 
 /// A new nfnetlink socket in the calling thread's network namespace.
