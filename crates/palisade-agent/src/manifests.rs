@@ -380,18 +380,14 @@ mod tests {
         source.scan().changes.iter().filter_map(port_of).collect()
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("palisade-source-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("dir");
-        dir
-    }
+    use palisade_testkit::temp::TempDir;
 
     /// Issue #11: `ln -s . loop; ln -s . loop2` wedged the agent (2^32
     /// paths); now each directory is read once and the rest reported.
     #[test]
     fn a_looping_directory_is_read_once_and_what_was_refused_is_reported() {
-        let dir = temp_dir("loops");
+        let temp = TempDir::new("source-loops");
+        let dir = temp.path().to_path_buf();
         fs::write(dir.join("a.yaml"), policy("p", 80)).expect("write");
         std::os::unix::fs::symlink(".", dir.join("loop")).expect("symlink");
         std::os::unix::fs::symlink(".", dir.join("loop2")).expect("symlink");
@@ -401,7 +397,6 @@ mod tests {
         let errors: Vec<String> = scan.errors.iter().map(ToString::to_string).collect();
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors.iter().all(|e| e.contains("loop") && e.contains("directory already read")), "{errors:?}");
-        fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     /// Issue #11: a file truncated and rewritten slowly was applied as
@@ -409,7 +404,8 @@ mod tests {
     /// skipped with no word. Both now keep the last good objects and say so.
     #[test]
     fn a_truncated_or_unreadable_file_keeps_its_objects_and_is_reported() {
-        let dir = temp_dir("broken");
+        let temp = TempDir::new("source-broken");
+        let dir = temp.path().to_path_buf();
         let file = dir.join("a.yaml");
         fs::write(&file, policy("p", 80)).expect("write");
         let mut source = ManifestSource::new(&dir, "default");
@@ -439,14 +435,12 @@ mod tests {
         // A file that never held objects may be empty.
         fs::write(dir.join("c.yaml"), "# nothing yet\n---\n").expect("write");
         assert!(source.scan().errors.iter().all(|e| !e.to_string().contains("c.yaml")));
-        fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[test]
     fn only_what_changed_is_reported_and_the_first_file_wins() {
-        let dir = std::env::temp_dir().join(format!("palisade-source-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("dir");
+        let temp = TempDir::new("source");
+        let dir = temp.path().to_path_buf();
         fs::write(dir.join("a.yaml"), policy("p", 80)).expect("write");
         fs::write(dir.join("b.yaml"), policy("q", 81)).expect("write");
         let mut source = ManifestSource::new(&dir, "default");
@@ -469,6 +463,5 @@ mod tests {
         fs::remove_file(dir.join("c.yaml")).expect("remove");
         assert_eq!(changes(&mut source), vec![("p".to_string(), "deleted".to_string())]);
         assert_eq!(source.digest(), dir_digest(&dir));
-        fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -126,17 +126,13 @@ pub fn walk(path: &Path, explicit: bool, limits: WalkLimits) -> Walk {
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("palisade-walk-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("dir");
-        dir
-    }
+    use palisade_testkit::temp::TempDir;
 
     /// `ln -s . loop; ln -s . loop2` made the old walk read 2^32 paths.
     #[test]
     fn symlink_loops_are_read_once_and_reported() {
-        let dir = temp("loops");
+        let temp = TempDir::new("walk-loops");
+        let dir = temp.path().to_path_buf();
         fs::write(dir.join("a.yaml"), "kind: Namespace\n").expect("write");
         fs::create_dir(dir.join("sub")).expect("dir");
         fs::write(dir.join("sub/b.yaml"), "kind: Namespace\n").expect("write");
@@ -148,12 +144,12 @@ mod tests {
         let refused: Vec<String> = found.refused.iter().map(ToString::to_string).collect();
         assert_eq!(refused.len(), 3, "{refused:?}");
         assert!(refused.iter().all(|r| r.contains("directory already read")), "{refused:?}");
-        fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[test]
     fn depth_count_and_size_are_bounded() {
-        let dir = temp("bounds");
+        let temp = TempDir::new("walk-bounds");
+        let dir = temp.path().to_path_buf();
         let mut deep = dir.clone();
         for i in 0..5 {
             deep = deep.join(format!("d{i}"));
@@ -173,17 +169,16 @@ mod tests {
         let found = walk(&dir, false, limits);
         assert_eq!(found.files.len(), 3);
         assert_eq!(found.refused.iter().filter(|r| r.to_string().contains("more than 3")).count(), 1);
-        fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[test]
     fn special_files_are_never_read() {
-        let dir = temp("special");
+        let temp = TempDir::new("walk-special");
+        let dir = temp.path().to_path_buf();
         nix::unistd::mkfifo(&dir.join("pipe.yaml"), nix::sys::stat::Mode::S_IRWXU).expect("fifo");
         std::os::unix::fs::symlink("/dev/zero", dir.join("zero.yaml")).expect("symlink");
         let found = walk(&dir, false, WalkLimits::AGENT);
         assert!(found.files.is_empty());
         assert_eq!(found.refused.len(), 2, "{:?}", found.refused);
-        fs::remove_dir_all(&dir).expect("cleanup");
     }
 }
