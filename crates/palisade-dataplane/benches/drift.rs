@@ -90,17 +90,22 @@ fn parse_read_compare(bencher: Bencher) {
     });
 }
 
+/// Runs `f` with an in-process writer inside the namespace holding the
+/// table (these benches run on the calling thread), then comes back.
+fn inside<R>(ns: &NetNs, f: impl FnOnce(&NftCli) -> R) -> R {
+    let home = std::fs::File::open("/proc/thread-self/ns/net").expect("this namespace");
+    palisade_lab::netns::enter(ns.name()).expect("enter namespace");
+    let result = f(&NftCli::default());
+    nix::sched::setns(home, nix::sched::CloneFlags::CLONE_NEWNET).expect("back home");
+    result
+}
+
 /// What a check costs while nothing was committed: the generation alone
 /// (one netlink request), then the counters.
 #[divan::bench(sample_count = 20, sample_size = 10)]
 fn generation_unchanged(bencher: Bencher) {
     let Some((ns, _)) = KERNEL.as_ref() else { return };
-    // Into the namespace for the bench, and back out after.
-    let home = std::fs::File::open("/proc/thread-self/ns/net").expect("this namespace");
-    palisade_lab::netns::enter(ns.name()).expect("enter namespace");
-    let nft = NftCli::default();
-    bencher.bench_local(|| nft.generation().expect("here").expect("generation"));
-    nix::sched::setns(home, nix::sched::CloneFlags::CLONE_NEWNET).expect("back home");
+    inside(ns, |nft| bencher.bench_local(|| nft.generation().expect("here").expect("generation")));
 }
 
 /// The counters, read on every check: Palisade's netlink dump, and `nft
@@ -108,12 +113,10 @@ fn generation_unchanged(bencher: Bencher) {
 #[divan::bench(sample_count = 20, sample_size = 10)]
 fn counters_netlink(bencher: Bencher) {
     let Some((ns, table)) = KERNEL.as_ref() else { return };
-    let home = std::fs::File::open("/proc/thread-self/ns/net").expect("this namespace");
-    palisade_lab::netns::enter(ns.name()).expect("enter namespace");
-    let nft = NftCli::default();
-    assert_eq!(nft.list_counters().expect("counters").len(), table.counters.len());
-    bencher.bench_local(|| nft.list_counters().expect("counters").len());
-    nix::sched::setns(home, nix::sched::CloneFlags::CLONE_NEWNET).expect("back home");
+    inside(ns, |nft| {
+        assert_eq!(nft.list_counters().expect("counters").len(), table.counters.len());
+        bencher.bench_local(|| nft.list_counters().expect("counters").len());
+    });
 }
 
 #[divan::bench(sample_count = 10, sample_size = 1)]
