@@ -41,7 +41,7 @@ use std::net::IpAddr;
 use palisade_policy::{Direction, ObjectKey, Protocol};
 
 use crate::program::{LocalPod, PolicyProgram, PortSet, Program, RuleProgram};
-use crate::ranges::{AddrSet, v4, v6, v6 as v6_addr};
+use crate::ranges::{AddrSet, v4, v6};
 pub use crate::ruleset::TABLE;
 use crate::ruleset::{
     AddrField, Chain, CtDir, CtStates, Datum, Element, Expr, Hook, Key, KeyType, Part, Rule, Set, SetDecl, Statement,
@@ -431,8 +431,8 @@ pub(crate) fn base_chains(program: &Program, r: &mut Table) {
 
 /// The family's ranges as one prefix `(network, length)`, when they are
 /// exactly one CIDR other than the whole family.
-fn single_prefix(set: &AddrSet, v6: bool) -> Option<(IpAddr, u8)> {
-    let (first, last, width) = if v6 {
+fn single_prefix(set: &AddrSet, ipv6: bool) -> Option<(IpAddr, u8)> {
+    let (first, last, width) = if ipv6 {
         let [(a, b)] = set.v6.as_slice() else { return None };
         (*a, *b, 128)
     } else {
@@ -447,7 +447,7 @@ fn single_prefix(set: &AddrSet, v6: bool) -> Option<(IpAddr, u8)> {
     if len == 0 {
         return None;
     }
-    let net = if v6 { IpAddr::V6(v6_addr(first)) } else { IpAddr::V4(v4(u32::try_from(first).ok()?)) };
+    let net = if ipv6 { IpAddr::V6(v6(first)) } else { IpAddr::V4(v4(u32::try_from(first).ok()?)) };
     Some((net, len))
 }
 
