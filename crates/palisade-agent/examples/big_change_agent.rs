@@ -88,4 +88,5 @@ fn main() {
         done,
         done.saturating_sub(deny_sent)
     );
+    println!("peak resident memory: {} MiB", palisade_testkit::memory::peak_rss_bytes() >> 20);
 }
