@@ -59,7 +59,7 @@ fn expected(mock: &Mock) -> Table {
         for mut object in mock.objects(resource) {
             object["kind"] = json!(kind);
             object["apiVersion"] = json!(api_version);
-            match convert_api_object("expected", object) {
+            match convert_api_object("expected", &object) {
                 Ok(ApiObject::Namespace(n)) => {
                     index.apply_namespace(n);
                 }

@@ -44,17 +44,30 @@ pub fn read_inputs(inputs: &[Input], errors: &mut Vec<LoadError>) -> Vec<(String
                 let found = walk(path, true, WalkLimits::ANALYZER);
                 errors.extend(found.refused);
                 for file in found.files {
-                    match fs::read_to_string(&file) {
+                    match read_bounded(&file, STREAM_LIMIT) {
                         Ok(text) => out.push((file.display().to_string(), text)),
-                        Err(e) => {
-                            errors.push(LoadError::Read { file: file.display().to_string(), message: e.to_string() });
-                        }
+                        Err(message) => errors.push(LoadError::Read { file: file.display().to_string(), message }),
                     }
                 }
             }
         }
     }
     out
+}
+
+/// The most read from one file or stream: a pipe or device named on the
+/// command line has no size to check first.
+const STREAM_LIMIT: u64 = 1 << 30;
+
+/// Reads `path` as UTF-8, at most `limit` bytes.
+fn read_bounded(path: &Path, limit: u64) -> Result<String, String> {
+    let file = fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("larger than {limit} bytes: not read"));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
 }
 
 /// The manifest files under `dir` (.yaml, .yml, .json; recursive, hidden
@@ -64,53 +77,45 @@ pub fn manifest_files(dir: &Path, limits: WalkLimits) -> Walk {
     walk(dir, false, limits)
 }
 
-/// Splits `text` into JSON values: JSON when it starts with `{` or `[`,
-/// otherwise multi-document YAML. A syntax error stops that file.
-pub fn parse_documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Vec<Value> {
-    let mut docs = Vec::new();
-    each_document(file, text, errors, |doc| docs.push(doc));
-    docs
+/// `text` without a leading UTF-8 byte-order mark (which kubectl accepts,
+/// and editors on Windows write).
+pub(crate) fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
-/// [`parse_documents`] one document at a time: each goes to `f` before the
-/// next is parsed, so only one document's tree is in memory at once.
-pub fn each_document(file: &str, text: &str, errors: &mut Vec<LoadError>, mut f: impl FnMut(Value)) {
-    if text.trim_start().starts_with(['{', '[']) {
-        for value in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
-            match value {
-                Ok(v) => f(v),
-                Err(e) => {
-                    errors.push(LoadError::Syntax {
-                        file: file.into(),
-                        line: e.line(),
-                        column: e.column(),
-                        message: without_location(&e.to_string()),
-                    });
-                    break;
-                }
-            }
-        }
-        return;
-    }
+/// A syntax error at `line`:`column` of `file`.
+pub(crate) fn syntax(file: &str, line: usize, column: usize, message: &str) -> LoadError {
+    LoadError::Syntax { file: file.into(), line, column, message: without_location(message) }
+}
+
+/// The documents of a YAML text that starts on line `first_line` of
+/// `file`, as JSON values (an empty document is `Null`), with merge keys
+/// (`<<: *anchor`) applied; a syntax error ends the list.
+pub(crate) fn yaml_documents(file: &str, text: &str, first_line: usize) -> Vec<Result<Value, LoadError>> {
+    let mut out = Vec::new();
+    let merges = text.contains("<<");
     for document in serde_norway::Deserializer::from_str(text) {
-        match Value::deserialize(document) {
-            Ok(Value::Null) => {}
-            Ok(v) => f(v),
+        let value = if merges {
+            serde_norway::Value::deserialize(document).and_then(|mut v| {
+                v.apply_merge()?;
+                serde_json::to_value(v).map_err(serde::de::Error::custom)
+            })
+        } else {
+            Value::deserialize(document)
+        };
+        match value {
+            Ok(v) => out.push(Ok(v)),
             Err(e) => {
-                let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-                errors.push(LoadError::Syntax {
-                    file: file.into(),
-                    line,
-                    column,
-                    message: without_location(&e.to_string()),
-                });
+                let (line, column) = e.location().map_or((0, 0), |l| (l.line() + first_line - 1, l.column()));
+                out.push(Err(syntax(file, line, column, &e.to_string())));
                 break;
             }
         }
     }
+    out
 }
 
 /// Parser messages end with " at line L column C", which the error already carries.
-fn without_location(message: &str) -> String {
+pub(crate) fn without_location(message: &str) -> String {
     message.find(" at line ").map_or(message, |i| &message[..i]).to_string()
 }

@@ -1,36 +1,68 @@
-//! Loading cluster state from manifests: files, directories, stdin;
-//! multi-document YAML, JSON, and `kind: List`.
+//! Loading cluster state from manifests: files, directories, pipes, stdin;
+//! multi-document YAML, JSON, `kind: List` and typed lists.
 //!
 //! ```text
-//! inputs -> documents (YAML/JSON, line:column on syntax errors)
-//!        -> objects by kind (List items flattened; other kinds counted and skipped)
-//!        -> k8s-openapi types (field path on type errors)
+//! inputs -> pieces: JSON objects and List items as slices of the text (one scan),
+//!           YAML documents cut at their `---` lines          (pieces.rs)
+//!        -> in parallel, per piece: YAML to JSON; nested Lists flattened;
+//!           head (apiVersion, kind, names); kinds told apart by API group (kinds.rs)
+//!        -> Namespace, Pod, NetworkPolicy: the fields policy uses, read
+//!           straight from the text (lean.rs); on any surprise, k8s-openapi
+//!           types with field paths for errors and unknown fields (convert.rs)
 //!        -> validated palisade-policy model (file, object, field on every error)
+//!        -> taken in input order: duplicates, workload templates (this file)
 //! ```
 //!
 //! An invalid object is rejected whole; everything else still loads.
+//! Fields the API does not define are warnings (errors with
+//! [`LoadOptions::strict`]); policies of kinds Palisade does not evaluate
+//! are listed ([`Loaded::ignored_policies`]) so that callers can say their
+//! answers are incomplete.
 
+mod convert;
 mod documents;
 pub mod encode;
 mod error;
+mod kinds;
+mod lean;
+mod parallel;
+mod pieces;
 mod pod;
 pub use pod::HOST_NETWORK;
 mod policy;
 mod selector;
 mod walk;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as net};
-use palisade_policy::validation::{check_dns_label, check_dns_subdomain};
 use palisade_policy::{ClusterIndex, Namespace, NetworkPolicy, ObjectKey, ObjectKind, Pod};
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use convert::{Kept, Outcome};
 pub use documents::{Input, manifest_files};
-use error::FieldErrors;
 pub use error::{FieldError, LoadError};
+pub use kinds::{IGNORED_POLICY_KINDS, IgnoredPolicy, ignored_policy_kind};
+use pieces::Piece;
 pub use walk::{Walk, WalkLimits};
+
+/// How to load.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Namespace for objects that name none.
+    pub default_namespace: String,
+    /// Unknown fields reject their object (the API server's strict field
+    /// validation) instead of being warned about.
+    pub strict: bool,
+}
+
+impl LoadOptions {
+    /// Options with `default_namespace`, not strict.
+    #[must_use]
+    pub fn new(default_namespace: &str) -> Self {
+        LoadOptions { default_namespace: default_namespace.to_string(), strict: false }
+    }
+}
 
 /// Everything loaded from a set of inputs.
 #[derive(Debug, Default)]
@@ -43,12 +75,23 @@ pub struct Loaded {
     pub policies: Vec<NetworkPolicy>,
     /// Everything that could not be used.
     pub errors: Vec<LoadError>,
+    /// Fields the API does not define (the API server drops them with a
+    /// warning): objects load without them, as in a cluster.
+    pub warnings: Vec<LoadError>,
     /// Objects of kinds Palisade does not use, counted by kind.
     pub skipped: BTreeMap<String, usize>,
+    /// Objects of policy kinds Palisade does not enforce (AdminNetworkPolicy,
+    /// Calico's and Cilium's policies, ...), counted by `Kind (group)`:
+    /// verdicts computed without them may be wrong.
+    pub ignored_policy_kinds: BTreeMap<String, usize>,
+    /// Those policies, in input order.
+    pub ignored_policies: Vec<IgnoredPolicy>,
     /// Files read.
     pub files: usize,
     /// Where each object came from, to report duplicates.
-    origins: BTreeMap<ObjectKey, String>,
+    origins: HashMap<ObjectKey, Arc<str>>,
+    /// The file being taken (shared by its objects' origins).
+    current_file: Option<Arc<str>>,
     /// `(namespace, owner kind, owner name)` of live pods, to drop the
     /// workload templates that live pods already stand for.
     owners: Vec<(String, String, String)>,
@@ -63,6 +106,28 @@ impl Loaded {
         ClusterIndex::from_objects(self.namespaces.clone(), self.pods.clone(), self.policies.clone())
     }
 
+    /// Builds the cluster index, moving the objects into it (they are left
+    /// empty here): what a command that only needs the index does.
+    #[must_use]
+    pub fn take_index(&mut self) -> ClusterIndex {
+        ClusterIndex::from_objects(
+            std::mem::take(&mut self.namespaces),
+            std::mem::take(&mut self.pods),
+            std::mem::take(&mut self.policies),
+        )
+    }
+
+    /// Whether nothing at all was read: no object of any kind.
+    #[must_use]
+    pub fn read_nothing(&self) -> bool {
+        self.namespaces.is_empty()
+            && self.pods.is_empty()
+            && self.policies.is_empty()
+            && self.skipped.is_empty()
+            && self.ignored_policy_kinds.is_empty()
+            && self.origins.is_empty()
+    }
+
     /// One line summarising skipped kinds, if any.
     #[must_use]
     pub fn skipped_summary(&self) -> Option<String> {
@@ -73,16 +138,124 @@ impl Loaded {
         let kinds: Vec<String> = self.skipped.iter().map(|(k, n)| format!("{n} {k}")).collect();
         Some(format!("skipped {total} object(s) of kinds Palisade does not use: {}", kinds.join(", ")))
     }
+
+    /// The ignored policies that could change the verdict of a connection
+    /// between pods of these namespaces (`None`: an address).
+    pub fn could_change(&self, from: Option<&str>, to: Option<&str>) -> impl Iterator<Item = &IgnoredPolicy> {
+        self.ignored_policies.iter().filter(move |p| p.could_affect(from, to))
+    }
+
+    /// One line naming the policy kinds present but not enforced, if any.
+    #[must_use]
+    pub fn incomplete_summary(&self) -> Option<String> {
+        if self.ignored_policy_kinds.is_empty() {
+            return None;
+        }
+        let kinds: Vec<String> = self.ignored_policy_kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        Some(format!(
+            "INCOMPLETE: the input holds policies of kinds Palisade does not evaluate ({}); \
+             connections they select may be allowed or denied differently than shown",
+            kinds.join(", ")
+        ))
+    }
+
+    /// Takes one converted object: rejected with its errors, or kept unless
+    /// an object of the same key came first.
+    fn absorb(&mut self, file: &str, mut out: Outcome, strict: bool) {
+        if let Some(kind) = out.skipped {
+            *self.skipped.entry(kind).or_default() += 1;
+            return;
+        }
+        if let Some(policy) = out.ignored_policy {
+            *self.ignored_policy_kinds.entry(policy.kind.clone()).or_default() += 1;
+            self.ignored_policies.push(policy);
+            return;
+        }
+        let invalid = |field: String, message: String, key: &Option<ObjectKey>| LoadError::Invalid {
+            file: file.into(),
+            object: out.object.clone(),
+            key: key.clone(),
+            field,
+            message,
+        };
+        for field in std::mem::take(&mut out.unknown) {
+            let e = invalid(field, UNKNOWN_FIELD.to_string(), &out.key);
+            if strict {
+                self.errors.push(e);
+                out.kept = None;
+            } else {
+                self.warnings.push(e);
+            }
+        }
+        for e in std::mem::take(&mut out.errors) {
+            self.errors.push(invalid(e.field, e.message, &out.key));
+        }
+        match out.kept {
+            None => {}
+            Some(Kept::Template(pod)) => self.templates.push((pod, file.to_string())),
+            Some(Kept::Namespace(ns)) => {
+                let key = out.key.unwrap_or_else(|| ObjectKey::namespace(&ns.name));
+                self.keep(file, &out.object, key, ns, |l, v| l.namespaces.push(v));
+            }
+            Some(Kept::Pod(pod, owners)) => {
+                for (kind, name) in owners {
+                    self.owners.push((pod.namespace.clone(), kind, name));
+                }
+                let key = out.key.unwrap_or_else(|| ObjectKey::pod(&pod.namespace, &pod.name));
+                self.keep(file, &out.object, key, pod, |l, v| l.pods.push(v));
+            }
+            Some(Kept::Policy(p)) => {
+                let key = out.key.unwrap_or_else(|| ObjectKey::policy(&p.namespace, &p.name));
+                self.keep(file, &out.object, key, p, |l, v| l.policies.push(v));
+            }
+        }
+    }
+
+    /// Keeps `value` unless an object with its key came first.
+    fn keep<T>(&mut self, file: &str, object: &str, key: ObjectKey, value: T, push: impl FnOnce(&mut Loaded, T)) {
+        if let Some(first) = self.origins.get(&key) {
+            let kind = key.kind;
+            self.errors.push(LoadError::Invalid {
+                file: file.into(),
+                object: object.into(),
+                key: Some(key),
+                field: "metadata.name".into(),
+                message: format!("duplicate {kind}: already defined in {first}; this copy is ignored"),
+            });
+            return;
+        }
+        let file = match &self.current_file {
+            Some(current) if **current == *file => Arc::clone(current),
+            _ => {
+                let shared: Arc<str> = Arc::from(file);
+                self.current_file = Some(Arc::clone(&shared));
+                shared
+            }
+        };
+        self.origins.insert(key, file);
+        push(self, value);
+    }
 }
+
+/// The message of an unknown field.
+pub const UNKNOWN_FIELD: &str =
+    "unknown field: the API server drops it (or rejects the object under strict field validation; here: --strict)";
 
 /// Loads `inputs`; objects without a namespace go to `default_namespace`.
 #[must_use]
 pub fn load(inputs: &[Input], default_namespace: &str) -> Loaded {
+    load_with(inputs, &LoadOptions::new(default_namespace))
+}
+
+/// Loads `inputs` with `options`. Files are split into independent pieces
+/// (documents, List items) which convert in parallel and are then taken in
+/// input order, so the result does not depend on the number of threads.
+#[must_use]
+pub fn load_with(inputs: &[Input], options: &LoadOptions) -> Loaded {
     let mut loaded = Loaded::default();
     let texts = documents::read_inputs(inputs, &mut loaded.errors);
-    for (file, text) in &texts {
-        add_text(&mut loaded, file, text, default_namespace);
-    }
+    let files: Vec<(&str, &str)> = texts.iter().map(|(f, t)| (f.as_str(), t.as_str())).collect();
+    add_texts(&mut loaded, &files, options);
     finish(&mut loaded);
     loaded
 }
@@ -90,17 +263,85 @@ pub fn load(inputs: &[Input], default_namespace: &str) -> Loaded {
 /// Loads one text as if read from `file` (for tests and fuzzing).
 #[must_use]
 pub fn load_str(file: &str, text: &str, default_namespace: &str) -> Loaded {
+    load_str_with(file, text, &LoadOptions::new(default_namespace))
+}
+
+/// [`load_str`] with `options`.
+#[must_use]
+pub fn load_str_with(file: &str, text: &str, options: &LoadOptions) -> Loaded {
     let mut loaded = Loaded::default();
-    add_text(&mut loaded, file, text, default_namespace);
+    add_texts(&mut loaded, &[(file, text)], options);
     finish(&mut loaded);
     loaded
 }
 
-fn add_text(loaded: &mut Loaded, file: &str, text: &str, default_namespace: &str) {
-    loaded.files += 1;
-    let mut errors = Vec::new();
-    documents::each_document(file, text, &mut errors, |doc| add_value(loaded, file, doc, default_namespace));
-    loaded.errors.extend(errors);
+/// What a piece turned into, in order.
+enum Event {
+    Error(LoadError),
+    /// A syntax error: nothing after it in its file is read.
+    Syntax(LoadError),
+    Object(Box<Outcome>),
+}
+
+fn add_texts(loaded: &mut Loaded, files: &[(&str, &str)], options: &LoadOptions) {
+    let mut pieces: Vec<(usize, Piece<'_>)> = Vec::new();
+    for (i, (file, text)) in files.iter().enumerate() {
+        loaded.files += 1;
+        let text = documents::without_bom(text);
+        let found = if pieces::is_json(text) { pieces::json_pieces(file, text) } else { pieces::yaml_pieces(text) };
+        pieces.extend(found.into_iter().map(|p| (i, p)));
+    }
+    let events = parallel::map(&pieces, |(i, piece)| piece_events(files[*i].0, piece, &options.default_namespace));
+    let mut stopped = vec![false; files.len()];
+    for ((i, _), events) in pieces.iter().zip(events) {
+        for event in events {
+            if stopped[*i] {
+                break;
+            }
+            match event {
+                Event::Error(e) => loaded.errors.push(e),
+                Event::Syntax(e) => {
+                    loaded.errors.push(e);
+                    stopped[*i] = true;
+                }
+                Event::Object(outcome) => loaded.absorb(files[*i].0, *outcome, options.strict),
+            }
+        }
+    }
+}
+
+/// Converts one piece: its objects (Lists flattened), in order.
+fn piece_events(file: &str, piece: &Piece<'_>, default_namespace: &str) -> Vec<Event> {
+    let mut events = Vec::new();
+    let json = |text: &str, depth: usize, implied: Option<&pieces::Implied>, events: &mut Vec<Event>| {
+        let mut errors = Vec::new();
+        let mut objects = Vec::new();
+        pieces::flatten_json(file, text, depth, implied, &mut errors, &mut |raw, head| {
+            objects.push(convert::convert(raw, &head, default_namespace));
+        });
+        // Structure errors and objects keep their relative order only
+        // within each kind; both are reported, which is what matters.
+        events.extend(errors.into_iter().map(Event::Error));
+        events.extend(objects.into_iter().map(|o| Event::Object(Box::new(o))));
+    };
+    match piece {
+        Piece::Error(e) if matches!(e, LoadError::Syntax { .. }) => events.push(Event::Syntax(e.clone())),
+        Piece::Error(e) => events.push(Event::Error(e.clone())),
+        Piece::Json { text, depth, implied } => json(text, *depth, implied.as_deref(), &mut events),
+        Piece::Yaml { text, line } => {
+            for document in documents::yaml_documents(file, text, *line) {
+                match document {
+                    Ok(Value::Null) => {}
+                    Ok(value) => json(&value.to_string(), 0, None, &mut events),
+                    Err(e) => {
+                        events.push(Event::Syntax(e));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    events
 }
 
 /// One object as the Kubernetes API serves it, converted.
@@ -117,24 +358,26 @@ pub enum ApiObject {
 /// Converts one object served by the Kubernetes API (a watcher's item) with
 /// exactly the checks manifests get; `source` names where it came from in
 /// errors (e.g. `api`). Kinds other than Namespace, Pod and NetworkPolicy
-/// are an error here.
-pub fn convert_api_object(source: &str, value: Value) -> Result<ApiObject, Vec<LoadError>> {
-    let kind = str_at(&value, &["kind"]).unwrap_or_default().to_string();
-    let name = str_at(&value, &["metadata", "name"]).unwrap_or_default().to_string();
-    let namespace = str_at(&value, &["metadata", "namespace"]).unwrap_or_default().to_string();
-    let mut loaded = Loaded::default();
-    match kind.as_str() {
-        "Namespace" | "Pod" | "NetworkPolicy" => add_object(&mut loaded, source, value, &kind, &name, &namespace),
-        _ => {
-            return Err(vec![LoadError::Invalid {
-                file: source.into(),
-                object: format!("{kind} {namespace}/{name}"),
-                key: None,
-                field: "kind".into(),
-                message: "is not Namespace, Pod or NetworkPolicy".into(),
-            }]);
-        }
+/// are an error here. Unknown fields are not reported (the API server
+/// dropped them already).
+pub fn convert_api_object(source: &str, value: &Value) -> Result<ApiObject, Vec<LoadError>> {
+    let text = value.to_string();
+    let head: pieces::Head = serde_json::from_str(&text).unwrap_or_default();
+    let (kind, name) = (head.kind().to_string(), head.name().to_string());
+    if !matches!(kind.as_str(), "Namespace" | "Pod" | "NetworkPolicy") {
+        let namespace = head.namespace().unwrap_or_default();
+        return Err(vec![LoadError::Invalid {
+            file: source.into(),
+            object: format!("{kind} {namespace}/{name}"),
+            key: None,
+            field: "kind".into(),
+            message: "is not Namespace, Pod or NetworkPolicy".into(),
+        }]);
     }
+    let mut out = convert::convert(&text, &head, "");
+    out.unknown.clear();
+    let mut loaded = Loaded::default();
+    loaded.absorb(source, out, false);
     if !loaded.errors.is_empty() {
         return Err(loaded.errors);
     }
@@ -147,240 +390,6 @@ pub fn convert_api_object(source: &str, value: Value) -> Result<ApiObject, Vec<L
         .ok_or_else(|| {
             vec![LoadError::Read { file: source.into(), message: format!("{kind} {name}: nothing converted") }]
         })
-}
-
-/// Lists nested deeper than this are rejected (no manifest nests Lists).
-const MAX_LIST_DEPTH: usize = 4;
-
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
-}
-
-/// The objects of one document: a `List` (or typed list such as
-/// `PodList`) is flattened, nested Lists too, down to [`MAX_LIST_DEPTH`].
-/// Documents that are not objects, objects without a kind and Lists whose
-/// items are not a list or nest too deeply are errors naming the file.
-/// The one flattener of the loader ([`load`]) and of [`raw_objects`].
-fn flatten(file: &str, value: Value, depth: usize, errors: &mut Vec<LoadError>, out: &mut dyn FnMut(Value)) {
-    let kind = str_at(&value, &["kind"]).unwrap_or_default().to_string();
-    let invalid = |object: String, field: &str, message: &str| LoadError::Invalid {
-        file: file.into(),
-        object,
-        key: None,
-        field: field.into(),
-        message: message.into(),
-    };
-    if !value.is_object() {
-        errors.push(invalid("document".into(), "(root)", "is not an object"));
-        return;
-    }
-    if kind.is_empty() {
-        let name = str_at(&value, &["metadata", "name"]).unwrap_or_default();
-        errors.push(invalid(format!("object {name:?}"), "kind", "required"));
-        return;
-    }
-    if kind == "List" || (kind.ends_with("List") && value.get("items").is_some()) {
-        if depth >= MAX_LIST_DEPTH {
-            errors.push(invalid(kind, "items", "Lists nested too deeply"));
-            return;
-        }
-        let items = match value {
-            Value::Object(mut map) => map.remove("items"),
-            _ => None,
-        };
-        match items {
-            Some(Value::Array(items)) => {
-                for item in items {
-                    flatten(file, item, depth + 1, errors, out);
-                }
-            }
-            Some(Value::Null) | None => {}
-            Some(_) => errors.push(invalid(kind, "items", "must be a list")),
-        }
-        return;
-    }
-    out(value);
-}
-
-fn add_value(loaded: &mut Loaded, file: &str, value: Value, default_namespace: &str) {
-    let mut objects = Vec::new();
-    flatten(file, value, 0, &mut loaded.errors, &mut |object| objects.push(object));
-    for value in objects {
-        let kind = str_at(&value, &["kind"]).unwrap_or_default().to_string();
-        let name = str_at(&value, &["metadata", "name"]).unwrap_or_default().to_string();
-        let namespace = str_at(&value, &["metadata", "namespace"]).unwrap_or(default_namespace).to_string();
-        add_object(loaded, file, value, &kind, &name, &namespace);
-    }
-}
-
-/// Converts one object (not a List) by its apiVersion and kind.
-fn add_object(loaded: &mut Loaded, file: &str, value: Value, kind: &str, name: &str, namespace: &str) {
-    let (kind, name, namespace) = (kind.to_string(), name.to_string(), namespace.to_string());
-    let api_version = str_at(&value, &["apiVersion"]).unwrap_or_default().to_string();
-    let cluster_scoped = kind == "Namespace";
-    let object = if cluster_scoped { format!("{kind} {name}") } else { format!("{kind} {namespace}/{name}") };
-    let mut errors = FieldErrors::default();
-    if name.is_empty() {
-        errors.push("metadata.name", "required");
-    } else if cluster_scoped {
-        errors.check(|| "metadata.name".into(), check_dns_label(&name));
-    } else {
-        errors.check(|| "metadata.name".into(), check_dns_subdomain(&name));
-    }
-    if !cluster_scoped {
-        errors.check(|| "metadata.namespace".into(), check_dns_label(&namespace));
-    }
-    let key = match kind.as_str() {
-        "Namespace" => Some(ObjectKey::namespace(&name)),
-        "Pod" => Some(ObjectKey::pod(&namespace, &name)),
-        "NetworkPolicy" => Some(ObjectKey::policy(&namespace, &name)),
-        _ => None,
-    };
-    let ctx = Ctx { file, object: &object, key, namespace: &namespace, name: &name };
-    match (api_version.as_str(), kind.as_str()) {
-        ("v1", "Namespace") => {
-            if let Some(ns) = typed::<core::Namespace>(loaded, &ctx, value, errors.0) {
-                let mut errors = FieldErrors::default();
-                let labels = pod::namespace_labels(&ns, &mut errors);
-                ctx.accept(loaded, ObjectKind::Namespace, errors, Namespace { name: name.clone(), labels }, |l, v| {
-                    l.namespaces.push(v);
-                });
-            }
-        }
-        ("v1", "Pod") => {
-            if let Some(p) = typed::<core::Pod>(loaded, &ctx, value, errors.0) {
-                for owner in p.metadata.owner_references.iter().flatten() {
-                    loaded.owners.push((namespace.clone(), owner.kind.clone(), owner.name.clone()));
-                }
-                let mut errors = FieldErrors::default();
-                let converted = pod::pod(&p, &namespace, &name, &mut errors);
-                ctx.accept(loaded, ObjectKind::Pod, errors, converted, |l, v| l.pods.push(v));
-            }
-        }
-        ("networking.k8s.io/v1", "NetworkPolicy") => {
-            if let Some(p) = typed::<net::NetworkPolicy>(loaded, &ctx, value, errors.0) {
-                let mut errors = FieldErrors::default();
-                let converted = policy::convert(p.spec.as_ref(), &namespace, &name, &mut errors);
-                ctx.accept(loaded, ObjectKind::NetworkPolicy, errors, converted, |l, v| l.policies.push(v));
-            }
-        }
-        ("apps/v1", "Deployment") => workload::<apps::Deployment>(loaded, &ctx, value, errors, |d| {
-            d.spec.as_ref().map(|s| (&s.template, "spec.template"))
-        }),
-        ("apps/v1", "StatefulSet") => workload::<apps::StatefulSet>(loaded, &ctx, value, errors, |d| {
-            d.spec.as_ref().map(|s| (&s.template, "spec.template"))
-        }),
-        ("apps/v1", "DaemonSet") => workload::<apps::DaemonSet>(loaded, &ctx, value, errors, |d| {
-            d.spec.as_ref().map(|s| (&s.template, "spec.template"))
-        }),
-        ("apps/v1", "ReplicaSet") => workload::<apps::ReplicaSet>(loaded, &ctx, value, errors, |d| {
-            d.spec.as_ref().and_then(|s| s.template.as_ref()).map(|t| (t, "spec.template"))
-        }),
-        ("batch/v1", "Job") => workload::<batch::Job>(loaded, &ctx, value, errors, |d| {
-            d.spec.as_ref().map(|s| (&s.template, "spec.template"))
-        }),
-        ("batch/v1", "CronJob") => workload::<batch::CronJob>(loaded, &ctx, value, errors, |d| {
-            d.spec
-                .as_ref()
-                .and_then(|s| s.job_template.spec.as_ref())
-                .map(|s| (&s.template, "spec.jobTemplate.spec.template"))
-        }),
-        (
-            _,
-            "Namespace" | "Pod" | "NetworkPolicy" | "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job"
-            | "CronJob",
-        ) => {
-            let message = format!("{api_version:?} is not a supported version of {kind}");
-            ctx.reject(loaded, vec![FieldError::new("apiVersion", message)]);
-        }
-        _ => *loaded.skipped.entry(kind).or_default() += 1,
-    }
-}
-
-/// The object being converted.
-struct Ctx<'a> {
-    file: &'a str,
-    object: &'a str,
-    key: Option<ObjectKey>,
-    namespace: &'a str,
-    name: &'a str,
-}
-
-impl Ctx<'_> {
-    fn reject(&self, loaded: &mut Loaded, errors: Vec<FieldError>) {
-        for e in errors {
-            loaded.errors.push(LoadError::Invalid {
-                file: self.file.into(),
-                object: self.object.into(),
-                key: self.key.clone(),
-                field: e.field,
-                message: e.message,
-            });
-        }
-    }
-
-    /// Keeps `value` if it had no errors and is not a duplicate.
-    fn accept<T>(
-        &self,
-        loaded: &mut Loaded,
-        kind: ObjectKind,
-        errors: FieldErrors,
-        value: T,
-        keep: impl FnOnce(&mut Loaded, T),
-    ) {
-        if !errors.0.is_empty() {
-            return self.reject(loaded, errors.0);
-        }
-        let key = ObjectKey::new(kind, self.namespace, self.name);
-        if let Some(first) = loaded.origins.get(&key) {
-            let message = format!("duplicate {kind}: already defined in {first}; this copy is ignored");
-            return self.reject(loaded, vec![FieldError::new("metadata.name", message)]);
-        }
-        loaded.origins.insert(key, self.file.to_string());
-        keep(loaded, value);
-    }
-}
-
-/// Deserializes into a k8s-openapi type; on failure records the field path.
-fn typed<T: DeserializeOwned>(
-    loaded: &mut Loaded,
-    ctx: &Ctx<'_>,
-    value: Value,
-    mut errors: Vec<FieldError>,
-) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(v) if errors.is_empty() => Some(v),
-        Ok(_) => {
-            ctx.reject(loaded, errors);
-            None
-        }
-        Err(e) => {
-            let path = e.path().to_string();
-            errors.push(FieldError::new(if path == "." { "(root)".into() } else { path }, e.inner()));
-            ctx.reject(loaded, errors);
-            None
-        }
-    }
-}
-
-fn workload<T: DeserializeOwned>(
-    loaded: &mut Loaded,
-    ctx: &Ctx<'_>,
-    value: Value,
-    errors: FieldErrors,
-    template: impl Fn(&T) -> Option<(&core::PodTemplateSpec, &'static str)>,
-) {
-    let kind = ctx.object.split(' ').next().unwrap_or_default().to_string();
-    let Some(object) = typed::<T>(loaded, ctx, value, errors.0) else { return };
-    let Some((spec, field)) = template(&object) else {
-        return ctx.reject(loaded, vec![FieldError::new("spec", "required: a workload needs a pod template")]);
-    };
-    let mut errors = FieldErrors::default();
-    let pod = pod::template(spec, field, ctx.namespace, (&kind, ctx.name), &mut errors);
-    if !errors.0.is_empty() {
-        return ctx.reject(loaded, errors.0);
-    }
-    loaded.templates.push((pod, ctx.file.to_string()));
 }
 
 /// Whether a live pod's owner stands for the workload `kind/name`.
@@ -403,9 +412,8 @@ fn finish(loaded: &mut Loaded) {
             continue;
         }
         let object = format!("{kind} {}/{}", pod.namespace, pod.name);
-        let ctx =
-            Ctx { file: &file, object: &object, key: None, namespace: &pod.namespace.clone(), name: &pod.name.clone() };
-        ctx.accept(loaded, ObjectKind::Pod, FieldErrors::default(), pod, |l, v| l.pods.push(v));
+        let key = ObjectKey::new(ObjectKind::Pod, &pod.namespace, &pod.name);
+        loaded.keep(&file, &object, key, pod, |l, v| l.pods.push(v));
     }
 }
 
@@ -423,6 +431,10 @@ pub struct RawObject {
     pub name: String,
     /// The whole document, with `metadata.namespace` filled in.
     pub value: Value,
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
 }
 
 fn raw_object(file: &str, mut value: Value, default_namespace: &str) -> RawObject {
@@ -447,8 +459,32 @@ pub fn raw_objects(inputs: &[Input], default_namespace: &str) -> (Vec<RawObject>
     let mut errors = Vec::new();
     let mut out = Vec::new();
     for (file, text) in documents::read_inputs(inputs, &mut errors) {
-        for doc in documents::parse_documents(&file, &text, &mut errors) {
-            flatten(&file, doc, 0, &mut errors, &mut |value| out.push(raw_object(&file, value, default_namespace)));
+        let text = documents::without_bom(&text);
+        let mut take = |json: &str, depth: usize, implied: Option<&pieces::Implied>, errors: &mut Vec<LoadError>| {
+            pieces::flatten_json(&file, json, depth, implied, errors, &mut |raw, _| {
+                if let Ok(value) = serde_json::from_str(raw) {
+                    out.push(raw_object(&file, value, default_namespace));
+                }
+            });
+        };
+        let found = if pieces::is_json(text) { pieces::json_pieces(&file, text) } else { pieces::yaml_pieces(text) };
+        'pieces: for piece in found {
+            match piece {
+                Piece::Error(e) => errors.push(e),
+                Piece::Json { text, depth, implied } => take(text, depth, implied.as_deref(), &mut errors),
+                Piece::Yaml { text, line } => {
+                    for document in documents::yaml_documents(&file, text, line) {
+                        match document {
+                            Ok(Value::Null) => {}
+                            Ok(value) => take(&value.to_string(), 0, None, &mut errors),
+                            Err(e) => {
+                                errors.push(e);
+                                break 'pieces;
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
     (out, errors)

@@ -8,7 +8,7 @@ use palisade_policy::{ContainerPort, Labels, Pod, PodState};
 
 use crate::error::FieldErrors;
 use crate::policy::protocol;
-use crate::selector::labels;
+use crate::selector::{labels, owned_labels};
 
 /// Declared container ports of a pod spec (containers and init containers,
 /// whose restartable sidecars serve too), validated, at `field`.
@@ -62,8 +62,8 @@ fn addresses(status: &core::PodStatus, errors: &mut FieldErrors) -> Vec<IpAddr> 
 pub const HOST_NETWORK: &str = "hostNetwork: its traffic uses the node's address";
 
 /// Converts a Pod.
-pub fn pod(p: &core::Pod, namespace: &str, name: &str, errors: &mut FieldErrors) -> Pod {
-    let labels = labels(p.metadata.labels.as_ref(), "metadata.labels", errors);
+pub fn pod(mut p: core::Pod, namespace: &str, name: &str, errors: &mut FieldErrors) -> Pod {
+    let labels = owned_labels(p.metadata.labels.take().unwrap_or_default(), "metadata.labels", errors);
     let default_spec = core::PodSpec::default();
     let spec = p.spec.as_ref().unwrap_or(&default_spec);
     let ports = ports(spec, "spec", errors);
@@ -121,6 +121,6 @@ pub fn template(
 }
 
 /// Validates a Namespace's labels.
-pub fn namespace_labels(ns: &core::Namespace, errors: &mut FieldErrors) -> Labels {
-    labels(ns.metadata.labels.as_ref(), "metadata.labels", errors)
+pub fn namespace_labels(ns: core::Namespace, errors: &mut FieldErrors) -> Labels {
+    owned_labels(ns.metadata.labels.unwrap_or_default(), "metadata.labels", errors)
 }

@@ -10,12 +10,16 @@ use crate::error::FieldErrors;
 
 /// Validates a label map found at `field`.
 pub fn labels(map: Option<&BTreeMap<String, String>>, field: &str, errors: &mut FieldErrors) -> Labels {
-    let Some(map) = map else { return Labels::new() };
-    for (k, v) in map {
+    map.map(|m| owned_labels(m.clone(), field, errors)).unwrap_or_default()
+}
+
+/// [`labels`], taking the map.
+pub fn owned_labels(map: BTreeMap<String, String>, field: &str, errors: &mut FieldErrors) -> Labels {
+    for (k, v) in &map {
         errors.check(|| field.to_string(), check_label_key(k).map_err(|e| format!("key {k:?}: {e}")));
         errors.check(|| format!("{field}[{k}]"), check_label_value(v).map_err(|e| format!("{v:?}: {e}")));
     }
-    map.clone()
+    map
 }
 
 /// Converts and validates a label selector found at `field`.

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
 use crate::error::LoadError;
@@ -83,8 +83,15 @@ impl Walker {
             self.out.files.push(path.to_path_buf());
             return;
         }
+        if explicit && (meta.file_type().is_fifo() || meta.file_type().is_char_device()) {
+            // A pipe or terminal the user named (`-f /dev/stdin`, a shell's
+            // `<(...)`): read like a file, within the size bound.
+            self.out.files.push(path.to_path_buf());
+            return;
+        }
         if !meta.is_dir() {
-            // Sockets, FIFOs, devices: never read (a FIFO would block).
+            // Sockets, FIFOs, devices found in a directory: never read (a
+            // FIFO would block).
             if explicit || is_manifest(path) {
                 self.refuse(path, "not a regular file");
             }

@@ -47,3 +47,35 @@ pub fn manifests(policies: usize, pods: usize) -> String {
     }
     out
 }
+
+/// A synthetic cluster written as the files a user hands the analyzer:
+/// `dir/cluster.json`, one `kind: List` JSON document as `kubectl get
+/// namespaces,pods,networkpolicies -A -o json` prints it (indented), and
+/// `dir/cluster.yaml`, the same objects as multi-document block YAML.
+///
+/// # Panics
+/// When the files cannot be written.
+pub fn write_cluster(size: palisade_policy::synth::Size, dir: &std::path::Path) {
+    use palisade_manifests::encode::{namespace_manifest, pod_manifest, policy_manifest};
+    use std::io::Write as _;
+    let cluster = palisade_policy::synth::generate(size, 1);
+    let items: Vec<serde_json::Value> = cluster
+        .namespaces
+        .iter()
+        .map(namespace_manifest)
+        .chain(cluster.pods.iter().map(pod_manifest))
+        .chain(cluster.policies.iter().map(policy_manifest))
+        .collect();
+    let list =
+        serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items});
+    let create = |name: &str| std::io::BufWriter::new(std::fs::File::create(dir.join(name)).expect("create"));
+    let mut json = create("cluster.json");
+    serde_json::to_writer_pretty(&mut json, &list).expect("write JSON");
+    json.flush().expect("write JSON");
+    let mut yaml = create("cluster.yaml");
+    for item in &items {
+        writeln!(yaml, "---").expect("write YAML");
+        serde_norway::to_writer(&mut yaml, item).expect("write YAML");
+    }
+    yaml.flush().expect("write YAML");
+}

@@ -8,9 +8,12 @@
 //! - [`golden`]: golden files, rewritten with `BLESS=1`;
 //! - [`temp`]: scratch directories removed on drop;
 //! - [`memory`]: the process's resident memory;
-//! - [`big`]: one large manifest, for the large-change measurements.
+//! - [`big`]: one large manifest, for the large-change measurements, and
+//!   synthetic clusters written as files;
+//! - [`command`]: running a program as a user would.
 
 pub mod big;
+pub mod command;
 pub mod e2e;
 pub mod golden;
 pub mod memory;

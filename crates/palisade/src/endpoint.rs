@@ -62,6 +62,25 @@ fn pod_end(index: &ClusterIndex, named: &Named, toward: Option<IpAddr>) -> Endpo
     }
 }
 
+/// The namespace of a pod end; `None` for an address outside the cluster.
+#[must_use]
+pub fn namespace_of(index: &ClusterIndex, e: Endpoint) -> Option<&str> {
+    match e {
+        Endpoint::Pod { id, .. } => Some(index.pod(id).pod().namespace.as_str()),
+        Endpoint::External(_) => None,
+    }
+}
+
+/// A flow end as machine fields: the pod's `namespace/name` (or the
+/// address), and the address used (`None` for a pod without one).
+#[must_use]
+pub fn name_and_address(index: &ClusterIndex, e: Endpoint) -> (String, Option<IpAddr>) {
+    match e {
+        Endpoint::Pod { id, addr } => (index.pod_name(id).to_string(), addr),
+        Endpoint::External(a) => (a.to_string(), Some(a)),
+    }
+}
+
 /// `namespace/pod (ip)` or the address.
 #[must_use]
 pub fn describe(index: &ClusterIndex, e: Endpoint) -> String {

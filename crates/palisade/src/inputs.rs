@@ -3,8 +3,11 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use palisade_manifests::{Input, Loaded, load};
+use palisade_manifests::{IgnoredPolicy, Input, LoadError, LoadOptions, Loaded, load_with};
 use palisade_policy::ClusterIndex;
+use serde::Serialize;
+
+use crate::commands::{EXIT_ERROR, EXIT_INCOMPLETE};
 
 /// Where cluster state comes from.
 #[derive(Args, Debug, Clone)]
@@ -15,15 +18,28 @@ pub struct InputArgs {
     /// Namespace for objects that name none.
     #[arg(long = "default-namespace", value_name = "NS", default_value = "default")]
     pub default_namespace: String,
+    /// Reject objects with fields the API does not define (a typo such as
+    /// `matchLabel:`), as the API server's strict field validation does;
+    /// without it they are warnings.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// Loaded state and its index.
 #[derive(Debug)]
 pub struct State {
-    /// What loaded, with errors.
+    /// What loaded: errors, warnings and what was skipped (the objects
+    /// themselves are in the index).
     pub loaded: Loaded,
     /// The index over it.
     pub index: ClusterIndex,
+}
+
+/// What the input holds that Palisade does not evaluate, for JSON output.
+#[derive(Debug, Serialize)]
+pub struct IncompleteJson<'a> {
+    /// Policy kinds present and not evaluated, with counts.
+    pub ignored_policy_kinds: &'a std::collections::BTreeMap<String, usize>,
 }
 
 impl State {
@@ -32,27 +48,102 @@ impl State {
     pub fn had_errors(&self) -> bool {
         !self.loaded.errors.is_empty()
     }
+
+    /// Whether the input holds policies of kinds Palisade does not evaluate.
+    #[must_use]
+    pub fn incomplete(&self) -> bool {
+        !self.loaded.ignored_policies.is_empty()
+    }
+
+    /// The `"incomplete"` member of JSON outputs, when the input holds
+    /// policies Palisade does not evaluate.
+    #[must_use]
+    pub fn incomplete_json(&self) -> Option<IncompleteJson<'_>> {
+        self.incomplete().then_some(IncompleteJson { ignored_policy_kinds: &self.loaded.ignored_policy_kinds })
+    }
+
+    /// The ignored policies that could change a verdict between these
+    /// namespaces (`None`: an address outside the cluster).
+    #[must_use]
+    pub fn could_change(&self, from: Option<&str>, to: Option<&str>) -> Vec<&IgnoredPolicy> {
+        self.loaded.could_change(from, to).collect()
+    }
+
+    /// The exit status: invalid input first, then an answer the input's
+    /// ignored policies could change, then `code`.
+    #[must_use]
+    pub fn exit(&self, code: u8, could_change: bool) -> u8 {
+        if self.had_errors() {
+            EXIT_ERROR
+        } else if could_change {
+            EXIT_INCOMPLETE
+        } else {
+            code
+        }
+    }
+
+    /// `value` as pretty JSON, with an `"incomplete"` member added when
+    /// the input holds policies Palisade does not evaluate (and `value` is
+    /// a JSON object).
+    #[must_use]
+    pub fn json<T: Serialize>(&self, value: &T) -> String {
+        let Some(incomplete) = self.incomplete_json() else {
+            return serde_json::to_string_pretty(value).expect("plain data serializes");
+        };
+        // (Through a tree only then: its members come out sorted.)
+        let mut v = serde_json::to_value(value).expect("plain data serializes");
+        if let Some(map) = v.as_object_mut() {
+            map.insert("incomplete".into(), serde_json::to_value(incomplete).expect("plain data serializes"));
+        }
+        serde_json::to_string_pretty(&v).expect("plain data serializes")
+    }
+
+    /// The first line of a text report on an incomplete input.
+    #[must_use]
+    pub fn incomplete_line(&self) -> Option<String> {
+        self.loaded.incomplete_summary()
+    }
 }
 
-/// Loads `paths`, printing every error and the skipped-kinds summary to stderr.
+/// Loads `paths`, printing every error, warning and summary to stderr.
+/// Reading no object at all is an error.
 #[must_use]
-pub fn load_state(paths: &[PathBuf], default_namespace: &str) -> State {
+pub fn load_state(paths: &[PathBuf], options: &LoadOptions) -> State {
     let inputs: Vec<Input> = paths.iter().map(|p| Input::parse(&p.to_string_lossy())).collect();
-    let loaded = load(&inputs, default_namespace);
+    let mut loaded = load_with(&inputs, options);
+    if loaded.read_nothing() && loaded.errors.is_empty() {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        loaded.errors.push(LoadError::Read {
+            file: names.join(", "),
+            message: "no objects were read (no .yaml, .yml or .json file holds a Kubernetes object)".into(),
+        });
+    }
     for e in &loaded.errors {
         eprintln!("error: {e}");
+    }
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
     }
     if let Some(summary) = loaded.skipped_summary() {
         eprintln!("note: {summary}");
     }
-    let index = loaded.index();
+    if let Some(summary) = loaded.incomplete_summary() {
+        eprintln!("warning: {summary}");
+    }
+    let index = loaded.take_index();
     State { loaded, index }
 }
 
 impl InputArgs {
+    /// The load options these arguments ask for.
+    #[must_use]
+    pub fn options(&self) -> LoadOptions {
+        LoadOptions { default_namespace: self.default_namespace.clone(), strict: self.strict }
+    }
+
     /// Loads these inputs.
     #[must_use]
     pub fn load(&self) -> State {
-        load_state(&self.filenames, &self.default_namespace)
+        load_state(&self.filenames, &self.options())
     }
 }

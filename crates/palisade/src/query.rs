@@ -4,18 +4,21 @@
 //! are `namespace/pod` or an IP address; `protocol` defaults to TCP (any
 //! letter case); an optional `id` (any JSON value) is echoed. Output echoes
 //! the query and adds `allowed` and `reason`. A bad line yields
-//! `{"error":"…","line":N}` in its place. Blank lines are skipped. Output is
+//! `{"error":"…","line":N}` in its place. An answer that policies of kinds
+//! Palisade does not evaluate could change ends with `"incomplete":true`.
+//! Blank lines are skipped. Output is
 //! flushed whenever no more input is buffered, so the command can be driven
 //! interactively over a pipe.
 
 use std::borrow::Cow;
 use std::io::{self, BufRead as _, BufReader, Read, Write};
 
+use palisade_manifests::IgnoredPolicy;
 use palisade_policy::{ClusterIndex, Flow, Protocol, Verdict};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::endpoint::{flow, resolve};
+use crate::endpoint::{flow, namespace_of, resolve};
 use crate::query_line::{QueryIn, parse};
 use crate::verdict_text::{push_number, write_reason};
 
@@ -97,6 +100,9 @@ pub struct Stats {
     pub answered: usize,
     /// Lines that got an error.
     pub errors: usize,
+    /// Answers marked `"incomplete": true`: policies of kinds Palisade
+    /// does not evaluate could change them.
+    pub incomplete: usize,
 }
 
 /// A parsed and resolved query, ready to evaluate.
@@ -109,6 +115,8 @@ struct Ready<'a> {
 
 /// Parses and resolves one line; `Err` carries the message for the error object.
 fn prepare<'a>(index: &ClusterIndex, line: &'a str) -> Result<Ready<'a>, (Option<&'a str>, String)> {
+    // A byte-order mark before the first line, as some editors write.
+    let line = line.strip_prefix('\u{feff}').unwrap_or(line);
     let query = parse(line).map_err(|e| (None, e))?;
     let fail = |message: String| (query.id, message);
     let port = u16::try_from(query.port)
@@ -173,6 +181,17 @@ fn take_lines<R: Read>(
 
 /// Runs the query loop until end of input.
 pub fn run<R: Read, W: Write>(index: &ClusterIndex, reader: &mut BufReader<R>, writer: &mut W) -> io::Result<Stats> {
+    run_with(index, &[], reader, writer)
+}
+
+/// [`run`], marking each answer that one of `ignored` (policies of kinds
+/// Palisade does not evaluate) could change with `"incomplete": true`.
+pub fn run_with<R: Read, W: Write>(
+    index: &ClusterIndex,
+    ignored: &[IgnoredPolicy],
+    reader: &mut BufReader<R>,
+    writer: &mut W,
+) -> io::Result<Stats> {
     let mut stats = Stats::default();
     let mut bytes: Vec<u8> = Vec::with_capacity(1 << 16);
     let mut lines: Vec<(usize, std::ops::Range<usize>)> = Vec::with_capacity(BATCH);
@@ -196,6 +215,14 @@ pub fn run<R: Read, W: Write>(index: &ClusterIndex, reader: &mut BufReader<R>, w
                     let verdict = index.evaluate(&r.flow);
                     push_answer(&mut out, index, &r, &verdict);
                     stats.answered += 1;
+                    if !ignored.is_empty() {
+                        let (from, to) = (namespace_of(index, r.flow.src), namespace_of(index, r.flow.dst));
+                        if ignored.iter().any(|p| p.could_affect(from, to)) {
+                            out.pop();
+                            out.extend_from_slice(b",\"incomplete\":true}");
+                            stats.incomplete += 1;
+                        }
+                    }
                 }
                 Err((id, error)) => {
                     let id = id.and_then(|raw| serde_json::from_str::<&RawValue>(raw).ok());

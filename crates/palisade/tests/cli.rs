@@ -2,9 +2,7 @@
 //! command on the examples. `BLESS=1 cargo test -p palisade --test cli`
 //! rewrites the golden files; review the diff before committing.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
@@ -12,24 +10,7 @@ fn root() -> PathBuf {
 
 /// Runs palisade from the workspace root; returns (stdout, stderr, status).
 fn palisade(args: &[&str], stdin: Option<&str>) -> (String, String, i32) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("palisade runs");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin.unwrap_or_default().as_bytes()).expect("write stdin");
-    drop(input);
-    let out = child.wait_with_output().expect("palisade finishes");
-    (
-        String::from_utf8(out.stdout).expect("utf-8 stdout"),
-        String::from_utf8(out.stderr).expect("utf-8 stderr"),
-        out.status.code().expect("exit code"),
-    )
+    palisade_testkit::command::run(env!("CARGO_BIN_EXE_palisade"), &root(), args, stdin.unwrap_or_default())
 }
 
 #[track_caller]

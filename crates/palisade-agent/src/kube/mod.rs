@@ -73,7 +73,7 @@ pub fn convert(kind: ObjectKind, obj: &DynamicObject) -> (ObjectKey, Result<ApiO
         map.insert("kind".into(), kind.as_str().into());
         map.insert("apiVersion".into(), api_version(kind).into());
     }
-    (key, convert_api_object("api", value))
+    (key, convert_api_object("api", &value))
 }
 
 /// The watcher of one kind, as a stream of converted events; connection

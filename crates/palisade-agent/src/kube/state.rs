@@ -164,7 +164,7 @@ mod tests {
         let value = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {"name": name, "namespace": "x"},
             "spec": {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": cidr}}]}]}});
-        (ObjectKey::policy("x", name), convert_api_object("api", value))
+        (ObjectKey::policy("x", name), convert_api_object("api", &value))
     }
 
     /// Handles `event` and applies its changes to `index`.

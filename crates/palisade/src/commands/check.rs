@@ -1,13 +1,14 @@
 //! `palisade check`: is one connection allowed, and why.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use palisade_policy::{Direction, Flow, Protocol, SideVerdict};
 use serde::Serialize;
 
 use super::{EXIT_ERROR, TextOrJson};
-use crate::endpoint::{describe, flow, resolve};
-use crate::inputs::State;
+use crate::endpoint::{describe, flow, name_and_address, namespace_of, resolve};
+use crate::inputs::{IncompleteJson, State};
 use crate::style::Style;
 use crate::verdict_text::{SideJson, isolating_names, rule_ref, side_json};
 
@@ -25,17 +26,35 @@ pub struct CheckArgs<'a> {
 }
 
 #[derive(Serialize)]
-struct CheckJson {
+struct CheckJson<'a> {
     allowed: bool,
+    /// The pod's `namespace/name`, or the address.
     from: String,
+    /// The source address the verdict is for (absent for a pod without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_addr: Option<IpAddr>,
     to: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to_addr: Option<IpAddr>,
     port: u16,
     protocol: Protocol,
     egress: SideJson,
     ingress: SideJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incomplete: Option<IncompleteCheck<'a>>,
 }
 
-/// Runs `check`: exit 0 allowed, 1 denied, 2 error.
+/// What in the input could change this verdict without Palisade knowing.
+#[derive(Serialize)]
+struct IncompleteCheck<'a> {
+    #[serde(flatten)]
+    input: IncompleteJson<'a>,
+    /// Ignored policies that could select either end (`Kind (group) ns/name`).
+    could_change: Vec<String>,
+}
+
+/// Runs `check`: exit 0 allowed, 1 denied, 2 error, 3 when policies of
+/// kinds Palisade does not evaluate could change the verdict.
 #[must_use]
 pub fn run(state: &State, args: &CheckArgs<'_>, output: TextOrJson, style: Style) -> u8 {
     let index = &state.index;
@@ -49,12 +68,24 @@ pub fn run(state: &State, args: &CheckArgs<'_>, output: TextOrJson, style: Style
     };
     let flow = flow(index, &from, &to, args.port, args.protocol);
     let verdict = index.evaluate(&flow);
+    let could_change: Vec<String> = state
+        .could_change(namespace_of(index, flow.src), namespace_of(index, flow.dst))
+        .iter()
+        .map(|p| p.label())
+        .collect();
     match output {
         TextOrJson::Json => {
+            let (from, from_addr) = name_and_address(index, flow.src);
+            let (to, to_addr) = name_and_address(index, flow.dst);
+            let incomplete =
+                state.incomplete_json().map(|input| IncompleteCheck { input, could_change: could_change.clone() });
             let json = CheckJson {
                 allowed: verdict.allowed,
-                from: describe(index, flow.src),
-                to: describe(index, flow.dst),
+                from,
+                from_addr,
+                to,
+                to_addr,
+                incomplete,
                 port: flow.port,
                 protocol: flow.protocol,
                 egress: side_json(index, &flow, Direction::Egress, verdict.egress),
@@ -62,9 +93,18 @@ pub fn run(state: &State, args: &CheckArgs<'_>, output: TextOrJson, style: Style
             };
             println!("{}", serde_json::to_string_pretty(&json).expect("plain data serializes"));
         }
-        TextOrJson::Text => print!("{}", text(state, &flow, style)),
+        TextOrJson::Text => {
+            print!("{}", text(state, &flow, style));
+            if !could_change.is_empty() {
+                println!(
+                    "  {}: {} could change this verdict (kinds Palisade does not evaluate)",
+                    style.warn("INCOMPLETE"),
+                    could_change.join(", ")
+                );
+            }
+        }
     }
-    if state.had_errors() { EXIT_ERROR } else { u8::from(!verdict.allowed) }
+    state.exit(u8::from(!verdict.allowed), !could_change.is_empty())
 }
 
 /// The human report.

@@ -8,7 +8,8 @@ use super::{EXIT_ERROR, TextOrJson};
 use crate::inputs::State;
 use crate::style::Style;
 
-/// Runs `diff`: exit 0 no change, 1 connections changed, 2 invalid input.
+/// Runs `diff`: exit 0 no change, 1 connections changed, 2 invalid input,
+/// 3 when either side holds policies of kinds Palisade does not evaluate.
 #[must_use]
 pub fn run(
     before: &State,
@@ -31,9 +32,14 @@ pub fn run(
             .collect()
     };
     let d = diff(&before.index, &after.index, &cases);
+    // Either side's policies of other kinds make the comparison partial.
+    let incomplete = if after.incomplete() { after } else { before };
     match output {
-        TextOrJson::Json => println!("{}", serde_json::to_string_pretty(&d).expect("plain data serializes")),
+        TextOrJson::Json => println!("{}", incomplete.json(&d)),
         TextOrJson::Text => {
+            if let Some(line) = incomplete.incomplete_line() {
+                println!("{}", style.warn(&line));
+            }
             let cases: Vec<String> = d.cases.iter().map(|c| format!("{}/{}", c.protocol, c.port)).collect();
             println!(
                 "compared {} on the pods present before and after",
@@ -55,6 +61,6 @@ pub fn run(
     if before.had_errors() || after.had_errors() {
         EXIT_ERROR
     } else {
-        u8::from(!d.opened.is_empty() || !d.closed.is_empty())
+        incomplete.exit(u8::from(!d.opened.is_empty() || !d.closed.is_empty()), incomplete.incomplete())
     }
 }

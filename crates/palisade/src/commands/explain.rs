@@ -29,11 +29,24 @@ pub fn run(state: &State, pod: &str, output: TextOrJson, style: Style) -> u8 {
         }
     };
     let explanation = state.index.explain(id);
+    let namespace = Some(state.index.pod(id).pod().namespace.as_str());
+    // Policies of other kinds in the pod's namespace, or cluster-wide ones,
+    // could change what it may send and receive.
+    let could_change: Vec<String> = state.could_change(namespace, namespace).iter().map(|p| p.label()).collect();
     match output {
-        TextOrJson::Json => println!("{}", serde_json::to_string_pretty(&explanation).expect("plain data serializes")),
-        TextOrJson::Text => print!("{}", text(&explanation, style)),
+        TextOrJson::Json => println!("{}", state.json(&explanation)),
+        TextOrJson::Text => {
+            if !could_change.is_empty() {
+                println!(
+                    "{}: {} could change what this pod may send and receive (kinds Palisade does not evaluate)",
+                    style.warn("INCOMPLETE"),
+                    could_change.join(", ")
+                );
+            }
+            print!("{}", text(&explanation, style));
+        }
     }
-    if state.had_errors() { EXIT_ERROR } else { 0 }
+    state.exit(0, !could_change.is_empty())
 }
 
 /// The human report.

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use palisade_manifests::LoadError;
 use palisade_policy::lint::{Finding, Severity, lint};
 
 use super::{EXIT_ERROR, TextOrJson};
@@ -11,12 +12,53 @@ use crate::style::Style;
 /// Runs `lint`: exit 0 clean (info only), 1 warnings, 2 invalid input.
 #[must_use]
 pub fn run(state: &State, output: TextOrJson, style: Style) -> u8 {
-    let findings = lint(&state.index);
+    let mut findings = input_findings(state);
+    findings.extend(lint(&state.index));
     match output {
         TextOrJson::Json => println!("{}", serde_json::to_string_pretty(&findings).expect("plain data serializes")),
         TextOrJson::Text => print!("{}", text(&findings, style)),
     }
     if state.had_errors() { EXIT_ERROR } else { u8::from(findings.iter().any(|f| f.severity == Severity::Warning)) }
+}
+
+/// Findings about the input itself: fields the API does not define, and
+/// policies of kinds Palisade does not evaluate.
+#[must_use]
+pub fn input_findings(state: &State) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for w in &state.loaded.warnings {
+        if let LoadError::Invalid { file, object, field, .. } = w {
+            out.push(Finding {
+                code: "unknown-field",
+                severity: Severity::Warning,
+                object: object.clone(),
+                field: Some(field.clone()),
+                message: format!("{file}: {field} is not a field of {}", object.split(' ').next().unwrap_or("it")),
+                why: "the API server drops fields it does not know, so a misspelt or misplaced field (`matchLabel`, \
+                      `ports` under a peer) silently changes the policy: an empty selector selects every pod"
+                    .into(),
+                fix: "correct the field's name or indentation; `--strict` rejects such objects as the API server's \
+                      strict field validation does"
+                    .into(),
+            });
+        }
+    }
+    for p in &state.loaded.ignored_policies {
+        out.push(Finding {
+            code: "ignored-policy-kind",
+            severity: Severity::Warning,
+            object: p.label(),
+            field: None,
+            message: "a policy of a kind Palisade does not evaluate".into(),
+            why: "it can allow or deny connections that Palisade's analysis shows otherwise, so verdicts \
+                  involving the pods it can select are incomplete"
+                .into(),
+            fix: "check these connections with the implementation that enforces this kind, or leave it out of \
+                  the input if it is not deployed"
+                .into(),
+        });
+    }
+    out
 }
 
 /// The human report.

@@ -8,7 +8,6 @@ use palisade_policy::matrix::{Case, Matrix};
 use palisade_policy::{ClusterIndex, Protocol};
 use serde::Serialize;
 
-use super::EXIT_ERROR;
 use crate::inputs::State;
 
 /// Output formats.
@@ -82,14 +81,31 @@ pub fn run(state: &State, args: &MatrixArgs) -> u8 {
         );
     }
     let cases = cases(index, &pods, args);
+    let affected = pods.iter().any(|p| {
+        let ns = Some(index.pod(*p).pod().namespace.as_str());
+        !state.could_change(ns, ns).is_empty()
+    });
     let matrix = index.matrix(pods, cases);
     let grouped = match args.group {
         Grouping::Always => true,
         Grouping::Never => false,
         Grouping::Auto => matrix.pods.len() > 20,
     };
-    print!("{}", render(index, &matrix, grouped, args.format));
-    if state.had_errors() { EXIT_ERROR } else { 0 }
+    let rendered = render(index, &matrix, grouped, args.format);
+    match args.format {
+        MatrixFormat::Json if state.incomplete() => {
+            let value: serde_json::Value = serde_json::from_str(&rendered).expect("rendered JSON parses");
+            println!("{}", state.json(&value));
+        }
+        MatrixFormat::Table | MatrixFormat::Markdown if affected => {
+            if let Some(line) = state.incomplete_line() {
+                println!("{line}");
+            }
+            print!("{rendered}");
+        }
+        _ => print!("{rendered}"),
+    }
+    state.exit(0, affected)
 }
 
 fn cases(index: &ClusterIndex, pods: &[palisade_policy::PodId], args: &MatrixArgs) -> Vec<Case> {

@@ -20,3 +20,6 @@ pub enum TextOrJson {
 
 /// Exit status for a command that found invalid input: 2.
 pub const EXIT_ERROR: u8 = 2;
+/// Exit status for an answer that policies of kinds Palisade does not
+/// evaluate (AdminNetworkPolicy, Calico's, Cilium's, ...) could change: 3.
+pub const EXIT_INCOMPLETE: u8 = 3;

@@ -1,0 +1,219 @@
+//! One object (a slice of JSON and its head) converted by its API group,
+//! version and kind, into an [`Outcome`] that needs nothing else of the
+//! load: objects convert independently, in parallel, and are then taken in
+//! file order ([`crate::Loaded`] keeps the first of duplicates).
+
+use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as net};
+use palisade_policy::validation::{check_dns_label, check_dns_subdomain};
+use palisade_policy::{Namespace, NetworkPolicy, ObjectKey, Pod};
+use serde::de::DeserializeOwned;
+
+use crate::error::{FieldError, FieldErrors};
+use crate::kinds::{Group, IgnoredPolicy, ignored_policy_kind};
+use crate::pieces::Head;
+use crate::{lean, pod, policy};
+
+/// What an object became.
+#[derive(Debug)]
+pub(crate) enum Kept {
+    Namespace(Namespace),
+    /// A pod and the `(kind, name)` of its owners.
+    Pod(Pod, Vec<(String, String)>),
+    Policy(NetworkPolicy),
+    /// A workload's pod template, standing for its pods.
+    Template(Pod),
+}
+
+/// An object converted (or not), with what was found on the way.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// `Kind namespace/name`.
+    pub object: String,
+    /// Its key, for the kinds Palisade holds.
+    pub key: Option<ObjectKey>,
+    pub kept: Option<Kept>,
+    /// Why it was rejected.
+    pub errors: Vec<FieldError>,
+    /// Fields the API does not define (paths), which a typo makes.
+    pub unknown: Vec<String>,
+    /// A kind Palisade does not read.
+    pub skipped: Option<String>,
+    /// A policy of a kind Palisade does not evaluate.
+    pub ignored_policy: Option<IgnoredPolicy>,
+}
+
+/// Converts one object.
+pub(crate) fn convert(raw: &str, head: &Head<'_>, default_namespace: &str) -> Outcome {
+    let kind = head.kind();
+    let name = head.name();
+    let group = Group::of(head.api_version());
+    let namespaced = kind != "Namespace";
+    let namespace = if namespaced { head.namespace().unwrap_or(default_namespace) } else { "" };
+    let mut out = Outcome {
+        object: if namespaced { format!("{kind} {namespace}/{name}") } else { format!("{kind} {name}") },
+        ..Outcome::default()
+    };
+    let core_kind = matches!(kind, "Namespace" | "Pod");
+    let old = group.name == "extensions";
+    let workload = matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
+        && (group.name == "apps" || old)
+        || matches!(kind, "Job" | "CronJob") && group.name == "batch";
+    let known = (core_kind && group.name.is_empty())
+        || (kind == "NetworkPolicy" && (group.name == "networking.k8s.io" || old))
+        || workload;
+    if !known {
+        if ignored_policy_kind(group.name, kind) {
+            out.ignored_policy = Some(IgnoredPolicy::new(group.name, kind, head.namespace(), name));
+        } else {
+            out.skipped = Some(kind.to_string());
+        }
+        return out;
+    }
+    let mut errors = FieldErrors::default();
+    if name.is_empty() {
+        errors.push("metadata.name", "required");
+    } else if namespaced {
+        errors.check(|| "metadata.name".into(), check_dns_subdomain(name));
+    } else {
+        errors.check(|| "metadata.name".into(), check_dns_label(name));
+    }
+    if namespaced {
+        errors.check(|| "metadata.namespace".into(), check_dns_label(namespace));
+    }
+    out.key = match kind {
+        "Namespace" => Some(ObjectKey::namespace(name)),
+        "Pod" => Some(ObjectKey::pod(namespace, name)),
+        "NetworkPolicy" => Some(ObjectKey::policy(namespace, name)),
+        _ => None,
+    };
+    out.errors = errors.0;
+    // Every kind Palisade reads is at v1 (`extensions/v1beta1` and the
+    // older versions of the others are refused, not skipped).
+    if group.version != "v1" || group.name == "extensions" {
+        let version = head.api_version();
+        out.errors.push(FieldError::new("apiVersion", format!("{version:?} is not a supported version of {kind}")));
+        return out;
+    }
+    let mut errors = FieldErrors::default();
+    let kept = match kind {
+        "Namespace" => fast(raw, &mut out, |ns: lean::Namespace| Ok(ns.into_api())).map(|ns| {
+            let labels = pod::namespace_labels(ns, &mut errors);
+            Kept::Namespace(Namespace { name: name.to_string(), labels })
+        }),
+        "Pod" => fast(raw, &mut out, lean::Pod::into_api).map(|p: core::Pod| {
+            let owners = p.metadata.owner_references.iter().flatten().map(|o| (o.kind.clone(), o.name.clone()));
+            let owners = owners.collect();
+            Kept::Pod(pod::pod(p, namespace, name, &mut errors), owners)
+        }),
+        "NetworkPolicy" => {
+            let spec = match lean::read::<lean::NetworkPolicy>(raw).and_then(|p| p.into_api().ok()) {
+                Some(spec) => Some(spec),
+                None => typed::<net::NetworkPolicy>(raw, &mut out).map(|p| p.spec),
+            };
+            spec.map(|spec| Kept::Policy(policy::convert(spec.as_ref(), namespace, name, &mut errors)))
+        }
+        "Deployment" => template::<apps::Deployment>(raw, &mut out, &mut errors, (kind, name, namespace), |d| {
+            d.spec.as_ref().map(|s| (&s.template, "spec.template"))
+        }),
+        "StatefulSet" => template::<apps::StatefulSet>(raw, &mut out, &mut errors, (kind, name, namespace), |d| {
+            d.spec.as_ref().map(|s| (&s.template, "spec.template"))
+        }),
+        "DaemonSet" => template::<apps::DaemonSet>(raw, &mut out, &mut errors, (kind, name, namespace), |d| {
+            d.spec.as_ref().map(|s| (&s.template, "spec.template"))
+        }),
+        "ReplicaSet" => template::<apps::ReplicaSet>(raw, &mut out, &mut errors, (kind, name, namespace), |d| {
+            d.spec.as_ref().and_then(|s| s.template.as_ref()).map(|t| (t, "spec.template"))
+        }),
+        "Job" => template::<batch::Job>(raw, &mut out, &mut errors, (kind, name, namespace), |d| {
+            d.spec.as_ref().map(|s| (&s.template, "spec.template"))
+        }),
+        _ => template::<batch::CronJob>(raw, &mut out, &mut errors, (kind, name, namespace), |d| {
+            d.spec
+                .as_ref()
+                .and_then(|s| s.job_template.spec.as_ref())
+                .map(|s| (&s.template, "spec.jobTemplate.spec.template"))
+        }),
+    };
+    out.errors.extend(errors.0);
+    if out.errors.is_empty() {
+        out.kept = kept;
+    }
+    out
+}
+
+/// Reads `raw` on the fast path ([`lean`]), or, when that cannot (a field
+/// the API does not define, a field that does not parse), on the precise
+/// one, which records why.
+fn fast<'a, L: serde::Deserialize<'a>, T: DeserializeOwned>(
+    raw: &'a str,
+    out: &mut Outcome,
+    into_api: impl FnOnce(L) -> Result<T, lean::Missing>,
+) -> Option<T> {
+    lean::read::<L>(raw).and_then(|l| into_api(l).ok()).or_else(|| typed::<T>(raw, out))
+}
+
+/// Deserializes `raw` into a k8s-openapi type straight from the text (no
+/// tree in between); a type error is recorded with its field path, and so
+/// is every field the type does not define.
+fn typed<T: DeserializeOwned>(raw: &str, out: &mut Outcome) -> Option<T> {
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let unknown = &mut out.unknown;
+    let mut report = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
+    let ignoring = serde_ignored::Deserializer::new(&mut de, &mut report);
+    match serde_path_to_error::deserialize::<_, T>(ignoring) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            let message = crate::documents::without_location(&message);
+            out.errors.push(FieldError::new(if path == "." { "(root)".into() } else { path }, message));
+            None
+        }
+    }
+}
+
+/// `spec.ingress[0].from[1].matchLabel` from serde_ignored's path.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => {
+            let parent = field_path(parent);
+            if parent.is_empty() { key.clone() } else { format!("{parent}.{key}") }
+        }
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+/// A workload's pod template as a planned pod that stands for its pods.
+fn template<T: DeserializeOwned>(
+    raw: &str,
+    out: &mut Outcome,
+    errors: &mut FieldErrors,
+    (kind, name, namespace): (&str, &str, &str),
+    find: impl Fn(&T) -> Option<(&core::PodTemplateSpec, &'static str)>,
+) -> Option<Kept> {
+    let object = typed::<T>(raw, out)?;
+    let Some((spec, field)) = find(&object) else {
+        errors.push("spec", "required: a workload needs a pod template");
+        return None;
+    };
+    Some(Kept::Template(pod::template(spec, field, namespace, (kind, name), errors)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_paths_read_like_the_api_servers() {
+        let raw = r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"p","namespace":"n","labelz":{}},
+            "spec":{"podSelector":{"matchLabel":{"a":"b"}},"ingress":[{"from":[{"podSelector":{},"ports":[{"port":80}]}]}]}}"#;
+        let head: Head = serde_json::from_str(raw).expect("head");
+        let out = convert(raw, &head, "default");
+        assert_eq!(out.unknown, ["metadata.labelz", "spec.podSelector.matchLabel", "spec.ingress[0].from[0].ports"]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert!(matches!(out.kept, Some(Kept::Policy(_))));
+    }
+}

@@ -1,0 +1,60 @@
+//! From files to the first answer, the path a user takes with a cluster
+//! dump: read, split, convert and validate every object (in parallel), build
+//! the index, answer one query. S and L as one JSON List and as
+//! multi-document YAML, written once before timing.
+//!
+//! `cargo bench -p palisade --bench load` (L takes a minute to set up; peak
+//! memory of the whole command: see `examples/write_cluster.rs`).
+
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use divan::Bencher;
+use palisade::endpoint::{flow, resolve};
+use palisade_manifests::{Input, load};
+use palisade_policy::Protocol;
+use palisade_policy::synth::Size;
+use palisade_testkit::temp::TempDir;
+
+fn main() {
+    divan::main();
+}
+
+static FILES: LazyLock<(TempDir, TempDir)> = LazyLock::new(|| {
+    let (s, l) = (TempDir::new("bench-load-s"), TempDir::new("bench-load-l"));
+    palisade_testkit::big::write_cluster(Size::S, s.path());
+    palisade_testkit::big::write_cluster(Size::L, l.path());
+    (s, l)
+});
+
+fn file(size: &str, name: &str) -> PathBuf {
+    let dir: &Path = if size == "S" { FILES.0.path() } else { FILES.1.path() };
+    dir.join(name)
+}
+
+/// Loads `path`, builds the index and answers one query.
+fn first_answer(path: &Path) -> bool {
+    let mut loaded = load(&[Input::Path(path.to_path_buf())], "default");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors.first());
+    let index = loaded.take_index();
+    let pods = index.pods_sorted();
+    let (a, b) = (index.pod_name(pods[0]).to_string(), index.pod_name(pods[pods.len() - 1]).to_string());
+    let (from, to) = (resolve(&index, &a).expect("pod"), resolve(&index, &b).expect("pod"));
+    let allowed = index.evaluate(&flow(&index, &from, &to, 8080, Protocol::Tcp)).allowed;
+    // Freed outside the measurement's interest but inside its time, as a
+    // library user would; the CLI leaves this to the process exit.
+    drop((index, loaded));
+    allowed
+}
+
+#[divan::bench(args = ["S", "L"], sample_count = 5, sample_size = 1)]
+fn json_list(bencher: Bencher, size: &str) {
+    let path = file(size, "cluster.json");
+    bencher.bench_local(|| first_answer(&path));
+}
+
+#[divan::bench(args = ["S", "L"], sample_count = 5, sample_size = 1)]
+fn yaml_documents(bencher: Bencher, size: &str) {
+    let path = file(size, "cluster.yaml");
+    bencher.bench_local(|| first_answer(&path));
+}

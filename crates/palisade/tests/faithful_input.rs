@@ -1,0 +1,220 @@
+//! Every input read faithfully, or refused loudly: each test starts from a
+//! small input on which the analyzer used to give a clean answer from a
+//! partial picture (issue #12, part 2).
+
+use palisade_testkit::temp::TempDir;
+
+/// Runs palisade in `dir` with `stdin`; returns (stdout, stderr, status).
+fn palisade(dir: &std::path::Path, args: &[&str], stdin: &str) -> (String, String, i32) {
+    palisade_testkit::command::run(env!("CARGO_BIN_EXE_palisade"), dir, args, stdin)
+}
+
+const PODS: &str = "
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+status: {phase: Running, podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: shop, labels: {app: db}}
+status: {phase: Running, podIP: 10.0.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, namespace: elsewhere, labels: {app: other}}
+status: {phase: Running, podIP: 10.0.1.1}
+";
+
+fn cluster(name: &str, extra: &str) -> TempDir {
+    let dir = TempDir::new(name);
+    std::fs::write(dir.path().join("cluster.yaml"), format!("{PODS}---\n{extra}")).expect("write");
+    dir
+}
+
+/// A BaselineAdminNetworkPolicy denying shop's ingress, and a Calico
+/// NetworkPolicy: `check` used to print ALLOW and exit 0.
+#[test]
+fn policies_of_other_kinds_make_the_answer_incomplete() {
+    let dir = cluster(
+        "faithful-kinds",
+        "apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata: {name: default}
+spec:
+  subject: {namespaces: {}}
+  ingress: [{name: deny, action: Deny, from: [{namespaces: {}}]}]
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: lockdown, namespace: shop}
+spec: {selector: all()}
+",
+    );
+    let check = ["check", "-f", "cluster.yaml", "--from", "shop/web", "--to", "shop/db", "--port", "80"];
+    let (out, err, code) = palisade(dir.path(), &check, "");
+    assert_eq!(code, 3, "incomplete: {out}{err}");
+    assert!(out.starts_with("ALLOW shop/web"), "{out}");
+    assert!(
+        out.contains(
+            "INCOMPLETE: BaselineAdminNetworkPolicy (policy.networking.k8s.io) default, \
+                      NetworkPolicy (projectcalico.org) shop/lockdown could change this verdict"
+        ),
+        "{out}"
+    );
+    assert!(err.contains("warning: INCOMPLETE"), "{err}");
+    assert!(!err.contains("error"), "a Calico NetworkPolicy is another kind, not an invalid one: {err}");
+
+    let (out, _, code) = palisade(dir.path(), &[&check[..], &["-o", "json"]].concat(), "");
+    assert_eq!(code, 3);
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(json["allowed"], true);
+    assert_eq!(
+        json["incomplete"]["ignored_policy_kinds"],
+        serde_json::json!({"BaselineAdminNetworkPolicy (policy.networking.k8s.io)": 1, "NetworkPolicy (projectcalico.org)": 1})
+    );
+    assert_eq!(json["incomplete"]["could_change"].as_array().map(Vec::len), Some(2));
+
+    // Only the cluster-wide policy can change a verdict outside shop.
+    let (out, _, _) = palisade(
+        dir.path(),
+        &["check", "-f", "cluster.yaml", "--from", "elsewhere/other", "--to", "10.9.9.9", "--port", "80", "-o", "json"],
+        "",
+    );
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        json["incomplete"]["could_change"],
+        serde_json::json!(["BaselineAdminNetworkPolicy (policy.networking.k8s.io) default"])
+    );
+
+    let queries = "{\"from\":\"shop/web\",\"to\":\"shop/db\",\"port\":80}\n";
+    let (out, _, code) = palisade(dir.path(), &["query", "-f", "cluster.yaml"], queries);
+    assert_eq!(code, 3);
+    assert!(out.trim_end().ends_with(",\"incomplete\":true}"), "{out}");
+
+    for args in [&["matrix", "-f", "cluster.yaml"][..], &["explain", "-f", "cluster.yaml", "shop/db"]] {
+        let (out, _, code) = palisade(dir.path(), args, "");
+        assert_eq!(code, 3, "{args:?}");
+        assert!(out.contains("INCOMPLETE"), "{args:?}: {out}");
+    }
+    let (out, _, code) = palisade(dir.path(), &["lint", "-f", "cluster.yaml", "-o", "json"], "");
+    assert_eq!(code, 1, "a warning");
+    assert!(out.contains("\"ignored-policy-kind\""), "{out}");
+}
+
+/// `matchLabel:` (a typo) makes the selector empty: every pod. It used to
+/// load without a word.
+#[test]
+fn unknown_fields_are_reported_and_strict_rejects_them() {
+    let dir = cluster(
+        "faithful-unknown",
+        "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: shop}
+spec:
+  podSelector: {matchLabel: {app: db}}
+  ingress:
+  - from:
+    - podSelector: {matchLabels: {app: web}}
+      ports: [{port: 5432}]
+",
+    );
+    let (out, err, code) = palisade(dir.path(), &["lint", "-f", "cluster.yaml"], "");
+    assert_eq!(code, 1, "{out}{err}");
+    for field in ["spec.podSelector.matchLabel", "spec.ingress[0].from[0].ports"] {
+        assert!(
+            err.contains(&format!("warning: cluster.yaml: NetworkPolicy shop/db: {field}: unknown field")),
+            "{field}: {err}"
+        );
+        assert!(out.contains(&format!("warning[unknown-field] NetworkPolicy shop/db: {field}")), "{field}: {out}");
+    }
+    let (_, err, code) = palisade(dir.path(), &["lint", "-f", "cluster.yaml", "--strict"], "");
+    assert_eq!(code, 2, "strict: an error");
+    assert!(
+        err.contains("error: cluster.yaml: NetworkPolicy shop/db: spec.podSelector.matchLabel: unknown field"),
+        "{err}"
+    );
+    let (_, err, code) = palisade(
+        dir.path(),
+        &["check", "-f", "cluster.yaml", "--strict", "--from", "shop/web", "--to", "shop/db", "--port", "1"],
+        "",
+    );
+    assert_eq!(code, 2, "{err}");
+}
+
+/// An empty directory, a directory of non-manifests, `/dev/stdin` and a
+/// pipe: each used to report success having read nothing.
+#[test]
+fn reading_nothing_is_an_error_and_pipes_are_read() {
+    let dir = TempDir::new("faithful-nothing");
+    std::fs::create_dir(dir.path().join("empty")).expect("dir");
+    std::fs::create_dir(dir.path().join("notes")).expect("dir");
+    std::fs::write(dir.path().join("notes/readme.yaml"), "# just a comment\n").expect("write");
+    for input in ["empty", "notes"] {
+        let (_, err, code) = palisade(dir.path(), &["lint", "-f", input], "");
+        assert_eq!(code, 2, "{input}: {err}");
+        assert!(err.contains("no objects were read"), "{input}: {err}");
+    }
+    let (out, err, code) = palisade(dir.path(), &["lint", "-f", "/dev/stdin"], PODS);
+    assert_eq!(code, 0, "/dev/stdin is read like a file: {out}{err}");
+    let (out, err, code) = palisade(dir.path(), &["lint", "-f", "-"], "");
+    assert_eq!(code, 2, "{out}{err}");
+}
+
+/// kubectl accepts a byte-order mark, merge keys and typed lists whose
+/// items carry no kind; the analyzer used to refuse or misread them.
+#[test]
+fn yaml_and_json_as_kubectl_reads_them() {
+    let dir = TempDir::new("faithful-kubectl");
+    let bom = format!("\u{feff}{PODS}");
+    std::fs::write(dir.path().join("bom.yaml"), &bom).expect("write");
+    // Anchors hold within one document: a List shares a template.
+    let merge = "
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata: &meta {name: a, namespace: x, labels: {app: a}}
+  status: {phase: Running, podIP: 10.0.0.1}
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    <<: *meta
+    name: b
+  status: {phase: Running, podIP: 10.0.0.2}
+";
+    std::fs::write(dir.path().join("merge.yaml"), merge).expect("write");
+    let typed_list = r#"{"apiVersion":"v1","kind":"PodList","metadata":{},"items":[
+        {"metadata":{"name":"a","namespace":"x","labels":{"app":"a"}},"status":{"phase":"Running","podIP":"10.0.0.1"}}]}"#;
+    std::fs::write(dir.path().join("list.json"), typed_list).expect("write");
+    let (out, err, code) =
+        palisade(dir.path(), &["check", "-f", "bom.yaml", "--from", "shop/web", "--to", "shop/db", "--port", "80"], "");
+    assert_eq!(code, 0, "{out}{err}");
+    let (out, err, code) = palisade(dir.path(), &["explain", "-f", "merge.yaml", "x/b", "-o", "json"], "");
+    assert_eq!(code, 0, "{out}{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(json["labels"], serde_json::json!({"app": "a"}), "merged from the anchor");
+    let (out, err, code) = palisade(dir.path(), &["explain", "-f", "list.json", "x/a"], "");
+    assert_eq!(code, 0, "items of a PodList are Pods: {out}{err}");
+    let query = "\u{feff}{\"from\":\"shop/web\",\"to\":\"shop/db\",\"port\":80}\n";
+    let (out, err, code) = palisade(dir.path(), &["query", "-f", "bom.yaml"], query);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\"allowed\":true"), "{out}");
+}
+
+/// `check -o json` named an end `"default/test-mon (no IP)"`: the name and
+/// the address are separate fields now.
+#[test]
+fn check_json_keeps_names_and_addresses_apart() {
+    let dir = cluster("faithful-json", "");
+    let (out, err, code) = palisade(
+        dir.path(),
+        &["check", "-f", "cluster.yaml", "--from", "shop/web", "--to", "10.9.9.9", "--port", "80", "-o", "json"],
+        "",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!((&json["from"], &json["from_addr"]), (&serde_json::json!("shop/web"), &serde_json::json!("10.0.0.1")));
+    assert_eq!((&json["to"], &json["to_addr"]), (&serde_json::json!("10.9.9.9"), &serde_json::json!("10.9.9.9")));
+}
