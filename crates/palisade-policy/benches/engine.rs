@@ -76,6 +76,14 @@ fn matrix_1000_pods(bencher: Bencher) {
     bencher.bench_local(|| index.matrix(pods.clone(), vec![Case { port: 8080, protocol: Protocol::Tcp }]));
 }
 
+/// Every lint check over S (each ipBlock checked against the sorted pod
+/// addresses, rules compared only among policies for the same pods).
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn lint_s(bencher: Bencher) {
+    let index = build(&S);
+    bencher.bench_local(|| palisade_policy::lint::lint(&index).len());
+}
+
 #[divan::bench(sample_count = 200)]
 fn pod_relabel_l(bencher: Bencher) {
     let mut index = build(&L);

@@ -1,12 +1,16 @@
 //! Findings about a set of policies, each with why it matters and a fix.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
 use serde::Serialize;
 
 use crate::describe;
 use crate::evaluate::VirtualPod;
 use crate::index::{ClusterIndex, PodId, PolicyId};
 use crate::model::{
-    ContainerPort, Direction, Labels, NAMESPACE_NAME_LABEL, Peer, PodState, PortTarget, Protocol, Rule, RulePort,
+    ContainerPort, Direction, IpBlock, LabelSelector, Labels, NAMESPACE_NAME_LABEL, Peer, PodState, PortTarget,
+    Protocol, Rule, RulePort,
 };
 
 /// How much a finding matters.
@@ -56,11 +60,21 @@ fn sample(index: &ClusterIndex, pods: &[PodId]) -> String {
 pub fn lint(index: &ClusterIndex) -> Vec<Finding> {
     let mut findings = Vec::new();
     let policies = index.policies_sorted();
+    // Policies that apply to exactly the same pods (same namespace, same
+    // podSelector), in name order: the only ones that can shadow each
+    // other's rules.
+    let mut same_pods: BTreeMap<(&str, &LabelSelector), Vec<PolicyId>> = BTreeMap::new();
+    for &id in &policies {
+        let p = index.policy(id).policy();
+        same_pods.entry((p.namespace.as_str(), &p.pod_selector)).or_default().push(id);
+    }
+    let addresses = PodAddresses::new(index);
     for &id in &policies {
         selects_nothing(index, id, &mut findings);
-        peers(index, id, &mut findings);
+        peers(index, id, &addresses, &mut findings);
         named_ports(index, id, &mut findings);
-        shadowed_rules(index, id, &policies, &mut findings);
+        let p = index.policy(id).policy();
+        shadowed_rules(index, id, &same_pods[&(p.namespace.as_str(), &p.pod_selector)], &mut findings);
     }
     dns_egress(index, &mut findings);
     findings
@@ -90,7 +104,40 @@ fn selects_nothing(index: &ClusterIndex, id: PolicyId, out: &mut Vec<Finding>) {
     }
 }
 
-fn peers(index: &ClusterIndex, id: PolicyId, out: &mut Vec<Finding>) {
+/// The addresses of active pods, sorted, to find the pods in a CIDR
+/// without scanning every pod.
+struct PodAddresses(Vec<(IpAddr, PodId)>);
+
+impl PodAddresses {
+    fn new(index: &ClusterIndex) -> Self {
+        let mut all: Vec<(IpAddr, PodId)> = index
+            .pods_sorted()
+            .into_iter()
+            .filter(|id| index.pod(*id).pod().state == PodState::Active)
+            .flat_map(|id| index.pod(id).pod().ips.iter().map(move |ip| (*ip, id)))
+            .collect();
+        all.sort_unstable();
+        PodAddresses(all)
+    }
+
+    /// The pods with an address in `block` (outside its `except`), in name
+    /// order.
+    fn in_block(&self, index: &ClusterIndex, block: &IpBlock) -> Vec<PodId> {
+        let (first, last) = (block.cidr.network(), block.cidr.broadcast());
+        let start = self.0.partition_point(|(ip, _)| *ip < first);
+        let mut pods: Vec<PodId> = self.0[start..]
+            .iter()
+            .take_while(|(ip, _)| *ip <= last)
+            .filter(|(ip, _)| block.contains(*ip))
+            .map(|(_, id)| *id)
+            .collect();
+        pods.sort_unstable_by(|a, b| index.pod_name(*a).cmp(index.pod_name(*b)));
+        pods.dedup();
+        pods
+    }
+}
+
+fn peers(index: &ClusterIndex, id: PolicyId, addresses: &PodAddresses, out: &mut Vec<Finding>) {
     let policy = index.policy(id).policy();
     for dir in Direction::BOTH {
         for (r, rule) in policy.rules(dir).iter().enumerate() {
@@ -110,14 +157,7 @@ fn peers(index: &ClusterIndex, id: PolicyId, out: &mut Vec<Finding>) {
                         }
                     }
                     Peer::IpBlock(block) => {
-                        let covered: Vec<PodId> = index
-                            .pods_sorted()
-                            .into_iter()
-                            .filter(|pid| {
-                                let pod = index.pod(*pid).pod();
-                                pod.state == PodState::Active && pod.ips.iter().any(|ip| block.contains(*ip))
-                            })
-                            .collect();
+                        let covered = addresses.in_block(index, block);
                         if !covered.is_empty() {
                             out.push(Finding {
                                 code: "ipblock-covers-pods",
@@ -242,17 +282,10 @@ fn rule_covers(b: &Rule, a: &Rule) -> bool {
     peers && ports
 }
 
-fn shadowed_rules(index: &ClusterIndex, id: PolicyId, all: &[PolicyId], out: &mut Vec<Finding>) {
+/// `peers`: the policies that apply to exactly the same pods as `id`
+/// (itself included), in name order.
+fn shadowed_rules(index: &ClusterIndex, id: PolicyId, peers: &[PolicyId], out: &mut Vec<Finding>) {
     let policy = index.policy(id).policy();
-    // Policies that apply to exactly the same pods: same namespace, same podSelector.
-    let peers: Vec<PolicyId> = all
-        .iter()
-        .copied()
-        .filter(|other| {
-            let o = index.policy(*other).policy();
-            o.namespace == policy.namespace && o.pod_selector == policy.pod_selector
-        })
-        .collect();
     for dir in Direction::BOTH {
         if !policy.isolates(dir) {
             continue;
