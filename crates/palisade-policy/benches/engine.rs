@@ -84,6 +84,19 @@ fn lint_s(bencher: Bencher) {
     bencher.bench_local(|| palisade_policy::lint::lint(&index).len());
 }
 
+/// `diff` at S for one changed policy (its first rule's ports replaced):
+/// only the rows and columns of the pods it selects are evaluated.
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn diff_one_policy_s(bencher: Bencher) {
+    let before = build(&S);
+    let mut policies = S.policies.clone();
+    let changed = policies.iter_mut().find(|p| !p.ingress.is_empty()).expect("a policy with ingress rules");
+    changed.ingress[0].ports.clear();
+    let after = ClusterIndex::from_objects(S.namespaces.clone(), S.pods.clone(), policies);
+    let cases = palisade_policy::diff::interesting_cases(&[&before, &after]);
+    bencher.bench_local(|| palisade_policy::diff::diff(&before, &after, &cases).opened.len());
+}
+
 #[divan::bench(sample_count = 200)]
 fn pod_relabel_l(bencher: Bencher) {
     let mut index = build(&L);

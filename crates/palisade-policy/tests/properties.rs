@@ -189,3 +189,75 @@ proptest! {
         }
     }
 }
+
+/// The diff as the whole matrix sees it: every pair of common pods, every
+/// case, evaluated in both states (the oracle of the diff, which evaluates
+/// only the rows and columns a change can affect).
+fn full_diff(before: &ClusterIndex, after: &ClusterIndex, cases: &[Case]) -> Vec<(String, String, u16, bool)> {
+    let mut out = Vec::new();
+    for case in cases {
+        for a in before.pods_sorted() {
+            for b in before.pods_sorted() {
+                if a == b {
+                    continue;
+                }
+                let (na, nb) = (before.pod_name(a), before.pod_name(b));
+                let (Some(a2), Some(b2)) = (after.pod_id_by_key(na), after.pod_id_by_key(nb)) else { continue };
+                let was = before.evaluate(&before.pod_flow(a, b, case.port, case.protocol)).allowed;
+                let now = after.evaluate(&after.pod_flow(a2, b2, case.port, case.protocol)).allowed;
+                if was != now {
+                    out.push((na.to_string(), nb.to_string(), case.port, now));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn relabelled(mut pods: Vec<palisade_policy::Pod>, which: usize, label: &str) -> Vec<palisade_policy::Pod> {
+    if let Some(pod) = pods.get_mut(which % 9) {
+        pod.labels.insert("pod".into(), label.into());
+    }
+    pods
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// One policy changed (or a pod or namespace relabelled): the diff,
+    /// which evaluates only what the change can affect, finds exactly the
+    /// connections the whole matrix finds.
+    #[test]
+    fn diff_equals_the_whole_matrix_compared(
+        policies in policies(5),
+        replacement in palisade_testkit::strategy::policy(),
+        which in 0usize..5,
+        pod in 0usize..9,
+        relabel in prop_oneof![Just(None), Just(Some("a")), Just(Some("c"))],
+        namespace_relabel in any::<bool>(),
+    ) {
+        let (namespaces, pods) = model();
+        let before = ClusterIndex::from_objects(namespaces.clone(), pods.clone(), policies.clone());
+        let mut changed = policies.clone();
+        if let Some(p) = changed.get_mut(which) {
+            *p = NetworkPolicy { name: p.name.clone(), namespace: p.namespace.clone(), ..replacement };
+        } else {
+            changed.push(replacement);
+        }
+        let pods = match relabel { Some(label) => relabelled(pods, pod, label), None => pods };
+        let mut namespaces = namespaces;
+        if namespace_relabel {
+            namespaces[1].labels.insert("ns".into(), "x".into());
+        }
+        let after = ClusterIndex::from_objects(namespaces, pods, changed);
+        let cases = [Case { port: 80, protocol: Protocol::Tcp }, Case { port: 81, protocol: Protocol::Udp }];
+        let d = palisade_policy::diff::diff(&before, &after, &cases);
+        let mut found: Vec<(String, String, u16, bool)> =
+            d.opened.iter().chain(&d.closed).map(|c| (c.from.clone(), c.to.clone(), c.port, c.allowed)).collect();
+        found.sort();
+        prop_assert_eq!(found, full_diff(&before, &after, &cases));
+        let counted: usize = d.summary.iter().map(|s| s.opened + s.closed).sum();
+        prop_assert_eq!(counted, d.opened.len() + d.closed.len());
+    }
+}

@@ -42,9 +42,17 @@ pub fn run(
             }
             let cases: Vec<String> = d.cases.iter().map(|c| format!("{}/{}", c.protocol, c.port)).collect();
             println!(
-                "compared {} on the pods present before and after",
-                if cases.is_empty() { "no ports".into() } else { cases.join(", ") }
+                "compared {} on the pods present before and after: {} opened, {} closed",
+                if cases.is_empty() { "no ports".into() } else { cases.join(", ") },
+                d.opened.len(),
+                d.closed.len()
             );
+            if !d.summary.is_empty() {
+                println!("by namespace (from -> to: opened, closed):");
+                for p in &d.summary {
+                    println!("  {} -> {}: +{} -{}", p.from_namespace, p.to_namespace, p.opened, p.closed);
+                }
+            }
             for (title, list) in [("opened", &d.opened), ("closed", &d.closed)] {
                 println!("{} ({}):", if title == "opened" { style.good(title) } else { style.bad(title) }, list.len());
                 for c in list {
