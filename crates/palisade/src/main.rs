@@ -67,11 +67,13 @@ enum Command {
         /// Only pods in these namespaces (repeatable or comma-separated).
         #[arg(short = 'n', long = "namespace", value_delimiter = ',')]
         namespaces: Vec<String>,
-        /// Ports (comma-separated); default: every declared container port.
+        /// Ports (comma-separated); default: every port a pod declares or a
+        /// policy names, each with the protocol that declares or names it.
         #[arg(long, value_delimiter = ',', value_parser = parse_port)]
         ports: Vec<u16>,
-        /// Protocols (comma-separated).
-        #[arg(long, value_delimiter = ',', default_value = "tcp", value_parser = parse_protocol)]
+        /// Protocols (comma-separated); default: TCP for `--ports`, else the
+        /// protocols of the default ports.
+        #[arg(long, value_delimiter = ',', value_parser = parse_protocol)]
         protocols: Vec<Protocol>,
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value = "table")]

@@ -218,3 +218,40 @@ fn check_json_keeps_names_and_addresses_apart() {
     assert_eq!((&json["from"], &json["from_addr"]), (&serde_json::json!("shop/web"), &serde_json::json!("10.0.0.1")));
     assert_eq!((&json["to"], &json["to_addr"]), (&serde_json::json!("10.9.9.9"), &serde_json::json!("10.9.9.9")));
 }
+
+/// A UDP-only port was probed as TCP, and UDP never appeared: the default
+/// ports are now those pods declare and policies name, each with its own
+/// protocol.
+#[test]
+fn matrix_shows_each_port_with_its_protocol() {
+    let dir = cluster(
+        "faithful-matrix",
+        "apiVersion: v1
+kind: Pod
+metadata: {name: api, namespace: shop, labels: {app: api}}
+spec: {containers: [{name: c, ports: [{containerPort: 8080}]}]}
+status: {phase: Running, podIP: 10.0.0.3}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: dns, namespace: shop}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+  egress: [{ports: [{port: 53, protocol: UDP}]}]
+",
+    );
+    let (out, err, code) = palisade(dir.path(), &["matrix", "-f", "cluster.yaml", "-o", "json"], "");
+    assert_eq!(code, 0, "{out}{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let cases: Vec<(u64, String)> = json["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|c| (c["port"].as_u64().expect("port"), c["protocol"].as_str().expect("protocol").to_string()))
+        .collect();
+    assert_eq!(cases, [(8080, "TCP".to_string()), (53, "UDP".to_string())]);
+    let (out, _, _) = palisade(dir.path(), &["matrix", "-f", "cluster.yaml", "-o", "json", "--ports", "53"], "");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(json["cases"][0]["protocol"], "TCP", "explicit ports default to TCP");
+}

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use clap::ValueEnum;
 use palisade_policy::matrix::{Case, Matrix};
-use palisade_policy::{ClusterIndex, Protocol};
+use palisade_policy::{ClusterIndex, PortTarget, Protocol};
 use serde::Serialize;
 
 use crate::inputs::State;
@@ -43,9 +43,11 @@ pub enum Grouping {
 pub struct MatrixArgs {
     /// Only pods of these namespaces (all when empty).
     pub namespaces: Vec<String>,
-    /// Ports (default: every declared container port, or 80 when none).
+    /// Ports (default: every port a pod declares or a policy names, each
+    /// with its protocol; 80 when none).
     pub ports: Vec<u16>,
-    /// Protocols.
+    /// Protocols (default: TCP for explicit ports, else those of the
+    /// default ports).
     pub protocols: Vec<Protocol>,
     /// Output format.
     pub format: MatrixFormat,
@@ -108,20 +110,39 @@ pub fn run(state: &State, args: &MatrixArgs) -> u8 {
     state.exit(0, affected)
 }
 
+/// The cases to show: `--ports` with `--protocols` (TCP when none); by
+/// default every port a shown pod declares and every port number (and
+/// range end) a policy names, each with its own protocol, so a UDP-only
+/// port is not shown as TCP and UDP tables appear when UDP ports exist.
 fn cases(index: &ClusterIndex, pods: &[palisade_policy::PodId], args: &MatrixArgs) -> Vec<Case> {
-    let ports: Vec<u16> = if args.ports.is_empty() {
-        let declared: BTreeSet<u16> =
-            pods.iter().flat_map(|p| index.pod(*p).pod().ports.iter().map(|c| c.port)).collect();
-        if declared.is_empty() { vec![80] } else { declared.into_iter().collect() }
-    } else {
-        args.ports.clone()
-    };
-    let mut cases = Vec::new();
-    for protocol in &args.protocols {
-        for port in &ports {
-            cases.push(Case { port: *port, protocol: *protocol });
+    if !args.ports.is_empty() {
+        let protocols = if args.protocols.is_empty() { vec![Protocol::Tcp] } else { args.protocols.clone() };
+        return protocols
+            .iter()
+            .flat_map(|protocol| args.ports.iter().map(|port| Case { port: *port, protocol: *protocol }))
+            .collect();
+    }
+    let mut found: BTreeSet<Case> = BTreeSet::new();
+    for p in pods {
+        found.extend(index.pod(*p).pod().ports.iter().map(|c| Case { port: c.port, protocol: c.protocol }));
+    }
+    for id in index.policies_sorted() {
+        let policy = index.policy(id).policy();
+        for port in policy.ingress.iter().chain(&policy.egress).flat_map(|r| &r.ports) {
+            if let PortTarget::Range { start, end } = port.target {
+                found.insert(Case { port: start, protocol: port.protocol });
+                found.insert(Case { port: end, protocol: port.protocol });
+            }
         }
     }
+    found.retain(|c| args.protocols.is_empty() || args.protocols.contains(&c.protocol));
+    if found.is_empty() {
+        let protocols = if args.protocols.is_empty() { vec![Protocol::Tcp] } else { args.protocols.clone() };
+        return protocols.into_iter().map(|protocol| Case { port: 80, protocol }).collect();
+    }
+    // By protocol, then port: one table per protocol in order.
+    let mut cases: Vec<Case> = found.into_iter().collect();
+    cases.sort_by_key(|c| (c.protocol, c.port));
     cases
 }
 
