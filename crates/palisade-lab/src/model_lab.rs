@@ -33,7 +33,7 @@ impl ModelLab {
         for pod in pods {
             let key = format!("{}/{}", pod.namespace, pod.name);
             topo.add_pod(&key, &pod.ips)?;
-            serve::start(topo.pods[&key].ns.name(), ports, ports, ports).context("servers")?;
+            serve::start(topo.pods[&key].ns.name(), &pod.ips, ports, ports, ports).context("servers")?;
         }
         let nft = NftCli::in_netns(topo.node.name());
         Ok(ModelLab { topo, nft, applied: None })

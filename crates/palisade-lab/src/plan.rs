@@ -15,6 +15,12 @@ pub struct ProbeRow {
     pub from: String,
     /// `namespace/pod` or an address.
     pub to: String,
+    /// The source address the probe used.
+    pub from_addr: IpAddr,
+    /// The destination address the probe used.
+    pub to_addr: IpAddr,
+    /// `v4` or `v6`.
+    pub family: Family,
     /// Destination port.
     pub port: u16,
     /// Protocol.
@@ -34,8 +40,26 @@ struct End {
     endpoint: Endpoint,
 }
 
+impl Family {
+    /// The family of `addr`.
+    #[must_use]
+    pub fn of(addr: IpAddr) -> Family {
+        if addr.is_ipv6() { Family::V6 } else { Family::V4 }
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        })
+    }
+}
+
 /// Which address family to probe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Family {
     /// IPv4 only.
     V4,
@@ -105,6 +129,9 @@ pub fn plan(
                     rows.push(ProbeRow {
                         from: from.label.clone(),
                         to: to.label.clone(),
+                        from_addr: from.addr,
+                        to_addr: to.addr,
+                        family,
                         port: *port,
                         protocol: *protocol,
                         measured: false,

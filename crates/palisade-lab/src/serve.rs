@@ -3,9 +3,14 @@
 //! accepts the association and shuts it down; without SCTP sockets the
 //! probe's raw INIT needs no server). One thread per socket, each inside
 //! its namespace. They run until the process exits.
+//!
+//! A UDP socket is bound to each of the namespace's addresses, not to the
+//! wildcard: a reply must come from the address the datagram was sent to,
+//! or the probing client (a connected socket) drops it, and with several
+//! addresses on one interface the kernel would pick the first.
 
 use std::io;
-use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::thread;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -21,10 +26,26 @@ fn dual_stack(kind: Type, protocol: Protocol, port: u16) -> io::Result<Socket> {
     Ok(socket)
 }
 
-/// Starts servers in namespace `ns` for `tcp`, `udp` and `sctp` ports.
-/// Returns once every socket is bound (so probes can start), or the first
-/// error.
-pub fn start(ns: &str, tcp: &[u16], udp: &[u16], sctp: &[u16]) -> io::Result<()> {
+/// A UDP socket bound to `addr`:`port` (an IPv6 one only for IPv6).
+fn udp_on(addr: IpAddr, port: u16) -> io::Result<UdpSocket> {
+    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    // The address may still be tentative (IPv6 duplicate address detection).
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+        socket.set_freebind_v6(true)?;
+    } else {
+        socket.set_freebind_v4(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&SocketAddr::new(addr, port).into())?;
+    Ok(UdpSocket::from(socket))
+}
+
+/// Starts servers in namespace `ns`, whose addresses are `addrs`, for
+/// `tcp`, `udp` and `sctp` ports. Returns once every socket is bound (so
+/// probes can start), or the first error.
+pub fn start(ns: &str, addrs: &[IpAddr], tcp: &[u16], udp: &[u16], sctp: &[u16]) -> io::Result<()> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
     let sctp: &[u16] = if crate::sctp::sockets_available() { sctp } else { &[] };
     let streams =
@@ -51,12 +72,11 @@ pub fn start(ns: &str, tcp: &[u16], udp: &[u16], sctp: &[u16]) -> io::Result<()>
             }
         });
     }
-    for &port in udp {
+    let datagrams: Vec<(IpAddr, u16)> = udp.iter().flat_map(|p| addrs.iter().map(move |a| (*a, *p))).collect();
+    for &(addr, port) in &datagrams {
         let (ns, ready) = (ns.to_string(), ready_tx.clone());
         thread::spawn(move || {
-            let bound = netns::enter(&ns)
-                .map_err(io::Error::other)
-                .and_then(|()| Ok(UdpSocket::from(dual_stack(Type::DGRAM, Protocol::UDP, port)?)));
+            let bound = netns::enter(&ns).map_err(io::Error::other).and_then(|()| udp_on(addr, port));
             match bound {
                 Ok(socket) => {
                     let _ = ready.send(Ok(()));
@@ -72,7 +92,7 @@ pub fn start(ns: &str, tcp: &[u16], udp: &[u16], sctp: &[u16]) -> io::Result<()>
         });
     }
     drop(ready_tx);
-    for _ in 0..tcp.len() + udp.len() + sctp.len() {
+    for _ in 0..tcp.len() + datagrams.len() + sctp.len() {
         ready_rx.recv().map_err(io::Error::other)??;
     }
     Ok(())

@@ -181,9 +181,9 @@ struct LabProbeArgs {
     /// Protocols (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "tcp,udp,sctp", value_parser = parse_protocol)]
     protocols: Vec<Protocol>,
-    /// Address family: v4, v6 or both.
-    #[arg(long, value_enum, default_value = "v4")]
-    family: FamilyArg,
+    /// Address family: v4, v6 or both (default: every family the lab's pods have).
+    #[arg(long, value_enum)]
+    family: Option<FamilyArg>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     output: TextOrJson,
@@ -193,9 +193,10 @@ impl LabProbeArgs {
     fn probe_args(&self) -> palisade_lab::session::ProbeArgs {
         use palisade_lab::plan::Family;
         let families = match self.family {
-            FamilyArg::V4 => vec![Family::V4],
-            FamilyArg::V6 => vec![Family::V6],
-            FamilyArg::Both => vec![Family::V4, Family::V6],
+            None => Vec::new(),
+            Some(FamilyArg::V4) => vec![Family::V4],
+            Some(FamilyArg::V6) => vec![Family::V6],
+            Some(FamilyArg::Both) => vec![Family::V4, Family::V6],
         };
         palisade_lab::session::ProbeArgs { ports: self.ports.clone(), protocols: self.protocols.clone(), families }
     }

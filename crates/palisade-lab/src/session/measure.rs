@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::bail;
 use crate::error::{Context as _, Result};
 use crate::plan::{Family, ProbeRow, plan};
 use crate::probe::run_all;
@@ -21,7 +22,7 @@ pub struct ProbeArgs {
     pub ports: Vec<u16>,
     /// Protocols.
     pub protocols: Vec<Protocol>,
-    /// Address families.
+    /// Address families (empty: every family the lab's pods have).
     pub families: Vec<Family>,
 }
 
@@ -48,8 +49,15 @@ pub fn probe_rows(state: &LabState, args: &ProbeArgs) -> Result<Vec<ProbeRow>> {
     } else {
         args.ports.clone()
     };
+    let families: Vec<Family> = if args.families.is_empty() {
+        let present: std::collections::BTreeSet<Family> =
+            state.pods.values().flat_map(|p| p.plan.addrs.iter().map(|a| Family::of(*a))).collect();
+        present.into_iter().collect()
+    } else {
+        args.families.clone()
+    };
     let mut rows = Vec::new();
-    for family in &args.families {
+    for family in &families {
         let (probes, mut planned) = plan(&index, &topo, &ports, &args.protocols, *family);
         let expected: Vec<bool> = planned.iter().map(|r| r.expected).collect();
         let results = run_all(&probes, &expected, 64, Duration::from_millis(250), Duration::from_secs(2));
@@ -67,15 +75,17 @@ pub fn probe_rows(state: &LabState, args: &ProbeArgs) -> Result<Vec<ProbeRow>> {
 #[must_use]
 pub fn probe_table(rows: &[ProbeRow]) -> String {
     let mut out = String::new();
-    let mut cases: Vec<(Protocol, u16)> = rows.iter().map(|r| (r.protocol, r.port)).collect();
+    let mut cases: Vec<(Family, Protocol, u16)> = rows.iter().map(|r| (r.family, r.protocol, r.port)).collect();
     cases.sort();
     cases.dedup();
+    let families = cases.iter().map(|c| c.0).collect::<std::collections::BTreeSet<_>>().len();
     let mut names: Vec<&str> = rows.iter().flat_map(|r| [r.from.as_str(), r.to.as_str()]).collect();
     names.sort_unstable();
     names.dedup();
     let width = names.iter().map(|n| n.len()).max().unwrap_or(4).max(8);
-    for (protocol, port) in cases {
-        let _ = write!(out, "{:<width$} ", format!("{protocol}/{port}"));
+    for (family, protocol, port) in cases {
+        let title = if families > 1 { format!("{protocol}/{port} {family}") } else { format!("{protocol}/{port}") };
+        let _ = write!(out, "{title:<width$} ");
         for n in &names {
             let _ = write!(out, "{n:<width$} ");
         }
@@ -84,8 +94,9 @@ pub fn probe_table(rows: &[ProbeRow]) -> String {
         for from in &names {
             let _ = write!(out, "{from:<width$} ");
             for to in &names {
-                let cell =
-                    rows.iter().find(|r| r.from == *from && r.to == *to && r.protocol == protocol && r.port == port);
+                let cell = rows.iter().find(|r| {
+                    r.from == *from && r.to == *to && r.family == family && r.protocol == protocol && r.port == port
+                });
                 let text = match cell {
                     None if from == to => ".".to_string(),
                     None => "-".to_string(),
@@ -108,9 +119,11 @@ pub fn probe_table(rows: &[ProbeRow]) -> String {
     for r in mismatches {
         let _ = writeln!(
             out,
-            "  MISMATCH {} -> {} {}/{}: measured {}, engine {}",
+            "  MISMATCH {} ({}) -> {} ({}) {}/{}: measured {}, engine {}",
             r.from,
+            r.from_addr,
             r.to,
+            r.to_addr,
             r.protocol,
             r.port,
             verdict(r.measured),
@@ -128,6 +141,12 @@ fn verdict(allowed: bool) -> &'static str {
 pub fn probe(args: &ProbeArgs, json: bool) -> Result<u8> {
     let state = LabState::load()?.context("no lab is up; run `palisade lab up -f DIR`")?;
     let rows = probe_rows(&state, args)?;
+    if rows.is_empty() {
+        bail!(
+            "nothing was probed: no two ends of the lab share an address family among {:?}, or no ports",
+            if args.families.is_empty() { "the pods' families".to_string() } else { format!("{:?}", args.families) }
+        );
+    }
     let mismatches = rows.iter().filter(|r| r.measured != r.expected).count();
     if json {
         println!("{}", serde_json::to_string_pretty(&ProbeJson { probes: rows, mismatches })?);

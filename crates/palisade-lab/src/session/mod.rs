@@ -254,6 +254,7 @@ pub fn up(paths: &[PathBuf], external: &[IpAddr]) -> Result<String> {
         for note in &objects.notes {
             eprintln!("note: {note}");
         }
+        check_externals(&objects.pods, external)?;
         sync_pods(&mut state, &mut topo, &objects.pods)?;
         if !external.is_empty() {
             topo.add_external(external)?;
@@ -377,11 +378,22 @@ fn down_quiet() {
     }
 }
 
+/// Refuses external addresses that are a pod's: the external host and the
+/// pod cannot both be reached at one address.
+fn check_externals(pods: &BTreeMap<String, PodPlan>, external: &[IpAddr]) -> Result<()> {
+    for addr in external {
+        if let Some((pod, _)) = pods.iter().find(|(_, p)| p.addrs.contains(addr)) {
+            bail!("--external {addr} is the address of pod {pod}: choose an address no pod has");
+        }
+    }
+    Ok(())
+}
+
 /// `lab serve` (internal): runs the servers of every lab pod until killed.
 pub fn serve_forever() -> Result<()> {
     let state = LabState::load()?.context("no lab state")?;
     for (key, pod) in &state.pods {
-        serve::start(&pod.netns, &pod.plan.tcp, &pod.plan.udp, &pod.plan.sctp)
+        serve::start(&pod.netns, &pod.plan.addrs, &pod.plan.tcp, &pod.plan.udp, &pod.plan.sctp)
             .with_context(|| format!("servers of {key}"))?;
     }
     if let Some(ext) = &state.external {
@@ -392,10 +404,27 @@ pub fn serve_forever() -> Result<()> {
             all
         };
         let (tcp, udp, sctp) = (all(|p| &p.tcp), all(|p| &p.udp), all(|p| &p.sctp));
-        serve::start(&ext.netns, &tcp, &udp, &sctp).context("servers of the external hosts")?;
+        serve::start(&ext.netns, &ext.addrs, &tcp, &udp, &sctp).context("servers of the external hosts")?;
     }
     std::fs::write(state.workdir.join("servers.ready"), b"")?;
     loop {
         std::thread::park();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `lab up --external` with a pod's address failed late, with `ip route
+    /// add … File exists`.
+    #[test]
+    fn an_external_address_of_a_pod_is_refused_up_front() {
+        let plan = PodPlan { addrs: vec!["10.0.1.1".parse().expect("ip")], ..PodPlan::default() };
+        let pods = BTreeMap::from([("x/a".to_string(), plan)]);
+        let err = check_externals(&pods, &["203.0.113.5".parse().expect("ip"), "10.0.1.1".parse().expect("ip")])
+            .expect_err("refused");
+        assert_eq!(err.to_string(), "--external 10.0.1.1 is the address of pod x/a: choose an address no pod has");
+        check_externals(&pods, &["203.0.113.5".parse().expect("ip")]).expect("no conflict");
     }
 }

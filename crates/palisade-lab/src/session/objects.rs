@@ -13,7 +13,7 @@ use palisade_policy::{Pod, PodState, Protocol};
 pub const NODE: &str = "lab";
 
 /// A pod the lab runs.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PodPlan {
     /// Addresses (from the manifest, or assigned).
     pub addrs: Vec<IpAddr>,

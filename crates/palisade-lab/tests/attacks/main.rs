@@ -89,7 +89,8 @@ impl Node {
         let mut yaml = CLUSTER.to_string();
         for (name, v4, v6) in LOCAL {
             topo.add_pod(&format!("x/{name}"), &[ip(v4), ip(v6)]).expect("pod namespace");
-            serve::start(topo.pods[&format!("x/{name}")].ns.name(), &[80], &[80], &[]).expect("servers");
+            serve::start(topo.pods[&format!("x/{name}")].ns.name(), &[ip(v4), ip(v6)], &[80], &[80], &[])
+                .expect("servers");
             yaml.push_str("---\n");
             yaml.push_str(&pod_yaml(name, "lab", v4, v6));
         }
