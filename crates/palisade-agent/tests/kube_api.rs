@@ -11,13 +11,10 @@
 
 #![allow(clippy::needless_pass_by_value, reason = "the object builders take json! values")]
 
-mod mock_api;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mock_api::{Mock, Resource};
 use palisade_agent::fake::FakeKernel;
 use palisade_agent::kube::KubeApi;
 use palisade_agent::{DriverConfig, Kernel, Metrics, NetlinkKernel, Running};
@@ -30,6 +27,7 @@ use palisade_dataplane::{NodeScope, compile};
 use palisade_lab::netns::{NetNs, unique_prefix};
 use palisade_manifests::{ApiObject, convert_api_object};
 use palisade_policy::ClusterIndex;
+use palisade_testkit::kube_mock::{Mock, Resource};
 use serde_json::{Value, json};
 
 fn namespace(name: &str, labels: Value) -> Value {

@@ -260,6 +260,16 @@ pub fn load_with(inputs: &[Input], options: &LoadOptions) -> Loaded {
     loaded
 }
 
+/// Loads texts already read, each named by where it came from (pages of
+/// an API server's lists, for example), with `options`.
+#[must_use]
+pub fn load_texts(texts: &[(&str, &str)], options: &LoadOptions) -> Loaded {
+    let mut loaded = Loaded::default();
+    add_texts(&mut loaded, texts, options);
+    finish(&mut loaded);
+    loaded
+}
+
 /// Loads one text as if read from `file` (for tests and fuzzing).
 #[must_use]
 pub fn load_str(file: &str, text: &str, default_namespace: &str) -> Loaded {

@@ -13,10 +13,26 @@ use std::process::{Command, Stdio};
 /// UTF-8.
 #[must_use]
 pub fn run(program: &str, dir: &Path, args: &[&str], stdin: &str) -> (String, String, i32) {
+    run_with_env(program, dir, args, stdin, &[])
+}
+
+/// [`run`] with environment variables `env` set for the program.
+///
+/// # Panics
+/// As [`run`].
+#[must_use]
+pub fn run_with_env(
+    program: &str,
+    dir: &Path,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> (String, String, i32) {
     let mut child = Command::new(program)
         .args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

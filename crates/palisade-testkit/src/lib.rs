@@ -10,12 +10,14 @@
 //! - [`memory`]: the process's resident memory;
 //! - [`big`]: one large manifest, for the large-change measurements, and
 //!   synthetic clusters written as files;
-//! - [`command`]: running a program as a user would.
+//! - [`command`]: running a program as a user would;
+//! - [`kube_mock`]: a mock Kubernetes API server in the wire format.
 
 pub mod big;
 pub mod command;
 pub mod e2e;
 pub mod golden;
+pub mod kube_mock;
 pub mod memory;
 pub mod strategy;
 pub mod temp;

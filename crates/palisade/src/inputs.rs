@@ -12,9 +12,15 @@ use crate::commands::{EXIT_ERROR, EXIT_INCOMPLETE};
 /// Where cluster state comes from.
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {
-    /// Manifest file or directory (recursive: .yaml, .yml, .json); `-` for stdin. Repeatable.
-    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+    /// Manifest file or directory (recursive: .yaml, .yml, .json); `-` for
+    /// stdin. Repeatable. Without it, the cluster is read through the
+    /// Kubernetes API (the kubeconfig's current context, `--context`, or the
+    /// in-cluster service account).
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
     pub filenames: Vec<PathBuf>,
+    /// The kubeconfig context to read the cluster from (without `-f`).
+    #[arg(long, value_name = "NAME", conflicts_with = "filenames")]
+    pub context: Option<String>,
     /// Namespace for objects that name none.
     #[arg(long = "default-namespace", value_name = "NS", default_value = "default")]
     pub default_namespace: String,
@@ -110,13 +116,30 @@ impl State {
 #[must_use]
 pub fn load_state(paths: &[PathBuf], options: &LoadOptions) -> State {
     let inputs: Vec<Input> = paths.iter().map(|p| Input::parse(&p.to_string_lossy())).collect();
-    let mut loaded = load_with(&inputs, options);
+    let loaded = load_with(&inputs, options);
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    report(loaded, &names.join(", "), "no .yaml, .yml or .json file holds a Kubernetes object")
+}
+
+/// Reads the cluster through the Kubernetes API (see [`crate::live`]).
+#[must_use]
+pub fn load_live(context: Option<&str>, options: &LoadOptions) -> State {
+    match crate::live::read(context, options) {
+        Ok(loaded) => report(loaded, "the Kubernetes API", "the cluster has no Namespace, Pod or NetworkPolicy"),
+        Err(e) => {
+            let mut loaded = Loaded::default();
+            loaded.errors.push(LoadError::Read { file: "the Kubernetes API".into(), message: format!("{e:#}") });
+            report(loaded, "the Kubernetes API", "")
+        }
+    }
+}
+
+/// Prints what `loaded` found wrong or left out, and builds the index.
+fn report(mut loaded: Loaded, source: &str, nothing: &str) -> State {
     if loaded.read_nothing() && loaded.errors.is_empty() {
-        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        loaded.errors.push(LoadError::Read {
-            file: names.join(", "),
-            message: "no objects were read (no .yaml, .yml or .json file holds a Kubernetes object)".into(),
-        });
+        loaded
+            .errors
+            .push(LoadError::Read { file: source.to_string(), message: format!("no objects were read ({nothing})") });
     }
     for e in &loaded.errors {
         eprintln!("error: {e}");
@@ -141,9 +164,14 @@ impl InputArgs {
         LoadOptions { default_namespace: self.default_namespace.clone(), strict: self.strict }
     }
 
-    /// Loads these inputs.
+    /// Loads these inputs: the files, or without any, the cluster through
+    /// the Kubernetes API.
     #[must_use]
     pub fn load(&self) -> State {
-        load_state(&self.filenames, &self.options())
+        if self.filenames.is_empty() {
+            load_live(self.context.as_deref(), &self.options())
+        } else {
+            load_state(&self.filenames, &self.options())
+        }
     }
 }

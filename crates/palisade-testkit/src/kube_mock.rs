@@ -114,6 +114,12 @@ impl Mock {
         Mock { addr, shared, task }
     }
 
+    /// The server's address.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// A kube client for this server (built inside the runtime: it spawns a task).
     #[expect(clippy::unused_async, reason = "kube's client spawns a task, so it must be built in the runtime")]
     pub async fn client(&self) -> kube::Client {
@@ -200,11 +206,13 @@ impl Mock {
     }
 
     /// The objects `r` holds now.
+    #[must_use]
     pub fn objects(&self, r: Resource) -> Vec<Value> {
         self.shared.lock().expect("lock").objects[r.slot()].values().cloned().collect()
     }
 
     /// Events created so far.
+    #[must_use]
     pub fn events(&self) -> Vec<Value> {
         self.shared.lock().expect("lock").events.clone()
     }
@@ -241,6 +249,18 @@ async fn serve(mut conn: TcpStream, shared: Arc<Mutex<Shared>>) {
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         if head.starts_with("POST ") && path.ends_with("/events") {
             if !create_event(&mut conn, &head, &shared).await {
+                return;
+            }
+            continue;
+        }
+        if path == "/apis" {
+            // API discovery: no groups beyond the built-in ones served here.
+            let body = json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}).to_string();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if conn.write_all(response.as_bytes()).await.is_err() {
                 return;
             }
             continue;
