@@ -11,6 +11,10 @@ pub enum Named {
     Pod(palisade_policy::PodId),
     /// An address: a pod's (resolved to the pod) or outside the cluster.
     Address(IpAddr),
+    /// A hostNetwork pod: its traffic carries its node's address, so it is
+    /// that address to policies (ipBlock peers can match it; pod and
+    /// namespace selectors cannot).
+    HostNetwork(palisade_policy::PodId),
 }
 
 /// Resolves `text` (`namespace/pod` or an IP address).
@@ -27,6 +31,12 @@ pub fn resolve(index: &ClusterIndex, text: &str) -> Result<Named, String> {
     if !entry.is_endpoint()
         && let PodState::Excluded(reason) = &entry.pod().state
     {
+        if reason == palisade_manifests::HOST_NETWORK {
+            if entry.pod().ips.is_empty() {
+                return Err(format!("{text} is a hostNetwork pod whose status gives no node address"));
+            }
+            return Ok(Named::HostNetwork(id));
+        }
         return Err(format!("{text} is not a policy endpoint: {reason}"));
     }
     Ok(Named::Pod(id))
@@ -41,6 +51,7 @@ pub fn flow(index: &ClusterIndex, from: &Named, to: &Named, port: u16, protocol:
             Some(id) => Endpoint::Pod { id, addr: Some(*ip) },
             None => Endpoint::External(*ip),
         }),
+        Named::HostNetwork(id) => index.pod(*id).pod().ips.first().map(|ip| Endpoint::External(*ip)),
         Named::Pod(_) => None,
     };
     let (src, dst) = match (fixed(from), fixed(to)) {
@@ -59,6 +70,38 @@ fn pod_end(index: &ClusterIndex, named: &Named, toward: Option<IpAddr>) -> Endpo
     match named {
         Named::Pod(id) => index.pod_endpoint(*id, toward),
         Named::Address(ip) => Endpoint::External(*ip),
+        Named::HostNetwork(id) => {
+            let ips = &index.pod(*id).pod().ips;
+            let same = ips.iter().find(|ip| toward.is_some_and(|t| t.is_ipv6() == ip.is_ipv6()));
+            Endpoint::External(*same.or(ips.first()).expect("resolve checked a hostNetwork pod has an address"))
+        }
+    }
+}
+
+/// The node two ends share when one is a hostNetwork pod (its node's
+/// addresses) and the other a pod scheduled on that node: traffic between
+/// a pod and its own node is never filtered (Palisade filters forwarded
+/// traffic; a node reaching its pods, or a pod its node, is not forwarded).
+#[must_use]
+pub fn shared_node<'a>(index: &'a ClusterIndex, a: &Named, b: &Named) -> Option<&'a str> {
+    let node = |n: &Named| match n {
+        Named::HostNetwork(id) | Named::Pod(id) => index.pod(*id).pod().node_name.as_deref(),
+        Named::Address(ip) => index.pod_by_ip(*ip).and_then(|id| index.pod(id).pod().node_name.as_deref()),
+    };
+    let host = matches!(a, Named::HostNetwork(_)) || matches!(b, Named::HostNetwork(_));
+    let (na, nb) = (node(a)?, node(b)?);
+    (host && na == nb).then_some(na)
+}
+
+/// How a flow end reads: [`describe`], except that a hostNetwork pod says
+/// what it is (`kube-system/agent (hostNetwork, node address 192.168.46.2)`).
+#[must_use]
+pub fn describe_named(index: &ClusterIndex, named: &Named, e: Endpoint) -> String {
+    match (named, e) {
+        (Named::HostNetwork(id), Endpoint::External(a)) => {
+            format!("{} (hostNetwork, node address {a})", index.pod_name(*id))
+        }
+        _ => describe(index, e),
     }
 }
 
@@ -118,5 +161,32 @@ mod tests {
         index.apply_pod(pod(PodState::Planned));
         assert!(matches!(resolve(&index, "x/a"), Ok(Named::Pod(_))));
         assert_eq!(resolve(&index, "x/b"), Err("no pod x/b in the input".to_string()));
+    }
+
+    #[test]
+    fn a_host_network_pod_is_its_nodes_address() {
+        let host = Pod {
+            name: "agent".into(),
+            ips: vec!["192.168.46.2".parse().expect("address")],
+            node_name: Some("n1".into()),
+            ..pod(PodState::Excluded(palisade_manifests::HOST_NETWORK.into()))
+        };
+        let local = Pod { node_name: Some("n1".into()), ..pod(PodState::Active) };
+        let remote = Pod {
+            name: "b".into(),
+            ips: vec!["10.0.0.2".parse().expect("address")],
+            node_name: Some("n2".into()),
+            ..pod(PodState::Active)
+        };
+        let index = ClusterIndex::from_objects([], [host, local, remote], []);
+        let agent = resolve(&index, "x/agent").expect("a hostNetwork pod resolves");
+        assert!(matches!(agent, Named::HostNetwork(_)));
+        let a = resolve(&index, "x/a").expect("pod");
+        let f = flow(&index, &agent, &a, 80, Protocol::Tcp);
+        assert_eq!(f.src, Endpoint::External("192.168.46.2".parse().expect("address")));
+        assert_eq!(describe_named(&index, &agent, f.src), "x/agent (hostNetwork, node address 192.168.46.2)");
+        assert_eq!(shared_node(&index, &agent, &a), Some("n1"));
+        assert_eq!(shared_node(&index, &agent, &resolve(&index, "x/b").expect("pod")), None);
+        assert_eq!(shared_node(&index, &a, &resolve(&index, "x/b").expect("pod")), None, "no hostNetwork end");
     }
 }

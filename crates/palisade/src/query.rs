@@ -18,7 +18,7 @@ use palisade_policy::{ClusterIndex, Flow, Protocol, Verdict};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::endpoint::{flow, namespace_of, resolve};
+use crate::endpoint::{flow, namespace_of, resolve, shared_node};
 use crate::query_line::{QueryIn, parse};
 use crate::verdict_text::{push_number, write_reason};
 
@@ -66,6 +66,12 @@ fn push_answer(out: &mut Vec<u8>, index: &ClusterIndex, ready: &Ready<'_>, verdi
     push_number(out, usize::from(ready.port));
     out.extend_from_slice(b",\"protocol\":\"");
     out.extend_from_slice(ready.protocol.as_str().as_bytes());
+    if ready.same_node {
+        out.extend_from_slice(
+            b"\",\"allowed\":true,\"reason\":\"same node: traffic between a pod and its own node is not filtered\"}",
+        );
+        return;
+    }
     out.extend_from_slice(if verdict.allowed {
         b"\",\"allowed\":true,\"reason\":\""
     } else {
@@ -111,6 +117,8 @@ struct Ready<'a> {
     flow: Flow,
     port: u16,
     protocol: Protocol,
+    /// A hostNetwork pod and a pod on its node: allowed, not filtered.
+    same_node: bool,
 }
 
 /// Parses and resolves one line; `Err` carries the message for the error object.
@@ -130,7 +138,8 @@ fn prepare<'a>(index: &ClusterIndex, line: &'a str) -> Result<Ready<'a>, (Option
     let from = resolve(index, &query.from).map_err(|e| fail(format!("from: {e}")))?;
     let to = resolve(index, &query.to).map_err(|e| fail(format!("to: {e}")))?;
     let flow = flow(index, &from, &to, port, protocol);
-    Ok(Ready { query, flow, port, protocol })
+    let same_node = shared_node(index, &from, &to).is_some();
+    Ok(Ready { query, flow, port, protocol, same_node })
 }
 
 /// Lines read, checked for UTF-8 and written together: one read and one

@@ -255,3 +255,106 @@ spec:
     let json: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(json["cases"][0]["protocol"], "TCP", "explicit ports default to TCP");
 }
+
+/// `check` refused a hostNetwork pod named as `ns/pod` ("not a policy
+/// endpoint"). It is its node's address: ipBlock peers match it, pod and
+/// namespace selectors do not, and traffic with a pod on its own node is
+/// never filtered.
+#[test]
+fn a_host_network_pod_is_its_nodes_address() {
+    let dir = TempDir::new("faithful-hostnetwork");
+    std::fs::write(
+        dir.path().join("cluster.yaml"),
+        "apiVersion: v1
+kind: Pod
+metadata: {name: agent, namespace: kube-system, labels: {app: agent}}
+spec: {hostNetwork: true, nodeName: n1, containers: [{name: c}]}
+status: {phase: Running, hostIP: 192.168.46.2, podIP: 192.168.46.2, podIPs: [{ip: 192.168.46.2}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: shop, labels: {app: db}}
+spec: {nodeName: n2, containers: [{name: c}]}
+status: {phase: Running, podIP: 10.0.2.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: cache, namespace: shop, labels: {app: cache}}
+spec: {nodeName: n2, containers: [{name: c}]}
+status: {phase: Running, podIP: 10.0.2.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: local, namespace: shop, labels: {app: local}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {phase: Running, podIP: 10.0.1.1}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress: [{from: [{ipBlock: {cidr: 192.168.46.0/24}}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: cache, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: cache}}
+  ingress: [{from: [{namespaceSelector: {}, podSelector: {matchLabels: {app: agent}}}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: shop}
+spec: {podSelector: {matchLabels: {app: local}}, policyTypes: [Ingress]}
+",
+    )
+    .expect("write");
+    let check = |to: &str| {
+        palisade(
+            dir.path(),
+            &["check", "-f", "cluster.yaml", "--from", "kube-system/agent", "--to", to, "--port", "80"],
+            "",
+        )
+    };
+    let (out, err, code) = check("shop/db");
+    assert_eq!(code, 0, "the ipBlock admits the node's address: {out}{err}");
+    assert!(
+        out.starts_with("ALLOW kube-system/agent (hostNetwork, node address 192.168.46.2) -> shop/db (10.0.2.1)"),
+        "{out}"
+    );
+    let (out, _, code) = check("shop/cache");
+    assert_eq!(code, 1, "a podSelector does not match a hostNetwork pod: {out}");
+    let (out, _, code) = check("shop/local");
+    assert_eq!(code, 0, "same node: {out}");
+    assert!(out.contains("same node n1"), "{out}");
+    let (out, _, _) = palisade(
+        dir.path(),
+        &[
+            "check",
+            "-f",
+            "cluster.yaml",
+            "--from",
+            "kube-system/agent",
+            "--to",
+            "shop/db",
+            "--port",
+            "80",
+            "-o",
+            "json",
+        ],
+        "",
+    );
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        (&json["from"], &json["from_addr"]),
+        (&serde_json::json!("kube-system/agent"), &serde_json::json!("192.168.46.2"))
+    );
+    let queries = "{\"from\":\"kube-system/agent\",\"to\":\"shop/cache\",\"port\":80}\n{\"from\":\"shop/local\",\"to\":\"kube-system/agent\",\"port\":80}\n";
+    let (out, err, code) = palisade(dir.path(), &["query", "-f", "cluster.yaml"], queries);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    assert_eq!(lines[0]["allowed"], false);
+    assert_eq!(lines[1]["allowed"], true);
+    assert!(lines[1]["reason"].as_str().expect("reason").starts_with("same node"), "{out}");
+}

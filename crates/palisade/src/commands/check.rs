@@ -7,7 +7,7 @@ use palisade_policy::{Direction, Flow, Protocol, SideVerdict};
 use serde::Serialize;
 
 use super::{EXIT_ERROR, TextOrJson};
-use crate::endpoint::{describe, flow, name_and_address, namespace_of, resolve};
+use crate::endpoint::{Named, describe_named, flow, name_and_address, namespace_of, resolve, shared_node};
 use crate::inputs::{IncompleteJson, State};
 use crate::style::Style;
 use crate::verdict_text::{SideJson, isolating_names, rule_ref, side_json};
@@ -42,6 +42,11 @@ struct CheckJson<'a> {
     ingress: SideJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     incomplete: Option<IncompleteCheck<'a>>,
+    /// The node both ends are on when one is a hostNetwork pod: allowed,
+    /// whatever the policies say (traffic between a pod and its own node
+    /// is not filtered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    same_node: Option<&'a str>,
 }
 
 /// What in the input could change this verdict without Palisade knowing.
@@ -67,7 +72,11 @@ pub fn run(state: &State, args: &CheckArgs<'_>, output: TextOrJson, style: Style
         }
     };
     let flow = flow(index, &from, &to, args.port, args.protocol);
-    let verdict = index.evaluate(&flow);
+    let mut verdict = index.evaluate(&flow);
+    let node = shared_node(index, &from, &to);
+    if node.is_some() {
+        verdict.allowed = true;
+    }
     let could_change: Vec<String> = state
         .could_change(namespace_of(index, flow.src), namespace_of(index, flow.dst))
         .iter()
@@ -75,8 +84,12 @@ pub fn run(state: &State, args: &CheckArgs<'_>, output: TextOrJson, style: Style
         .collect();
     match output {
         TextOrJson::Json => {
-            let (from, from_addr) = name_and_address(index, flow.src);
-            let (to, to_addr) = name_and_address(index, flow.dst);
+            let machine = |named: &Named, end| match named {
+                Named::HostNetwork(id) => (index.pod_name(*id).to_string(), name_and_address(index, end).1),
+                _ => name_and_address(index, end),
+            };
+            let (from, from_addr) = machine(&from, flow.src);
+            let (to, to_addr) = machine(&to, flow.dst);
             let incomplete =
                 state.incomplete_json().map(|input| IncompleteCheck { input, could_change: could_change.clone() });
             let json = CheckJson {
@@ -86,6 +99,7 @@ pub fn run(state: &State, args: &CheckArgs<'_>, output: TextOrJson, style: Style
                 to,
                 to_addr,
                 incomplete,
+                same_node: node,
                 port: flow.port,
                 protocol: flow.protocol,
                 egress: side_json(index, &flow, Direction::Egress, verdict.egress),
@@ -94,7 +108,7 @@ pub fn run(state: &State, args: &CheckArgs<'_>, output: TextOrJson, style: Style
             println!("{}", serde_json::to_string_pretty(&json).expect("plain data serializes"));
         }
         TextOrJson::Text => {
-            print!("{}", text(state, &flow, style));
+            print!("{}", text(state, &flow, (&from, &to), style));
             if !could_change.is_empty() {
                 println!(
                     "  {}: {} could change this verdict (kinds Palisade does not evaluate)",
@@ -107,27 +121,37 @@ pub fn run(state: &State, args: &CheckArgs<'_>, output: TextOrJson, style: Style
     state.exit(u8::from(!verdict.allowed), !could_change.is_empty())
 }
 
-/// The human report.
+/// The human report; `ends` as named, which tells a hostNetwork pod from
+/// its node's address.
 #[must_use]
-pub fn text(state: &State, flow: &Flow, style: Style) -> String {
+pub fn text(state: &State, flow: &Flow, ends: (&Named, &Named), style: Style) -> String {
     let index = &state.index;
     let verdict = index.evaluate(flow);
-    let head = if verdict.allowed { style.good("ALLOW") } else { style.bad("DENY") };
+    let node = shared_node(index, ends.0, ends.1);
+    let allowed = verdict.allowed || node.is_some();
+    let head = if allowed { style.good("ALLOW") } else { style.bad("DENY") };
     let mut out = format!(
         "{head} {} -> {} {}/{}\n",
-        describe(index, flow.src),
-        describe(index, flow.dst),
+        describe_named(index, ends.0, flow.src),
+        describe_named(index, ends.1, flow.dst),
         flow.protocol,
         flow.port
     );
+    if let Some(node) = node {
+        let _ = writeln!(
+            out,
+            "  same node {node}: traffic between a pod and its own node is never filtered \
+             (it is not forwarded; the policies below do not apply to it)"
+        );
+    }
     if verdict.egress == SideVerdict::SamePod {
         out.push_str("  a pod can always reach itself\n");
         return out;
     }
-    for (dir, side, end) in
-        [(Direction::Egress, verdict.egress, flow.src), (Direction::Ingress, verdict.ingress, flow.dst)]
+    for (dir, side, end, named) in
+        [(Direction::Egress, verdict.egress, flow.src, ends.0), (Direction::Ingress, verdict.ingress, flow.dst, ends.1)]
     {
-        let who = describe(index, end);
+        let who = describe_named(index, named, end);
         let line = match side {
             SideVerdict::NotAPod => format!("{dir:<7} {who}: outside the cluster, no policy applies"),
             SideVerdict::SamePod => unreachable!("handled above"),

@@ -14,7 +14,7 @@ use crate::style::Style;
 #[must_use]
 pub fn run(state: &State, pod: &str, output: TextOrJson, style: Style) -> u8 {
     let id = match resolve(&state.index, pod) {
-        Ok(Named::Pod(id)) => id,
+        Ok(Named::Pod(id) | Named::HostNetwork(id)) => id,
         Ok(Named::Address(ip)) => {
             if let Some(id) = state.index.pod_by_ip(ip) {
                 id
