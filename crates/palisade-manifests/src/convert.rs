@@ -38,6 +38,11 @@ pub(crate) struct Outcome {
     pub unknown: Vec<String>,
     /// A kind Palisade does not read.
     pub skipped: Option<String>,
+    /// That kind may create pods the input does not show (it holds a pod
+    /// template, or is a known operator's workload).
+    pub creates_pods: bool,
+    /// Lint codes the object's `palisade.dev/lint-ignore` annotation names.
+    pub lint_ignore: Vec<String>,
     /// A policy of a kind Palisade does not evaluate.
     pub ignored_policy: Option<IgnoredPolicy>,
 }
@@ -66,6 +71,7 @@ pub(crate) fn convert(raw: &str, head: &Head<'_>, default_namespace: &str) -> Ou
             out.ignored_policy = Some(IgnoredPolicy::new(group.name, kind, head.namespace(), name));
         } else {
             out.skipped = Some(kind.to_string());
+            out.creates_pods = creates_pods(group.name, kind, raw);
         }
         return out;
     }
@@ -105,13 +111,7 @@ pub(crate) fn convert(raw: &str, head: &Head<'_>, default_namespace: &str) -> Ou
             let owners = owners.collect();
             Kept::Pod(pod::pod(p, namespace, name, &mut errors), owners)
         }),
-        "NetworkPolicy" => {
-            let spec = match lean::read::<lean::NetworkPolicy>(raw).and_then(|p| p.into_api().ok()) {
-                Some(spec) => Some(spec),
-                None => typed::<net::NetworkPolicy>(raw, &mut out).map(|p| p.spec),
-            };
-            spec.map(|spec| Kept::Policy(policy::convert(spec.as_ref(), namespace, name, &mut errors)))
-        }
+        "NetworkPolicy" => network_policy(raw, &mut out, &mut errors, namespace, name),
         "Deployment" => template::<apps::Deployment>(raw, &mut out, &mut errors, (kind, name, namespace), |d| {
             d.spec.as_ref().map(|s| (&s.template, "spec.template"))
         }),
@@ -139,6 +139,34 @@ pub(crate) fn convert(raw: &str, head: &Head<'_>, default_namespace: &str) -> Ou
         out.kept = kept;
     }
     out
+}
+
+/// A NetworkPolicy, on the fast path or the precise one, with the lint
+/// codes its annotation suppresses.
+fn network_policy(raw: &str, out: &mut Outcome, errors: &mut FieldErrors, namespace: &str, name: &str) -> Option<Kept> {
+    let fast =
+        lean::read::<lean::NetworkPolicy>(raw).and_then(|mut p| p.take_spec().ok().map(|s| (s, p.lint_ignore())));
+    let (spec, ignore) = fast.or_else(|| {
+        typed::<net::NetworkPolicy>(raw, out).map(|p| {
+            let ignore = p.metadata.annotations.as_ref().and_then(|a| a.get(lean::LINT_IGNORE).cloned());
+            (p.spec, ignore)
+        })
+    })?;
+    out.lint_ignore = ignore
+        .map(|codes| codes.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect())
+        .unwrap_or_default();
+    Some(Kept::Policy(policy::convert(spec.as_ref(), namespace, name, errors)))
+}
+
+/// Kinds of operators that create pods without a `containers` list of
+/// their own in the object.
+const POD_CREATING_KINDS: &[(&str, &str)] =
+    &[("kubevirt.io", "VirtualMachine"), ("kubevirt.io", "VirtualMachineInstance")];
+
+/// Whether an object of another kind may create pods: it holds a pod
+/// template (`containers` anywhere in it), or is a known operator's kind.
+fn creates_pods(group: &str, kind: &str, raw: &str) -> bool {
+    POD_CREATING_KINDS.contains(&(group, kind)) || raw.contains("\"containers\"")
 }
 
 /// Reads `raw` on the fast path ([`lean`]), or, when that cannot (a field

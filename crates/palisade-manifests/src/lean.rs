@@ -78,10 +78,43 @@ macro_rules! lean_struct {
 
 type Labels = Option<BTreeMap<String, String>>;
 
+/// The annotation that suppresses lint findings on an object.
+pub const LINT_IGNORE: &str = "palisade.dev/lint-ignore";
+
+/// Of an object's annotations, only [`LINT_IGNORE`] (the others, such as a
+/// large `last-applied-configuration`, are skipped without being built).
+#[derive(Debug, Default)]
+pub(crate) struct LintIgnore(pub Option<String>);
+
+impl<'de> Deserialize<'de> for LintIgnore {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = LintIgnore;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("annotations")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LintIgnore, A::Error> {
+                let mut out = LintIgnore(None);
+                while let Some(key) = map.next_key::<Lenient<'de>>()? {
+                    if key.0.as_deref() == Some(LINT_IGNORE) {
+                        out.0 = Some(map.next_value()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
 lean_struct!(Meta {
     labels: Labels = "labels",
     owner_references: Option<Vec<OwnerRef>> = "ownerReferences",
-} skip ["annotations", "creationTimestamp", "deletionGracePeriodSeconds", "deletionTimestamp", "finalizers",
+    annotations: Option<LintIgnore> = "annotations",
+} skip ["creationTimestamp", "deletionGracePeriodSeconds", "deletionTimestamp", "finalizers",
     "generateName", "generation", "managedFields", "name", "namespace", "resourceVersion", "selfLink", "uid"]);
 
 lean_struct!(OwnerRef {
@@ -322,10 +355,15 @@ fn ports(list: Option<Vec<RulePort>>) -> Option<Vec<net::NetworkPolicyPort>> {
 }
 
 impl NetworkPolicy {
+    /// The codes of [`LINT_IGNORE`], if the policy has it.
+    pub(crate) fn lint_ignore(&self) -> Option<String> {
+        self.metadata.as_ref().and_then(|m| m.annotations.as_ref()).and_then(|a| a.0.clone())
+    }
+
     /// The spec as k8s-openapi holds it; `None` when a required field is
     /// missing or a rule names its peers with the other direction's key.
-    pub(crate) fn into_api(self) -> Read<Option<net::NetworkPolicySpec>> {
-        let Some(spec) = self.spec else { return Ok(None) };
+    pub(crate) fn take_spec(&mut self) -> Read<Option<net::NetworkPolicySpec>> {
+        let Some(spec) = self.spec.take() else { return Ok(None) };
         let mut ingress = None;
         if let Some(rules) = spec.ingress {
             let mut out = Vec::with_capacity(rules.len());

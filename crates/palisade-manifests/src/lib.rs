@@ -43,6 +43,7 @@ use convert::{Kept, Outcome};
 pub use documents::{Input, manifest_files};
 pub use error::{FieldError, LoadError};
 pub use kinds::{IGNORED_POLICY_KINDS, IgnoredPolicy, ignored_policy_kind};
+pub use lean::LINT_IGNORE;
 use pieces::Piece;
 pub use walk::{Walk, WalkLimits};
 
@@ -86,6 +87,13 @@ pub struct Loaded {
     pub ignored_policy_kinds: BTreeMap<String, usize>,
     /// Those policies, in input order.
     pub ignored_policies: Vec<IgnoredPolicy>,
+    /// Of the skipped kinds, those whose objects may create pods the input
+    /// does not show (custom resources with a pod template, operators'
+    /// workloads), counted.
+    pub pod_creating_kinds: BTreeMap<String, usize>,
+    /// Lint codes suppressed per object (`palisade.dev/lint-ignore:
+    /// code,code`).
+    pub lint_ignore: BTreeMap<ObjectKey, Vec<String>>,
     /// Files read.
     pub files: usize,
     /// Where each object came from, to report duplicates.
@@ -128,6 +136,12 @@ impl Loaded {
             && self.origins.is_empty()
     }
 
+    /// The file an object was read from.
+    #[must_use]
+    pub fn origin(&self, key: &ObjectKey) -> Option<&str> {
+        self.origins.get(key).map(|f| &**f)
+    }
+
     /// One line summarising skipped kinds, if any.
     #[must_use]
     pub fn skipped_summary(&self) -> Option<String> {
@@ -163,6 +177,9 @@ impl Loaded {
     /// an object of the same key came first.
     fn absorb(&mut self, file: &str, mut out: Outcome, strict: bool) {
         if let Some(kind) = out.skipped {
+            if out.creates_pods {
+                *self.pod_creating_kinds.entry(kind.clone()).or_default() += 1;
+            }
             *self.skipped.entry(kind).or_default() += 1;
             return;
         }
@@ -206,6 +223,9 @@ impl Loaded {
             }
             Some(Kept::Policy(p)) => {
                 let key = out.key.unwrap_or_else(|| ObjectKey::policy(&p.namespace, &p.name));
+                if !out.lint_ignore.is_empty() && !self.origins.contains_key(&key) {
+                    self.lint_ignore.insert(key.clone(), out.lint_ignore);
+                }
                 self.keep(file, &out.object, key, p, |l, v| l.policies.push(v));
             }
         }

@@ -58,8 +58,7 @@ fn addresses(status: &core::PodStatus, errors: &mut FieldErrors) -> Vec<IpAddr> 
     ips
 }
 
-/// Why a hostNetwork pod is not a policy endpoint (its [`PodState::Excluded`] reason).
-pub const HOST_NETWORK: &str = "hostNetwork: its traffic uses the node's address";
+pub use palisade_policy::HOST_NETWORK;
 
 /// Converts a Pod.
 pub fn pod(mut p: core::Pod, namespace: &str, name: &str, errors: &mut FieldErrors) -> Pod {

@@ -40,6 +40,6 @@ pub use evaluate::{Endpoint, Flow, RuleRef, SideVerdict, Verdict, VirtualPod};
 pub use index::{ClusterIndex, NamespaceEntry, NsId, PodEntry, PodId, PolicyEntry, PolicyId};
 pub use key::{ObjectKey, ObjectKind};
 pub use model::{
-    ContainerPort, Direction, IpBlock, LabelSelector, Labels, NAMESPACE_NAME_LABEL, Namespace, NetworkPolicy, Operator,
-    Peer, Pod, PodState, PortTarget, Protocol, Requirement, Rule, RulePort,
+    ContainerPort, Direction, HOST_NETWORK, IpBlock, LabelSelector, Labels, NAMESPACE_NAME_LABEL, Namespace,
+    NetworkPolicy, Operator, Peer, Pod, PodState, PortTarget, Protocol, Requirement, Rule, RulePort,
 };

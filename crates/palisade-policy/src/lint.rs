@@ -1,6 +1,7 @@
 //! Findings about a set of policies, each with why it matters and a fix.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -9,8 +10,8 @@ use crate::describe;
 use crate::evaluate::VirtualPod;
 use crate::index::{ClusterIndex, PodId, PolicyId};
 use crate::model::{
-    ContainerPort, Direction, IpBlock, LabelSelector, Labels, NAMESPACE_NAME_LABEL, Peer, PodState, PortTarget,
-    Protocol, Rule, RulePort,
+    ContainerPort, Direction, HOST_NETWORK, IpBlock, LabelSelector, Labels, NAMESPACE_NAME_LABEL, Peer, PodState,
+    PortTarget, Protocol, Rule, RulePort,
 };
 
 /// How much a finding matters.
@@ -55,9 +56,26 @@ fn sample(index: &ClusterIndex, pods: &[PodId]) -> String {
     names.join(", ")
 }
 
+/// What the input says beyond its objects, which changes what some
+/// findings mean.
+#[derive(Clone, Debug, Default)]
+pub struct LintContext {
+    /// Objects of kinds that create pods the input does not show (custom
+    /// resources with a pod template, operators' workloads), described for
+    /// the reader (`3 Rollout, 1 VirtualMachine`); when set, "selects no
+    /// pod" findings are only information: the pods may exist.
+    pub pods_elsewhere: Option<String>,
+}
+
 /// Runs every check. Findings are ordered by object, then check.
 #[must_use]
 pub fn lint(index: &ClusterIndex) -> Vec<Finding> {
+    lint_with(index, &LintContext::default())
+}
+
+/// [`lint`] in `context`.
+#[must_use]
+pub fn lint_with(index: &ClusterIndex, context: &LintContext) -> Vec<Finding> {
     let mut findings = Vec::new();
     let policies = index.policies_sorted();
     // Policies that apply to exactly the same pods (same namespace, same
@@ -69,9 +87,27 @@ pub fn lint(index: &ClusterIndex) -> Vec<Finding> {
         same_pods.entry((p.namespace.as_str(), &p.pod_selector)).or_default().push(id);
     }
     let addresses = PodAddresses::new(index);
+    let host_network: Vec<PodId> = index
+        .pods_sorted()
+        .into_iter()
+        .filter(|id| matches!(&index.pod(*id).pod().state, PodState::Excluded(r) if r == HOST_NETWORK))
+        .collect();
     for &id in &policies {
-        selects_nothing(index, id, &mut findings);
-        peers(index, id, &addresses, &mut findings);
+        let before = findings.len();
+        selects_nothing(index, id, &host_network, &mut findings);
+        peers(index, id, &addresses, &host_network, &mut findings);
+        if let Some(elsewhere) = &context.pods_elsewhere {
+            for f in &mut findings[before..] {
+                if matches!(f.code, "policy-selects-no-pod" | "peer-matches-no-pod") {
+                    f.severity = Severity::Info;
+                    let _ = write!(
+                        f.message,
+                        " in the input (which also holds {elsewhere}: kinds that create pods it does not show, \
+                         so such pods may exist)"
+                    );
+                }
+            }
+        }
         named_ports(index, id, &mut findings);
         let p = index.policy(id).policy();
         shadowed_rules(index, id, &same_pods[&(p.namespace.as_str(), &p.pod_selector)], &mut findings);
@@ -84,19 +120,44 @@ fn policy_object(index: &ClusterIndex, id: PolicyId) -> String {
     format!("NetworkPolicy {}", index.policy_name(id))
 }
 
-fn selects_nothing(index: &ClusterIndex, id: PolicyId, out: &mut Vec<Finding>) {
+/// The hostNetwork pods among `host_network` in namespace `ns` whose labels
+/// `selector` matches (NetworkPolicy never applies to them).
+fn host_network_matching(
+    index: &ClusterIndex,
+    host_network: &[PodId],
+    ns: &str,
+    selector: &LabelSelector,
+) -> Vec<PodId> {
+    host_network
+        .iter()
+        .copied()
+        .filter(|id| index.pod(*id).pod().namespace == ns && selector.matches(&index.pod_labels(*id)))
+        .collect()
+}
+
+fn selects_nothing(index: &ClusterIndex, id: PolicyId, host_network: &[PodId], out: &mut Vec<Finding>) {
     let entry = index.policy(id);
     if entry.selected().is_empty() {
+        let policy = entry.policy();
+        let hosts = host_network_matching(index, host_network, &policy.namespace, &policy.pod_selector);
+        let message = if hosts.is_empty() {
+            format!(
+                "selects no pod: no pod in namespace {} has {}",
+                policy.namespace,
+                describe::selector(&policy.pod_selector)
+            )
+        } else {
+            format!(
+                "selects only hostNetwork pods ({}), which NetworkPolicy does not apply to: they use their node's address",
+                sample(index, &hosts)
+            )
+        };
         out.push(Finding {
             code: "policy-selects-no-pod",
             severity: Severity::Warning,
             object: policy_object(index, id),
             field: Some("spec.podSelector".into()),
-            message: format!(
-                "selects no pod: no pod in namespace {} has {}",
-                entry.policy().namespace,
-                describe::selector(&entry.policy().pod_selector)
-            ),
+            message,
             why: "a policy that selects no pod has no effect; often a label typo or the wrong namespace".into(),
             fix: "match the podSelector to the labels of the pods it should protect, or move the policy to their namespace"
                 .into(),
@@ -137,20 +198,60 @@ impl PodAddresses {
     }
 }
 
-fn peers(index: &ClusterIndex, id: PolicyId, addresses: &PodAddresses, out: &mut Vec<Finding>) {
+/// The hostNetwork pods a pod peer's selectors match (a peer never admits
+/// them: their traffic carries the node's address).
+fn host_network_peers(
+    index: &ClusterIndex,
+    host_network: &[PodId],
+    policy_ns: &str,
+    namespace_selector: Option<&LabelSelector>,
+    pod_selector: Option<&LabelSelector>,
+) -> Vec<PodId> {
+    host_network
+        .iter()
+        .copied()
+        .filter(|id| {
+            let entry = index.pod(*id);
+            let in_namespace = match namespace_selector {
+                None => entry.pod().namespace == policy_ns,
+                Some(sel) => sel.matches(index.namespace(entry.namespace()).labels()),
+            };
+            in_namespace && pod_selector.is_none_or(|sel| sel.matches(&index.pod_labels(*id)))
+        })
+        .collect()
+}
+
+fn peers(index: &ClusterIndex, id: PolicyId, addresses: &PodAddresses, host_network: &[PodId], out: &mut Vec<Finding>) {
     let policy = index.policy(id).policy();
     for dir in Direction::BOTH {
         for (r, rule) in policy.rules(dir).iter().enumerate() {
             for (p, peer) in rule.peers.iter().enumerate() {
                 match peer {
-                    Peer::Pods { .. } => {
+                    Peer::Pods { namespace_selector, pod_selector } => {
                         if index.peer_pods(id, dir, r, p).is_empty() {
+                            let hosts = host_network_peers(
+                                index,
+                                host_network,
+                                &policy.namespace,
+                                namespace_selector.as_ref(),
+                                pod_selector.as_ref(),
+                            );
+                            let described = describe::peer(peer, &policy.namespace);
+                            let message = if hosts.is_empty() {
+                                format!("{described} matches no pod")
+                            } else {
+                                format!(
+                                    "{described} matches only hostNetwork pods ({}), which it cannot admit: \
+                                     their traffic carries the node's address (use an ipBlock for nodes)",
+                                    sample(index, &hosts)
+                                )
+                            };
                             out.push(Finding {
                                 code: "peer-matches-no-pod",
                                 severity: Severity::Warning,
                                 object: policy_object(index, id),
                                 field: Some(peer_field(dir, r, p)),
-                                message: format!("{} matches no pod", describe::peer(peer, &policy.namespace)),
+                                message,
                                 why: "the rule admits nothing through this peer; often a label typo, or a namespace label that the namespace lacks".into(),
                                 fix: "check the selector against `kubectl get pods,namespaces --show-labels`; namespaces can be matched by kubernetes.io/metadata.name".into(),
                             });

@@ -127,6 +127,10 @@ pub struct ContainerPort {
     pub protocol: Protocol,
 }
 
+/// Why a hostNetwork pod is not a policy endpoint (its
+/// [`PodState::Excluded`] reason).
+pub const HOST_NETWORK: &str = "hostNetwork: its traffic uses the node's address";
+
 /// Whether a pod takes part in NetworkPolicy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", content = "reason", rename_all = "kebab-case")]

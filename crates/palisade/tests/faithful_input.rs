@@ -358,3 +358,64 @@ spec: {podSelector: {matchLabels: {app: local}}, policyTypes: [Ingress]}
     assert_eq!(lines[1]["allowed"], true);
     assert!(lines[1]["reason"].as_str().expect("reason").starts_with("same node"), "{out}");
 }
+
+/// `lint` knows its limits: pods an operator creates are not in a dump,
+/// hostNetwork pods are not "no pod", an annotation suppresses a finding,
+/// and JSON findings name their file.
+#[test]
+fn lint_knows_its_limits() {
+    let dir = TempDir::new("faithful-lint");
+    std::fs::write(
+        dir.path().join("rollout.yaml"),
+        "apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: web, namespace: shop}
+spec: {template: {metadata: {labels: {app: web}}, spec: {containers: [{name: c, image: i}]}}}
+",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("policies.yaml"),
+        "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web, namespace: shop}
+spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
+",
+    )
+    .expect("write");
+    let (out, err, code) = palisade(dir.path(), &["lint", "-f", "."], "");
+    assert_eq!(code, 0, "only information: {out}{err}");
+    assert!(out.contains("info[policy-selects-no-pod] NetworkPolicy shop/web"), "{out}");
+    assert!(out.contains("which also holds 1 Rollout"), "{out}");
+    let (out, _, _) = palisade(dir.path(), &["lint", "-f", ".", "-o", "json"], "");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(json[0]["file"], "./policies.yaml", "{out}");
+
+    std::fs::remove_file(dir.path().join("rollout.yaml")).expect("remove");
+    std::fs::write(
+        dir.path().join("agent.yaml"),
+        "apiVersion: v1
+kind: Pod
+metadata: {name: agent, namespace: shop, labels: {app: web}}
+spec: {hostNetwork: true, containers: [{name: c}]}
+status: {phase: Running, podIP: 192.168.46.2}
+",
+    )
+    .expect("write");
+    let (out, _, code) = palisade(dir.path(), &["lint", "-f", "."], "");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("selects only hostNetwork pods (shop/agent)"), "{out}");
+
+    std::fs::write(
+        dir.path().join("policies.yaml"),
+        "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web, namespace: shop, annotations: {palisade.dev/lint-ignore: 'policy-selects-no-pod, rule-shadowed'}}
+spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
+",
+    )
+    .expect("write");
+    let (out, _, code) = palisade(dir.path(), &["lint", "-f", "."], "");
+    assert_eq!(code, 0, "suppressed: {out}");
+    assert!(!out.contains("policy-selects-no-pod"), "{out}");
+}

@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 
 use palisade_manifests::LoadError;
-use palisade_policy::lint::{Finding, Severity, lint};
+use palisade_policy::ObjectKey;
+use palisade_policy::lint::{Finding, LintContext, Severity, lint_with};
+use serde::Serialize;
 
 use super::{EXIT_ERROR, TextOrJson};
 use crate::inputs::State;
@@ -12,13 +14,55 @@ use crate::style::Style;
 /// Runs `lint`: exit 0 clean (info only), 1 warnings, 2 invalid input.
 #[must_use]
 pub fn run(state: &State, output: TextOrJson, style: Style) -> u8 {
+    let loaded = &state.loaded;
     let mut findings = input_findings(state);
-    findings.extend(lint(&state.index));
+    let context = LintContext {
+        pods_elsewhere: (!loaded.pod_creating_kinds.is_empty()).then(|| {
+            let kinds: Vec<String> = loaded.pod_creating_kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            kinds.join(", ")
+        }),
+    };
+    findings.extend(lint_with(&state.index, &context));
+    // `palisade.dev/lint-ignore: code,code` on an object suppresses those.
+    findings.retain(|f| {
+        let ignored = object_key(&f.object).and_then(|k| loaded.lint_ignore.get(&k));
+        !ignored.is_some_and(|codes| codes.iter().any(|c| c == f.code))
+    });
     match output {
-        TextOrJson::Json => println!("{}", serde_json::to_string_pretty(&findings).expect("plain data serializes")),
+        TextOrJson::Json => {
+            let with_files: Vec<FindingJson<'_>> = findings
+                .iter()
+                .map(|finding| FindingJson {
+                    finding,
+                    file: object_key(&finding.object).and_then(|k| loaded.origin(&k)),
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&with_files).expect("plain data serializes"));
+        }
         TextOrJson::Text => print!("{}", text(&findings, style)),
     }
     if state.had_errors() { EXIT_ERROR } else { u8::from(findings.iter().any(|f| f.severity == Severity::Warning)) }
+}
+
+/// A finding with the file its object was read from.
+#[derive(Serialize)]
+struct FindingJson<'a> {
+    #[serde(flatten)]
+    finding: &'a Finding,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<&'a str>,
+}
+
+/// The key of a finding's object (`NetworkPolicy ns/name`, `Pod ns/name`,
+/// `Namespace name`).
+fn object_key(object: &str) -> Option<ObjectKey> {
+    let (kind, name) = object.split_once(' ')?;
+    match (kind, name.split_once('/')) {
+        ("NetworkPolicy", Some((ns, n))) => Some(ObjectKey::policy(ns, n)),
+        ("Pod", Some((ns, n))) => Some(ObjectKey::pod(ns, n)),
+        ("Namespace", None) => Some(ObjectKey::namespace(name)),
+        _ => None,
+    }
 }
 
 /// Findings about the input itself: fields the API does not define, and
