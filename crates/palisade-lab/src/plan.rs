@@ -31,13 +31,16 @@ pub struct ProbeRow {
     pub expected: bool,
 }
 
-/// A probe target: a pod of the lab or an external address.
+/// A probe target: a pod of the lab, a hostNetwork pod (an address of the
+/// node), or an external address.
 #[derive(Clone, Debug)]
 struct End {
     label: String,
     ns: String,
     addr: IpAddr,
     endpoint: Endpoint,
+    /// For a hostNetwork pod, the pod (its endpoint is its address).
+    host: Option<palisade_policy::PodId>,
 }
 
 impl Family {
@@ -78,6 +81,19 @@ fn ends(index: &ClusterIndex, topo: &Topology, family: Family) -> Vec<End> {
                 ns: pod.ns.name().to_string(),
                 addr: *addr,
                 endpoint: Endpoint::Pod { id, addr: Some(*addr) },
+                host: None,
+            });
+        }
+    }
+    for (key, addrs) in &topo.hosts {
+        let Some(id) = index.pod_id_by_key(key) else { continue };
+        if let Some(addr) = addrs.iter().find(|a| a.is_ipv6() == want_v6) {
+            out.push(End {
+                label: key.clone(),
+                ns: topo.node.name().to_string(),
+                addr: *addr,
+                endpoint: Endpoint::External(*addr),
+                host: Some(id),
             });
         }
     }
@@ -88,10 +104,22 @@ fn ends(index: &ClusterIndex, topo: &Topology, family: Family) -> Vec<End> {
                 ns: ext.ns.name().to_string(),
                 addr: *addr,
                 endpoint: Endpoint::External(*addr),
+                host: None,
             });
         }
     }
     out
+}
+
+/// What the engine expects of `from` → `to`: between a hostNetwork pod and
+/// a pod on its node, node-local traffic (never filtered); otherwise the
+/// policies' verdict.
+fn expected(index: &ClusterIndex, from: &End, to: &End, flow: &Flow) -> bool {
+    let node_local = |host: Option<palisade_policy::PodId>, other: &End| match (host, other.endpoint) {
+        (Some(h), Endpoint::Pod { id, .. }) => index.same_node(h, id),
+        _ => false,
+    };
+    node_local(from.host, to) || node_local(to.host, from) || index.evaluate(flow).allowed
 }
 
 /// Every pod (and external address) to every other one, on each port and
@@ -111,13 +139,15 @@ pub fn plan(
         for port in ports {
             for from in &ends {
                 for to in &ends {
+                    // Between two addresses that are no pod's (external
+                    // hosts, the node's) no policy applies.
                     let external_pair =
                         matches!(from.endpoint, Endpoint::External(_)) && matches!(to.endpoint, Endpoint::External(_));
                     if from.label == to.label || external_pair {
                         continue;
                     }
                     let flow = Flow { src: from.endpoint, dst: to.endpoint, port: *port, protocol: *protocol };
-                    let expected = index.evaluate(&flow).allowed;
+                    let expected = expected(index, from, to, &flow);
                     probes.push(Probe {
                         from_ns: from.ns.clone(),
                         from: from.addr,

@@ -4,13 +4,14 @@
 //! probe's raw INIT needs no server). One thread per socket, each inside
 //! its namespace. They run until the process exits.
 //!
-//! A UDP socket is bound to each of the namespace's addresses, not to the
-//! wildcard: a reply must come from the address the datagram was sent to,
-//! or the probing client (a connected socket) drops it, and with several
-//! addresses on one interface the kernel would pick the first.
+//! Every socket is bound to one of the namespace's addresses, not to the
+//! wildcard: a UDP reply must come from the address the datagram was sent
+//! to, or the probing client (a connected socket) drops it (with several
+//! addresses on one interface the kernel would pick the first); and
+//! hostNetwork pods share the node namespace, each on its own addresses.
 
 use std::io;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::thread;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -18,18 +19,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::netns;
 use crate::sctp::IPPROTO_SCTP;
 
-fn dual_stack(kind: Type, protocol: Protocol, port: u16) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::IPV6, kind, Some(protocol))?;
-    socket.set_only_v6(false)?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port).into())?;
-    Ok(socket)
-}
-
-/// A UDP socket bound to `addr`:`port` (an IPv6 one only for IPv6).
-fn udp_on(addr: IpAddr, port: u16) -> io::Result<UdpSocket> {
+/// A socket of `kind` bound to `addr`:`port` (an IPv6 one only for IPv6).
+fn bound_socket(kind: Type, protocol: Protocol, addr: IpAddr, port: u16) -> io::Result<Socket> {
     let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
-    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    let socket = Socket::new(domain, kind, Some(protocol))?;
     // The address may still be tentative (IPv6 duplicate address detection).
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
@@ -39,7 +32,7 @@ fn udp_on(addr: IpAddr, port: u16) -> io::Result<UdpSocket> {
     }
     socket.set_reuse_address(true)?;
     socket.bind(&SocketAddr::new(addr, port).into())?;
-    Ok(UdpSocket::from(socket))
+    Ok(socket)
 }
 
 /// Starts servers in namespace `ns`, whose addresses are `addrs`, for
@@ -48,13 +41,17 @@ fn udp_on(addr: IpAddr, port: u16) -> io::Result<UdpSocket> {
 pub fn start(ns: &str, addrs: &[IpAddr], tcp: &[u16], udp: &[u16], sctp: &[u16]) -> io::Result<()> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
     let sctp: &[u16] = if crate::sctp::sockets_available() { sctp } else { &[] };
-    let streams =
-        tcp.iter().map(|p| (*p, Protocol::TCP)).chain(sctp.iter().map(|p| (*p, Protocol::from(IPPROTO_SCTP))));
-    for (port, protocol) in streams {
+    let streams: Vec<(IpAddr, u16, Protocol)> = tcp
+        .iter()
+        .map(|p| (*p, Protocol::TCP))
+        .chain(sctp.iter().map(|p| (*p, Protocol::from(IPPROTO_SCTP))))
+        .flat_map(|(port, protocol)| addrs.iter().map(move |a| (*a, port, protocol)))
+        .collect();
+    for &(addr, port, protocol) in &streams {
         let (ns, ready) = (ns.to_string(), ready_tx.clone());
         thread::spawn(move || {
             let bound = netns::enter(&ns).map_err(io::Error::other).and_then(|()| {
-                let s = dual_stack(Type::STREAM, protocol, port)?;
+                let s = bound_socket(Type::STREAM, protocol, addr, port)?;
                 s.listen(128)?;
                 Ok(s)
             });
@@ -76,7 +73,9 @@ pub fn start(ns: &str, addrs: &[IpAddr], tcp: &[u16], udp: &[u16], sctp: &[u16])
     for &(addr, port) in &datagrams {
         let (ns, ready) = (ns.to_string(), ready_tx.clone());
         thread::spawn(move || {
-            let bound = netns::enter(&ns).map_err(io::Error::other).and_then(|()| udp_on(addr, port));
+            let bound = netns::enter(&ns)
+                .map_err(io::Error::other)
+                .and_then(|()| Ok(UdpSocket::from(bound_socket(Type::DGRAM, Protocol::UDP, addr, port)?)));
             match bound {
                 Ok(socket) => {
                     let _ = ready.send(Ok(()));
@@ -92,7 +91,7 @@ pub fn start(ns: &str, addrs: &[IpAddr], tcp: &[u16], udp: &[u16], sctp: &[u16])
         });
     }
     drop(ready_tx);
-    for _ in 0..tcp.len() + datagrams.len() + sctp.len() {
+    for _ in 0..streams.len() + datagrams.len() {
         ready_rx.recv().map_err(io::Error::other)??;
     }
     Ok(())

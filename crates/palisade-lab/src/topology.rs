@@ -43,6 +43,9 @@ pub struct Topology {
     pub pods: BTreeMap<String, Attached>,
     /// External hosts, when any.
     pub external: Option<Attached>,
+    /// hostNetwork pods by `namespace/name`: addresses of the node
+    /// namespace itself (on its loopback interface).
+    pub hosts: BTreeMap<String, Vec<IpAddr>>,
     next: usize,
 }
 
@@ -52,7 +55,14 @@ impl Topology {
         let node = NetNs::create(&format!("{prefix}node"))?;
         node.sysctl("net.ipv4.ip_forward", "1")?;
         node.sysctl("net.ipv6.conf.all.forwarding", "1")?;
-        Ok(Topology { prefix: prefix.to_string(), node, pods: BTreeMap::new(), external: None, next: 0 })
+        Ok(Topology {
+            prefix: prefix.to_string(),
+            node,
+            pods: BTreeMap::new(),
+            external: None,
+            hosts: BTreeMap::new(),
+            next: 0,
+        })
     }
 
     /// Re-attaches to namespaces a previous process created (handles only;
@@ -62,12 +72,14 @@ impl Topology {
         prefix: &str,
         pods: &[(String, String, String, Vec<IpAddr>)],
         external: Option<(String, String, Vec<IpAddr>)>,
+        hosts: BTreeMap<String, Vec<IpAddr>>,
     ) -> Self {
         let mut t = Topology {
             prefix: prefix.to_string(),
             node: NetNs::existing(&format!("{prefix}node")),
             pods: BTreeMap::new(),
             external: None,
+            hosts,
             next: 0,
         };
         for (key, ns, veth, addrs) in pods {
@@ -124,6 +136,29 @@ impl Topology {
             if crate::netns::list_with_prefix(&name).contains(&name) {
                 crate::netns::run("ip", &["netns", "del", &name])?;
             }
+        }
+        Ok(())
+    }
+
+    /// Adds a hostNetwork pod: `addrs` become the node namespace's own
+    /// (on its loopback), as a node's addresses are the host's.
+    pub fn add_host(&mut self, key: &str, addrs: &[IpAddr]) -> Result<(), NetNsError> {
+        for addr in addrs {
+            let (len, nodad) = if addr.is_ipv4() { ("32", None) } else { ("128", Some("nodad")) };
+            let cidr = format!("{addr}/{len}");
+            let mut args = vec!["addr", "add", &cidr, "dev", "lo"];
+            args.extend(nodad);
+            self.node.ip(&args)?;
+        }
+        self.hosts.insert(key.to_string(), addrs.to_vec());
+        Ok(())
+    }
+
+    /// Removes a hostNetwork pod's addresses from the node namespace.
+    pub fn remove_host(&mut self, key: &str) -> Result<(), NetNsError> {
+        for addr in self.hosts.remove(key).unwrap_or_default() {
+            let len = if addr.is_ipv4() { 32 } else { 128 };
+            self.node.ip(&["addr", "del", &format!("{addr}/{len}"), "dev", "lo"])?;
         }
         Ok(())
     }

@@ -136,6 +136,15 @@ impl ClusterIndex {
     pub fn pod_by_ip(&self, ip: IpAddr) -> Option<PodId> {
         self.pod_by_ip.get(&ip).copied()
     }
+    /// Whether two pods are scheduled on the same node (both name one, and
+    /// it is the same). Traffic between a hostNetwork pod (its node's
+    /// address) and a pod on that node is node-local: not forwarded, so
+    /// never filtered.
+    #[must_use]
+    pub fn same_node(&self, a: PodId, b: PodId) -> bool {
+        let node = |id: PodId| self.pod(id).pod.node_name.as_deref();
+        node(a).is_some() && node(a) == node(b)
+    }
     /// Policy id by namespace and name.
     #[must_use]
     pub fn policy_id(&self, namespace: &str, name: &str) -> Option<PolicyId> {

@@ -84,13 +84,13 @@ fn pod_end(index: &ClusterIndex, named: &Named, toward: Option<IpAddr>) -> Endpo
 /// traffic; a node reaching its pods, or a pod its node, is not forwarded).
 #[must_use]
 pub fn shared_node<'a>(index: &'a ClusterIndex, a: &Named, b: &Named) -> Option<&'a str> {
-    let node = |n: &Named| match n {
-        Named::HostNetwork(id) | Named::Pod(id) => index.pod(*id).pod().node_name.as_deref(),
-        Named::Address(ip) => index.pod_by_ip(*ip).and_then(|id| index.pod(id).pod().node_name.as_deref()),
+    let pod = |n: &Named| match n {
+        Named::HostNetwork(id) | Named::Pod(id) => Some(*id),
+        Named::Address(ip) => index.pod_by_ip(*ip),
     };
     let host = matches!(a, Named::HostNetwork(_)) || matches!(b, Named::HostNetwork(_));
-    let (na, nb) = (node(a)?, node(b)?);
-    (host && na == nb).then_some(na)
+    let (pa, pb) = (pod(a)?, pod(b)?);
+    (host && index.same_node(pa, pb)).then(|| index.pod(pa).pod().node_name.as_deref()).flatten()
 }
 
 /// How a flow end reads: [`describe`], except that a hostNetwork pod says

@@ -149,6 +149,53 @@ spec: {containers: [{name: c, image: i, ports: [{containerPort: 53, protocol: UD
     assert!(err.contains("--external 10.244.0.1 is the address of pod y/peer"), "{err}");
 }
 
+/// A hostNetwork pod used to be skipped by the lab. It is a host on the
+/// node's address: probes to and from it are measured, and between it and
+/// the lab's pods (all on the lab's node) traffic is node-local, so the
+/// engine expects it allowed even where a policy isolates the pod.
+#[test]
+#[ignore = "root: network namespaces and nftables (scripts/test runs it as root)"]
+fn host_network_pods_are_probed_as_the_nodes_address() {
+    palisade_lab::netns::require_root(&["nft"]);
+    let _lab = LabGuard::take();
+    let dir = palisade_testkit::temp::TempDir::new("lab-hostnetwork");
+    write(dir.path(), "pods.yaml", PODS);
+    write(
+        dir.path(),
+        "agent.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata: {name: agent, namespace: kube-system, labels: {app: agent}}
+spec: {hostNetwork: true, containers: [{name: c, image: i, ports: [{containerPort: 80}]}]}
+status: {phase: Running, podIP: 192.168.46.2, podIPs: [{ip: 192.168.46.2}]}
+",
+    );
+    write(
+        dir.path(),
+        "deny.yaml",
+        "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-all, namespace: x}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+",
+    );
+    let (_, err, code) = palisade(&["lab", "up", "-f", dir.path().to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "lab up: {err}");
+    let (out, err, code) = palisade(&["lab", "probe", "--protocols", "tcp", "--family", "v4", "-o", "json"]);
+    assert_eq!(code, 0, "no mismatch: {err}\n{out}");
+    let report: Value = serde_json::from_str(&out).expect("probe json");
+    assert!(tcp_allowed(&report, "kube-system/agent", "x/a"), "node-local, whatever the policy: {out}");
+    assert!(tcp_allowed(&report, "x/a", "kube-system/agent"), "{out}");
+    assert!(!tcp_allowed(&report, "x/b", "x/a"), "deny-all: {out}");
+    let row = report["probes"]
+        .as_array()
+        .expect("probes")
+        .iter()
+        .find(|r| r["from"] == "kube-system/agent")
+        .expect("the hostNetwork pod is probed");
+    assert_eq!(row["from_addr"], "192.168.46.2");
+}
+
 fn state() -> Value {
     serde_json::from_str(&std::fs::read_to_string("/run/palisade-lab/state.json").expect("lab state")).expect("json")
 }

@@ -117,6 +117,7 @@ fn topology(state: &LabState) -> Topology {
         &state.prefix,
         &pods,
         state.external.as_ref().map(|e| (e.netns.clone(), e.veth.clone(), e.addrs.clone())),
+        state.hosts.iter().map(|(k, p)| (k.clone(), p.addrs.clone())).collect(),
     )
 }
 
@@ -223,6 +224,34 @@ fn sync_pods(state: &mut LabState, topo: &mut Topology, wanted: &BTreeMap<String
     Ok(changed)
 }
 
+/// Adds hostNetwork pods that are new (or whose addresses changed) and
+/// removes those that went away.
+fn sync_hosts(state: &mut LabState, topo: &mut Topology, wanted: &BTreeMap<String, PodPlan>) -> Result<bool> {
+    let mut changed = false;
+    let gone: Vec<String> = state
+        .hosts
+        .keys()
+        .filter(|k| wanted.get(*k).is_none_or(|p| p.addrs != state.hosts[*k].addrs))
+        .cloned()
+        .collect();
+    for key in gone {
+        topo.remove_host(&key)?;
+        state.hosts.remove(&key);
+        changed = true;
+    }
+    for (key, plan) in wanted {
+        if let Some(record) = state.hosts.get_mut(key) {
+            changed |= record != plan;
+            *record = plan.clone();
+        } else {
+            topo.add_host(key, &plan.addrs)?;
+            state.hosts.insert(key.clone(), plan.clone());
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
 fn record_objects(state: &mut LabState, raw: &[RawObject]) {
     state.objects = raw.iter().map(|o| (object_key(&o.kind, &o.namespace, &o.name), o.value.clone())).collect();
 }
@@ -241,6 +270,7 @@ pub fn up(paths: &[PathBuf], external: &[IpAddr]) -> Result<String> {
         workdir,
         pods: BTreeMap::new(),
         external: None,
+        hosts: BTreeMap::new(),
         agent_pid: None,
         servers_pid: None,
         next_ip: 0,
@@ -255,7 +285,9 @@ pub fn up(paths: &[PathBuf], external: &[IpAddr]) -> Result<String> {
             eprintln!("note: {note}");
         }
         check_externals(&objects.pods, external)?;
+        check_externals(&objects.hosts, external)?;
         sync_pods(&mut state, &mut topo, &objects.pods)?;
+        sync_hosts(&mut state, &mut topo, &objects.hosts)?;
         if !external.is_empty() {
             topo.add_external(external)?;
             let ext = topo.external.as_ref().expect("just added");
@@ -313,13 +345,19 @@ fn apply_raw(state: &mut LabState, raw: &[RawObject]) -> Result<Duration> {
         eprintln!("note: the agent is not running; starting it (the kernel kept enforcing the last applied rules)");
         start_agent(state)?;
     }
-    let previous: BTreeMap<String, PodPlan> = state.pods.iter().map(|(k, p)| (k.clone(), p.plan.clone())).collect();
+    let previous: BTreeMap<String, PodPlan> = state
+        .pods
+        .iter()
+        .map(|(k, p)| (k.clone(), p.plan.clone()))
+        .chain(state.hosts.iter().map(|(k, p)| (k.clone(), p.clone())))
+        .collect();
     let objects = build(raw, &previous, &mut state.next_ip);
     for note in &objects.notes {
         eprintln!("note: {note}");
     }
     let mut topo = topology(state);
     let pods_changed = sync_pods(state, &mut topo, &objects.pods)?;
+    let pods_changed = sync_hosts(state, &mut topo, &objects.hosts)? || pods_changed;
     topo.keep();
     record_objects(state, raw);
     state.save()?;
@@ -395,6 +433,11 @@ pub fn serve_forever() -> Result<()> {
     for (key, pod) in &state.pods {
         serve::start(&pod.netns, &pod.plan.addrs, &pod.plan.tcp, &pod.plan.udp, &pod.plan.sctp)
             .with_context(|| format!("servers of {key}"))?;
+    }
+    let node = format!("{}node", state.prefix);
+    for (key, plan) in &state.hosts {
+        serve::start(&node, &plan.addrs, &plan.tcp, &plan.udp, &plan.sctp)
+            .with_context(|| format!("servers of the hostNetwork pod {key}"))?;
     }
     if let Some(ext) = &state.external {
         let all = |ports: fn(&PodPlan) -> &Vec<u16>| {

@@ -33,6 +33,9 @@ pub struct LabObjects {
     pub files: BTreeMap<String, String>,
     /// `namespace/name` → pod.
     pub pods: BTreeMap<String, PodPlan>,
+    /// `namespace/name` → hostNetwork pod: served in the node namespace on
+    /// node addresses of its own.
+    pub hosts: BTreeMap<String, PodPlan>,
     /// Notes for the operator (skipped objects).
     pub notes: Vec<String>,
 }
@@ -100,10 +103,7 @@ fn pod(
     next_ip: &mut u32,
 ) {
     let key = format!("{}/{}", pod.namespace, pod.name);
-    if pod.state == PodState::Excluded(HOST_NETWORK.into()) {
-        out.notes.push(format!("pod {key}: hostNetwork, not a policy endpoint; skipped"));
-        return;
-    }
+    let host_network = pod.state == PodState::Excluded(HOST_NETWORK.into());
     let mut addrs = std::mem::take(&mut pod.ips);
     if addrs.is_empty() {
         addrs = previous.get(&key).map(|p| p.addrs.clone()).unwrap_or_default();
@@ -122,8 +122,16 @@ fn pod(
         sctp: ports(&pod, Protocol::Sctp),
     };
     pod.ips = addrs;
-    pod.state = PodState::Active;
     pod.node_name = Some(NODE.into());
+    if host_network {
+        // The node's address to policies; the agent leaves it alone.
+        let mut manifest = pod_manifest(&Pod { state: PodState::Active, ..pod });
+        manifest["spec"]["hostNetwork"] = serde_json::json!(true);
+        out.hosts.insert(key, plan);
+        out.files.insert(file, manifest.to_string());
+        return;
+    }
+    pod.state = PodState::Active;
     out.pods.insert(key, plan);
     out.files.insert(file, pod_manifest(&pod).to_string());
 }

@@ -48,6 +48,9 @@ pub struct LabState {
     pub pods: BTreeMap<String, PodRecord>,
     /// External hosts.
     pub external: Option<ExternalRecord>,
+    /// hostNetwork pods: addresses of the node namespace, and what they serve.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, PodPlan>,
     /// The agent's process id.
     pub agent_pid: Option<u32>,
     /// The servers' process id.
