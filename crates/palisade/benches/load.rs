@@ -53,6 +53,17 @@ fn json_list(bencher: Bencher, size: &str) {
     bencher.bench_local(|| first_answer(&path));
 }
 
+/// The loading alone (read, split, convert, validate; no index), to set
+/// beside the first answer.
+#[divan::bench(args = ["S", "L"], sample_count = 5, sample_size = 1)]
+fn json_list_load_only(bencher: Bencher, size: &str) {
+    let path = file(size, "cluster.json");
+    bencher.bench_local(|| {
+        let loaded = load(&[Input::Path(path.clone())], "default");
+        loaded.pods.len()
+    });
+}
+
 #[divan::bench(args = ["S", "L"], sample_count = 5, sample_size = 1)]
 fn yaml_documents(bencher: Bencher, size: &str) {
     let path = file(size, "cluster.yaml");
