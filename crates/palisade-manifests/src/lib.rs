@@ -33,7 +33,7 @@ mod policy;
 mod selector;
 mod walk;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use palisade_policy::{ClusterIndex, Namespace, NetworkPolicy, ObjectKey, ObjectKind, Pod};
@@ -97,7 +97,7 @@ pub struct Loaded {
     /// Files read.
     pub files: usize,
     /// Where each object came from, to report duplicates.
-    origins: HashMap<ObjectKey, Arc<str>>,
+    origins: hashbrown::HashMap<ObjectKey, Arc<str>>,
     /// The file being taken (shared by its objects' origins).
     current_file: Option<Arc<str>>,
     /// `(namespace, owner kind, owner name)` of live pods, to drop the

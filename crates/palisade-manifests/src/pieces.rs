@@ -268,6 +268,71 @@ impl<'de: 'a, 'a> Deserialize<'de> for Value<'a> {
     }
 }
 
+/// The head of one JSON value (a slice of valid JSON); `None` when it is
+/// not an object. The read stops once `apiVersion`, `kind` and `metadata`
+/// are known and the kind is no List (what kubectl and the API server
+/// write first), so the rest of the object (spec, status) is scanned only
+/// by the conversion that reads it.
+fn read_head(raw: &str) -> Option<Head<'_>> {
+    if !raw.trim_start().starts_with('{') {
+        return None;
+    }
+    let mut found = None;
+    let mut de = serde_json::Deserializer::from_str(raw);
+    match serde::de::DeserializeSeed::deserialize(HeadSeed(&mut found), &mut de) {
+        // Stopped early on purpose (an error ends the read), with the head.
+        Ok(()) | Err(_) => found,
+    }
+}
+
+/// Reads an object's head into `.0`, and stops as soon as it is complete.
+struct HeadSeed<'h, 'a>(&'h mut Option<Head<'a>>);
+
+impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for HeadSeed<'_, 'a> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for HeadSeed<'_, 'a> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut head = Head::default();
+        let (mut version, mut metadata) = (false, false);
+        while let Some(key) = map.next_key::<Lenient<'de>>()? {
+            match key.0.as_deref().unwrap_or_default() {
+                "kind" => head.kind = map.next_value()?,
+                "apiVersion" => {
+                    head.api_version = map.next_value()?;
+                    version = true;
+                }
+                "metadata" => {
+                    head.metadata = map.next_value()?;
+                    metadata = true;
+                }
+                "items" => head.items = map.next_value()?,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            let kind = head.kind();
+            if version && metadata && !kind.is_empty() && !kind.ends_with("List") {
+                *self.0 = Some(head);
+                return Err(serde::de::Error::custom("the head is read"));
+            }
+        }
+        *self.0 = Some(head);
+        Ok(())
+    }
+}
+
 /// What the items of a typed list (`PodList`, `NetworkPolicyList`, as the
 /// API returns them) are when they carry no `kind` of their own.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,9 +370,7 @@ pub(crate) fn flatten_json(
     errors: &mut Vec<LoadError>,
     object: &mut dyn FnMut(&str, Head<'_>),
 ) {
-    // The text is valid JSON (the splitter checked it), so this read fails
-    // only on a value that is not an object.
-    let Ok(Value::Object(head)) = serde_json::from_str::<Value<'_>>(raw) else {
+    let Some(head) = read_head(raw) else {
         errors.push(invalid(file, "document", "(root)", "is not an object"));
         return;
     };

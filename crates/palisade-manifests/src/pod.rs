@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1 as core;
 use palisade_policy::validation::check_port_name;
-use palisade_policy::{ContainerPort, Labels, Pod, PodState};
+use palisade_policy::{ContainerPort, Labels, Pod, PodState, Protocol};
 
 use crate::error::FieldErrors;
 use crate::policy::protocol;
@@ -18,22 +18,23 @@ fn ports(spec: &core::PodSpec, field: &str, errors: &mut FieldErrors) -> Vec<Con
     for (list, containers) in lists {
         for (c, container) in containers.into_iter().flatten().enumerate() {
             for (p, port) in container.ports.iter().flatten().enumerate() {
-                let at = format!("{field}.{list}[{c}].ports[{p}]");
+                // Field paths are written only for an error (most pods have none).
+                let at = |leaf: &str| format!("{field}.{list}[{c}].ports[{p}].{leaf}");
                 let Some(number) = u16::try_from(port.container_port).ok().filter(|n| *n >= 1) else {
                     errors.push(
-                        format!("{at}.containerPort"),
+                        at("containerPort"),
                         format!("{} must be between 1 and 65535, inclusive", port.container_port),
                     );
                     continue;
                 };
                 if let Some(name) = &port.name {
-                    errors.check(|| format!("{at}.name"), check_port_name(name).map_err(|e| format!("{name:?}: {e}")));
+                    errors.check(|| at("name"), check_port_name(name).map_err(|e| format!("{name:?}: {e}")));
                 }
-                out.push(ContainerPort {
-                    name: port.name.clone(),
-                    port: number,
-                    protocol: protocol(port.protocol.as_ref(), &format!("{at}.protocol"), errors),
-                });
+                let protocol = match port.protocol.as_deref() {
+                    None | Some("TCP") => Protocol::Tcp,
+                    Some(_) => protocol(port.protocol.as_ref(), &at("protocol"), errors),
+                };
+                out.push(ContainerPort { name: port.name.clone(), port: number, protocol });
             }
         }
     }
@@ -42,17 +43,19 @@ fn ports(spec: &core::PodSpec, field: &str, errors: &mut FieldErrors) -> Vec<Con
 
 fn addresses(status: &core::PodStatus, errors: &mut FieldErrors) -> Vec<IpAddr> {
     let mut ips = Vec::new();
-    let listed: Vec<(String, &str)> = match &status.pod_ips {
-        Some(list) if !list.is_empty() => {
-            list.iter().enumerate().map(|(i, ip)| (format!("status.podIPs[{i}].ip"), ip.ip.as_str())).collect()
-        }
-        _ => status.pod_ip.iter().map(|ip| ("status.podIP".to_string(), ip.as_str())).collect(),
+    // (index in status.podIPs, or None for status.podIP; the address text)
+    let listed: Vec<(Option<usize>, &str)> = match &status.pod_ips {
+        Some(list) if !list.is_empty() => list.iter().enumerate().map(|(i, ip)| (Some(i), ip.ip.as_str())).collect(),
+        _ => status.pod_ip.iter().map(|ip| (None, ip.as_str())).collect(),
     };
-    for (field, text) in listed {
+    for (at, text) in listed {
         match text.parse::<IpAddr>() {
             Ok(ip) if !ips.contains(&ip) => ips.push(ip),
             Ok(_) => {}
-            Err(_) => errors.push(field, format!("{text:?} is not a valid IP address")),
+            Err(_) => {
+                let field = at.map_or_else(|| "status.podIP".to_string(), |i| format!("status.podIPs[{i}].ip"));
+                errors.push(field, format!("{text:?} is not a valid IP address"));
+            }
         }
     }
     ips
