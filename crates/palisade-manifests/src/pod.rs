@@ -65,7 +65,7 @@ pub use palisade_policy::HOST_NETWORK;
 
 /// Converts a Pod.
 pub fn pod(mut p: core::Pod, namespace: &str, name: &str, errors: &mut FieldErrors) -> Pod {
-    let labels = owned_labels(p.metadata.labels.take().unwrap_or_default(), "metadata.labels", errors);
+    let labels = owned_labels(p.metadata.labels.take().unwrap_or_default(), &"metadata.labels", errors);
     let default_spec = core::PodSpec::default();
     let spec = p.spec.as_ref().unwrap_or(&default_spec);
     let ports = ports(spec, "spec", errors);
@@ -124,5 +124,5 @@ pub fn template(
 
 /// Validates a Namespace's labels.
 pub fn namespace_labels(ns: core::Namespace, errors: &mut FieldErrors) -> Labels {
-    owned_labels(ns.metadata.labels.unwrap_or_default(), "metadata.labels", errors)
+    owned_labels(ns.metadata.labels.unwrap_or_default(), &"metadata.labels", errors)
 }

@@ -1,6 +1,8 @@
 //! NetworkPolicy conversion with the API server's validation
 //! (`ValidateNetworkPolicySpec`) and policyTypes defaulting.
 
+use std::fmt;
+
 use ipnet::IpNet;
 use k8s_openapi::api::networking::v1 as net;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -11,28 +13,31 @@ use crate::error::FieldErrors;
 use crate::selector::selector;
 
 /// Parses a protocol field (absent = TCP).
-pub fn protocol(value: Option<&String>, field: &str, errors: &mut FieldErrors) -> Protocol {
+pub fn protocol(value: Option<&String>, field: &dyn fmt::Display, errors: &mut FieldErrors) -> Protocol {
     match value.map(String::as_str) {
         None => Protocol::Tcp,
         Some(p) => Protocol::from_api(p).unwrap_or_else(|| {
-            errors.push(field, format!("unsupported value {p:?}: supported values are \"TCP\", \"UDP\", \"SCTP\""));
+            errors.push(
+                field.to_string(),
+                format!("unsupported value {p:?}: supported values are \"TCP\", \"UDP\", \"SCTP\""),
+            );
             Protocol::Tcp
         }),
     }
 }
 
 /// Parses a CIDR, normalised to its network address.
-fn cidr(s: &str, field: &str, errors: &mut FieldErrors) -> Option<IpNet> {
+fn cidr(s: &str, field: &dyn fmt::Display, errors: &mut FieldErrors) -> Option<IpNet> {
     if let Ok(net) = s.parse::<IpNet>() {
         Some(net.trunc())
     } else {
-        errors.push(field, format!("{s:?} is not a valid CIDR (for example 10.0.0.0/16 or 2001:db8::/64)"));
+        errors.push(field.to_string(), format!("{s:?} is not a valid CIDR (for example 10.0.0.0/16 or 2001:db8::/64)"));
         None
     }
 }
 
-fn ip_block(block: &net::IPBlock, field: &str, errors: &mut FieldErrors) -> Option<IpBlock> {
-    let net = cidr(&block.cidr, &format!("{field}.cidr"), errors);
+fn ip_block(block: &net::IPBlock, field: &dyn fmt::Display, errors: &mut FieldErrors) -> Option<IpBlock> {
+    let net = cidr(&block.cidr, &format_args!("{field}.cidr"), errors);
     let mut except = Vec::new();
     for (i, e) in block.except.iter().flatten().enumerate() {
         let at = format!("{field}.except[{i}]");
@@ -52,30 +57,33 @@ fn ip_block(block: &net::IPBlock, field: &str, errors: &mut FieldErrors) -> Opti
     net.map(|cidr| IpBlock { cidr, except })
 }
 
-fn peer(p: &net::NetworkPolicyPeer, field: &str, errors: &mut FieldErrors) -> Option<Peer> {
+fn peer(p: &net::NetworkPolicyPeer, field: &dyn fmt::Display, errors: &mut FieldErrors) -> Option<Peer> {
     let has_selector = p.pod_selector.is_some() || p.namespace_selector.is_some();
     match (&p.ip_block, has_selector) {
         (None, false) => {
-            errors.push(field, "must specify a peer: podSelector, namespaceSelector or ipBlock");
+            errors.push(field.to_string(), "must specify a peer: podSelector, namespaceSelector or ipBlock");
             None
         }
         (Some(_), true) => {
-            errors.push(field, "may not specify both ipBlock and another peer (podSelector/namespaceSelector)");
+            errors.push(
+                field.to_string(),
+                "may not specify both ipBlock and another peer (podSelector/namespaceSelector)",
+            );
             None
         }
-        (Some(block), false) => ip_block(block, &format!("{field}.ipBlock"), errors).map(Peer::IpBlock),
+        (Some(block), false) => ip_block(block, &format_args!("{field}.ipBlock"), errors).map(Peer::IpBlock),
         (None, true) => Some(Peer::Pods {
             namespace_selector: p
                 .namespace_selector
                 .as_ref()
-                .map(|s| selector(s, &format!("{field}.namespaceSelector"), errors)),
-            pod_selector: p.pod_selector.as_ref().map(|s| selector(s, &format!("{field}.podSelector"), errors)),
+                .map(|s| selector(s, &format_args!("{field}.namespaceSelector"), errors)),
+            pod_selector: p.pod_selector.as_ref().map(|s| selector(s, &format_args!("{field}.podSelector"), errors)),
         }),
     }
 }
 
-fn port(p: &net::NetworkPolicyPort, field: &str, errors: &mut FieldErrors) -> Option<RulePort> {
-    let protocol = protocol(p.protocol.as_ref(), &format!("{field}.protocol"), errors);
+fn port(p: &net::NetworkPolicyPort, field: &dyn fmt::Display, errors: &mut FieldErrors) -> Option<RulePort> {
+    let protocol = protocol(p.protocol.as_ref(), &format_args!("{field}.protocol"), errors);
     let valid_number = |n: i32| u16::try_from(n).ok().filter(|n| *n >= 1);
     let target = match (&p.port, p.end_port) {
         (None, None) => PortTarget::Any,
@@ -121,7 +129,7 @@ fn port(p: &net::NetworkPolicyPort, field: &str, errors: &mut FieldErrors) -> Op
 fn rule(
     peers: Option<&Vec<net::NetworkPolicyPeer>>,
     ports: Option<&Vec<net::NetworkPolicyPort>>,
-    field: &str,
+    field: &dyn fmt::Display,
     peer_list: &str,
     errors: &mut FieldErrors,
 ) -> Rule {
@@ -130,13 +138,13 @@ fn rule(
             .into_iter()
             .flatten()
             .enumerate()
-            .filter_map(|(i, p)| peer(p, &format!("{field}.{peer_list}[{i}]"), errors))
+            .filter_map(|(i, p)| peer(p, &format_args!("{field}.{peer_list}[{i}]"), errors))
             .collect(),
         ports: ports
             .into_iter()
             .flatten()
             .enumerate()
-            .filter_map(|(i, p)| port(p, &format!("{field}.ports[{i}]"), errors))
+            .filter_map(|(i, p)| port(p, &format_args!("{field}.ports[{i}]"), errors))
             .collect(),
     }
 }
@@ -150,20 +158,20 @@ pub fn convert(
 ) -> NetworkPolicy {
     let default_spec = net::NetworkPolicySpec::default();
     let spec = spec.unwrap_or(&default_spec);
-    let pod_selector = spec.pod_selector.as_ref().map(|s| selector(s, "spec.podSelector", errors)).unwrap_or_default();
+    let pod_selector = spec.pod_selector.as_ref().map(|s| selector(s, &"spec.podSelector", errors)).unwrap_or_default();
     let ingress: Vec<Rule> = spec
         .ingress
         .iter()
         .flatten()
         .enumerate()
-        .map(|(i, r)| rule(r.from.as_ref(), r.ports.as_ref(), &format!("spec.ingress[{i}]"), "from", errors))
+        .map(|(i, r)| rule(r.from.as_ref(), r.ports.as_ref(), &format_args!("spec.ingress[{i}]"), "from", errors))
         .collect();
     let egress: Vec<Rule> = spec
         .egress
         .iter()
         .flatten()
         .enumerate()
-        .map(|(i, r)| rule(r.to.as_ref(), r.ports.as_ref(), &format!("spec.egress[{i}]"), "to", errors))
+        .map(|(i, r)| rule(r.to.as_ref(), r.ports.as_ref(), &format_args!("spec.egress[{i}]"), "to", errors))
         .collect();
     let (isolates_ingress, isolates_egress) = match spec.policy_types.as_deref() {
         // Defaulting: Ingress always; Egress when there are egress rules.

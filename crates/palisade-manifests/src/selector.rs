@@ -1,6 +1,7 @@
 //! Label and label-selector conversion with the API server's validation.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use palisade_policy::validation::{check_label_key, check_label_value};
@@ -9,12 +10,12 @@ use palisade_policy::{LabelSelector, Labels, Operator, Requirement};
 use crate::error::FieldErrors;
 
 /// Validates a label map found at `field`.
-pub fn labels(map: Option<&BTreeMap<String, String>>, field: &str, errors: &mut FieldErrors) -> Labels {
+pub fn labels(map: Option<&BTreeMap<String, String>>, field: &dyn fmt::Display, errors: &mut FieldErrors) -> Labels {
     map.map(|m| owned_labels(m.clone(), field, errors)).unwrap_or_default()
 }
 
 /// [`labels`], taking the map.
-pub fn owned_labels(map: BTreeMap<String, String>, field: &str, errors: &mut FieldErrors) -> Labels {
+pub fn owned_labels(map: BTreeMap<String, String>, field: &dyn fmt::Display, errors: &mut FieldErrors) -> Labels {
     for (k, v) in &map {
         errors.check(|| field.to_string(), check_label_key(k).map_err(|e| format!("key {k:?}: {e}")));
         errors.check(|| format!("{field}[{k}]"), check_label_value(v).map_err(|e| format!("{v:?}: {e}")));
@@ -23,8 +24,8 @@ pub fn owned_labels(map: BTreeMap<String, String>, field: &str, errors: &mut Fie
 }
 
 /// Converts and validates a label selector found at `field`.
-pub fn selector(sel: &meta::LabelSelector, field: &str, errors: &mut FieldErrors) -> LabelSelector {
-    let match_labels = labels(sel.match_labels.as_ref(), &format!("{field}.matchLabels"), errors);
+pub fn selector(sel: &meta::LabelSelector, field: &dyn fmt::Display, errors: &mut FieldErrors) -> LabelSelector {
+    let match_labels = labels(sel.match_labels.as_ref(), &format_args!("{field}.matchLabels"), errors);
     let mut match_expressions = Vec::new();
     for (i, expr) in sel.match_expressions.iter().flatten().enumerate() {
         let at = format!("{field}.matchExpressions[{i}]");
