@@ -27,7 +27,8 @@ pub(crate) enum Kept {
 /// An object converted (or not), with what was found on the way.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
-    /// `Kind namespace/name`.
+    /// `Kind namespace/name` of an object without a key (a workload); see
+    /// [`Outcome::object`].
     pub object: String,
     /// Its key, for the kinds Palisade holds.
     pub key: Option<ObjectKey>,
@@ -47,6 +48,13 @@ pub(crate) struct Outcome {
     pub ignored_policy: Option<IgnoredPolicy>,
 }
 
+impl Outcome {
+    /// `Kind namespace/name`, for messages (written only when one needs it).
+    pub(crate) fn object(&self) -> String {
+        self.key.as_ref().map_or_else(|| self.object.clone(), ToString::to_string)
+    }
+}
+
 /// Converts one object.
 pub(crate) fn convert(raw: &str, head: &Head<'_>, default_namespace: &str) -> Outcome {
     let kind = head.kind();
@@ -54,10 +62,7 @@ pub(crate) fn convert(raw: &str, head: &Head<'_>, default_namespace: &str) -> Ou
     let group = Group::of(head.api_version());
     let namespaced = kind != "Namespace";
     let namespace = if namespaced { head.namespace().unwrap_or(default_namespace) } else { "" };
-    let mut out = Outcome {
-        object: if namespaced { format!("{kind} {namespace}/{name}") } else { format!("{kind} {name}") },
-        ..Outcome::default()
-    };
+    let mut out = Outcome::default();
     let core_kind = matches!(kind, "Namespace" | "Pod");
     let old = group.name == "extensions";
     let workload = matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
@@ -92,6 +97,9 @@ pub(crate) fn convert(raw: &str, head: &Head<'_>, default_namespace: &str) -> Ou
         "NetworkPolicy" => Some(ObjectKey::policy(namespace, name)),
         _ => None,
     };
+    if out.key.is_none() {
+        out.object = format!("{kind} {namespace}/{name}");
+    }
     out.errors = errors.0;
     // Every kind Palisade reads is at v1 (`extensions/v1beta1` and the
     // older versions of the others are refused, not skipped).

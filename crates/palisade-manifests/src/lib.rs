@@ -188,15 +188,15 @@ impl Loaded {
             self.ignored_policies.push(policy);
             return;
         }
-        let invalid = |field: String, message: String, key: &Option<ObjectKey>| LoadError::Invalid {
+        let invalid = |field: String, message: String, out: &Outcome| LoadError::Invalid {
             file: file.into(),
-            object: out.object.clone(),
-            key: key.clone(),
+            object: out.object(),
+            key: out.key.clone(),
             field,
             message,
         };
         for field in std::mem::take(&mut out.unknown) {
-            let e = invalid(field, UNKNOWN_FIELD.to_string(), &out.key);
+            let e = invalid(field, UNKNOWN_FIELD.to_string(), &out);
             if strict {
                 self.errors.push(e);
                 out.kept = None;
@@ -205,39 +205,47 @@ impl Loaded {
             }
         }
         for e in std::mem::take(&mut out.errors) {
-            self.errors.push(invalid(e.field, e.message, &out.key));
+            self.errors.push(invalid(e.field, e.message, &out));
         }
         match out.kept {
             None => {}
             Some(Kept::Template(pod)) => self.templates.push((pod, file.to_string())),
             Some(Kept::Namespace(ns)) => {
                 let key = out.key.unwrap_or_else(|| ObjectKey::namespace(&ns.name));
-                self.keep(file, &out.object, key, ns, |l, v| l.namespaces.push(v));
+                self.keep(file, None, key, ns, |l, v| l.namespaces.push(v));
             }
             Some(Kept::Pod(pod, owners)) => {
                 for (kind, name) in owners {
                     self.owners.push((pod.namespace.clone(), kind, name));
                 }
                 let key = out.key.unwrap_or_else(|| ObjectKey::pod(&pod.namespace, &pod.name));
-                self.keep(file, &out.object, key, pod, |l, v| l.pods.push(v));
+                self.keep(file, None, key, pod, |l, v| l.pods.push(v));
             }
             Some(Kept::Policy(p)) => {
                 let key = out.key.unwrap_or_else(|| ObjectKey::policy(&p.namespace, &p.name));
                 if !out.lint_ignore.is_empty() && !self.origins.contains_key(&key) {
                     self.lint_ignore.insert(key.clone(), out.lint_ignore);
                 }
-                self.keep(file, &out.object, key, p, |l, v| l.policies.push(v));
+                self.keep(file, None, key, p, |l, v| l.policies.push(v));
             }
         }
     }
 
-    /// Keeps `value` unless an object with its key came first.
-    fn keep<T>(&mut self, file: &str, object: &str, key: ObjectKey, value: T, push: impl FnOnce(&mut Loaded, T)) {
+    /// Keeps `value` unless an object with its key came first; `object`
+    /// names it in that error when its key does not (a workload's pod).
+    fn keep<T>(
+        &mut self,
+        file: &str,
+        object: Option<&str>,
+        key: ObjectKey,
+        value: T,
+        push: impl FnOnce(&mut Loaded, T),
+    ) {
         if let Some(first) = self.origins.get(&key) {
             let kind = key.kind;
             self.errors.push(LoadError::Invalid {
                 file: file.into(),
-                object: object.into(),
+                object: object.map_or_else(|| key.to_string(), str::to_string),
                 key: Some(key),
                 field: "metadata.name".into(),
                 message: format!("duplicate {kind}: already defined in {first}; this copy is ignored"),
@@ -342,35 +350,16 @@ fn add_texts(loaded: &mut Loaded, files: &[(&str, &str)], options: &LoadOptions)
 
 /// Converts one piece: its objects (Lists flattened), in order.
 fn piece_events(file: &str, piece: &Piece<'_>, default_namespace: &str) -> Vec<Event> {
-    let mut events = Vec::new();
-    let json = |text: &str, depth: usize, implied: Option<&pieces::Implied>, events: &mut Vec<Event>| {
-        let mut errors = Vec::new();
-        let mut objects = Vec::new();
-        pieces::flatten_json(file, text, depth, implied, &mut errors, &mut |raw, head| {
-            objects.push(convert::convert(raw, &head, default_namespace));
-        });
-        // Structure errors and objects keep their relative order only
-        // within each kind; both are reported, which is what matters.
-        events.extend(errors.into_iter().map(Event::Error));
-        events.extend(objects.into_iter().map(|o| Event::Object(Box::new(o))));
-    };
-    match piece {
-        Piece::Error(e) if matches!(e, LoadError::Syntax { .. }) => events.push(Event::Syntax(e.clone())),
-        Piece::Error(e) => events.push(Event::Error(e.clone())),
-        Piece::Json { text, depth, implied } => json(text, *depth, implied.as_deref(), &mut events),
-        Piece::Yaml { text, line } => {
-            for document in documents::yaml_documents(file, text, *line) {
-                match document {
-                    Ok(Value::Null) => {}
-                    Ok(value) => json(&value.to_string(), 0, None, &mut events),
-                    Err(e) => {
-                        events.push(Event::Syntax(e));
-                        break;
-                    }
-                }
-            }
-        }
-    }
+    let mut errors = Vec::new();
+    let mut objects = Vec::new();
+    let syntax = pieces::piece_objects(file, piece, &mut errors, &mut |raw, head| {
+        objects.push(convert::convert(raw, &head, default_namespace));
+    });
+    // Structure errors and objects keep their relative order only within
+    // each kind; both are reported, which is what matters.
+    let mut events: Vec<Event> = errors.into_iter().map(Event::Error).collect();
+    events.extend(objects.into_iter().map(|o| Event::Object(Box::new(o))));
+    events.extend(syntax.map(Event::Syntax));
     events
 }
 
@@ -443,7 +432,7 @@ fn finish(loaded: &mut Loaded) {
         }
         let object = format!("{kind} {}/{}", pod.namespace, pod.name);
         let key = ObjectKey::new(ObjectKind::Pod, &pod.namespace, &pod.name);
-        loaded.keep(&file, &object, key, pod, |l, v| l.pods.push(v));
+        loaded.keep(&file, Some(&object), key, pod, |l, v| l.pods.push(v));
     }
 }
 
@@ -490,30 +479,16 @@ pub fn raw_objects(inputs: &[Input], default_namespace: &str) -> (Vec<RawObject>
     let mut out = Vec::new();
     for (file, text) in documents::read_inputs(inputs, &mut errors) {
         let text = documents::without_bom(&text);
-        let mut take = |json: &str, depth: usize, implied: Option<&pieces::Implied>, errors: &mut Vec<LoadError>| {
-            pieces::flatten_json(&file, json, depth, implied, errors, &mut |raw, _| {
+        let found = if pieces::is_json(text) { pieces::json_pieces(&file, text) } else { pieces::yaml_pieces(text) };
+        for piece in found {
+            let syntax = pieces::piece_objects(&file, &piece, &mut errors, &mut |raw, _| {
                 if let Ok(value) = serde_json::from_str(raw) {
                     out.push(raw_object(&file, value, default_namespace));
                 }
             });
-        };
-        let found = if pieces::is_json(text) { pieces::json_pieces(&file, text) } else { pieces::yaml_pieces(text) };
-        'pieces: for piece in found {
-            match piece {
-                Piece::Error(e) => errors.push(e),
-                Piece::Json { text, depth, implied } => take(text, depth, implied.as_deref(), &mut errors),
-                Piece::Yaml { text, line } => {
-                    for document in documents::yaml_documents(&file, text, line) {
-                        match document {
-                            Ok(Value::Null) => {}
-                            Ok(value) => take(&value.to_string(), 0, None, &mut errors),
-                            Err(e) => {
-                                errors.push(e);
-                                break 'pieces;
-                            }
-                        }
-                    }
-                }
+            if let Some(e) = syntax {
+                errors.push(e);
+                break;
             }
         }
     }

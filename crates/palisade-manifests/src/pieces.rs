@@ -33,6 +33,25 @@ pub(crate) fn is_json(text: &str) -> bool {
     text.trim_start().starts_with(['{', '['])
 }
 
+/// The `visit_*` of numbers and booleans, which the readers here never
+/// look into: each reads as `$value`.
+macro_rules! numbers_and_bools_are {
+    ($value:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+}
+
 /// A string field that may be missing or of another type (which then
 /// reads as missing: the typed conversion reports it with its path).
 #[derive(Debug, Default)]
@@ -55,18 +74,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Lenient<'a> {
             fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
                 Ok(Lenient(Some(Cow::Owned(v))))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Lenient(None))
-            }
+            numbers_and_bools_are!(Lenient(None));
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
                 Ok(Lenient(None))
             }
@@ -141,18 +149,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Items<'a> {
             fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
                 Ok(Items(None))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Items(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Items(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Items(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Items(None))
-            }
+            numbers_and_bools_are!(Items(None));
         }
         d.deserialize_any(Visit)
     }
@@ -248,18 +245,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Value<'a> {
             fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
                 Ok(Value::Other)
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Value::Other)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Value::Other)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Value::Other)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Value::Other)
-            }
+            numbers_and_bools_are!(Value::Other);
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
                 Ok(Value::Other)
             }
@@ -400,6 +386,32 @@ pub(crate) fn flatten_json(
         Some(Items(None)) => errors.push(invalid(file, head.kind(), "items", "must be a list")),
         None => {}
     }
+}
+
+/// The objects of one piece, each with its head, in order (YAML documents
+/// read as JSON, Lists flattened); structure errors go to `errors`.
+/// Returns the syntax error that ends the piece's file, if one does.
+pub(crate) fn piece_objects(
+    file: &str,
+    piece: &Piece<'_>,
+    errors: &mut Vec<LoadError>,
+    object: &mut dyn FnMut(&str, Head<'_>),
+) -> Option<LoadError> {
+    match piece {
+        Piece::Error(e @ LoadError::Syntax { .. }) => return Some(e.clone()),
+        Piece::Error(e) => errors.push(e.clone()),
+        Piece::Json { text, depth, implied } => flatten_json(file, text, *depth, implied.as_deref(), errors, object),
+        Piece::Yaml { text, line } => {
+            for document in crate::documents::yaml_documents(file, text, *line) {
+                match document {
+                    Ok(serde_json::Value::Null) => {}
+                    Ok(value) => flatten_json(file, &value.to_string(), 0, None, errors, object),
+                    Err(e) => return Some(e),
+                }
+            }
+        }
+    }
+    None
 }
 
 /// Whether `line` starts a YAML document (`---`, alone or followed by a
