@@ -120,26 +120,11 @@ fn policy_object(index: &ClusterIndex, id: PolicyId) -> String {
     format!("NetworkPolicy {}", index.policy_name(id))
 }
 
-/// The hostNetwork pods among `host_network` in namespace `ns` whose labels
-/// `selector` matches (NetworkPolicy never applies to them).
-fn host_network_matching(
-    index: &ClusterIndex,
-    host_network: &[PodId],
-    ns: &str,
-    selector: &LabelSelector,
-) -> Vec<PodId> {
-    host_network
-        .iter()
-        .copied()
-        .filter(|id| index.pod(*id).pod().namespace == ns && selector.matches(&index.pod_labels(*id)))
-        .collect()
-}
-
 fn selects_nothing(index: &ClusterIndex, id: PolicyId, host_network: &[PodId], out: &mut Vec<Finding>) {
     let entry = index.policy(id);
     if entry.selected().is_empty() {
         let policy = entry.policy();
-        let hosts = host_network_matching(index, host_network, &policy.namespace, &policy.pod_selector);
+        let hosts = host_network_peers(index, host_network, &policy.namespace, None, Some(&policy.pod_selector));
         let message = if hosts.is_empty() {
             format!(
                 "selects no pod: no pod in namespace {} has {}",
@@ -198,8 +183,9 @@ impl PodAddresses {
     }
 }
 
-/// The hostNetwork pods a pod peer's selectors match (a peer never admits
-/// them: their traffic carries the node's address).
+/// The hostNetwork pods that selectors match, as a pod peer's (or, with no
+/// namespace selector, a policy's podSelector) would: NetworkPolicy never
+/// applies to them, their traffic carries the node's address.
 fn host_network_peers(
     index: &ClusterIndex,
     host_network: &[PodId],
