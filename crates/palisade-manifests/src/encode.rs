@@ -143,6 +143,18 @@ pub fn policy_manifest(p: &NetworkPolicy) -> Value {
            "metadata": {"name": p.name, "namespace": p.namespace}, "spec": spec})
 }
 
+/// The manifests of a whole cluster: its namespaces, then pods, then
+/// policies.
+#[must_use]
+pub fn cluster_manifests(namespaces: &[Namespace], pods: &[Pod], policies: &[NetworkPolicy]) -> Vec<Value> {
+    namespaces
+        .iter()
+        .map(namespace_manifest)
+        .chain(pods.iter().map(pod_manifest))
+        .chain(policies.iter().map(policy_manifest))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,13 +169,7 @@ mod tests {
     #[test]
     fn loading_what_is_written_gives_the_same_objects() {
         let c = generate(Size { namespaces: 40, pods: 400, policies: 300 }, 7);
-        let items: Vec<Value> = c
-            .namespaces
-            .iter()
-            .map(namespace_manifest)
-            .chain(c.pods.iter().map(pod_manifest))
-            .chain(c.policies.iter().map(policy_manifest))
-            .collect();
+        let items = cluster_manifests(&c.namespaces, &c.pods, &c.policies);
         let text = json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
         let loaded = crate::load_str("generated.json", &text, "default");
         assert!(loaded.errors.is_empty(), "{:?}", &loaded.errors[..loaded.errors.len().min(3)]);

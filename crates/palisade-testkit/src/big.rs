@@ -56,16 +56,9 @@ pub fn manifests(policies: usize, pods: usize) -> String {
 /// # Panics
 /// When the files cannot be written.
 pub fn write_cluster(size: palisade_policy::synth::Size, dir: &std::path::Path) {
-    use palisade_manifests::encode::{namespace_manifest, pod_manifest, policy_manifest};
     use std::io::Write as _;
     let cluster = palisade_policy::synth::generate(size, 1);
-    let items: Vec<serde_json::Value> = cluster
-        .namespaces
-        .iter()
-        .map(namespace_manifest)
-        .chain(cluster.pods.iter().map(pod_manifest))
-        .chain(cluster.policies.iter().map(policy_manifest))
-        .collect();
+    let items = palisade_manifests::encode::cluster_manifests(&cluster.namespaces, &cluster.pods, &cluster.policies);
     let list =
         serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items});
     let create = |name: &str| std::io::BufWriter::new(std::fs::File::create(dir.join(name)).expect("create"));
