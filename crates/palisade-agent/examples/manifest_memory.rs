@@ -16,6 +16,7 @@ use palisade_agent::apply_changes;
 use palisade_agent::manifests::ManifestSource;
 use palisade_policy::ClusterIndex;
 use palisade_testkit::memory::rss_bytes;
+use palisade_testkit::temp::TempDir;
 
 /// One policy of about 2.5 KB: ingress and egress rules with pod,
 /// namespace and ipBlock peers, ports, and a large annotation.
@@ -40,9 +41,9 @@ fn policy(i: usize, out: &mut String) {
 
 fn main() {
     let mb: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(50);
-    let dir = std::env::temp_dir().join(format!("palisade-manifest-memory-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    // Removed on drop, also on panic.
+    let temp = TempDir::new("manifest-memory");
+    let dir = temp.path();
     let mut text = String::new();
     let mut i = 0;
     while text.len() < mb << 20 {
@@ -54,7 +55,7 @@ fn main() {
     let bytes = text.len();
     drop(text);
 
-    let mut source = ManifestSource::new(&dir, "default");
+    let mut source = ManifestSource::new(dir, "default");
     let mut index = ClusterIndex::default();
     let before = rss_bytes();
     let scan = source.scan();
@@ -68,7 +69,6 @@ fn main() {
     // What the driver does after a batch this large.
     palisade_agent::memory::trim();
     let after = rss_bytes();
-    let _ = std::fs::remove_dir_all(&dir);
     let mib = |b: u64| b as f64 / f64::from(1 << 20);
     println!("file: {:.1} MiB, {i} policies", bytes as f64 / f64::from(1 << 20));
     println!(
