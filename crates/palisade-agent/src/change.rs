@@ -97,6 +97,10 @@ fn delete(index: &mut ClusterIndex, key: &ObjectKey) -> bool {
         ObjectKind::Namespace => index.delete_namespace(&key.name),
         ObjectKind::Pod => index.delete_pod(&key.namespace, &key.name),
         ObjectKind::NetworkPolicy => index.delete_policy(&key.namespace, &key.name),
+        ObjectKind::ClusterNetworkPolicy | ObjectKind::AdminNetworkPolicy | ObjectKind::BaselineAdminNetworkPolicy => {
+            index.delete_cluster_policy(key)
+        }
+        ObjectKind::Node => index.delete_node(&key.name),
     }
 }
 
@@ -110,5 +114,14 @@ fn keys(index: &ClusterIndex, kind: ObjectKind) -> Vec<ObjectKey> {
             .collect(),
         ObjectKind::Pod => index.pods_sorted().into_iter().map(|id| index.pod_key(id)).collect(),
         ObjectKind::NetworkPolicy => index.policies_sorted().into_iter().map(|id| index.policy_key(id)).collect(),
+        ObjectKind::ClusterNetworkPolicy | ObjectKind::AdminNetworkPolicy | ObjectKind::BaselineAdminNetworkPolicy => {
+            index
+                .cluster_policies()
+                .iter()
+                .map(|id| index.cluster_policy_key(*id))
+                .filter(|key| key.kind == kind)
+                .collect()
+        }
+        ObjectKind::Node => index.nodes().map(|n| ObjectKey::node(&n.name)).collect(),
     }
 }

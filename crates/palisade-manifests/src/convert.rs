@@ -5,13 +5,13 @@
 
 use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as net};
 use palisade_policy::validation::{check_dns_label, check_dns_subdomain};
-use palisade_policy::{Namespace, NetworkPolicy, ObjectKey, Pod};
+use palisade_policy::{ClusterPolicy, ClusterPolicyKind, Namespace, NetworkPolicy, Node, ObjectKey, Pod};
 use serde::de::DeserializeOwned;
 
 use crate::error::{FieldError, FieldErrors};
 use crate::kinds::{Group, IgnoredPolicy, ignored_policy_kind};
 use crate::pieces::Head;
-use crate::{lean, pod, policy};
+use crate::{cluster_policy, lean, pod, policy};
 
 /// What an object became.
 #[derive(Debug)]
@@ -22,6 +22,27 @@ pub(crate) enum Kept {
     Policy(NetworkPolicy),
     /// A workload's pod template, standing for its pods.
     Template(Pod),
+    /// A ClusterNetworkPolicy, AdminNetworkPolicy or BaselineAdminNetworkPolicy.
+    ClusterPolicy(ClusterPolicy),
+    /// A Node.
+    Node(Node),
+}
+
+/// The API group of ClusterNetworkPolicy and its v1alpha1 predecessors.
+pub(crate) const POLICY_GROUP: &str = "policy.networking.k8s.io";
+
+/// The cluster policy kind `kind` of `group` is, with the one version
+/// Palisade reads it at.
+fn cluster_policy_kind(group: &str, kind: &str) -> Option<(ClusterPolicyKind, &'static str)> {
+    if group != POLICY_GROUP {
+        return None;
+    }
+    match kind {
+        "ClusterNetworkPolicy" => Some((ClusterPolicyKind::ClusterNetworkPolicy, "v1alpha2")),
+        "AdminNetworkPolicy" => Some((ClusterPolicyKind::AdminNetworkPolicy, "v1alpha1")),
+        "BaselineAdminNetworkPolicy" => Some((ClusterPolicyKind::BaselineAdminNetworkPolicy, "v1alpha1")),
+        _ => None,
+    }
 }
 
 /// An object converted (or not), with what was found on the way.
@@ -60,7 +81,9 @@ pub(crate) fn convert(raw: &str, head: &Head<'_>, default_namespace: &str) -> Ou
     let kind = head.kind();
     let name = head.name();
     let group = Group::of(head.api_version());
-    let namespaced = kind != "Namespace";
+    let cluster_kind = cluster_policy_kind(group.name, kind);
+    let node = kind == "Node" && group.name.is_empty();
+    let namespaced = kind != "Namespace" && !node && cluster_kind.is_none();
     let namespace = if namespaced { head.namespace().unwrap_or(default_namespace) } else { "" };
     let mut out = Outcome::default();
     let core_kind = matches!(kind, "Namespace" | "Pod");
@@ -70,7 +93,9 @@ pub(crate) fn convert(raw: &str, head: &Head<'_>, default_namespace: &str) -> Ou
         || matches!(kind, "Job" | "CronJob") && group.name == "batch";
     let known = (core_kind && group.name.is_empty())
         || (kind == "NetworkPolicy" && (group.name == "networking.k8s.io" || old))
-        || workload;
+        || workload
+        || node
+        || cluster_kind.is_some();
     if !known {
         if ignored_policy_kind(group.name, kind) {
             out.ignored_policy = Some(IgnoredPolicy::new(group.name, kind, head.namespace(), name));
@@ -83,7 +108,7 @@ pub(crate) fn convert(raw: &str, head: &Head<'_>, default_namespace: &str) -> Ou
     let mut errors = FieldErrors::default();
     if name.is_empty() {
         errors.push("metadata.name", "required");
-    } else if namespaced {
+    } else if namespaced || node || cluster_kind.is_some() {
         errors.check(|| "metadata.name".into(), check_dns_subdomain(name));
     } else {
         errors.check(|| "metadata.name".into(), check_dns_label(name));
@@ -95,12 +120,28 @@ pub(crate) fn convert(raw: &str, head: &Head<'_>, default_namespace: &str) -> Ou
         "Namespace" => Some(ObjectKey::namespace(name)),
         "Pod" => Some(ObjectKey::pod(namespace, name)),
         "NetworkPolicy" => Some(ObjectKey::policy(namespace, name)),
-        _ => None,
+        "Node" => Some(ObjectKey::node(name)),
+        _ => cluster_kind.map(|(k, _)| ObjectKey::cluster_policy(k, name)),
     };
     if out.key.is_none() {
         out.object = format!("{kind} {namespace}/{name}");
     }
     out.errors = errors.0;
+    if let Some((cluster_kind, version)) = cluster_kind {
+        if group.version == version {
+            let kept = cluster_policy(raw, &mut out, cluster_kind, name);
+            if out.errors.is_empty() {
+                out.kept = kept;
+            }
+        } else {
+            let api_version = head.api_version();
+            out.errors.push(FieldError::new(
+                "apiVersion",
+                format!("{api_version:?} is not a supported version of {kind} (Palisade reads {POLICY_GROUP}/{version})"),
+            ));
+        }
+        return out;
+    }
     // Every kind Palisade reads is at v1 (`extensions/v1beta1` and the
     // older versions of the others are refused, not skipped).
     if group.version != "v1" || group.name == "extensions" {
@@ -120,6 +161,7 @@ pub(crate) fn convert(raw: &str, head: &Head<'_>, default_namespace: &str) -> Ou
             Kept::Pod(pod::pod(p, namespace, name, &mut errors), owners)
         }),
         "NetworkPolicy" => network_policy(raw, &mut out, &mut errors, namespace, name),
+        "Node" => typed::<core::Node>(raw, &mut out).map(|n| Kept::Node(cluster_policy::node(&n, name, &mut errors))),
         "Deployment" => template::<apps::Deployment>(raw, &mut out, &mut errors, (kind, name, namespace), |d| {
             d.spec.as_ref().map(|s| (&s.template, "spec.template"))
         }),
@@ -160,10 +202,32 @@ fn network_policy(raw: &str, out: &mut Outcome, errors: &mut FieldErrors, namesp
             (p.spec, ignore)
         })
     })?;
-    out.lint_ignore = ignore
-        .map(|codes| codes.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect())
-        .unwrap_or_default();
+    out.lint_ignore = lint_codes(ignore);
     Some(Kept::Policy(policy::convert(spec.as_ref(), namespace, name, errors)))
+}
+
+/// A cluster policy of any of the three kinds, with the lint codes its
+/// annotation suppresses.
+fn cluster_policy(raw: &str, out: &mut Outcome, kind: ClusterPolicyKind, name: &str) -> Option<Kept> {
+    let mut errors = FieldErrors::default();
+    let (policy, metadata) = if kind == ClusterPolicyKind::ClusterNetworkPolicy {
+        let object = typed::<cluster_policy::Object<cluster_policy::CnpSpec>>(raw, out)?;
+        (cluster_policy::cluster_network_policy(object.spec.as_ref(), name, &mut errors), object.metadata)
+    } else {
+        let object = typed::<cluster_policy::Object<cluster_policy::AnpSpec>>(raw, out)?;
+        let baseline = kind == ClusterPolicyKind::BaselineAdminNetworkPolicy;
+        (cluster_policy::admin_network_policy(object.spec.as_ref(), name, baseline, &mut errors), object.metadata)
+    };
+    let ignore = metadata.and_then(|m| m.annotations).and_then(|mut a| a.remove(lean::LINT_IGNORE));
+    out.lint_ignore = lint_codes(ignore);
+    out.errors.extend(errors.0);
+    Some(Kept::ClusterPolicy(policy))
+}
+
+fn lint_codes(annotation: Option<String>) -> Vec<String> {
+    annotation
+        .map(|codes| codes.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect())
+        .unwrap_or_default()
 }
 
 /// Kinds of operators that create pods without a `containers` list of

@@ -21,12 +21,12 @@ impl<'a> Group<'a> {
 /// read, by API group: an input that holds one describes a cluster whose
 /// connectivity Palisade's verdicts may not show. (`NetworkPolicy` of
 /// `networking.k8s.io` is read; the same kind name in another group is one
-/// of these.) Kinds that only name addresses for policies to use, and
+/// of these; so are ClusterNetworkPolicy, AdminNetworkPolicy and
+/// BaselineAdminNetworkPolicy of `policy.networking.k8s.io`, and the same
+/// names in another group are not.) Kinds that only name addresses for policies to use, and
 /// staged (audit-only) policies, change nothing on their own and are not
 /// listed.
 pub const IGNORED_POLICY_KINDS: &[(&str, &[&str])] = &[
-    // Kubernetes network-policy-api: admin and baseline tiers.
-    ("policy.networking.k8s.io", &["AdminNetworkPolicy", "BaselineAdminNetworkPolicy", "ClusterNetworkPolicy"]),
     ("cilium.io", &["CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"]),
     ("projectcalico.org", &["NetworkPolicy", "GlobalNetworkPolicy"]),
     ("crd.projectcalico.org", &["NetworkPolicy", "GlobalNetworkPolicy"]),
@@ -41,8 +41,6 @@ pub const IGNORED_POLICY_KINDS: &[(&str, &[&str])] = &[
 /// every namespace (cluster-scoped kinds, and Istio's policies, which apply
 /// mesh-wide from its root namespace).
 const CLUSTER_WIDE: &[&str] = &[
-    "AdminNetworkPolicy",
-    "BaselineAdminNetworkPolicy",
     "ClusterNetworkPolicy",
     "CiliumClusterwideNetworkPolicy",
     "GlobalNetworkPolicy",
@@ -104,14 +102,14 @@ mod tests {
         assert_eq!(Group::of("networking.k8s.io/v1"), Group { name: "networking.k8s.io", version: "v1" });
         assert!(ignored_policy_kind("projectcalico.org", "NetworkPolicy"));
         assert!(!ignored_policy_kind("networking.k8s.io", "NetworkPolicy"), "read, not ignored");
-        assert!(ignored_policy_kind("policy.networking.k8s.io", "BaselineAdminNetworkPolicy"));
-        assert!(!ignored_policy_kind("example.com", "AdminNetworkPolicy"), "another vendor's kind of that name");
+        assert!(!ignored_policy_kind("policy.networking.k8s.io", "BaselineAdminNetworkPolicy"), "read, not ignored");
+        assert!(ignored_policy_kind("crd.antrea.io", "ClusterNetworkPolicy"), "another vendor's kind of that name");
         assert!(!ignored_policy_kind("", "Service"));
         let calico = IgnoredPolicy::new("projectcalico.org", "NetworkPolicy", Some("shop"), "deny");
         assert!(calico.could_affect(Some("shop"), None) && calico.could_affect(None, Some("shop")));
         assert!(!calico.could_affect(Some("other"), Some("other")));
-        let anp = IgnoredPolicy::new("policy.networking.k8s.io", "AdminNetworkPolicy", Some("x"), "a");
-        assert_eq!(anp.namespace, None, "cluster-scoped whatever the manifest says");
-        assert!(anp.could_affect(None, None));
+        let acnp = IgnoredPolicy::new("crd.antrea.io", "ClusterNetworkPolicy", Some("x"), "a");
+        assert_eq!(acnp.namespace, None, "cluster-scoped whatever the manifest says");
+        assert!(acnp.could_affect(None, None));
     }
 }

@@ -19,6 +19,7 @@
 //! are listed ([`Loaded::ignored_policies`]) so that callers can say their
 //! answers are incomplete.
 
+mod cluster_policy;
 mod convert;
 mod documents;
 pub mod encode;
@@ -36,7 +37,7 @@ mod walk;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use palisade_policy::{ClusterIndex, Namespace, NetworkPolicy, ObjectKey, ObjectKind, Pod};
+use palisade_policy::{ClusterIndex, ClusterPolicy, Namespace, NetworkPolicy, Node, ObjectKey, ObjectKind, Pod};
 use serde_json::Value;
 
 use convert::{Kept, Outcome};
@@ -74,6 +75,11 @@ pub struct Loaded {
     pub pods: Vec<Pod>,
     /// NetworkPolicies.
     pub policies: Vec<NetworkPolicy>,
+    /// ClusterNetworkPolicies, AdminNetworkPolicies and
+    /// BaselineAdminNetworkPolicies.
+    pub cluster_policies: Vec<ClusterPolicy>,
+    /// Nodes (for `nodes` peers of cluster policies).
+    pub nodes: Vec<Node>,
     /// Everything that could not be used.
     pub errors: Vec<LoadError>,
     /// Fields the API does not define (the API server drops them with a
@@ -111,18 +117,32 @@ impl Loaded {
     /// Builds the cluster index from what loaded.
     #[must_use]
     pub fn index(&self) -> ClusterIndex {
-        ClusterIndex::from_objects(self.namespaces.clone(), self.pods.clone(), self.policies.clone())
+        let mut index = ClusterIndex::from_objects(self.namespaces.clone(), self.pods.clone(), self.policies.clone());
+        for node in &self.nodes {
+            index.apply_node(node.clone());
+        }
+        for policy in &self.cluster_policies {
+            index.apply_cluster_policy(policy.clone());
+        }
+        index
     }
 
     /// Builds the cluster index, moving the objects into it (they are left
     /// empty here): what a command that only needs the index does.
     #[must_use]
     pub fn take_index(&mut self) -> ClusterIndex {
-        ClusterIndex::from_objects(
+        let mut index = ClusterIndex::from_objects(
             std::mem::take(&mut self.namespaces),
             std::mem::take(&mut self.pods),
             std::mem::take(&mut self.policies),
-        )
+        );
+        for node in std::mem::take(&mut self.nodes) {
+            index.apply_node(node);
+        }
+        for policy in std::mem::take(&mut self.cluster_policies) {
+            index.apply_cluster_policy(policy);
+        }
+        index
     }
 
     /// Whether nothing at all was read: no object of any kind.
@@ -131,6 +151,8 @@ impl Loaded {
         self.namespaces.is_empty()
             && self.pods.is_empty()
             && self.policies.is_empty()
+            && self.cluster_policies.is_empty()
+            && self.nodes.is_empty()
             && self.skipped.is_empty()
             && self.ignored_policy_kinds.is_empty()
             && self.origins.is_empty()
@@ -227,6 +249,17 @@ impl Loaded {
                     self.lint_ignore.insert(key.clone(), out.lint_ignore);
                 }
                 self.keep(file, None, key, p, |l, v| l.policies.push(v));
+            }
+            Some(Kept::ClusterPolicy(p)) => {
+                let key = out.key.unwrap_or_else(|| ObjectKey::cluster_policy(p.kind, &p.name));
+                if !out.lint_ignore.is_empty() && !self.origins.contains_key(&key) {
+                    self.lint_ignore.insert(key.clone(), out.lint_ignore);
+                }
+                self.keep(file, None, key, p, |l, v| l.cluster_policies.push(v));
+            }
+            Some(Kept::Node(node)) => {
+                let key = out.key.unwrap_or_else(|| ObjectKey::node(&node.name));
+                self.keep(file, None, key, node, |l, v| l.nodes.push(v));
             }
         }
     }

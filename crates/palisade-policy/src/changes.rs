@@ -17,13 +17,21 @@ pub struct Changes {
     pub pods: BTreeSet<ObjectKey>,
     /// Policies added, changed or removed.
     pub policies: BTreeSet<ObjectKey>,
+    /// Cluster policies (all three kinds) added, changed or removed.
+    pub cluster_policies: BTreeSet<ObjectKey>,
+    /// Nodes added, changed or removed.
+    pub nodes: BTreeSet<ObjectKey>,
 }
 
 impl Changes {
     /// Whether nothing changed.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.namespaces.is_empty() && self.pods.is_empty() && self.policies.is_empty()
+        self.namespaces.is_empty()
+            && self.pods.is_empty()
+            && self.policies.is_empty()
+            && self.cluster_policies.is_empty()
+            && self.nodes.is_empty()
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::cluster_policy::{ClusterPeer, ClusterPort, ClusterPolicy, ClusterRule, Subject};
 use crate::model::{IpBlock, LabelSelector, Operator, Peer, PortTarget, Rule, RulePort};
 
 /// A selector in kubectl's `-l` syntax: `app=db,tier in (a,b),!legacy`.
@@ -77,6 +78,66 @@ pub fn rule(r: &Rule, from_or_to: &str, policy_namespace: &str) -> String {
         r.ports.iter().map(port).collect::<Vec<_>>().join(", ")
     };
     format!("{from_or_to} {peers}, on {ports}")
+}
+
+/// Pods of namespaces in words: `all pods in all namespaces`, `pods with
+/// app=db in namespaces with team=a`.
+fn pods_in(namespaces: &LabelSelector, pods: Option<&LabelSelector>) -> String {
+    let pods = match pods {
+        Some(s) if !s.is_empty() => format!("pods with {}", selector(s)),
+        _ => "all pods".to_string(),
+    };
+    let namespaces = if namespaces.is_empty() {
+        "in all namespaces".to_string()
+    } else {
+        format!("in namespaces with {}", selector(namespaces))
+    };
+    format!("{pods} {namespaces}")
+}
+
+/// A cluster policy's subject in words.
+#[must_use]
+pub fn subject(s: &Subject) -> String {
+    match s {
+        Subject::Namespaces(ns) => pods_in(ns, None),
+        Subject::Pods { namespaces, pods } => pods_in(namespaces, Some(pods)),
+    }
+}
+
+/// A cluster policy peer in words.
+#[must_use]
+pub fn cluster_peer(p: &ClusterPeer) -> String {
+    let list = |items: Vec<String>| items.join(", ");
+    match p {
+        ClusterPeer::Namespaces(ns) => pods_in(ns, None),
+        ClusterPeer::Pods { namespaces, pods } => pods_in(namespaces, Some(pods)),
+        ClusterPeer::Networks(nets) => format!("addresses in {}", list(nets.iter().map(ToString::to_string).collect())),
+        ClusterPeer::Nodes(sel) if sel.is_empty() => "the addresses of all nodes".to_string(),
+        ClusterPeer::Nodes(sel) => format!("the addresses of nodes with {}", selector(sel)),
+        ClusterPeer::DomainNames(names) => format!("domain names {} (not enforced: matches nothing)", list(names.clone())),
+    }
+}
+
+/// A cluster policy port in words: `TCP 80`, `UDP 1000-2000`, `port named dns`.
+#[must_use]
+pub fn cluster_port(p: &ClusterPort) -> String {
+    match p {
+        ClusterPort::Range { protocol, start, end } if start == end => format!("{protocol} {start}"),
+        ClusterPort::Range { protocol, start, end } => format!("{protocol} {start}-{end}"),
+        ClusterPort::Named(name) => format!("port named {name}"),
+    }
+}
+
+/// A cluster policy rule in words: `Deny from all pods in namespaces with
+/// team=b, on TCP 80`.
+#[must_use]
+pub fn cluster_rule(policy: &ClusterPolicy, r: &ClusterRule, from_or_to: &str) -> String {
+    let peers = r.peers.iter().map(cluster_peer).collect::<Vec<_>>().join("; or ");
+    let ports = match &r.ports {
+        None => "any port and protocol".to_string(),
+        Some(ports) => ports.iter().map(cluster_port).collect::<Vec<_>>().join(", "),
+    };
+    format!("{} {from_or_to} {peers}, on {ports}", policy.kind.action_word(r.action))
 }
 
 #[cfg(test)]

@@ -52,6 +52,15 @@ pub fn interesting_cases(indexes: &[&ClusterIndex]) -> Vec<Case> {
                 cases.insert(Case { port: p.port, protocol: p.protocol });
             }
         }
+        for id in index.cluster_policies() {
+            let policy = index.cluster_policy(*id).policy();
+            for port in policy.ingress.iter().chain(&policy.egress).flat_map(|r| r.ports.iter().flatten()) {
+                if let crate::ClusterPort::Range { protocol, start, end } = port {
+                    cases.insert(Case { port: *start, protocol: *protocol });
+                    cases.insert(Case { port: *end, protocol: *protocol });
+                }
+            }
+        }
         for policy in index.policies_sorted() {
             let policy = index.policy(policy).policy();
             for rule in policy.ingress.iter().chain(&policy.egress) {
@@ -115,6 +124,14 @@ fn affected(before: &ClusterIndex, after: &ClusterIndex, common: &[Common]) -> (
         })
         .map(String::as_str)
         .collect();
+    let cluster_keys = |index: &ClusterIndex, pod: PodId| -> Vec<crate::ObjectKey> {
+        index.cluster_policies_of(pod).iter().map(|id| index.cluster_policy_key(*id)).collect()
+    };
+    let cluster_changed = |key: &crate::ObjectKey| {
+        let b = before.cluster_policy_id(key).map(|id| before.cluster_policy(id).policy());
+        let a = after.cluster_policy_id(key).map(|id| after.cluster_policy(id).policy());
+        b != a
+    };
     let mut as_source = vec![false; common.len()];
     let mut as_destination = vec![false; common.len()];
     for (i, c) in common.iter().enumerate() {
@@ -130,8 +147,12 @@ fn affected(before: &ClusterIndex, after: &ClusterIndex, common: &[Common]) -> (
             let (nb, na) = (names(before, b.isolating(dir)), names(after, a.isolating(dir)));
             nb != na || nb.iter().any(|n| changed.contains(n.as_str()))
         };
-        as_source[i] = itself || policies_changed(Direction::Egress);
-        as_destination[i] = itself || policies_changed(Direction::Ingress);
+        // A cluster policy selecting the pod changed (or the set of them
+        // did): either direction may have.
+        let (kb, ka) = (cluster_keys(before, c.before), cluster_keys(after, c.after));
+        let tiers = kb != ka || kb.iter().any(cluster_changed);
+        as_source[i] = itself || tiers || policies_changed(Direction::Egress);
+        as_destination[i] = itself || tiers || policies_changed(Direction::Ingress);
     }
     (as_source, as_destination)
 }

@@ -5,13 +5,20 @@
 //! is allowed at the destination. A side is allowed when its pod is not
 //! isolated for that direction, or when some rule of some isolating policy
 //! admits the peer and the port. A pod can always reach itself.
+//!
+//! Cluster policies (ClusterNetworkPolicy and the v1alpha1 kinds) wrap that
+//! per side: the Admin tier first, the Baseline tier for a pod no
+//! NetworkPolicy isolates (see [`crate::cluster_policy`] and [`tiers`]).
+
+mod tiers;
 
 use std::net::IpAddr;
 
 use serde::Serialize;
 
 use crate::compiled::{CompiledPeer, CompiledPort, CompiledRule, NamespaceMatch};
-use crate::index::{ClusterIndex, NsId, PodEntry, PodId, PolicyId};
+use crate::cluster_policy::{Action, Tier};
+use crate::index::{ClusterIndex, ClusterPolicyId, NsId, PodEntry, PodId, PolicyId};
 use crate::labels::CompiledLabels;
 use crate::model::{ContainerPort, Direction, Labels, Protocol};
 
@@ -70,6 +77,27 @@ pub struct RuleRef {
     pub port: Option<usize>,
 }
 
+/// The cluster policy rule that decided (Accept or Deny) or passed (Pass)
+/// a flow on one side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct TierRuleRef {
+    /// The cluster policy.
+    #[serde(skip)]
+    pub policy: ClusterPolicyId,
+    /// Its tier.
+    pub tier: Tier,
+    /// Which rule list.
+    pub direction: Direction,
+    /// Index into the policy's `ingress`/`egress`.
+    pub rule: usize,
+    /// Index into the rule's `from`/`to`.
+    pub peer: usize,
+    /// Index into the rule's ports; `None` when it lists none (all ports).
+    pub port: Option<usize>,
+    /// The rule's action.
+    pub action: Action,
+}
+
 /// The outcome on one side (egress at the source or ingress at the destination).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SideVerdict {
@@ -83,13 +111,19 @@ pub enum SideVerdict {
     Allowed(RuleRef),
     /// Isolated, and no rule of the isolating policies admits the flow.
     Denied,
+    /// A cluster policy rule decided: Accept or Deny.
+    Tier(TierRuleRef),
 }
 
 impl SideVerdict {
     /// Whether this side lets the flow through.
     #[must_use]
     pub fn allows(self) -> bool {
-        !matches!(self, SideVerdict::Denied)
+        match self {
+            SideVerdict::Denied => false,
+            SideVerdict::Tier(r) => r.action != Action::Deny,
+            _ => true,
+        }
     }
 }
 
@@ -102,6 +136,31 @@ pub struct Verdict {
     pub egress: SideVerdict,
     /// Ingress at the destination.
     pub ingress: SideVerdict,
+    /// The Pass rule evaluation went through at the source, if any (an
+    /// Admin-tier Pass, else a Baseline-tier one).
+    pub egress_pass: Option<TierRuleRef>,
+    /// The Pass rule evaluation went through at the destination, if any.
+    pub ingress_pass: Option<TierRuleRef>,
+}
+
+impl Verdict {
+    /// The Pass rule evaluation went through on `dir`'s side, if any.
+    #[must_use]
+    pub fn pass(&self, dir: Direction) -> Option<TierRuleRef> {
+        match dir {
+            Direction::Ingress => self.ingress_pass,
+            Direction::Egress => self.egress_pass,
+        }
+    }
+
+    /// The verdict on `dir`'s side.
+    #[must_use]
+    pub fn side(&self, dir: Direction) -> SideVerdict {
+        match dir {
+            Direction::Ingress => self.ingress,
+            Direction::Egress => self.egress,
+        }
+    }
 }
 
 /// A pod-like peer as evaluation sees it.
@@ -143,29 +202,36 @@ impl ClusterIndex {
         if let (Endpoint::Pod { id: a, .. }, Endpoint::Pod { id: b, .. }) = (flow.src, flow.dst)
             && a == b
         {
-            return Verdict { allowed: true, egress: SideVerdict::SamePod, ingress: SideVerdict::SamePod };
+            return Verdict {
+                allowed: true,
+                egress: SideVerdict::SamePod,
+                ingress: SideVerdict::SamePod,
+                egress_pass: None,
+                ingress_pass: None,
+            };
         }
         let src = self.peer_view(flow.src);
         let dst = self.peer_view(flow.dst);
         let dst_ports = dst.pod.map(|p| p.ports);
-        let egress = match flow.src {
+        let (egress, egress_pass) = match flow.src {
             Endpoint::Pod { id, .. } => {
                 self.side(self.pod(id), Direction::Egress, dst, flow.port, flow.protocol, dst_ports)
             }
-            Endpoint::External(_) => SideVerdict::NotAPod,
+            Endpoint::External(_) => (SideVerdict::NotAPod, None),
         };
-        let ingress = match flow.dst {
+        let (ingress, ingress_pass) = match flow.dst {
             Endpoint::Pod { id, .. } => {
                 self.side(self.pod(id), Direction::Ingress, src, flow.port, flow.protocol, dst_ports)
             }
-            Endpoint::External(_) => SideVerdict::NotAPod,
+            Endpoint::External(_) => (SideVerdict::NotAPod, None),
         };
-        Verdict { allowed: egress.allows() && ingress.allows(), egress, ingress }
+        Verdict { allowed: egress.allows() && ingress.allows(), egress, ingress, egress_pass, ingress_pass }
     }
 
     /// Evaluates one side: may `pod` send to (egress) or receive from
     /// (ingress) `peer` on `port`/`protocol`? `dst_ports` are the ports the
-    /// destination declares, for named ports.
+    /// destination declares, for named ports. Also returns the Pass rule
+    /// evaluation went through, if any.
     fn side(
         &self,
         pod: &PodEntry,
@@ -174,11 +240,35 @@ impl ClusterIndex {
         port: u16,
         protocol: Protocol,
         dst_ports: Option<&[CompiledPort]>,
-    ) -> SideVerdict {
+    ) -> (SideVerdict, Option<TierRuleRef>) {
+        let sought = tiers::Sought { dir, peer, port, protocol, dst_ports };
+        let mut passed = None;
+        match self.tier_side(pod, Tier::Admin, &sought) {
+            tiers::TierOutcome::Decided(rule) => return (SideVerdict::Tier(rule), None),
+            tiers::TierOutcome::Passed(rule) => passed = Some(rule),
+            tiers::TierOutcome::NoMatch => {}
+        }
         let isolating = pod.isolating(dir);
         if isolating.is_empty() {
-            return SideVerdict::NotIsolated;
+            return match self.tier_side(pod, Tier::Baseline, &sought) {
+                tiers::TierOutcome::Decided(rule) => (SideVerdict::Tier(rule), passed),
+                tiers::TierOutcome::Passed(rule) => (SideVerdict::NotIsolated, passed.or(Some(rule))),
+                tiers::TierOutcome::NoMatch => (SideVerdict::NotIsolated, passed),
+            };
         }
+        (self.network_policy_side(isolating, dir, peer, port, protocol, dst_ports), passed)
+    }
+
+    /// The NetworkPolicy tier of one side, for a pod `isolating` isolates.
+    fn network_policy_side(
+        &self,
+        isolating: &[PolicyId],
+        dir: Direction,
+        peer: PeerView<'_>,
+        port: u16,
+        protocol: Protocol,
+        dst_ports: Option<&[CompiledPort]>,
+    ) -> SideVerdict {
         for &policy_id in isolating {
             let policy = self.policy(policy_id);
             for (rule_index, rule) in policy.rules[dir.slot()].iter().enumerate() {
@@ -214,7 +304,7 @@ impl ClusterIndex {
         let view =
             PodView { ns: self.namespace_id(&target.namespace), ns_labels: &ns_labels, labels: &labels, ports: &ports };
         let peer = PeerView { pod: Some(view), addr: None };
-        self.side(self.pod(pod), Direction::Egress, peer, port, protocol, Some(&ports))
+        self.side(self.pod(pod), Direction::Egress, peer, port, protocol, Some(&ports)).0
     }
 }
 

@@ -9,6 +9,7 @@
 //!
 //! Every update returns whether anything changed.
 
+mod cluster;
 mod entries;
 
 use std::net::IpAddr;
@@ -24,6 +25,8 @@ use crate::model::{Direction, Labels, NAMESPACE_NAME_LABEL, Namespace, NetworkPo
 use crate::slab::Slab;
 
 use entries::{FirstAddrs, SlotKey, key};
+pub use cluster::{ClusterPolicyEntry, ClusterPolicyId};
+pub(crate) use cluster::{CompiledClusterPeer, CompiledClusterPort, CompiledClusterRule};
 pub use entries::{NamespaceEntry, NsId, PodEntry, PodId, PolicyEntry, PolicyId};
 
 /// Namespaces, pods and policies with everything evaluation needs.
@@ -39,6 +42,8 @@ pub struct ClusterIndex {
     pod_by_ip: FxHashMap<IpAddr, PodId>,
     policies: Slab<PolicyEntry>,
     policy_by_key: FxHashMap<String, PolicyId>,
+    /// Cluster policies and Nodes.
+    cluster: cluster::ClusterState,
     /// What changed since last taken; `None` until a consumer asks for it.
     journal: Option<Changes>,
 }
@@ -304,6 +309,7 @@ impl ClusterIndex {
         self.record(|c| {
             c.namespaces.insert(ObjectKey::namespace(&ns.name));
         });
+        self.relink_namespace_pods(id);
         true
     }
 
@@ -321,6 +327,7 @@ impl ClusterIndex {
         entry.declared = false;
         entry.labels = labels;
         entry.compiled = compiled;
+        self.relink_namespace_pods(id);
         self.drop_namespace_if_unused(id);
         self.record(|c| {
             c.namespaces.insert(ObjectKey::namespace(name));
@@ -356,6 +363,7 @@ impl ClusterIndex {
             endpoint,
             addrs,
             selected_by: [Vec::new(), Vec::new()],
+            tiered: Vec::new(),
             labels,
             ports,
             key: pod_key.as_str().into(),
@@ -376,6 +384,7 @@ impl ClusterIndex {
                     self.link(policy_id, id);
                 }
             }
+            self.link_pod_to_cluster_policies(id);
         }
         true
     }
@@ -410,6 +419,7 @@ impl ClusterIndex {
                 selected.remove(pos);
             }
         }
+        self.unlink_pod_from_cluster_policies(id, &entry.tiered);
         let ns = self.namespaces.get_mut(entry.ns.0).expect("pod namespace exists");
         ns.pods.retain(|p| *p != id);
         entry.ns

@@ -14,6 +14,14 @@ pub enum ObjectKind {
     Pod,
     /// networking.k8s.io/v1 NetworkPolicy.
     NetworkPolicy,
+    /// policy.networking.k8s.io/v1alpha2 ClusterNetworkPolicy (cluster-scoped).
+    ClusterNetworkPolicy,
+    /// policy.networking.k8s.io/v1alpha1 AdminNetworkPolicy (cluster-scoped).
+    AdminNetworkPolicy,
+    /// policy.networking.k8s.io/v1alpha1 BaselineAdminNetworkPolicy (cluster-scoped).
+    BaselineAdminNetworkPolicy,
+    /// v1 Node (cluster-scoped).
+    Node,
 }
 
 impl ObjectKind {
@@ -24,13 +32,27 @@ impl ObjectKind {
             ObjectKind::Namespace => "Namespace",
             ObjectKind::Pod => "Pod",
             ObjectKind::NetworkPolicy => "NetworkPolicy",
+            ObjectKind::ClusterNetworkPolicy => "ClusterNetworkPolicy",
+            ObjectKind::AdminNetworkPolicy => "AdminNetworkPolicy",
+            ObjectKind::BaselineAdminNetworkPolicy => "BaselineAdminNetworkPolicy",
+            ObjectKind::Node => "Node",
         }
     }
 
     /// Whether objects of the kind live in a namespace.
     #[must_use]
     pub fn namespaced(self) -> bool {
-        self != ObjectKind::Namespace
+        matches!(self, ObjectKind::Pod | ObjectKind::NetworkPolicy)
+    }
+
+    /// The kind of a cluster policy.
+    #[must_use]
+    pub fn of_cluster_policy(kind: crate::ClusterPolicyKind) -> ObjectKind {
+        match kind {
+            crate::ClusterPolicyKind::ClusterNetworkPolicy => ObjectKind::ClusterNetworkPolicy,
+            crate::ClusterPolicyKind::AdminNetworkPolicy => ObjectKind::AdminNetworkPolicy,
+            crate::ClusterPolicyKind::BaselineAdminNetworkPolicy => ObjectKind::BaselineAdminNetworkPolicy,
+        }
     }
 }
 
@@ -76,6 +98,18 @@ impl ObjectKey {
     #[must_use]
     pub fn policy(namespace: &str, name: &str) -> ObjectKey {
         ObjectKey::new(ObjectKind::NetworkPolicy, namespace, name)
+    }
+
+    /// A cluster policy's key.
+    #[must_use]
+    pub fn cluster_policy(kind: crate::ClusterPolicyKind, name: &str) -> ObjectKey {
+        ObjectKey::new(ObjectKind::of_cluster_policy(kind), "", name)
+    }
+
+    /// A Node's key.
+    #[must_use]
+    pub fn node(name: &str) -> ObjectKey {
+        ObjectKey::new(ObjectKind::Node, "", name)
     }
 
     /// `namespace/name`, or the name of a cluster-scoped object: how

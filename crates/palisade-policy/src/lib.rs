@@ -20,6 +20,7 @@
 //! - ipBlock peers match pod IPs as well as external addresses.
 
 mod changes;
+pub mod cluster_policy;
 mod compiled;
 pub mod describe;
 pub mod diff;
@@ -36,8 +37,11 @@ pub mod synth;
 pub mod validation;
 
 pub use changes::Changes;
-pub use evaluate::{Endpoint, Flow, RuleRef, SideVerdict, Verdict, VirtualPod};
-pub use index::{ClusterIndex, NamespaceEntry, NsId, PodEntry, PodId, PolicyEntry, PolicyId};
+pub use cluster_policy::{
+    Action, ClusterPeer, ClusterPolicy, ClusterPolicyKind, ClusterPort, ClusterRule, Node, Subject, Tier,
+};
+pub use evaluate::{Endpoint, Flow, RuleRef, SideVerdict, TierRuleRef, Verdict, VirtualPod};
+pub use index::{ClusterIndex, ClusterPolicyEntry, ClusterPolicyId, NamespaceEntry, NsId, PodEntry, PodId, PolicyEntry, PolicyId};
 pub use key::{ObjectKey, ObjectKind};
 pub use model::{
     ContainerPort, Direction, HOST_NETWORK, IpBlock, LabelSelector, Labels, NAMESPACE_NAME_LABEL, Namespace,

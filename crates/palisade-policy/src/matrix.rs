@@ -142,7 +142,8 @@ impl ClusterIndex {
         Flow { src: self.pod_endpoint(src, dst.addr()), dst, port, protocol }
     }
 
-    /// Every distinct ipBlock peer of every policy.
+    /// Every distinct ipBlock peer of every policy, and every `networks`
+    /// CIDR of every cluster policy (as a block without exceptions).
     fn all_ip_blocks(&self) -> Vec<IpBlock> {
         let mut blocks = BTreeSet::new();
         for id in self.policies_sorted() {
@@ -152,6 +153,14 @@ impl ClusterIndex {
                     if let Peer::IpBlock(b) = peer {
                         blocks.insert(b.clone());
                     }
+                }
+            }
+        }
+        for id in self.cluster_policies() {
+            let policy = self.cluster_policy(*id).policy();
+            for peer in policy.ingress.iter().chain(&policy.egress).flat_map(|r| &r.peers) {
+                if let crate::ClusterPeer::Networks(nets) = peer {
+                    blocks.extend(nets.iter().map(|cidr| IpBlock { cidr: *cidr, except: Vec::new() }));
                 }
             }
         }

@@ -4,7 +4,8 @@
 
 use palisade_policy::matrix::Case;
 use palisade_policy::synth::e2e::model;
-use palisade_policy::{ClusterIndex, Endpoint, Flow, NetworkPolicy, Protocol, SideVerdict, Verdict};
+use palisade_policy::{ClusterIndex, NetworkPolicy, Protocol, SideVerdict, Verdict};
+use palisade_testkit::e2e::all_flows as flows;
 use palisade_testkit::strategy::{policies, rule};
 use proptest::prelude::*;
 
@@ -23,37 +24,6 @@ fn side(index: &ClusterIndex, s: SideVerdict) -> String {
 
 fn named(index: &ClusterIndex, v: Verdict) -> Named {
     Named(v.allowed, side(index, v.egress), side(index, v.ingress))
-}
-
-/// Every pod-to-pod flow on both address families, plus external flows, on every case.
-fn flows(index: &ClusterIndex) -> Vec<(String, Flow)> {
-    let pods = index.pods_sorted();
-    let mut out = Vec::new();
-    let externals: [Endpoint; 2] =
-        [Endpoint::External("10.0.9.9".parse().expect("ip")), Endpoint::External("192.0.2.1".parse().expect("ip"))];
-    for port in [80, 81] {
-        for protocol in Protocol::ALL {
-            for &a in &pods {
-                for &b in &pods {
-                    for v6 in [false, true] {
-                        let pick = |id| {
-                            let ips = &index.pod(id).pod().ips;
-                            Endpoint::Pod { id, addr: ips.iter().find(|ip| ip.is_ipv6() == v6).copied() }
-                        };
-                        let label = format!("{}->{} {protocol}/{port} v6={v6}", index.pod_name(a), index.pod_name(b));
-                        out.push((label, Flow { src: pick(a), dst: pick(b), port, protocol }));
-                    }
-                }
-                for e in externals {
-                    let label = format!("{}<->{e:?} {protocol}/{port}", index.pod_name(a));
-                    let at = index.pod_endpoint(a, None);
-                    out.push((label.clone() + " out", Flow { src: at, dst: e, port, protocol }));
-                    out.push((label + " in", Flow { src: e, dst: at, port, protocol }));
-                }
-            }
-        }
-    }
-    out
 }
 
 fn build(policies: Vec<NetworkPolicy>) -> ClusterIndex {
@@ -236,9 +206,24 @@ proptest! {
         pod in 0usize..9,
         relabel in prop_oneof![Just(None), Just(Some("a")), Just(Some("c"))],
         namespace_relabel in any::<bool>(),
+        cluster in palisade_testkit::strategy::cluster_policies(3),
+        cluster_replacement in proptest::option::of(palisade_testkit::strategy::cluster_policy()),
     ) {
         let (namespaces, pods) = model();
-        let before = ClusterIndex::from_objects(namespaces.clone(), pods.clone(), policies.clone());
+        let with_cluster = |mut index: ClusterIndex, cluster: &[palisade_policy::ClusterPolicy]| {
+            for c in cluster {
+                index.apply_cluster_policy(c.clone());
+            }
+            index
+        };
+        let before = with_cluster(ClusterIndex::from_objects(namespaces.clone(), pods.clone(), policies.clone()), &cluster);
+        // One cluster policy replaced (or added).
+        let mut cluster_after = cluster;
+        if let Some(replacement) = cluster_replacement {
+            let name = cluster_after.first().map_or_else(|| "c0".to_string(), |c| c.name.clone());
+            cluster_after.retain(|c| c.name != name);
+            cluster_after.push(palisade_policy::ClusterPolicy { name, ..replacement });
+        }
         let mut changed = policies.clone();
         if let Some(p) = changed.get_mut(which) {
             *p = NetworkPolicy { name: p.name.clone(), namespace: p.namespace.clone(), ..replacement };
@@ -250,7 +235,7 @@ proptest! {
         if namespace_relabel {
             namespaces[1].labels.insert("ns".into(), "x".into());
         }
-        let after = ClusterIndex::from_objects(namespaces, pods, changed);
+        let after = with_cluster(ClusterIndex::from_objects(namespaces, pods, changed), &cluster_after);
         let cases = [Case { port: 80, protocol: Protocol::Tcp }, Case { port: 81, protocol: Protocol::Udp }];
         let d = palisade_policy::diff::diff(&before, &after, &cases);
         let mut found: Vec<(String, String, u16, bool)> =

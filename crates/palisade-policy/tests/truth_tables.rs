@@ -88,3 +88,14 @@ fn a_pod_always_reaches_itself() {
     let verdict = index.evaluate(&Flow { src: xa, dst: xa, port: 80, protocol: Tcp });
     assert!(verdict.allowed, "self traffic under deny-all");
 }
+
+#[test]
+fn every_case_of_the_cluster_policy_truth_tables() {
+    let cases = palisade_testkit::e2e::cluster_cases::cluster_cases();
+    for case in &cases {
+        let index = cluster(&case.policies);
+        for (port, protocol, expected) in &case.checks {
+            assert_reach(&index, *port, *protocol, expected, case.name);
+        }
+    }
+}

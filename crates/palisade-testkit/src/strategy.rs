@@ -6,7 +6,8 @@
 
 use palisade_policy::synth::e2e::{NAMESPACES, PODS, PORTS};
 use palisade_policy::{
-    IpBlock, LabelSelector, NetworkPolicy, Operator, Peer, PortTarget, Protocol, Requirement, Rule, RulePort,
+    Action, ClusterPeer, ClusterPolicy, ClusterPolicyKind, ClusterPort, ClusterRule, IpBlock, LabelSelector,
+    NetworkPolicy, Operator, Peer, PortTarget, Protocol, Requirement, Rule, RulePort, Subject, Tier,
 };
 use proptest::prelude::*;
 
@@ -106,6 +107,90 @@ pub fn policies(max: usize) -> impl Strategy<Value = Vec<NetworkPolicy>> {
     proptest::collection::vec(policy(), 0..=max).prop_map(|mut ps| {
         for (i, p) in ps.iter_mut().enumerate() {
             p.name = format!("p{i}");
+        }
+        ps
+    })
+}
+
+/// A cluster policy peer: namespaces, pods, or networks (egress only).
+fn cluster_peer(egress: bool) -> BoxedStrategy<ClusterPeer> {
+    let pods = prop_oneof![
+        selector("ns", &NAMESPACES).prop_map(ClusterPeer::Namespaces),
+        (selector("ns", &NAMESPACES), selector("pod", &PODS))
+            .prop_map(|(namespaces, pods)| ClusterPeer::Pods { namespaces, pods }),
+    ];
+    if egress {
+        prop_oneof![3 => pods, 1 => block().prop_map(|b| ClusterPeer::Networks(vec![b.cidr]))].boxed()
+    } else {
+        pods.boxed()
+    }
+}
+
+/// A cluster policy port: a number or range of one protocol, or a named
+/// port of the model (not with networks peers, as validation requires).
+fn cluster_port(named: bool) -> BoxedStrategy<ClusterPort> {
+    let port = proptest::sample::select(PORTS.to_vec());
+    let range = prop_oneof![
+        (protocol(), port.clone()).prop_map(|(protocol, p)| ClusterPort::Range { protocol, start: p, end: p }),
+        protocol().prop_map(|protocol| ClusterPort::Range { protocol, start: 80, end: 81 }),
+    ];
+    if named {
+        prop_oneof![
+            range,
+            (port, protocol())
+                .prop_map(|(p, proto)| ClusterPort::Named(format!("serve-{p}-{}", proto.as_str().to_lowercase()))),
+        ]
+        .boxed()
+    } else {
+        range.boxed()
+    }
+}
+
+/// A cluster policy rule: any action, one or two peers, no ports (all) or
+/// one or two.
+pub fn cluster_rule(egress: bool) -> impl Strategy<Value = ClusterRule> {
+    let action = prop_oneof![Just(Action::Accept), Just(Action::Deny), Just(Action::Pass)];
+    (action, proptest::collection::vec(cluster_peer(egress), 1..=2), proptest::option::of(0..=2usize)).prop_flat_map(
+        |(action, peers, ports)| {
+            let named = !peers.iter().any(|p| matches!(p, ClusterPeer::Networks(_)));
+            let ports = match ports {
+                None => Just(None).boxed(),
+                Some(n) => proptest::collection::vec(cluster_port(named), n.max(1)).prop_map(Some).boxed(),
+            };
+            ports.prop_map(move |ports| ClusterRule { name: None, action, peers: peers.clone(), ports })
+        },
+    )
+}
+
+/// A ClusterNetworkPolicy of either tier (named later by
+/// [`cluster_policies`]).
+pub fn cluster_policy() -> impl Strategy<Value = ClusterPolicy> {
+    let tier = prop_oneof![Just(Tier::Admin), Just(Tier::Baseline)];
+    let subject = prop_oneof![
+        selector("ns", &NAMESPACES).prop_map(Subject::Namespaces),
+        (selector("ns", &NAMESPACES), selector("pod", &PODS))
+            .prop_map(|(namespaces, pods)| Subject::Pods { namespaces, pods }),
+    ];
+    let rules = |egress: bool| proptest::collection::vec(cluster_rule(egress), 0..=2);
+    (tier, 0u32..4, subject, rules(false), rules(true)).prop_map(|(tier, priority, subject, ingress, egress)| {
+        ClusterPolicy {
+            kind: ClusterPolicyKind::ClusterNetworkPolicy,
+            name: String::new(),
+            tier,
+            priority: Some(priority),
+            subject,
+            ingress,
+            egress,
+        }
+    })
+}
+
+/// Up to `max` cluster policies, named `c0`, `c1`, … (few distinct
+/// priorities, so equal priorities are common).
+pub fn cluster_policies(max: usize) -> impl Strategy<Value = Vec<ClusterPolicy>> {
+    proptest::collection::vec(cluster_policy(), 0..=max).prop_map(|mut ps| {
+        for (i, p) in ps.iter_mut().enumerate() {
+            p.name = format!("c{i}");
         }
         ps
     })

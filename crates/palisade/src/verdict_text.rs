@@ -1,6 +1,8 @@
 //! Verdicts in words and as JSON, shared by `check` and `query`.
 
-use palisade_policy::{ClusterIndex, Direction, Endpoint, Flow, PodId, PolicyId, RuleRef, SideVerdict, Verdict};
+use palisade_policy::{
+    Action, ClusterIndex, Direction, Endpoint, Flow, PodId, PolicyId, RuleRef, SideVerdict, TierRuleRef, Verdict,
+};
 use serde::Serialize;
 
 /// Where text goes: a `String`, or the byte buffer `query` writes its
@@ -86,6 +88,32 @@ pub fn rule_ref(index: &ClusterIndex, r: &RuleRef) -> String {
     s
 }
 
+/// `admin ns-isolation priority 10 ingress rule 2, peer 0, all ports: Pass`
+/// (the kind is named when it is not ClusterNetworkPolicy; a rule's name
+/// follows its index in parentheses).
+#[must_use]
+pub fn tier_ref(index: &ClusterIndex, r: &TierRuleRef) -> String {
+    use std::fmt::Write as _;
+    let policy = index.cluster_policy(r.policy).policy();
+    let mut s = format!("{} {}", r.tier, policy.label());
+    if let Some(priority) = policy.priority {
+        let _ = write!(s, " priority {priority}");
+    }
+    let _ = write!(s, " {} rule {}", r.direction, r.rule);
+    if let Some(name) = &policy.rules(r.direction)[r.rule].name {
+        let _ = write!(s, " ({name})");
+    }
+    let _ = write!(s, ", peer {}", r.peer);
+    match r.port {
+        Some(p) => {
+            let _ = write!(s, ", port {p}");
+        }
+        None => s.push_str(", all ports"),
+    }
+    let _ = write!(s, ": {}", policy.kind.action_word(r.action));
+    s
+}
+
 fn side_pod(flow: &Flow, dir: Direction) -> Option<PodId> {
     let end = if dir == Direction::Egress { flow.src } else { flow.dst };
     match end {
@@ -94,9 +122,20 @@ fn side_pod(flow: &Flow, dir: Direction) -> Option<PodId> {
     }
 }
 
-/// Writes one side in a short phrase (nothing for a side that is not a pod).
-fn write_side(out: &mut impl Text, index: &ClusterIndex, flow: &Flow, dir: Direction, side: SideVerdict) {
-    match side {
+/// Writes one side in a short phrase (nothing for a side that is not a
+/// pod), after the Pass rule evaluation went through, if any.
+fn write_side(out: &mut impl Text, index: &ClusterIndex, flow: &Flow, dir: Direction, verdict: &Verdict) {
+    if let Some(pass) = verdict.pass(dir) {
+        out.push_str(&tier_ref(index, &pass));
+        out.push_str(" -> ");
+    }
+    match verdict.side(dir) {
+        SideVerdict::Tier(r) => {
+            let word = if r.action == Action::Deny { " denied by " } else { " allowed by " };
+            out.push_str(dir.as_str());
+            out.push_str(word);
+            out.push_str(&tier_ref(index, &r));
+        }
         SideVerdict::NotAPod | SideVerdict::SamePod => {}
         SideVerdict::NotIsolated => match dir {
             Direction::Ingress => out.push_str("ingress not isolated"),
@@ -139,20 +178,20 @@ pub fn write_reason(out: &mut impl Text, index: &ClusterIndex, flow: &Flow, verd
         out.push_str("a pod can always reach itself");
         return;
     }
-    let sides = if verdict.ingress == SideVerdict::Denied && verdict.egress != SideVerdict::Denied {
-        [(Direction::Ingress, verdict.ingress), (Direction::Egress, verdict.egress)]
+    let sides = if !verdict.ingress.allows() && verdict.egress.allows() {
+        [Direction::Ingress, Direction::Egress]
     } else {
-        [(Direction::Egress, verdict.egress), (Direction::Ingress, verdict.ingress)]
+        [Direction::Egress, Direction::Ingress]
     };
-    let written = |side: SideVerdict| !matches!(side, SideVerdict::NotAPod | SideVerdict::SamePod);
-    if written(sides[0].1) {
-        write_side(out, index, flow, sides[0].0, sides[0].1);
-        if written(sides[1].1) {
+    let written = |dir: Direction| !matches!(verdict.side(dir), SideVerdict::NotAPod | SideVerdict::SamePod);
+    if written(sides[0]) {
+        write_side(out, index, flow, sides[0], verdict);
+        if written(sides[1]) {
             out.push_str("; ");
         }
     }
-    if written(sides[1].1) {
-        write_side(out, index, flow, sides[1].0, sides[1].1);
+    if written(sides[1]) {
+        write_side(out, index, flow, sides[1], verdict);
     }
 }
 
@@ -165,6 +204,53 @@ pub struct SideJson {
     pub isolated_by: Vec<String>,
     /// The admitting rule.
     pub allowed_by: Option<RuleJson>,
+    /// The cluster policy rule that decided (Accept or Deny), if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<TierJson>,
+    /// The Pass rule evaluation went through before deciding, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passed_by: Option<TierJson>,
+}
+
+/// A cluster policy rule reference as JSON.
+#[derive(Debug, Serialize)]
+pub struct TierJson {
+    /// `admin` or `baseline`.
+    pub tier: &'static str,
+    /// `ClusterNetworkPolicy`, `AdminNetworkPolicy` or `BaselineAdminNetworkPolicy`.
+    pub kind: &'static str,
+    /// `metadata.name`.
+    pub policy: String,
+    /// `spec.priority` (`null` for a BaselineAdminNetworkPolicy).
+    pub priority: Option<u32>,
+    /// `ingress` or `egress`.
+    pub direction: Direction,
+    /// Rule index.
+    pub rule: usize,
+    /// The rule's `name`, if it has one.
+    pub rule_name: Option<String>,
+    /// Peer index.
+    pub peer: usize,
+    /// Port index (`null`: the rule lists no ports, so all match).
+    pub port: Option<usize>,
+    /// The action as the kind spells it (`Accept`/`Allow`, `Deny`, `Pass`).
+    pub action: &'static str,
+}
+
+fn tier_json(index: &ClusterIndex, r: &TierRuleRef) -> TierJson {
+    let policy = index.cluster_policy(r.policy).policy();
+    TierJson {
+        tier: r.tier.as_str(),
+        kind: policy.kind.as_str(),
+        policy: policy.name.clone(),
+        priority: policy.priority,
+        direction: r.direction,
+        rule: r.rule,
+        rule_name: policy.rules(r.direction)[r.rule].name.clone(),
+        peer: r.peer,
+        port: r.port,
+        action: policy.kind.action_word(r.action),
+    }
 }
 
 /// A rule reference as JSON.
@@ -193,15 +279,23 @@ pub fn isolating_names(index: &ClusterIndex, flow: &Flow, dir: Direction) -> Vec
 
 /// A side's JSON form.
 #[must_use]
-pub fn side_json(index: &ClusterIndex, flow: &Flow, dir: Direction, side: SideVerdict) -> SideJson {
+pub fn side_json(index: &ClusterIndex, flow: &Flow, dir: Direction, verdict: &Verdict) -> SideJson {
+    let side = verdict.side(dir);
     let isolated_by = isolating_names(index, flow, dir);
-    let verdict = match side {
+    let word = match side {
         SideVerdict::NotAPod => "not-a-pod",
         SideVerdict::SamePod => "same-pod",
         SideVerdict::NotIsolated => "not-isolated",
         SideVerdict::Allowed(_) => "allowed",
         SideVerdict::Denied => "denied",
+        SideVerdict::Tier(r) if r.action == Action::Deny => "denied",
+        SideVerdict::Tier(_) => "allowed",
     };
+    let decided_by = match side {
+        SideVerdict::Tier(r) => Some(tier_json(index, &r)),
+        _ => None,
+    };
+    let passed_by = verdict.pass(dir).map(|r| tier_json(index, &r));
     let allowed_by = match side {
         SideVerdict::Allowed(r) => Some(RuleJson {
             policy: index.policy_name(r.policy).to_string(),
@@ -212,5 +306,5 @@ pub fn side_json(index: &ClusterIndex, flow: &Flow, dir: Direction, side: SideVe
         }),
         _ => None,
     };
-    SideJson { verdict, isolated_by, allowed_by }
+    SideJson { verdict: word, isolated_by, allowed_by, decided_by, passed_by }
 }

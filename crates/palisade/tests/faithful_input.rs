@@ -32,18 +32,19 @@ fn cluster(name: &str, extra: &str) -> TempDir {
     dir
 }
 
-/// A BaselineAdminNetworkPolicy denying shop's ingress, and a Calico
-/// NetworkPolicy: `check` used to print ALLOW and exit 0.
+/// A CiliumClusterwideNetworkPolicy, and a Calico NetworkPolicy: `check`
+/// used to print ALLOW and exit 0. (BaselineAdminNetworkPolicy, the kind
+/// this test used first, is now read: see `cluster_policies.rs`.)
 #[test]
 fn policies_of_other_kinds_make_the_answer_incomplete() {
     let dir = cluster(
         "faithful-kinds",
-        "apiVersion: policy.networking.k8s.io/v1alpha1
-kind: BaselineAdminNetworkPolicy
-metadata: {name: default}
+        "apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: lockdown-all}
 spec:
-  subject: {namespaces: {}}
-  ingress: [{name: deny, action: Deny, from: [{namespaces: {}}]}]
+  endpointSelector: {}
+  ingressDeny: [{fromEntities: [all]}]
 ---
 apiVersion: projectcalico.org/v3
 kind: NetworkPolicy
@@ -57,7 +58,7 @@ spec: {selector: all()}
     assert!(out.starts_with("ALLOW shop/web"), "{out}");
     assert!(
         out.contains(
-            "INCOMPLETE: BaselineAdminNetworkPolicy (policy.networking.k8s.io) default, \
+            "INCOMPLETE: CiliumClusterwideNetworkPolicy (cilium.io) lockdown-all, \
                       NetworkPolicy (projectcalico.org) shop/lockdown could change this verdict"
         ),
         "{out}"
@@ -71,7 +72,7 @@ spec: {selector: all()}
     assert_eq!(json["allowed"], true);
     assert_eq!(
         json["incomplete"]["ignored_policy_kinds"],
-        serde_json::json!({"BaselineAdminNetworkPolicy (policy.networking.k8s.io)": 1, "NetworkPolicy (projectcalico.org)": 1})
+        serde_json::json!({"CiliumClusterwideNetworkPolicy (cilium.io)": 1, "NetworkPolicy (projectcalico.org)": 1})
     );
     assert_eq!(json["incomplete"]["could_change"].as_array().map(Vec::len), Some(2));
 
@@ -84,7 +85,7 @@ spec: {selector: all()}
     let json: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(
         json["incomplete"]["could_change"],
-        serde_json::json!(["BaselineAdminNetworkPolicy (policy.networking.k8s.io) default"])
+        serde_json::json!(["CiliumClusterwideNetworkPolicy (cilium.io) lockdown-all"])
     );
 
     let queries = "{\"from\":\"shop/web\",\"to\":\"shop/db\",\"port\":80}\n";

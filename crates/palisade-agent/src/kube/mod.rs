@@ -43,6 +43,12 @@ pub fn gvk(kind: ObjectKind) -> (&'static str, &'static str, &'static str) {
         ObjectKind::Namespace => ("", "v1", "Namespace"),
         ObjectKind::Pod => ("", "v1", "Pod"),
         ObjectKind::NetworkPolicy => ("networking.k8s.io", "v1", "NetworkPolicy"),
+        ObjectKind::ClusterNetworkPolicy => ("policy.networking.k8s.io", "v1alpha2", "ClusterNetworkPolicy"),
+        ObjectKind::AdminNetworkPolicy => ("policy.networking.k8s.io", "v1alpha1", "AdminNetworkPolicy"),
+        ObjectKind::BaselineAdminNetworkPolicy => {
+            ("policy.networking.k8s.io", "v1alpha1", "BaselineAdminNetworkPolicy")
+        }
+        ObjectKind::Node => ("", "v1", "Node"),
     }
 }
 

@@ -19,11 +19,7 @@ use crate::change::Change;
 pub const KINDS: [ObjectKind; 3] = [ObjectKind::Namespace, ObjectKind::Pod, ObjectKind::NetworkPolicy];
 
 fn slot(kind: ObjectKind) -> usize {
-    match kind {
-        ObjectKind::Namespace => 0,
-        ObjectKind::Pod => 1,
-        ObjectKind::NetworkPolicy => 2,
-    }
+    KINDS.iter().position(|k| *k == kind).expect("events come only for watched kinds")
 }
 
 /// One watcher report, converted.

@@ -76,6 +76,8 @@ pub struct PodEntry {
     pub(crate) addrs: FirstAddrs,
     /// Policies selecting the pod that isolate it, per direction, by name.
     pub(super) selected_by: [Vec<PolicyId>; 2],
+    /// Cluster policies whose subject selects the pod, in evaluation order.
+    pub(crate) tiered: Vec<super::ClusterPolicyId>,
     pub(crate) labels: CompiledLabels,
     pub(crate) ports: Box<[CompiledPort]>,
     /// `namespace/name`, kept whole for output and lookups.

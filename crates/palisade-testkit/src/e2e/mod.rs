@@ -10,10 +10,11 @@
 use std::fmt::Write as _;
 
 pub mod cases;
+pub mod cluster_cases;
 
 use palisade_manifests::load_str;
 use palisade_policy::matrix::Case;
-use palisade_policy::{ClusterIndex, Protocol};
+use palisade_policy::{ClusterIndex, Endpoint, Flow, Protocol};
 
 pub use palisade_policy::synth::e2e::{NAMESPACES, PODS};
 
@@ -160,4 +161,37 @@ pub fn assert_reach(index: &ClusterIndex, port: u16, protocol: Protocol, expecte
         Reach::render(&expected.pods, &want),
         Reach::render(&expected.pods, &got)
     );
+}
+
+/// Every pod-to-pod flow on both address families, plus flows to and from
+/// two external addresses, on ports 80 and 81 of every protocol, labelled.
+#[must_use]
+pub fn all_flows(index: &ClusterIndex) -> Vec<(String, Flow)> {
+    let pods = index.pods_sorted();
+    let mut out = Vec::new();
+    let externals: [Endpoint; 2] =
+        [Endpoint::External("10.0.9.9".parse().expect("ip")), Endpoint::External("192.0.2.1".parse().expect("ip"))];
+    for port in [80, 81] {
+        for protocol in Protocol::ALL {
+            for &a in &pods {
+                for &b in &pods {
+                    for v6 in [false, true] {
+                        let pick = |id| {
+                            let ips = &index.pod(id).pod().ips;
+                            Endpoint::Pod { id, addr: ips.iter().find(|ip| ip.is_ipv6() == v6).copied() }
+                        };
+                        let label = format!("{}->{} {protocol}/{port} v6={v6}", index.pod_name(a), index.pod_name(b));
+                        out.push((label, Flow { src: pick(a), dst: pick(b), port, protocol }));
+                    }
+                }
+                for e in externals {
+                    let label = format!("{}<->{e:?} {protocol}/{port}", index.pod_name(a));
+                    let at = index.pod_endpoint(a, None);
+                    out.push((label.clone() + " out", Flow { src: at, dst: e, port, protocol }));
+                    out.push((label + " in", Flow { src: e, dst: at, port, protocol }));
+                }
+            }
+        }
+    }
+    out
 }

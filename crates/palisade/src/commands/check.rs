@@ -10,7 +10,7 @@ use super::{EXIT_ERROR, TextOrJson};
 use crate::endpoint::{Named, describe_named, flow, name_and_address, namespace_of, resolve, shared_node};
 use crate::inputs::{IncompleteJson, State};
 use crate::style::Style;
-use crate::verdict_text::{SideJson, isolating_names, rule_ref, side_json};
+use crate::verdict_text::{SideJson, isolating_names, rule_ref, side_json, tier_ref};
 
 /// What to check.
 #[derive(Debug)]
@@ -102,8 +102,8 @@ pub fn run(state: &State, args: &CheckArgs<'_>, output: TextOrJson, style: Style
                 same_node: node,
                 port: flow.port,
                 protocol: flow.protocol,
-                egress: side_json(index, &flow, Direction::Egress, verdict.egress),
-                ingress: side_json(index, &flow, Direction::Ingress, verdict.ingress),
+                egress: side_json(index, &flow, Direction::Egress, &verdict),
+                ingress: side_json(index, &flow, Direction::Ingress, &verdict),
             };
             println!("{}", serde_json::to_string_pretty(&json).expect("plain data serializes"));
         }
@@ -152,7 +152,22 @@ pub fn text(state: &State, flow: &Flow, ends: (&Named, &Named), style: Style) ->
         [(Direction::Egress, verdict.egress, flow.src, ends.0), (Direction::Ingress, verdict.ingress, flow.dst, ends.1)]
     {
         let who = describe_named(index, named, end);
+        if let Some(pass) = verdict.pass(dir) {
+            let _ = writeln!(out, "  {dir:<7} {who}: {}, evaluation goes on in the next tier", tier_ref(index, &pass));
+        }
         let line = match side {
+            SideVerdict::Tier(r) => {
+                let policy = index.cluster_policy(r.policy).policy();
+                let rule = &policy.rules(dir)[r.rule];
+                let outcome =
+                    if r.action == palisade_policy::Action::Deny { style.bad("denied") } else { "allowed".into() };
+                let mut detail = format!("{outcome} by {}", tier_ref(index, &r));
+                let _ = write!(detail, "\n          peer: {}", palisade_policy::describe::cluster_peer(&rule.peers[r.peer]));
+                if let (Some(p), Some(ports)) = (r.port, &rule.ports) {
+                    let _ = write!(detail, "\n          port: {}", palisade_policy::describe::cluster_port(&ports[p]));
+                }
+                format!("{dir:<7} {who}: {detail}")
+            }
             SideVerdict::NotAPod => format!("{dir:<7} {who}: outside the cluster, no policy applies"),
             SideVerdict::SamePod => unreachable!("handled above"),
             SideVerdict::NotIsolated => {
