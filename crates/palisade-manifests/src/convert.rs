@@ -127,19 +127,8 @@ pub(crate) fn convert(raw: &str, head: &Head<'_>, default_namespace: &str) -> Ou
         out.object = format!("{kind} {namespace}/{name}");
     }
     out.errors = errors.0;
-    if let Some((cluster_kind, version)) = cluster_kind {
-        if group.version == version {
-            let kept = cluster_policy(raw, &mut out, cluster_kind, name);
-            if out.errors.is_empty() {
-                out.kept = kept;
-            }
-        } else {
-            let api_version = head.api_version();
-            out.errors.push(FieldError::new(
-                "apiVersion",
-                format!("{api_version:?} is not a supported version of {kind} (Palisade reads {POLICY_GROUP}/{version})"),
-            ));
-        }
+    if let Some(found) = cluster_kind {
+        cluster_policy_at_version(raw, head, &mut out, found, name);
         return out;
     }
     // Every kind Palisade reads is at v1 (`extensions/v1beta1` and the
@@ -204,6 +193,28 @@ fn network_policy(raw: &str, out: &mut Outcome, errors: &mut FieldErrors, namesp
     })?;
     out.lint_ignore = lint_codes(ignore);
     Some(Kept::Policy(policy::convert(spec.as_ref(), namespace, name, errors)))
+}
+
+/// A cluster policy, if its `apiVersion` is the one Palisade reads its kind at.
+fn cluster_policy_at_version(
+    raw: &str,
+    head: &Head<'_>,
+    out: &mut Outcome,
+    (kind, version): (ClusterPolicyKind, &str),
+    name: &str,
+) {
+    if Group::of(head.api_version()).version == version {
+        let kept = cluster_policy(raw, out, kind, name);
+        if out.errors.is_empty() {
+            out.kept = kept;
+        }
+    } else {
+        let api_version = head.api_version();
+        out.errors.push(FieldError::new(
+            "apiVersion",
+            format!("{api_version:?} is not a supported version of {kind} (Palisade reads {POLICY_GROUP}/{version})"),
+        ));
+    }
 }
 
 /// A cluster policy of any of the three kinds, with the lint codes its

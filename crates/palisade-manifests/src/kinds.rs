@@ -40,12 +40,8 @@ pub const IGNORED_POLICY_KINDS: &[(&str, &[&str])] = &[
 /// Of [`IGNORED_POLICY_KINDS`], those whose objects can select pods of
 /// every namespace (cluster-scoped kinds, and Istio's policies, which apply
 /// mesh-wide from its root namespace).
-const CLUSTER_WIDE: &[&str] = &[
-    "ClusterNetworkPolicy",
-    "CiliumClusterwideNetworkPolicy",
-    "GlobalNetworkPolicy",
-    "AuthorizationPolicy",
-];
+const CLUSTER_WIDE: &[&str] =
+    &["ClusterNetworkPolicy", "CiliumClusterwideNetworkPolicy", "GlobalNetworkPolicy", "AuthorizationPolicy"];
 
 /// Whether `kind` of API group `group` is a policy kind Palisade does not
 /// enforce (see [`IGNORED_POLICY_KINDS`]).

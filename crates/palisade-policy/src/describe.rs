@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::cluster_policy::{ClusterPeer, ClusterPort, ClusterPolicy, ClusterRule, Subject};
+use crate::cluster_policy::{ClusterPeer, ClusterPolicy, ClusterPort, ClusterRule, Subject};
 use crate::model::{IpBlock, LabelSelector, Operator, Peer, PortTarget, Rule, RulePort};
 
 /// A selector in kubectl's `-l` syntax: `app=db,tier in (a,b),!legacy`.
@@ -114,7 +114,9 @@ pub fn cluster_peer(p: &ClusterPeer) -> String {
         ClusterPeer::Networks(nets) => format!("addresses in {}", list(nets.iter().map(ToString::to_string).collect())),
         ClusterPeer::Nodes(sel) if sel.is_empty() => "the addresses of all nodes".to_string(),
         ClusterPeer::Nodes(sel) => format!("the addresses of nodes with {}", selector(sel)),
-        ClusterPeer::DomainNames(names) => format!("domain names {} (not enforced: matches nothing)", list(names.clone())),
+        ClusterPeer::DomainNames(names) => {
+            format!("domain names {} (not enforced: matches nothing)", list(names.clone()))
+        }
     }
 }
 

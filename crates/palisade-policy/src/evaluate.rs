@@ -16,8 +16,8 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::compiled::{CompiledPeer, CompiledPort, CompiledRule, NamespaceMatch};
 use crate::cluster_policy::{Action, Tier};
+use crate::compiled::{CompiledPeer, CompiledPort, CompiledRule, NamespaceMatch};
 use crate::index::{ClusterIndex, ClusterPolicyId, NsId, PodEntry, PodId, PolicyId};
 use crate::labels::CompiledLabels;
 use crate::model::{ContainerPort, Direction, Labels, Protocol};

@@ -1,9 +1,11 @@
 //! The net effect of all policies on one pod, merged across policies.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::cluster_policy::Tier;
 use crate::compiled::{CompiledPeer, NamespaceMatch};
 use crate::describe;
 use crate::index::{ClusterIndex, PodId, PolicyId};
@@ -24,6 +26,10 @@ pub struct Explanation {
     pub workload: Option<String>,
     /// Policies whose `podSelector` selects the pod, with the directions they isolate.
     pub selected_by: Vec<SelectingPolicy>,
+    /// Cluster policies whose subject selects the pod, in evaluation order:
+    /// `admin ns-isolation priority 10`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cluster_policies: Vec<String>,
     /// Ingress summary.
     pub ingress: DirectionSummary,
     /// Egress summary.
@@ -42,12 +48,33 @@ pub struct SelectingPolicy {
 /// The merged allowances for one direction.
 #[derive(Debug, Serialize)]
 pub struct DirectionSummary {
-    /// Whether some policy isolates the pod in this direction.
+    /// Whether some NetworkPolicy isolates the pod in this direction.
     pub isolated: bool,
-    /// True when everything is allowed (not isolated, or a rule with no peers and no ports).
+    /// True when everything is allowed (not isolated, or a rule with no
+    /// peers and no ports) and no cluster policy rule denies anything.
     pub allows_everything: bool,
     /// Distinct allowances, merged across policies, each with its sources.
     pub allowed: Vec<Allowance>,
+    /// Admin-tier rules of the cluster policies selecting the pod, in
+    /// evaluation order: evaluated before the NetworkPolicies.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub admin: Vec<TierRuleLine>,
+    /// Baseline-tier rules, in evaluation order: evaluated only when no
+    /// NetworkPolicy isolates the pod in this direction.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub baseline: Vec<TierRuleLine>,
+}
+
+/// One cluster policy rule that applies to the pod.
+#[derive(Debug, Serialize)]
+pub struct TierRuleLine {
+    /// `ns-isolation priority 10 ingress rule 0 (same-team)`, the kind named
+    /// when it is not ClusterNetworkPolicy.
+    pub source: String,
+    /// The action as the kind spells it.
+    pub action: &'static str,
+    /// For example `Deny from all pods in all namespaces, on TCP 80`.
+    pub text: String,
 }
 
 /// One allowance in plain words.
@@ -85,15 +112,72 @@ impl ClusterIndex {
             state: pod.state.clone(),
             workload: pod.workload.clone(),
             selected_by,
+            cluster_policies: self
+                .cluster_policies_of(pod_id)
+                .iter()
+                .map(|id| {
+                    let policy = self.cluster_policy(*id).policy();
+                    match policy.priority {
+                        Some(p) => format!("{} {} priority {p}", policy.tier, policy.label()),
+                        None => format!("{} {}", policy.tier, policy.label()),
+                    }
+                })
+                .collect(),
             ingress: self.summarize(pod_id, Direction::Ingress),
             egress: self.summarize(pod_id, Direction::Egress),
         }
     }
 
+    /// The rules of `tier` for `dir` of the cluster policies selecting the
+    /// pod, in evaluation order.
+    fn tier_lines(&self, pod_id: PodId, tier: Tier, dir: Direction) -> Vec<TierRuleLine> {
+        let word = match dir {
+            Direction::Ingress => "from",
+            Direction::Egress => "to",
+        };
+        let mut lines = Vec::new();
+        for &id in self.cluster_policies_of(pod_id) {
+            let policy = self.cluster_policy(id).policy();
+            if policy.tier != tier {
+                continue;
+            }
+            for (i, rule) in policy.rules(dir).iter().enumerate() {
+                let mut source = policy.label();
+                if let Some(priority) = policy.priority {
+                    let _ = write!(source, " priority {priority}");
+                }
+                let _ = write!(source, " {dir} rule {i}");
+                if let Some(name) = &rule.name {
+                    let _ = write!(source, " ({name})");
+                }
+                let text = describe::cluster_rule(policy, rule, word);
+                lines.push(TierRuleLine { source, action: policy.kind.action_word(rule.action), text });
+            }
+        }
+        lines
+    }
+
     fn summarize(&self, pod_id: PodId, dir: Direction) -> DirectionSummary {
+        let mut summary = self.summarize_network_policies(pod_id, dir);
+        summary.admin = self.tier_lines(pod_id, Tier::Admin, dir);
+        if !summary.isolated {
+            summary.baseline = self.tier_lines(pod_id, Tier::Baseline, dir);
+        }
+        let denies = |lines: &[TierRuleLine]| lines.iter().any(|l| l.action == "Deny");
+        summary.allows_everything &= !denies(&summary.admin) && !denies(&summary.baseline);
+        summary
+    }
+
+    fn summarize_network_policies(&self, pod_id: PodId, dir: Direction) -> DirectionSummary {
         let isolating = self.pod(pod_id).isolating(dir);
         if isolating.is_empty() {
-            return DirectionSummary { isolated: false, allows_everything: true, allowed: Vec::new() };
+            return DirectionSummary {
+                isolated: false,
+                allows_everything: true,
+                allowed: Vec::new(),
+                admin: Vec::new(),
+                baseline: Vec::new(),
+            };
         }
         let word = match dir {
             Direction::Ingress => "from",
@@ -115,7 +199,7 @@ impl ClusterIndex {
                 allowed.push(Allowance { text, sources: vec![source], matching_pods });
             }
         }
-        DirectionSummary { isolated: true, allows_everything, allowed }
+        DirectionSummary { isolated: true, allows_everything, allowed, admin: Vec::new(), baseline: Vec::new() }
     }
 
     /// Pods that the pod peers of one rule match (distinct, sorted); `None`

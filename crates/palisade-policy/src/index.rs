@@ -24,9 +24,9 @@ use crate::labels::{CompiledLabels, CompiledSelector, Interner};
 use crate::model::{Direction, Labels, NAMESPACE_NAME_LABEL, Namespace, NetworkPolicy, Pod, PodState};
 use crate::slab::Slab;
 
-use entries::{FirstAddrs, SlotKey, key};
 pub use cluster::{ClusterPolicyEntry, ClusterPolicyId};
 pub(crate) use cluster::{CompiledClusterPeer, CompiledClusterPort, CompiledClusterRule};
+use entries::{FirstAddrs, SlotKey, key};
 pub use entries::{NamespaceEntry, NsId, PodEntry, PodId, PolicyEntry, PolicyId};
 
 /// Namespaces, pods and policies with everything evaluation needs.

@@ -41,7 +41,9 @@ pub use cluster_policy::{
     Action, ClusterPeer, ClusterPolicy, ClusterPolicyKind, ClusterPort, ClusterRule, Node, Subject, Tier,
 };
 pub use evaluate::{Endpoint, Flow, RuleRef, SideVerdict, TierRuleRef, Verdict, VirtualPod};
-pub use index::{ClusterIndex, ClusterPolicyEntry, ClusterPolicyId, NamespaceEntry, NsId, PodEntry, PodId, PolicyEntry, PolicyId};
+pub use index::{
+    ClusterIndex, ClusterPolicyEntry, ClusterPolicyId, NamespaceEntry, NsId, PodEntry, PodId, PolicyEntry, PolicyId,
+};
 pub use key::{ObjectKey, ObjectKind};
 pub use model::{
     ContainerPort, Direction, HOST_NETWORK, IpBlock, LabelSelector, Labels, NAMESPACE_NAME_LABEL, Namespace,

@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+mod tiers;
+
 use crate::describe;
 use crate::evaluate::VirtualPod;
 use crate::index::{ClusterIndex, PodId, PolicyId};
@@ -113,6 +115,7 @@ pub fn lint_with(index: &ClusterIndex, context: &LintContext) -> Vec<Finding> {
         shadowed_rules(index, id, &same_pods[&(p.namespace.as_str(), &p.pod_selector)], &mut findings);
     }
     dns_egress(index, &mut findings);
+    tiers::lint_cluster_policies(index, context, &mut findings);
     findings
 }
 

@@ -75,9 +75,9 @@ impl Model {
                     *protocol == flow.protocol && (*start..=*end).contains(&flow.port)
                 }
                 ClusterPort::Named(name) => destination.is_some_and(|d| {
-                    d.ports.iter().any(|c| {
-                        c.name.as_deref() == Some(name) && c.port == flow.port && c.protocol == flow.protocol
-                    })
+                    d.ports
+                        .iter()
+                        .any(|c| c.name.as_deref() == Some(name) && c.port == flow.port && c.protocol == flow.protocol)
                 }),
             })
         });

@@ -114,6 +114,14 @@ pub fn tier_ref(index: &ClusterIndex, r: &TierRuleRef) -> String {
     s
 }
 
+/// Whether cluster policies selecting the pod on `dir`'s side have rules
+/// for `dir` (so "not isolated" would not say why it is allowed).
+#[must_use]
+pub fn tier_rules(index: &ClusterIndex, flow: &Flow, dir: Direction) -> bool {
+    side_pod(flow, dir)
+        .is_some_and(|pod| index.cluster_policies_of(pod).iter().any(|id| index.cluster_policy(*id).has_rules(dir)))
+}
+
 fn side_pod(flow: &Flow, dir: Direction) -> Option<PodId> {
     let end = if dir == Direction::Egress { flow.src } else { flow.dst };
     match end {
@@ -137,6 +145,10 @@ fn write_side(out: &mut impl Text, index: &ClusterIndex, flow: &Flow, dir: Direc
             out.push_str(&tier_ref(index, &r));
         }
         SideVerdict::NotAPod | SideVerdict::SamePod => {}
+        SideVerdict::NotIsolated if tier_rules(index, flow, dir) => {
+            out.push_str(dir.as_str());
+            out.push_str(" allowed: no cluster policy rule matches and no NetworkPolicy isolates it");
+        }
         SideVerdict::NotIsolated => match dir {
             Direction::Ingress => out.push_str("ingress not isolated"),
             Direction::Egress => out.push_str("egress not isolated"),
@@ -286,10 +298,8 @@ pub fn side_json(index: &ClusterIndex, flow: &Flow, dir: Direction, verdict: &Ve
         SideVerdict::NotAPod => "not-a-pod",
         SideVerdict::SamePod => "same-pod",
         SideVerdict::NotIsolated => "not-isolated",
-        SideVerdict::Allowed(_) => "allowed",
-        SideVerdict::Denied => "denied",
-        SideVerdict::Tier(r) if r.action == Action::Deny => "denied",
-        SideVerdict::Tier(_) => "allowed",
+        SideVerdict::Allowed(_) | SideVerdict::Tier(_) if side.allows() => "allowed",
+        SideVerdict::Denied | SideVerdict::Allowed(_) | SideVerdict::Tier(_) => "denied",
     };
     let decided_by = match side {
         SideVerdict::Tier(r) => Some(tier_json(index, &r)),

@@ -61,7 +61,10 @@ pub(crate) fn cluster_network_policy(spec: Option<&CnpSpec>, name: &str, errors:
         Some("Admin") => Tier::Admin,
         Some("Baseline") => Tier::Baseline,
         Some(other) => {
-            errors.push("spec.tier", format!("unsupported value {other:?}: supported values are \"Admin\", \"Baseline\""));
+            errors.push(
+                "spec.tier",
+                format!("unsupported value {other:?}: supported values are \"Admin\", \"Baseline\""),
+            );
             Tier::Admin
         }
         None => {
@@ -128,12 +131,8 @@ pub(crate) fn admin_network_policy(
 /// Converts a Node: its labels and the IP addresses of `status.addresses`.
 pub(crate) fn node(node: &core::Node, name: &str, errors: &mut FieldErrors) -> Node {
     let labels = labels(node.metadata.labels.as_ref(), &"metadata.labels", errors);
-    let addresses = node
-        .status
-        .iter()
-        .flat_map(|s| s.addresses.iter().flatten())
-        .filter_map(|a| a.address.parse().ok())
-        .collect();
+    let addresses =
+        node.status.iter().flat_map(|s| s.addresses.iter().flatten()).filter_map(|a| a.address.parse().ok()).collect();
     Node { name: name.to_string(), labels, addresses }
 }
 
@@ -193,21 +192,19 @@ fn namespaced_pod(
     field: &dyn fmt::Display,
     errors: &mut FieldErrors,
 ) -> (LabelSelector, LabelSelector) {
-    let namespaces = match &pods.namespace_selector {
-        Some(s) => selector(s, &format_args!("{field}.namespaceSelector"), errors),
-        None => {
-            if kind != ClusterPolicyKind::ClusterNetworkPolicy {
-                errors.push(format!("{field}.namespaceSelector"), "required");
-            }
-            LabelSelector::default()
+    let namespaces = if let Some(s) = &pods.namespace_selector {
+        selector(s, &format_args!("{field}.namespaceSelector"), errors)
+    } else {
+        if kind != ClusterPolicyKind::ClusterNetworkPolicy {
+            errors.push(format!("{field}.namespaceSelector"), "required");
         }
+        LabelSelector::default()
     };
-    let pods = match &pods.pod_selector {
-        Some(s) => selector(s, &format_args!("{field}.podSelector"), errors),
-        None => {
-            errors.push(format!("{field}.podSelector"), "required");
-            LabelSelector::default()
-        }
+    let pods = if let Some(s) = &pods.pod_selector {
+        selector(s, &format_args!("{field}.podSelector"), errors)
+    } else {
+        errors.push(format!("{field}.podSelector"), "required");
+        LabelSelector::default()
     };
     (namespaces, pods)
 }
@@ -252,10 +249,7 @@ fn rules<R>(
     if list.len() > max {
         errors.push(format!("spec.{}", side.list()), format!("must have at most {max} items, has {}", list.len()));
     }
-    list.iter()
-        .enumerate()
-        .filter_map(|(i, r)| one(r, &format!("spec.{}[{i}]", side.list()), errors))
-        .collect()
+    list.iter().enumerate().filter_map(|(i, r)| one(r, &format!("spec.{}[{i}]", side.list()), errors)).collect()
 }
 
 /// The fields every rule has: name, action, and the peer list of its side
@@ -291,11 +285,15 @@ fn rule<P>(
     if list.is_empty() || list.len() > max {
         errors.push(format!("{field}.{list_name}"), format!("must have between 1 and {max} items, has {}", list.len()));
     }
-    let peers: Vec<ClusterPeer> =
-        list.iter().enumerate().filter_map(|(i, p)| peer(p, kind, &format!("{field}.{list_name}[{i}]"), errors)).collect();
+    let peers: Vec<ClusterPeer> = list
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| peer(p, kind, &format!("{field}.{list_name}[{i}]"), errors))
+        .collect();
     let named = ports.iter().flatten().any(|p| matches!(p, ClusterPort::Named(_)));
-    let addresses =
-        peers.iter().any(|p| matches!(p, ClusterPeer::Networks(_) | ClusterPeer::Nodes(_) | ClusterPeer::DomainNames(_)));
+    let addresses = peers
+        .iter()
+        .any(|p| matches!(p, ClusterPeer::Networks(_) | ClusterPeer::Nodes(_) | ClusterPeer::DomainNames(_)));
     if named && addresses {
         errors.push(
             field.to_string(),
@@ -311,7 +309,9 @@ fn action(kind: ClusterPolicyKind, value: Option<&str>, field: &str, errors: &mu
         ClusterPolicyKind::ClusterNetworkPolicy => {
             &[("Accept", Action::Accept), ("Deny", Action::Deny), ("Pass", Action::Pass)]
         }
-        ClusterPolicyKind::AdminNetworkPolicy => &[("Allow", Action::Accept), ("Deny", Action::Deny), ("Pass", Action::Pass)],
+        ClusterPolicyKind::AdminNetworkPolicy => {
+            &[("Allow", Action::Accept), ("Deny", Action::Deny), ("Pass", Action::Pass)]
+        }
         ClusterPolicyKind::BaselineAdminNetworkPolicy => &[("Allow", Action::Accept), ("Deny", Action::Deny)],
     };
     let Some(value) = value else {
@@ -329,7 +329,12 @@ fn action(kind: ClusterPolicyKind, value: Option<&str>, field: &str, errors: &mu
     found
 }
 
-fn ingress_peer(p: &api::IngressPeer, kind: ClusterPolicyKind, field: &str, errors: &mut FieldErrors) -> Option<ClusterPeer> {
+fn ingress_peer(
+    p: &api::IngressPeer,
+    kind: ClusterPolicyKind,
+    field: &str,
+    errors: &mut FieldErrors,
+) -> Option<ClusterPeer> {
     let set = usize::from(p.namespaces.is_some()) + usize::from(p.pods.is_some());
     if set != 1 {
         errors.push(field.to_string(), "must set exactly one of namespaces, pods");
@@ -352,15 +357,21 @@ fn pod_peer(
     Some(ClusterPeer::Pods { namespaces, pods })
 }
 
-fn egress_peer(p: &api::EgressPeer, kind: ClusterPolicyKind, field: &str, errors: &mut FieldErrors) -> Option<ClusterPeer> {
+fn egress_peer(
+    p: &api::EgressPeer,
+    kind: ClusterPolicyKind,
+    field: &str,
+    errors: &mut FieldErrors,
+) -> Option<ClusterPeer> {
     if p.domain_names.is_some() && kind == ClusterPolicyKind::BaselineAdminNetworkPolicy {
         errors.push(format!("{field}.domainNames"), "not a field of a BaselineAdminNetworkPolicy peer");
         return None;
     }
-    let set = [p.namespaces.is_some(), p.pods.is_some(), p.nodes.is_some(), p.networks.is_some(), p.domain_names.is_some()]
-        .into_iter()
-        .filter(|s| *s)
-        .count();
+    let set =
+        [p.namespaces.is_some(), p.pods.is_some(), p.nodes.is_some(), p.networks.is_some(), p.domain_names.is_some()]
+            .into_iter()
+            .filter(|s| *s)
+            .count();
     if set != 1 {
         errors.push(field.to_string(), "must set exactly one of namespaces, pods, nodes, networks, domainNames");
         return None;
@@ -376,7 +387,8 @@ fn egress_peer(p: &api::EgressPeer, kind: ClusterPolicyKind, field: &str, errors
             .enumerate()
             .filter_map(|(i, n)| {
                 if n.len() > MAX_CIDR_LENGTH {
-                    errors.push(format!("{field}[{i}]"), format!("may not be longer than {MAX_CIDR_LENGTH} characters"));
+                    errors
+                        .push(format!("{field}[{i}]"), format!("may not be longer than {MAX_CIDR_LENGTH} characters"));
                 }
                 n.parse::<ipnet::IpNet>().map(|n| n.trunc()).ok().or_else(|| {
                     errors.push(format!("{field}[{i}]"), format!("Invalid CIDR format provided: {n:?}"));

@@ -33,7 +33,10 @@ fn protocol(value: Option<&str>, field: &str, errors: &mut FieldErrors) -> Optio
         Some(p) => {
             let found = Protocol::from_api(p);
             if found.is_none() {
-                errors.push(field.to_string(), format!("unsupported value {p:?}: supported values are \"TCP\", \"UDP\", \"SCTP\""));
+                errors.push(
+                    field.to_string(),
+                    format!("unsupported value {p:?}: supported values are \"TCP\", \"UDP\", \"SCTP\""),
+                );
             }
             found
         }
@@ -45,11 +48,8 @@ pub(super) fn v1alpha2(list: Option<&[CnpProtocol]>, rule: &str, errors: &mut Fi
     let list = list?;
     let field = format!("{rule}.protocols");
     check_length(list, &field, V1ALPHA2.ports, errors);
-    let ports = list
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| protocol_entry(p, &format!("{field}[{i}]"), errors))
-        .collect();
+    let ports =
+        list.iter().enumerate().filter_map(|(i, p)| protocol_entry(p, &format!("{field}[{i}]"), errors)).collect();
     Some(ports)
 }
 
@@ -109,8 +109,7 @@ pub(super) fn v1alpha1(list: Option<&[AnpPort]>, rule: &str, errors: &mut FieldE
     let list = list?;
     let field = format!("{rule}.ports");
     check_length(list, &field, V1ALPHA1.ports, errors);
-    let ports =
-        list.iter().enumerate().filter_map(|(i, p)| anp_port(p, &format!("{field}[{i}]"), errors)).collect();
+    let ports = list.iter().enumerate().filter_map(|(i, p)| anp_port(p, &format!("{field}[{i}]"), errors)).collect();
     Some(ports)
 }
 

@@ -40,7 +40,15 @@ impl ClusterIndex {
             }
             for (index, rule) in entry.rules[sought.dir.slot()].iter().enumerate() {
                 let Some((peer, port)) = self.cluster_rule_matches(rule, sought) else { continue };
-                let found = TierRuleRef { policy: id, tier, direction: sought.dir, rule: index, peer, port, action: rule.action };
+                let found = TierRuleRef {
+                    policy: id,
+                    tier,
+                    direction: sought.dir,
+                    rule: index,
+                    peer,
+                    port,
+                    action: rule.action,
+                };
                 return match rule.action {
                     Action::Pass => TierOutcome::Passed(found),
                     Action::Accept | Action::Deny => TierOutcome::Decided(found),

@@ -246,8 +246,7 @@ impl ClusterIndex {
 
     fn subject_selects(&self, id: ClusterPolicyId, pod: PodId) -> bool {
         let entry = self.pod(pod);
-        entry.endpoint
-            && self.cluster_policy(id).subject.matches(&self.namespace(entry.ns).compiled, &entry.labels)
+        entry.endpoint && self.cluster_policy(id).subject.matches(&self.namespace(entry.ns).compiled, &entry.labels)
     }
 
     fn link_cluster(&mut self, id: ClusterPolicyId, pod: PodId) {

@@ -48,7 +48,7 @@ fn all(reach: &Reach) -> Vec<(u16, palisade_policy::Protocol, Reach)> {
     ALL.iter().map(|(p, proto)| (*p, *proto, reach.clone())).collect()
 }
 
-fn case(name: &'static str, policies: Vec<String>, checks: Vec<(u16, palisade_policy::Protocol, Reach)>) -> TruthCase {
+fn case(name: &'static str, policies: &[String], checks: Vec<(u16, palisade_policy::Protocol, Reach)>) -> TruthCase {
     TruthCase { name, policies: policies.concat(), checks }
 }
 
@@ -58,33 +58,45 @@ const Z: &str = "subject: {namespaces: {matchLabels: {ns: z}}}";
 /// Every cluster policy case.
 #[must_use]
 pub fn cluster_cases() -> Vec<TruthCase> {
-    let mut cases = tier_order_cases();
+    let mut cases = tier_cases();
+    cases.extend(order_cases());
+    cases.extend(baseline_and_v1alpha1_cases());
     cases.extend(peer_and_port_cases());
     cases
 }
 
-/// Tiers, priority, rule order, Pass, and the v1alpha1 kinds.
-fn tier_order_cases() -> Vec<TruthCase> {
+/// Tiers and Pass.
+fn tier_cases() -> Vec<TruthCase> {
     vec![
         case(
             "an admin Deny cannot be overridden by a NetworkPolicy",
-            vec![
-                cnp("deny-y", "Admin", 10, &format!("{X}, ingress: [{{action: Deny, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]")),
+            &[
+                cnp(
+                    "deny-y",
+                    "Admin",
+                    10,
+                    &format!("{X}, ingress: [{{action: Deny, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]"),
+                ),
                 policy("x", "allow-all", "{podSelector: {}, ingress: [{from: [{namespaceSelector: {}}]}]}"),
             ],
             all(&Reach::new(true).expect("y", "x", false)),
         ),
         case(
             "an admin Accept overrides a NetworkPolicy's default deny",
-            vec![
+            &[
                 policy("x", "deny", "{podSelector: {}}"),
-                cnp("accept-y", "Admin", 10, &format!("{X}, ingress: [{{action: Accept, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]")),
+                cnp(
+                    "accept-y",
+                    "Admin",
+                    10,
+                    &format!("{X}, ingress: [{{action: Accept, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]"),
+                ),
             ],
             all(&Reach::new(true).expect("*", "x", false).expect("y", "x", true)),
         ),
         case(
             "Pass delegates to the namespace's NetworkPolicies",
-            vec![
+            &[
                 cnp(
                     "ns-isolation",
                     "Admin",
@@ -108,31 +120,67 @@ fn tier_order_cases() -> Vec<TruthCase> {
         ),
         case(
             "Pass skips the rest of the Admin tier, not the Baseline tier",
-            vec![
-                cnp("pass-y", "Admin", 1, &format!("{X}, ingress: [{{action: Pass, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]")),
-                cnp("deny-y", "Admin", 2, &format!("{X}, ingress: [{{action: Deny, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]")),
-                cnp("base-deny-y", "Baseline", 5, &format!("{X}, ingress: [{{action: Deny, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]")),
-                policy("x", "a-from-y", "{podSelector: {matchLabels: {pod: a}}, ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}]}]}"),
+            &[
+                cnp(
+                    "pass-y",
+                    "Admin",
+                    1,
+                    &format!("{X}, ingress: [{{action: Pass, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]"),
+                ),
+                cnp(
+                    "deny-y",
+                    "Admin",
+                    2,
+                    &format!("{X}, ingress: [{{action: Deny, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]"),
+                ),
+                cnp(
+                    "base-deny-y",
+                    "Baseline",
+                    5,
+                    &format!("{X}, ingress: [{{action: Deny, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]"),
+                ),
+                policy(
+                    "x",
+                    "a-from-y",
+                    "{podSelector: {matchLabels: {pod: a}}, ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}]}]}",
+                ),
             ],
-            all(&Reach::new(true).expect("*", "x/a", false).expect("y", "x/a", true).expect("y", "x/b", false).expect("y", "x/c", false)),
+            all(&Reach::new(true)
+                .expect("*", "x/a", false)
+                .expect("y", "x/a", true)
+                .expect("y", "x/b", false)
+                .expect("y", "x/c", false)),
         ),
+    ]
+}
+
+/// Priority, rule order, equal priorities.
+fn order_cases() -> Vec<TruthCase> {
+    vec![
         case(
             "a lower priority number is evaluated first",
-            vec![
+            &[
                 policy("x", "deny", "{podSelector: {}}"),
-                cnp("accept-y", "Admin", 20, &format!("{X}, ingress: [{{action: Accept, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]")),
+                cnp(
+                    "accept-y",
+                    "Admin",
+                    20,
+                    &format!("{X}, ingress: [{{action: Accept, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]"),
+                ),
                 cnp(
                     "deny-y-a",
                     "Admin",
                     10,
-                    &format!("{X}, ingress: [{{action: Deny, from: [{{pods: {{namespaceSelector: {{matchLabels: {{ns: y}}}}, podSelector: {{matchLabels: {{pod: a}}}}}}}}]}}]"),
+                    &format!(
+                        "{X}, ingress: [{{action: Deny, from: [{{pods: {{namespaceSelector: {{matchLabels: {{ns: y}}}}, podSelector: {{matchLabels: {{pod: a}}}}}}}}]}}]"
+                    ),
                 ),
             ],
             all(&Reach::new(true).expect("*", "x", false).expect("y/b", "x", true).expect("y/c", "x", true)),
         ),
         case(
             "rules are evaluated in order within a policy",
-            vec![cnp(
+            &[cnp(
                 "ordered",
                 "Admin",
                 5,
@@ -145,31 +193,60 @@ fn tier_order_cases() -> Vec<TruthCase> {
         ),
         case(
             "equal priorities are ordered by name (Palisade's documented choice)",
-            vec![
-                cnp("b-deny", "Admin", 5, &format!("{X}, ingress: [{{action: Deny, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]")),
-                cnp("a-accept", "Admin", 5, &format!("{X}, ingress: [{{action: Accept, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]")),
+            &[
+                cnp(
+                    "b-deny",
+                    "Admin",
+                    5,
+                    &format!("{X}, ingress: [{{action: Deny, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]"),
+                ),
+                cnp(
+                    "a-accept",
+                    "Admin",
+                    5,
+                    &format!("{X}, ingress: [{{action: Accept, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]"),
+                ),
             ],
             all(&Reach::new(true)),
         ),
+    ]
+}
+
+/// The Baseline tier, egress against ingress, and the v1alpha1 kinds.
+fn baseline_and_v1alpha1_cases() -> Vec<TruthCase> {
+    vec![
         case(
             "the Baseline tier applies only to pods no NetworkPolicy isolates",
-            vec![
+            &[
                 banp("subject: {namespaces: {}}, ingress: [{action: Deny, from: [{namespaces: {}}]}]"),
-                policy("x", "a-from-y", "{podSelector: {matchLabels: {pod: a}}, ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}]}]}"),
+                policy(
+                    "x",
+                    "a-from-y",
+                    "{podSelector: {matchLabels: {pod: a}}, ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}]}]}",
+                ),
             ],
             all(&Reach::new(false).expect("y", "x/a", true)),
         ),
         case(
             "the Baseline tier still applies in a direction the NetworkPolicy does not isolate",
-            vec![
-                cnp("base-no-egress", "Baseline", 1, &format!("{X}, egress: [{{action: Deny, to: [{{namespaces: {{}}}}]}}]")),
-                policy("x", "a-ingress-only", "{podSelector: {matchLabels: {pod: a}}, policyTypes: [Ingress], ingress: [{}]}"),
+            &[
+                cnp(
+                    "base-no-egress",
+                    "Baseline",
+                    1,
+                    &format!("{X}, egress: [{{action: Deny, to: [{{namespaces: {{}}}}]}}]"),
+                ),
+                policy(
+                    "x",
+                    "a-ingress-only",
+                    "{podSelector: {matchLabels: {pod: a}}, policyTypes: [Ingress], ingress: [{}]}",
+                ),
             ],
             all(&Reach::new(true).expect("x", "*", false)),
         ),
         case(
             "an egress Accept does not skip the destination's ingress policies",
-            vec![
+            &[
                 cnp("x-out", "Admin", 1, &format!("{X}, egress: [{{action: Accept, to: [{{namespaces: {{}}}}]}}]")),
                 policy("y", "deny", "{podSelector: {}}"),
             ],
@@ -177,7 +254,7 @@ fn tier_order_cases() -> Vec<TruthCase> {
         ),
         case(
             "AdminNetworkPolicy (v1alpha1): Allow, then Deny",
-            vec![anp(
+            &[anp(
                 "z-guard",
                 3,
                 &format!(
@@ -195,10 +272,19 @@ fn tier_order_cases() -> Vec<TruthCase> {
         ),
         case(
             "AdminNetworkPolicy and ClusterNetworkPolicy share the Admin tier by priority",
-            vec![
+            &[
                 policy("z", "deny", "{podSelector: {}}"),
-                anp("deny-y", 1, &format!("{Z}, ingress: [{{action: Deny, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]")),
-                cnp("accept-all", "Admin", 2, &format!("{Z}, ingress: [{{action: Accept, from: [{{namespaces: {{}}}}]}}]")),
+                anp(
+                    "deny-y",
+                    1,
+                    &format!("{Z}, ingress: [{{action: Deny, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]"),
+                ),
+                cnp(
+                    "accept-all",
+                    "Admin",
+                    2,
+                    &format!("{Z}, ingress: [{{action: Accept, from: [{{namespaces: {{}}}}]}}]"),
+                ),
             ],
             all(&Reach::new(true).expect("y", "z", false)),
         ),
@@ -211,15 +297,25 @@ fn peer_and_port_cases() -> Vec<TruthCase> {
     vec![
         case(
             "egress to networks matches pod addresses, with an exception accepted first",
-            vec![
-                cnp("y-ok", "Admin", 1, &format!("{X}, egress: [{{action: Accept, to: [{{networks: [10.0.2.0/24]}}]}}]")),
-                cnp("no-pod-net", "Admin", 2, &format!("{X}, egress: [{{action: Deny, to: [{{networks: [10.0.0.0/16]}}]}}]")),
+            &[
+                cnp(
+                    "y-ok",
+                    "Admin",
+                    1,
+                    &format!("{X}, egress: [{{action: Accept, to: [{{networks: [10.0.2.0/24]}}]}}]"),
+                ),
+                cnp(
+                    "no-pod-net",
+                    "Admin",
+                    2,
+                    &format!("{X}, egress: [{{action: Deny, to: [{{networks: [10.0.0.0/16]}}]}}]"),
+                ),
             ],
             all(&Reach::new(true).expect("x", "x", false).expect("x", "z", false)),
         ),
         case(
             "port numbers and ranges per protocol",
-            vec![cnp(
+            &[cnp(
                 "ports",
                 "Admin",
                 1,
@@ -239,22 +335,28 @@ fn peer_and_port_cases() -> Vec<TruthCase> {
         ),
         case(
             "a named port resolves on the destination with its own protocol",
-            vec![cnp(
+            &[cnp(
                 "named",
                 "Admin",
                 1,
-                &format!("{X}, ingress: [{{action: Deny, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}], protocols: [{{destinationNamedPort: serve-81-udp}}]}}]"),
+                &format!(
+                    "{X}, ingress: [{{action: Deny, from: [{{namespaces: {{matchLabels: {{ns: y}}}}}}], protocols: [{{destinationNamedPort: serve-81-udp}}]}}]"
+                ),
             )],
             ALL.iter()
                 .map(|(port, proto)| {
-                    let reach = if (*port, *proto) == (81, Udp) { Reach::new(true).expect("y", "x", false) } else { Reach::new(true) };
+                    let reach = if (*port, *proto) == (81, Udp) {
+                        Reach::new(true).expect("y", "x", false)
+                    } else {
+                        Reach::new(true)
+                    };
                     (*port, *proto, reach)
                 })
                 .collect(),
         ),
         case(
             "SCTP ports, and a pods subject",
-            vec![cnp(
+            &[cnp(
                 "sctp-c",
                 "Admin",
                 1,
@@ -263,16 +365,30 @@ fn peer_and_port_cases() -> Vec<TruthCase> {
             )],
             ALL.iter()
                 .map(|(port, proto)| {
-                    let reach = if (*port, *proto) == (81, Sctp) { Reach::new(true).expect("*", "*/c", false) } else { Reach::new(true) };
+                    let reach = if (*port, *proto) == (81, Sctp) {
+                        Reach::new(true).expect("*", "*/c", false)
+                    } else {
+                        Reach::new(true)
+                    };
                     (*port, *proto, reach)
                 })
                 .collect(),
         ),
         case(
             "a Baseline egress Pass leaves the default (allow)",
-            vec![
-                cnp("base-pass", "Baseline", 1, &format!("{X}, egress: [{{action: Pass, to: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]")),
-                cnp("base-deny", "Baseline", 2, &format!("{X}, egress: [{{action: Deny, to: [{{namespaces: {{}}}}]}}]")),
+            &[
+                cnp(
+                    "base-pass",
+                    "Baseline",
+                    1,
+                    &format!("{X}, egress: [{{action: Pass, to: [{{namespaces: {{matchLabels: {{ns: y}}}}}}]}}]"),
+                ),
+                cnp(
+                    "base-deny",
+                    "Baseline",
+                    2,
+                    &format!("{X}, egress: [{{action: Deny, to: [{{namespaces: {{}}}}]}}]"),
+                ),
             ],
             all(&Reach::new(true).expect("x", "x", false).expect("x", "z", false)),
         ),

@@ -10,7 +10,7 @@ use super::{EXIT_ERROR, TextOrJson};
 use crate::endpoint::{Named, describe_named, flow, name_and_address, namespace_of, resolve, shared_node};
 use crate::inputs::{IncompleteJson, State};
 use crate::style::Style;
-use crate::verdict_text::{SideJson, isolating_names, rule_ref, side_json, tier_ref};
+use crate::verdict_text::{SideJson, isolating_names, rule_ref, side_json, tier_ref, tier_rules};
 
 /// What to check.
 #[derive(Debug)]
@@ -162,7 +162,11 @@ pub fn text(state: &State, flow: &Flow, ends: (&Named, &Named), style: Style) ->
                 let outcome =
                     if r.action == palisade_policy::Action::Deny { style.bad("denied") } else { "allowed".into() };
                 let mut detail = format!("{outcome} by {}", tier_ref(index, &r));
-                let _ = write!(detail, "\n          peer: {}", palisade_policy::describe::cluster_peer(&rule.peers[r.peer]));
+                let _ = write!(
+                    detail,
+                    "\n          peer: {}",
+                    palisade_policy::describe::cluster_peer(&rule.peers[r.peer])
+                );
                 if let (Some(p), Some(ports)) = (r.port, &rule.ports) {
                     let _ = write!(detail, "\n          port: {}", palisade_policy::describe::cluster_port(&ports[p]));
                 }
@@ -170,6 +174,10 @@ pub fn text(state: &State, flow: &Flow, ends: (&Named, &Named), style: Style) ->
             }
             SideVerdict::NotAPod => format!("{dir:<7} {who}: outside the cluster, no policy applies"),
             SideVerdict::SamePod => unreachable!("handled above"),
+            SideVerdict::NotIsolated if verdict.pass(dir).is_none() && tier_rules(index, flow, dir) => format!(
+                "{dir:<7} {who}: allowed: no cluster policy rule matches, and no NetworkPolicy of type {} selects it",
+                capitalized(dir)
+            ),
             SideVerdict::NotIsolated => {
                 format!("{dir:<7} {who}: not isolated (no policy of type {} selects it)", capitalized(dir))
             }

@@ -65,6 +65,9 @@ pub fn text(e: &Explanation, style: Style) -> String {
     if let Some(w) = &e.workload {
         let _ = writeln!(out, "  stands for the pods of {w}");
     }
+    if !e.cluster_policies.is_empty() {
+        let _ = writeln!(out, "  cluster policies: {}", e.cluster_policies.join(", "));
+    }
     if e.selected_by.is_empty() {
         out.push_str("  selected by no policy\n");
     } else {
@@ -80,6 +83,35 @@ pub fn text(e: &Explanation, style: Style) -> String {
 }
 
 fn section(out: &mut String, title: &str, s: &DirectionSummary, style: Style) {
+    if s.admin.is_empty() && s.baseline.is_empty() {
+        network_policy_section(out, title, s, style);
+        return;
+    }
+    let _ = writeln!(out, "{}:", style.strong(title));
+    tier_lines(out, "admin tier (first: Accept and Deny decide, Pass goes on to the NetworkPolicies)", &s.admin);
+    if s.isolated {
+        out.push_str("  ");
+        network_policy_section(out, "NetworkPolicy", s, style);
+    } else {
+        out.push_str("  NetworkPolicy: none isolates the pod\n");
+    }
+    if !s.baseline.is_empty() {
+        tier_lines(out, "baseline tier (as no NetworkPolicy isolates the pod)", &s.baseline);
+        out.push_str("  then: everything else allowed\n");
+    }
+}
+
+fn tier_lines(out: &mut String, heading: &str, lines: &[palisade_policy::explain::TierRuleLine]) {
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  {heading}:");
+    for l in lines {
+        let _ = writeln!(out, "    - {}\n      [{}]", l.text, l.source);
+    }
+}
+
+fn network_policy_section(out: &mut String, title: &str, s: &DirectionSummary, style: Style) {
     if !s.isolated {
         let _ = writeln!(out, "{}: not isolated: {}", style.strong(title), style.good("all traffic allowed"));
         return;
