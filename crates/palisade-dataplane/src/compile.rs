@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use palisade_policy::{ClusterIndex, Direction, ObjectKey, Peer, PodId, PodState, PolicyId, PortTarget, Protocol};
+use palisade_policy::{
+    ClusterIndex, Direction, ObjectKey, Peer, PodId, PodState, PolicyId, PortTarget, Protocol, Tier,
+};
 use rustc_hash::{FxBuildHasher, FxHashSet};
 
 use crate::members::{NamedEntry, PodKeys, PodRef, PolicyMembers, RuleMembers};
@@ -34,7 +36,7 @@ impl NodeScope {
     }
 }
 
-fn active(index: &ClusterIndex, pod: PodId) -> bool {
+pub(crate) fn active(index: &ClusterIndex, pod: PodId) -> bool {
     let p = index.pod(pod).pod();
     p.state == PodState::Active && !p.ips.is_empty()
 }
@@ -75,6 +77,12 @@ pub(crate) fn compile_node<S: BuildHasher>(
         compiled.deps.insert(name.clone(), deps);
         compiled.members.insert(name, members);
     }
+    for name in needed_tiers(&pods) {
+        let Some(id) = index.cluster_policy_id(&name) else { continue };
+        let (program, deps) = crate::compile_tiers::compile_tier(index, id, scope, keys);
+        compiled.program.tiers.insert(name.clone(), program);
+        compiled.deps.insert(name, deps);
+    }
     compiled.program.pods = pods;
     compiled.program.cluster_addrs = cluster_addrs(index).flat_map(|(_, addrs)| addrs).copied().collect();
     compiled
@@ -114,12 +122,37 @@ pub(crate) fn local_pod(index: &ClusterIndex, pod: PodId, ifaces: &BTreeMap<IpAd
     };
     let addrs = entry.pod().ips.clone();
     let iface = addrs.iter().find_map(|a| ifaces.get(a).cloned());
-    LocalPod { addrs, iface, ingress: isolation(Direction::Ingress), egress: isolation(Direction::Egress) }
+    let (ingress, egress) = (isolation(Direction::Ingress), isolation(Direction::Egress));
+    let admin = Direction::BOTH.map(|dir| tier_list(index, pod, Tier::Admin, dir));
+    let baseline = Direction::BOTH.map(|dir| {
+        let isolated = if dir == Direction::Ingress { ingress.is_some() } else { egress.is_some() };
+        if isolated { Vec::new() } else { tier_list(index, pod, Tier::Baseline, dir) }
+    });
+    LocalPod { addrs, iface, ingress, egress, admin, baseline }
+}
+
+/// The cluster policies of `tier` whose subject selects `pod` and that have
+/// rules for `dir`, in evaluation order.
+fn tier_list(index: &ClusterIndex, pod: PodId, tier: Tier, dir: Direction) -> Vec<ObjectKey> {
+    index
+        .cluster_policies_of(pod)
+        .iter()
+        .filter(|id| {
+            let entry = index.cluster_policy(**id);
+            entry.tier() == tier && entry.has_rules(dir)
+        })
+        .map(|id| index.cluster_policy_key(*id))
+        .collect()
 }
 
 /// Policies some local pod lists, by name.
 pub(crate) fn needed_policies(pods: &BTreeMap<ObjectKey, LocalPod>) -> BTreeSet<ObjectKey> {
     pods.values().flat_map(|p| p.ingress.iter().chain(&p.egress).flatten().cloned()).collect()
+}
+
+/// Cluster policies some local pod lists, by key.
+pub(crate) fn needed_tiers(pods: &BTreeMap<ObjectKey, LocalPod>) -> BTreeSet<ObjectKey> {
+    pods.values().flat_map(|p| p.admin.iter().chain(&p.baseline).flatten().cloned()).collect()
 }
 
 /// Pods a compiled policy depends on.
@@ -325,7 +358,7 @@ fn named_port_candidates(
 
 /// Sorts and merges overlapping or adjacent ranges of the same protocol:
 /// nft interval sets reject overlapping elements.
-fn merge_port_ranges(mut ranges: Vec<(Protocol, u16, u16)>) -> Vec<(Protocol, u16, u16)> {
+pub(crate) fn merge_port_ranges(mut ranges: Vec<(Protocol, u16, u16)>) -> Vec<(Protocol, u16, u16)> {
     ranges.sort_unstable();
     let mut out: Vec<(Protocol, u16, u16)> = Vec::with_capacity(ranges.len());
     for (proto, start, end) in ranges {

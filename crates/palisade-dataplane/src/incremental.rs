@@ -34,7 +34,7 @@ use palisade_policy::{Changes, ClusterIndex, Direction, ObjectKey, PodId, Policy
 
 use crate::compile::{
     Compiled, NodeScope, PodDeps, cluster_addrs, cluster_member_addrs, compile_node, compile_policy, is_local,
-    is_named_candidate, local_pod, member_addrs, named_entries, needed_policies,
+    is_named_candidate, local_pod, member_addrs, named_entries, needed_policies, needed_tiers,
 };
 use crate::members::{PodCounts, PodKeys, PodRef, PolicyMembers};
 use crate::patch::{patch_policy, patch_set};
@@ -43,6 +43,7 @@ use crate::render::{
     SHARED_PREFIX, base_chains, cluster_set, listed_all, pair_element, pod_prefix, policy_prefix, render_pod,
     render_policy, render_with_shared,
 };
+use crate::render_tiers::{render_tier, tier_prefix};
 use crate::ruleset::Table;
 use crate::transaction::{Transaction, diff};
 use rustc_hash::FxBuildHasher;
@@ -102,6 +103,8 @@ enum Owner {
     Base,
     Pod(ObjectKey),
     Policy(ObjectKey),
+    /// A cluster policy (`tier/<Kind>/<name>/…`).
+    Tier(ObjectKey),
 }
 
 impl Owner {
@@ -113,6 +116,7 @@ impl Owner {
             Owner::Base => String::new(),
             Owner::Pod(p) => pod_prefix(p),
             Owner::Policy(p) => policy_prefix(p),
+            Owner::Tier(p) => tier_prefix(p),
         }
     }
 }
@@ -123,7 +127,7 @@ impl Owner {
 /// which are counted).
 fn owned(prefix: &str, name: &str) -> bool {
     if prefix.is_empty() {
-        !["pod/", "policy/", "cluster/", SHARED_PREFIX].iter().any(|p| name.starts_with(p))
+        !["pod/", "policy/", "tier/", "cluster/", SHARED_PREFIX].iter().any(|p| name.starts_with(p))
     } else {
         name.starts_with(prefix)
     }
@@ -242,7 +246,12 @@ impl<S: BuildHasher + Default> Incremental<S> {
         changes: &Changes,
         ifaces: &BTreeMap<IpAddr, String>,
     ) -> (Option<Transaction>, UpdateStats) {
-        if changes.pods.len() + changes.policies.len() + changes.namespaces.len() > REBUILD_ABOVE {
+        let count = changes.pods.len()
+            + changes.policies.len()
+            + changes.namespaces.len()
+            + changes.cluster_policies.len()
+            + changes.nodes.len();
+        if count > REBUILD_ABOVE {
             return self.rebuild(index, ifaces);
         }
         let mut stats = UpdateStats::default();
@@ -259,7 +268,11 @@ impl<S: BuildHasher + Default> Incremental<S> {
         // Local pods (addresses, interfaces, isolating policies) change only
         // with a local pod, a policy or an interface.
         let ifaces_changed = *ifaces != self.ifaces;
-        let refresh = local_changed || !changes.policies.is_empty() || ifaces_changed;
+        // With cluster policies, a namespace relabel can change which of
+        // them select a local pod.
+        let tiers_moved = !changes.cluster_policies.is_empty()
+            || (!changes.namespaces.is_empty() && !index.cluster_policies().is_empty());
+        let refresh = local_changed || !changes.policies.is_empty() || tiers_moved || ifaces_changed;
         let mut dirty: BTreeSet<Owner> = BTreeSet::new();
         let relisted = if refresh { self.refresh_local_pods(index, ifaces, &mut dirty) } else { BTreeSet::new() };
         if ifaces_changed {
@@ -324,6 +337,7 @@ impl<S: BuildHasher + Default> Incremental<S> {
             self.members.remove(&name);
             dirty.insert(Owner::Policy(name));
         }
+        self.update_tiers(index, changes, &changed_pods, &mut dirty, (&mut patched_old, &mut patched_new), &mut stats);
         // Every policy that recorded a deleted pod was updated or dropped
         // above: its identity can go.
         for (key, (_, pod)) in changes.pods.iter().zip(&changed_pods) {
@@ -411,9 +425,10 @@ impl<S: BuildHasher + Default> Incremental<S> {
     ) -> (Option<Transaction>, UpdateStats) {
         let fresh = Self::with_hasher(index, self.scope.clone(), ifaces);
         let tx = diff(&self.rendered, &fresh.rendered);
+        let policies = fresh.program.policies.len() + fresh.program.tiers.len();
         let stats = UpdateStats {
-            policies_compiled: fresh.program.policies.len(),
-            parts_rendered: 1 + fresh.program.pods.len() + fresh.program.policies.len(),
+            policies_compiled: policies,
+            parts_rendered: 1 + fresh.program.pods.len() + policies,
             policies_patched: 0,
             policies_updated: 0,
             rebuilt: true,
@@ -463,6 +478,74 @@ impl<S: BuildHasher + Default> Incremental<S> {
         program
     }
 
+    /// Brings the cluster policies some local pod lists up to date: those
+    /// that changed, or whose sets a changed pod, namespace or Node can
+    /// change, are recompiled, then patched element by element when their
+    /// rules kept their shape and actions, else re-rendered (with the pods
+    /// whose list chains inline them, for policies with Pass rules).
+    fn update_tiers(
+        &mut self,
+        index: &ClusterIndex,
+        changes: &Changes,
+        changed_pods: &[(PodRef, Option<PodId>)],
+        dirty: &mut BTreeSet<Owner>,
+        (patched_old, patched_new): (&mut Table, &mut Table),
+        stats: &mut UpdateStats,
+    ) {
+        let needed = needed_tiers(&self.program.pods);
+        let mut inlined_changed = BTreeSet::new();
+        for name in &needed {
+            let Some(id) = index.cluster_policy_id(name) else { continue };
+            let stale = !self.program.tiers.contains_key(name)
+                || changes.cluster_policies.contains(name)
+                || !changes.namespaces.is_empty()
+                || !changes.nodes.is_empty()
+                || changed_pods.iter().any(|(key, pod)| {
+                    self.deps.get(name).is_some_and(|d| d.contains(key))
+                        || pod.is_some_and(|p| index.cluster_pod_may_affect(id, p))
+                });
+            if !stale {
+                continue;
+            }
+            stats.policies_compiled += 1;
+            let (program, deps) = crate::compile_tiers::compile_tier(index, id, &self.scope, &mut self.keys);
+            self.deps.insert(name.clone(), deps);
+            match self.program.tiers.get(name) {
+                Some(old) if *old == program => {}
+                Some(old)
+                    if old.actions == program.actions
+                        && patch_policy(&mut self.rendered, &old.rules, &program.rules, patched_old, patched_new) =>
+                {
+                    stats.policies_patched += 1;
+                }
+                old => {
+                    if old.is_some_and(|o| Direction::BOTH.iter().any(|d| o.passes(*d)))
+                        || Direction::BOTH.iter().any(|d| program.passes(*d))
+                    {
+                        inlined_changed.insert(name.clone());
+                    }
+                    dirty.insert(Owner::Tier(name.clone()));
+                }
+            }
+            self.program.tiers.insert(name.clone(), program);
+        }
+        let gone: Vec<ObjectKey> = self.program.tiers.keys().filter(|n| !needed.contains(*n)).cloned().collect();
+        for name in gone {
+            self.program.tiers.remove(&name);
+            self.deps.remove(&name);
+            dirty.insert(Owner::Tier(name));
+        }
+        // List chains inline the rules of policies with Pass rules: the pods
+        // whose lists name a re-rendered one get new list chains.
+        if !inlined_changed.is_empty() {
+            for (key, pod) in &self.program.pods {
+                if pod.admin.iter().chain(&pod.baseline).flatten().any(|p| inlined_changed.contains(p)) {
+                    dirty.insert(Owner::Pod(key.clone()));
+                }
+            }
+        }
+    }
+
     /// Counts the shared objects `owner` refers to now (`None`: it is gone)
     /// instead of those it referred to; those no one refers to any more
     /// are added to `released`.
@@ -505,7 +588,12 @@ impl<S: BuildHasher + Default> Incremental<S> {
             match owner {
                 Owner::Base => base_chains(&self.program, &mut new),
                 Owner::Pod(name) => {
-                    let shared = self.program.pods.get(name).map(|pod| render_pod(&mut new, name, pod));
+                    let shared =
+                        self.program.pods.get(name).map(|pod| render_pod(&mut new, name, pod, &self.program.tiers));
+                    counts.push((name, shared));
+                }
+                Owner::Tier(name) => {
+                    let shared = self.program.tiers.get(name).map(|tier| render_tier(&mut new, name, tier));
                     counts.push((name, shared));
                 }
                 Owner::Policy(name) => {

@@ -21,6 +21,7 @@
 //! independent of the cluster's size.
 
 pub mod compile;
+mod compile_tiers;
 pub mod drift;
 pub mod incremental;
 pub mod json;
@@ -30,10 +31,11 @@ pub mod ranges;
 
 pub use compile::{NodeScope, compile};
 pub use incremental::{Incremental, UpdateStats};
-pub use program::{LocalPod, PolicyProgram, PortSet, Program, ProgramStats, RuleProgram};
+pub use program::{LocalPod, PolicyProgram, PortSet, Program, ProgramStats, RuleProgram, TierProgram};
 pub mod netlink;
 pub mod nft;
 mod patch;
 pub mod render;
+pub mod render_tiers;
 pub mod ruleset;
 pub mod transaction;

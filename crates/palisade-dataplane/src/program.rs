@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use palisade_policy::{Direction, ObjectKey, Protocol};
+use palisade_policy::{Action, Direction, ObjectKey, Protocol, Tier};
 
 use crate::ranges::AddrSet;
 
@@ -19,6 +19,9 @@ pub struct Program {
     pub pods: BTreeMap<ObjectKey, LocalPod>,
     /// Policies that select at least one local pod.
     pub policies: BTreeMap<ObjectKey, PolicyProgram>,
+    /// Cluster policies (ClusterNetworkPolicy, AdminNetworkPolicy,
+    /// BaselineAdminNetworkPolicy) some local pod lists.
+    pub tiers: BTreeMap<ObjectKey, TierProgram>,
     /// The addresses of every active pod of the cluster, local or not: an
     /// ICMP error from one of them is accepted as related to a connection
     /// only when it comes from that connection's peer.
@@ -38,9 +41,23 @@ pub struct LocalPod {
     pub ingress: Option<Vec<ObjectKey>>,
     /// The same for egress.
     pub egress: Option<Vec<ObjectKey>>,
+    /// Per direction ([`Direction::slot`]): the Admin-tier cluster policies
+    /// whose subject selects the pod and that have rules for the direction,
+    /// in evaluation order.
+    pub admin: [Vec<ObjectKey>; 2],
+    /// The same for the Baseline tier, listed only for a direction in which
+    /// no NetworkPolicy isolates the pod (otherwise it never decides).
+    pub baseline: [Vec<ObjectKey>; 2],
 }
 
 impl LocalPod {
+    /// Whether the pod has a chain for `dir`: a NetworkPolicy isolates it,
+    /// or a cluster policy with rules for `dir` selects it.
+    #[must_use]
+    pub fn has_chain(&self, dir: Direction) -> bool {
+        self.isolation(dir).is_some() || !self.admin[dir.slot()].is_empty() || !self.baseline[dir.slot()].is_empty()
+    }
+
     /// Isolating policies for `dir`.
     #[must_use]
     pub fn isolation(&self, dir: Direction) -> Option<&Vec<ObjectKey>> {
@@ -48,6 +65,26 @@ impl LocalPod {
             Direction::Ingress => self.ingress.as_ref(),
             Direction::Egress => self.egress.as_ref(),
         }
+    }
+}
+
+/// The compiled rules of one cluster policy: its rules' peers and ports as
+/// for a NetworkPolicy, and each rule's action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TierProgram {
+    /// Its tier.
+    pub tier: Tier,
+    /// Its rules, compiled (every rule, whatever its action).
+    pub rules: PolicyProgram,
+    /// Per direction ([`Direction::slot`]), each rule's action.
+    pub actions: [Vec<Action>; 2],
+}
+
+impl TierProgram {
+    /// Whether a rule of `dir` is a Pass.
+    #[must_use]
+    pub fn passes(&self, dir: Direction) -> bool {
+        self.actions[dir.slot()].contains(&Action::Pass)
     }
 }
 
@@ -127,7 +164,8 @@ impl Program {
         for pod in self.pods.values() {
             s.isolated += usize::from(pod.ingress.is_some()) + usize::from(pod.egress.is_some());
         }
-        for policy in self.policies.values() {
+        s.policies += self.tiers.len();
+        for policy in self.policies.values().chain(self.tiers.values().map(|t| &t.rules)) {
             for rule in policy.ingress.iter().chain(&policy.egress) {
                 s.rules += 1;
                 if let Some(peers) = &rule.peers {
@@ -150,7 +188,7 @@ pub struct ProgramStats {
     pub local_pods: usize,
     /// Isolated (pod, direction) pairs.
     pub isolated: usize,
-    /// Policies compiled.
+    /// Policies compiled (NetworkPolicies and cluster policies).
     pub policies: usize,
     /// Policy rules compiled.
     pub rules: usize,

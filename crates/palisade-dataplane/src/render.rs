@@ -40,7 +40,7 @@ use std::net::IpAddr;
 
 use palisade_policy::{Direction, ObjectKey, Protocol};
 
-use crate::program::{LocalPod, PolicyProgram, PortSet, Program, RuleProgram};
+use crate::program::{LocalPod, PolicyProgram, PortSet, Program, RuleProgram, TierProgram};
 use crate::ranges::{AddrSet, v4, v6};
 pub use crate::ruleset::TABLE;
 use crate::ruleset::{
@@ -181,7 +181,10 @@ pub(crate) fn render_with_shared(program: &Program) -> (Table, BTreeMap<ObjectKe
     cluster_sets(program, &mut r);
     let mut shared = BTreeMap::new();
     for (name, pod) in &program.pods {
-        shared.insert(name.clone(), render_pod(&mut r, name, pod));
+        shared.insert(name.clone(), render_pod(&mut r, name, pod, &program.tiers));
+    }
+    for (name, tier) in &program.tiers {
+        shared.insert(name.clone(), crate::render_tiers::render_tier(&mut r, name, tier));
     }
     let listed = listed_all(&program.pods);
     for (name, policy) in &program.policies {
@@ -217,22 +220,35 @@ fn isolation_chain(dir: Direction, policies: &[ObjectKey]) -> String {
 }
 
 /// The chains and counters of one local pod; returns the shared chains it
-/// jumps to.
-pub(crate) fn render_pod(r: &mut Table, key: &ObjectKey, pod: &LocalPod) -> BTreeSet<String> {
+/// jumps to. `tiers` are the compiled cluster policies its lists name.
+pub(crate) fn render_pod(
+    r: &mut Table,
+    key: &ObjectKey,
+    pod: &LocalPod,
+    tiers: &BTreeMap<ObjectKey, TierProgram>,
+) -> BTreeSet<String> {
     let name = key.path();
     let mut shared = BTreeSet::new();
     for dir in Direction::BOTH {
-        let Some(policies) = pod.isolation(dir) else { continue };
+        if !pod.has_chain(dir) {
+            continue;
+        }
+        let (mut rules, baseline) = crate::render_tiers::pod_tier_jumps(r, pod, dir, tiers, &mut shared);
+        let Some(policies) = pod.isolation(dir) else {
+            rules.extend(baseline);
+            r.chains.insert(pod_chain(key, dir), Chain { base: None, rules });
+            continue;
+        };
         let jumps: Vec<Rule> =
             policies.iter().map(|p| Rule(vec![Statement::Verdict(Verdict::Jump(policy_chain(p, dir)))])).collect();
-        let mut rules = if policies.len() > SHARED_LIST_ABOVE {
+        if policies.len() > SHARED_LIST_ABOVE {
             let chain = isolation_chain(dir, policies);
             r.chains.insert(chain.clone(), Chain { base: None, rules: jumps });
             shared.insert(chain.clone());
-            vec![Rule(vec![Statement::Verdict(Verdict::Jump(chain))])]
+            rules.push(Rule(vec![Statement::Verdict(Verdict::Jump(chain))]));
         } else {
-            jumps
-        };
+            rules.extend(jumps);
+        }
         let prefix: String = format!("palisade deny {dir} {name}: ").chars().take(120).collect();
         rules.push(Rule(vec![Statement::Limit { per_second: 10, burst: 5 }, Statement::Log { prefix }]));
         let counter = pod_counter(key, dir);
@@ -262,7 +278,7 @@ pub(crate) fn render_policy(
         }
         let mut chain = Vec::new();
         for rule in rules {
-            render_rule(r, &mut chain, &mut shared, rule, dir);
+            render_rule(r, &mut chain, &mut shared, rule, dir, &[Statement::Verdict(Verdict::Accept)]);
         }
         r.chains.insert(policy_chain(key, dir), Chain { base: None, rules: chain });
     }
@@ -399,7 +415,7 @@ pub(crate) fn base_chains(program: &Program, r: &mut Table) {
     for (name, pod) in &program.pods {
         for addr in &pod.addrs {
             for dir in Direction::BOTH {
-                if pod.isolation(dir).is_some() {
+                if pod.has_chain(dir) {
                     let e = Element::mapping(Key::addr(*addr), Verdict::Jump(pod_chain(name, dir)));
                     dispatch.entry((dir, addr.is_ipv6())).or_default().insert(e);
                 }
@@ -516,12 +532,13 @@ fn numeric_matches(r: &mut Table, shared: &mut BTreeSet<String>, numeric: &[(Pro
 /// Renders one policy rule as chain rules, creating its sets. Which rules
 /// exist depends on the policy alone (peer kinds, port kinds); the pods of
 /// the cluster only fill the sets.
-fn render_rule(
+pub(crate) fn render_rule(
     r: &mut Table,
     chain: &mut Vec<Rule>,
     shared: &mut BTreeSet<String>,
     rule: &RuleProgram,
     dir: Direction,
+    verdict: &[Statement],
 ) {
     let peer = |v6: bool| Expr::addr(v6, peer_field(dir));
     // Peer alternatives: (family, match), or one family-free alternative.
@@ -572,7 +589,7 @@ fn render_rule(
         Statement::lookup(vec![Expr::addr(v6, AddrField::Daddr), Expr::L4proto, Expr::Dport], name)
     };
     let mut emit = |mut statements: Vec<Statement>| {
-        statements.push(Statement::Verdict(Verdict::Accept));
+        statements.extend_from_slice(verdict);
         chain.push(Rule(statements));
     };
     for (family, peer) in alternatives {
@@ -615,6 +632,7 @@ mod tests {
             iface: Some("veth0".into()),
             ingress: Some(vec![policy.clone()]),
             egress: Some(Vec::new()),
+            ..LocalPod::default()
         };
         let mut program = Program::default();
         program.pods.insert(a.clone(), pod("10.0.0.1"));

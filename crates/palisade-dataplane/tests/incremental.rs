@@ -14,7 +14,7 @@ use palisade_dataplane::render::render;
 use palisade_dataplane::{Incremental, NodeScope, compile};
 use palisade_policy::ClusterIndex;
 use palisade_policy::synth::Rng;
-use palisade_policy::synth::e2e::{model, random_policies};
+use palisade_policy::synth::e2e::{model, random_cluster_policies, random_policies};
 
 /// Prints which sets and chains differ (on failure, before the assertion).
 fn report_differences(got: &palisade_dataplane::ruleset::Table, expected: &palisade_dataplane::ruleset::Table) {
@@ -39,6 +39,11 @@ fn run(seed: u64, scope: &NodeScope, steps: usize) -> (usize, usize) {
     run_with::<rustc_hash::FxBuildHasher>(seed, scope, steps)
 }
 
+thread_local! {
+    /// Steps after which the program held a cluster policy with a Pass rule.
+    static PASSING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// [`run`], with the incremental compiler's pod identities hashed by `S`.
 fn run_with<S: BuildHasher + Default>(seed: u64, scope: &NodeScope, steps: usize) -> (usize, usize) {
     let mut rng = Rng::new(seed);
@@ -48,6 +53,10 @@ fn run_with<S: BuildHasher + Default>(seed: u64, scope: &NodeScope, steps: usize
     }
     let n = rng.below(8);
     let mut index = ClusterIndex::from_objects(namespaces, pods.clone(), random_policies(&mut rng, n));
+    let c = rng.below(4);
+    for policy in random_cluster_policies(&mut rng, c) {
+        index.apply_cluster_policy(policy);
+    }
     index.track_changes();
     let mut drop_every = 0;
     let mut incremental = Incremental::<S>::with_hasher(&index, scope.clone(), &ifaces(&index, drop_every));
@@ -66,6 +75,9 @@ fn run_with<S: BuildHasher + Default>(seed: u64, scope: &NodeScope, steps: usize
         updated += stats.policies_updated;
         patched += stats.policies_patched;
         let program = compile(&index, scope, &links);
+        if program.tiers.values().any(|t| palisade_policy::Direction::BOTH.iter().any(|d| t.passes(*d))) {
+            PASSING.with(|p| p.set(p.get() + 1));
+        }
         let context = format!("seed {seed}, {scope:?}, step {step}: {what}");
         assert_eq!(incremental.program(), &program, "{context}: program");
         let expected = render(&program);
@@ -89,6 +101,8 @@ fn incremental_equals_full_on_random_changes() {
         }
     }
     assert!(updated > 50 && patched > 50, "the fast paths ran: members updated {updated}, sets patched {patched}");
+    let passing = PASSING.with(std::cell::Cell::get);
+    assert!(passing > 100, "cluster policies with Pass rules were compiled: {passing} steps");
 }
 
 /// A hasher under which every pod name collides: what a tenant choosing

@@ -1,5 +1,6 @@
 //! The engine issue's truth tables, re-run with real packets: every case of
-//! `palisade-testkit/src/e2e/cases.rs` (hand-written expectations) is
+//! `palisade-testkit/src/e2e/cases.rs` and of `cluster_cases.rs` (the Admin
+//! and Baseline tiers) (hand-written expectations) is
 //! compiled to nftables in a lab node and probed over TCP, UDP and SCTP;
 //! the measured table must equal the hand-written one (and the engine's).
 //! Needs root, nft and conntrack: `#[ignore]`d, run as root by `scripts/test`
@@ -17,7 +18,9 @@ fn truth_tables_with_real_packets() {
     let mut lab = ModelLab::start(&pods, &[80, 81]).expect("lab node");
     let mut failures = Vec::new();
     let mut measured_count = 0usize;
-    for (n, case) in palisade_testkit::e2e::cases::cases().iter().enumerate() {
+    let cases = palisade_testkit::e2e::cases::cases();
+    let cluster_cases = palisade_testkit::e2e::cluster_cases::cluster_cases();
+    for (n, case) in cases.iter().chain(&cluster_cases).enumerate() {
         let index = palisade_testkit::e2e::cluster(&case.policies);
         lab.enforce(&index).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         // IPv4 for every case, IPv6 as well for every third.

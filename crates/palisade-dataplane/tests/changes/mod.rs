@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use palisade_policy::synth::Rng;
-use palisade_policy::synth::e2e::{NAMESPACES, PODS, random_policies};
+use palisade_policy::synth::e2e::{NAMESPACES, PODS, random_cluster_policies, random_policies};
 use palisade_policy::{ClusterIndex, Namespace, Pod, PodState};
 
 /// Interfaces of the index's pods (`pv<i>`), leaving out every
@@ -31,7 +31,7 @@ fn pick<T: Clone>(rng: &mut Rng, items: &[T]) -> T {
 /// applied); returns what it did.
 pub fn mutate(rng: &mut Rng, index: &mut ClusterIndex, pods: &mut [Pod], step: usize) -> String {
     let i = rng.below(pods.len());
-    match rng.below(11) {
+    match rng.below(14) {
         0 | 1 => {
             pods[i].labels.insert("pod".into(), pick(rng, &PODS).into());
             index.apply_pod(pods[i].clone());
@@ -88,6 +88,22 @@ pub fn mutate(rng: &mut Rng, index: &mut ClusterIndex, pods: &mut [Pod], step: u
             let name = format!("{}/{}", policy.namespace, policy.name);
             index.apply_policy(policy);
             format!("apply policy {name}")
+        }
+        11 | 12 => {
+            let mut policy = random_cluster_policies(rng, 1).pop().expect("one cluster policy");
+            policy.name = format!("c{}", rng.below(4));
+            let name = policy.name.clone();
+            index.apply_cluster_policy(policy);
+            format!("apply cluster policy {name}")
+        }
+        13 => {
+            let ids = index.cluster_policies().to_vec();
+            if ids.is_empty() {
+                return "nothing".into();
+            }
+            let key = index.cluster_policy_key(pick(rng, &ids));
+            index.delete_cluster_policy(&key);
+            format!("delete {key}")
         }
         _ => {
             let ids = index.policies_sorted();

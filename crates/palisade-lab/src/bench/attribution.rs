@@ -93,6 +93,7 @@ mod tests {
             iface: Some("pv0".into()),
             ingress: Some(Vec::new()),
             egress: None,
+            ..LocalPod::default()
         };
         program.pods.insert(ObjectKey::pod("x", "a"), pod);
         let palisade = palisade_dataplane::render::render(&program);

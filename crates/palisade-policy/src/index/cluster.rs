@@ -344,3 +344,61 @@ pub(crate) struct ClusterState {
     nodes: std::collections::BTreeMap<String, NodeEntry>,
     node_by_ip: rustc_hash::FxHashMap<IpAddr, String>,
 }
+
+impl ClusterIndex {
+    /// Endpoint pods one pod peer (`namespaces` or `pods`) of a cluster
+    /// policy rule matches, in id order; empty for another kind of peer.
+    #[must_use]
+    pub fn cluster_peer_pods(&self, id: ClusterPolicyId, dir: Direction, rule: usize, peer: usize) -> Vec<PodId> {
+        let entry = self.cluster_policy(id);
+        let Some(CompiledClusterPeer::Pods(namespaces, pods)) =
+            entry.rules[dir.slot()].get(rule).and_then(|r| r.peers.get(peer))
+        else {
+            return Vec::new();
+        };
+        let mut out: Vec<PodId> = self
+            .namespace_ids()
+            .filter(|ns| namespaces.matches(&self.namespace(*ns).compiled))
+            .flat_map(|ns| self.namespace(ns).pods().iter().copied())
+            .filter(|p| {
+                let pod = self.pod(*p);
+                pod.endpoint && pods.as_ref().is_none_or(|s| s.matches(&pod.labels))
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Whether `pod` can take part in what cluster policy `id` compiles to:
+    /// its subject selects it (its named ports resolve on it), or a pod
+    /// peer of one of its rules matches it. A change to a pod for which this
+    /// is false before and after cannot change the policy's compiled form.
+    #[must_use]
+    pub fn cluster_pod_may_affect(&self, id: ClusterPolicyId, pod: PodId) -> bool {
+        let entry = self.cluster_policy(id);
+        let p = self.pod(pod);
+        let ns_labels = &self.namespace(p.ns).compiled;
+        entry.selected.binary_search(&pod).is_ok()
+            || entry.rules.iter().flatten().flat_map(|r| r.peers.iter()).any(|peer| match peer {
+                CompiledClusterPeer::Pods(namespaces, pods) => {
+                    p.endpoint && namespaces.matches(ns_labels) && pods.as_ref().is_none_or(|s| s.matches(&p.labels))
+                }
+                _ => false,
+            })
+    }
+
+    /// The addresses of the Nodes `selector` selects, sorted.
+    #[must_use]
+    pub fn node_addresses(&self, selector: &crate::LabelSelector) -> Vec<IpAddr> {
+        let mut out: Vec<IpAddr> = self
+            .cluster
+            .nodes
+            .values()
+            .filter(|n| selector.matches(&n.node.labels))
+            .flat_map(|n| n.node.addresses.iter().copied())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}

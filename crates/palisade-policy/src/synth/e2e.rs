@@ -9,6 +9,9 @@
 use std::net::IpAddr;
 
 use super::Rng;
+use crate::cluster_policy::{
+    Action, ClusterPeer, ClusterPolicy, ClusterPolicyKind, ClusterPort, ClusterRule, Subject, Tier,
+};
 use crate::model::{
     ContainerPort, IpBlock, LabelSelector, Labels, Namespace, NetworkPolicy, Operator, Peer, Pod, PodState, PortTarget,
     Protocol, Requirement, Rule, RulePort,
@@ -146,6 +149,73 @@ pub fn random_policies(rng: &mut Rng, count: usize) -> Vec<NetworkPolicy> {
                 isolates_egress,
                 ingress: if isolates_ingress { rules(rng) } else { Vec::new() },
                 egress: if isolates_egress { rules(rng) } else { Vec::new() },
+            }
+        })
+        .collect()
+}
+
+/// A random cluster policy rule over the model: any action, one or two
+/// peers (egress: sometimes a namespace's /24 or all pods' /16), no ports
+/// or one or two (named ports only with pod peers, as validation requires).
+pub fn random_cluster_rule(rng: &mut Rng, egress: bool) -> ClusterRule {
+    let action = [Action::Accept, Action::Deny, Action::Pass][rng.below(3)];
+    let peers: Vec<ClusterPeer> = (0..=rng.below(2))
+        .map(|_| match rng.below(if egress { 5 } else { 4 }) {
+            0 => ClusterPeer::Namespaces(random_selector(rng, "ns", &NAMESPACES)),
+            1..=3 => ClusterPeer::Pods {
+                namespaces: random_selector(rng, "ns", &NAMESPACES),
+                pods: random_selector(rng, "pod", &PODS),
+            },
+            _ => {
+                let n = rng.below(4);
+                let cidr = if n == 0 { "10.0.0.0/16".to_string() } else { format!("10.0.{n}.0/24") };
+                ClusterPeer::Networks(vec![cidr.parse().expect("generated CIDR")])
+            }
+        })
+        .collect();
+    let named_ok = !peers.iter().any(|p| matches!(p, ClusterPeer::Networks(_)));
+    let ports = (rng.below(3) != 0).then(|| {
+        (0..=rng.below(2))
+            .map(|_| {
+                let port = PORTS[rng.below(2)];
+                match rng.below(4) {
+                    0 if named_ok => ClusterPort::Named(format!(
+                        "serve-{port}-{}",
+                        Protocol::ALL[rng.below(3)].as_str().to_lowercase()
+                    )),
+                    1 => ClusterPort::Range { protocol: Protocol::ALL[rng.below(3)], start: 80, end: 81 },
+                    _ => ClusterPort::Range { protocol: Protocol::ALL[rng.below(3)], start: port, end: port },
+                }
+            })
+            .collect()
+    });
+    ClusterRule { name: None, action, peers, ports }
+}
+
+/// `count` random ClusterNetworkPolicies of both tiers over the model,
+/// named `c0`, `c1`, … (priorities 0–3, so equal priorities are common).
+#[must_use]
+pub fn random_cluster_policies(rng: &mut Rng, count: usize) -> Vec<ClusterPolicy> {
+    (0..count)
+        .map(|i| {
+            let subject = if rng.below(2) == 0 {
+                Subject::Namespaces(random_selector(rng, "ns", &NAMESPACES))
+            } else {
+                Subject::Pods {
+                    namespaces: random_selector(rng, "ns", &NAMESPACES),
+                    pods: random_selector(rng, "pod", &PODS),
+                }
+            };
+            let rules =
+                |rng: &mut Rng, egress: bool| (0..rng.below(3)).map(|_| random_cluster_rule(rng, egress)).collect();
+            ClusterPolicy {
+                kind: ClusterPolicyKind::ClusterNetworkPolicy,
+                name: format!("c{i}"),
+                tier: if rng.below(2) == 0 { Tier::Admin } else { Tier::Baseline },
+                priority: Some(u32::try_from(rng.below(4)).expect("small")),
+                subject,
+                ingress: rules(rng, false),
+                egress: rules(rng, true),
             }
         })
         .collect()
