@@ -18,7 +18,7 @@ use palisade_lab::netns::{NetNs, unique_prefix};
 use palisade_manifests::load_str;
 use palisade_policy::ClusterIndex;
 use palisade_policy::synth::Rng;
-use palisade_policy::synth::e2e::{model, random_policies};
+use palisade_policy::synth::e2e::{model, random_cluster_policies, random_policies};
 use serde_json::Value;
 
 fn ifaces() -> BTreeMap<std::net::IpAddr, String> {
@@ -27,8 +27,19 @@ fn ifaces() -> BTreeMap<std::net::IpAddr, String> {
 }
 
 fn rendered(policies: Vec<palisade_policy::NetworkPolicy>) -> Rendered {
+    rendered_with_tiers(policies, Vec::new())
+}
+
+fn rendered_with_tiers(
+    policies: Vec<palisade_policy::NetworkPolicy>,
+    cluster: Vec<palisade_policy::ClusterPolicy>,
+) -> Rendered {
     let (namespaces, pods) = model();
-    render(&compile(&ClusterIndex::from_objects(namespaces, pods, policies), &NodeScope::All, &ifaces()))
+    let mut index = ClusterIndex::from_objects(namespaces, pods, policies);
+    for policy in cluster {
+        index.apply_cluster_policy(policy);
+    }
+    render(&compile(&index, &NodeScope::All, &ifaces()))
 }
 
 /// The kernel's table as comparable data: objects without handles, sorted
@@ -218,6 +229,35 @@ fn golden_listing() {
     assert!(nft.list_table().expect("list").is_none(), "cleanup removes the table");
 }
 
+/// The tiers' golden: what the kernel lists after the full transaction of
+/// `golden/cluster-policies.yaml` through nft, and the same over netlink.
+#[test]
+#[ignore = "root: network namespaces and nftables (scripts/test runs it as root)"]
+fn golden_listing_of_the_tiers() {
+    palisade_lab::netns::require_root(&["nft"]);
+    let table = || {
+        let mut loaded = load_str("cluster-policies.yaml", include_str!("golden/cluster-policies.yaml"), "default");
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let (namespaces, pods) = model();
+        (loaded.namespaces, loaded.pods) = (namespaces, pods);
+        render(&compile(&loaded.take_index(), &NodeScope::All, &ifaces()))
+    };
+    let ns = NetNs::create(&format!("{}tiers", unique_prefix())).expect("netns");
+    let nft = NftCli::in_netns(ns.name());
+    nft.apply_json(&full(&table())).expect("nft accepts the tiers");
+    let text =
+        String::from_utf8(ns.exec("nft", &["list", "table", "inet", "palisade"]).expect("list").stdout).expect("utf-8");
+    palisade_testkit::golden::golden(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/tiers.nft")),
+        &text,
+    );
+    let via_netlink = NetNs::create(&format!("{}tiers-nl", unique_prefix())).expect("netns");
+    let table = table();
+    NetlinkAgent::start(via_netlink.name()).apply(full(&table), &table).expect("netlink accepts the tiers");
+    let listed = via_netlink.exec("nft", &["list", "table", "inet", "palisade"]).expect("list").stdout;
+    assert!(listed == text.as_bytes(), "over netlink:\n{}", String::from_utf8_lossy(&listed));
+}
+
 #[test]
 #[ignore = "root: network namespaces and nftables (scripts/test runs it as root)"]
 fn diffs_reach_the_same_state_as_full_renders() {
@@ -236,7 +276,8 @@ fn diffs_reach_the_same_state_as_full_renders() {
     over_netlink.apply(full(&current), &current).expect("initial over netlink");
     for step in 0..12 {
         let n = rng.below(7);
-        let next = rendered(random_policies(&mut rng, n));
+        let c = rng.below(4);
+        let next = rendered_with_tiers(random_policies(&mut rng, n), random_cluster_policies(&mut rng, c));
         if let Some(tx) = diff(&current, &next) {
             incremental.apply_json(&tx).unwrap_or_else(|e| {
                 panic!("step {step}: diff rejected: {e}\n{:#}", palisade_dataplane::json::transaction(&tx))

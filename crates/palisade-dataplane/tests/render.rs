@@ -18,6 +18,17 @@ fn model_index(policies_yaml: &str) -> ClusterIndex {
     ClusterIndex::from_objects(namespaces, pods, loaded.policies)
 }
 
+/// The model with the cluster policies and Nodes of `yaml` (and its
+/// NetworkPolicies).
+fn model_index_with_tiers(yaml: &str) -> ClusterIndex {
+    let mut loaded = load_str("cluster-policies.yaml", yaml, "default");
+    assert!(loaded.errors.is_empty() && loaded.warnings.is_empty(), "{:?} {:?}", loaded.errors, loaded.warnings);
+    let (namespaces, pods) = model();
+    loaded.namespaces = namespaces;
+    loaded.pods = pods;
+    loaded.take_index()
+}
+
 fn ifaces() -> BTreeMap<std::net::IpAddr, String> {
     let (_, pods) = model();
     pods.iter().enumerate().flat_map(|(i, p)| p.ips.iter().map(move |ip| (*ip, format!("pv{i}")))).collect()
@@ -33,6 +44,42 @@ fn golden_full_transaction() {
         std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/full.json")),
         &rendered,
     );
+}
+
+/// The tiers as rendered: the golden transaction, and the layout the
+/// render module documents, checked on it.
+#[test]
+fn golden_tiers_transaction() {
+    let index = model_index_with_tiers(include_str!("golden/cluster-policies.yaml"));
+    let table = render(&compile(&index, &NodeScope::All, &ifaces()));
+    let rendered = serde_json::to_string_pretty(&palisade_dataplane::json::transaction(&full(&table))).expect("json");
+    palisade_testkit::golden::golden(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/tiers.json")),
+        &rendered,
+    );
+    let rules = |chain: &str| -> Vec<String> {
+        table.chains[chain].rules.iter().map(|r| r.0.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")).collect()
+    };
+    // x/a: the Admin list (x-isolation has a Pass rule: inlined, Pass is
+    // `return`), then no NetworkPolicy and no Baseline ingress: the end.
+    let xa = rules("pod/x/a/ingress");
+    assert_eq!(xa.len(), 1, "{xa:?}");
+    let list = xa[0].strip_prefix("jump ").expect("a jump to the list");
+    assert!(list.starts_with("shared/admin-ingress/"), "{list}");
+    let inlined = rules(list);
+    assert!(inlined.iter().any(|r| r.ends_with("return")), "Pass is a return: {inlined:?}");
+    assert!(inlined.iter().any(|r| r.ends_with("counter name \"tier/ClusterNetworkPolicy/x-isolation/ingress/denied\" drop")), "{inlined:?}");
+    // z/a: AdminNetworkPolicy z-web has no Pass rule: a jump to its chain.
+    let za = rules("pod/z/a/ingress");
+    let list = za[0].strip_prefix("jump ").expect("a jump");
+    assert_eq!(rules(list), ["jump tier/AdminNetworkPolicy/z-web/ingress"]);
+    // Egress of every pod: the Admin list (no-infra), then the Baseline list
+    // (no-external), as no NetworkPolicy isolates egress.
+    let egress = rules("pod/y/b/egress");
+    assert_eq!(egress.len(), 2, "{egress:?}");
+    assert!(egress[0].starts_with("jump shared/admin-egress/") && egress[1].starts_with("jump shared/baseline-egress/"));
+    // domainNames: a rule that matches nothing is no rule.
+    assert_eq!(rules("tier/ClusterNetworkPolicy/no-infra/egress").len(), 2, "the nodes rule, both families");
 }
 
 #[test]
