@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use palisade_manifests::ApiObject;
-use palisade_policy::{ClusterIndex, Namespace, NetworkPolicy, ObjectKey, ObjectKind, Pod};
+use palisade_policy::{ClusterIndex, ClusterPolicy, Namespace, NetworkPolicy, Node, ObjectKey, ObjectKind, Pod};
 
 /// An object the index holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,6 +15,10 @@ pub enum Object {
     Pod(Pod),
     /// A policy.
     Policy(NetworkPolicy),
+    /// A cluster policy (any of the three kinds).
+    ClusterPolicy(ClusterPolicy),
+    /// A Node.
+    Node(Node),
 }
 
 impl Object {
@@ -25,6 +29,8 @@ impl Object {
             Object::Namespace(n) => ObjectKey::namespace(&n.name),
             Object::Pod(p) => ObjectKey::pod(&p.namespace, &p.name),
             Object::Policy(p) => ObjectKey::policy(&p.namespace, &p.name),
+            Object::ClusterPolicy(p) => ObjectKey::cluster_policy(p.kind, &p.name),
+            Object::Node(n) => ObjectKey::node(&n.name),
         }
     }
 }
@@ -33,8 +39,11 @@ impl Object {
 /// first (its errors stay where they are).
 pub fn take_loaded(loaded: &mut palisade_manifests::Loaded) -> impl Iterator<Item = Object> + use<> {
     let namespaces = std::mem::take(&mut loaded.namespaces).into_iter().map(Object::Namespace);
+    let nodes = std::mem::take(&mut loaded.nodes).into_iter().map(Object::Node);
     let pods = std::mem::take(&mut loaded.pods).into_iter().map(Object::Pod);
-    namespaces.chain(pods).chain(std::mem::take(&mut loaded.policies).into_iter().map(Object::Policy))
+    let policies = std::mem::take(&mut loaded.policies).into_iter().map(Object::Policy);
+    let cluster = std::mem::take(&mut loaded.cluster_policies).into_iter().map(Object::ClusterPolicy);
+    namespaces.chain(nodes).chain(pods).chain(policies).chain(cluster)
 }
 
 impl From<ApiObject> for Object {
@@ -43,6 +52,8 @@ impl From<ApiObject> for Object {
             ApiObject::Namespace(n) => Object::Namespace(n),
             ApiObject::Pod(p) => Object::Pod(p),
             ApiObject::NetworkPolicy(p) => Object::Policy(p),
+            ApiObject::ClusterPolicy(p) => Object::ClusterPolicy(p),
+            ApiObject::Node(n) => Object::Node(n),
         }
     }
 }
@@ -68,6 +79,8 @@ impl Change {
             Change::Apply(Object::Namespace(_)) => ObjectKind::Namespace,
             Change::Apply(Object::Pod(_)) => ObjectKind::Pod,
             Change::Apply(Object::Policy(_)) => ObjectKind::NetworkPolicy,
+            Change::Apply(Object::ClusterPolicy(p)) => ObjectKind::of_cluster_policy(p.kind),
+            Change::Apply(Object::Node(_)) => ObjectKind::Node,
             Change::Delete(key) => key.kind,
             Change::Relisted(kind, _) => *kind,
         }
@@ -82,6 +95,8 @@ pub fn apply_changes(index: &mut ClusterIndex, changes: Vec<Change>) -> bool {
             Change::Apply(Object::Namespace(n)) => index.apply_namespace(n),
             Change::Apply(Object::Pod(p)) => index.apply_pod(p),
             Change::Apply(Object::Policy(p)) => index.apply_policy(p),
+            Change::Apply(Object::ClusterPolicy(p)) => index.apply_cluster_policy(p),
+            Change::Apply(Object::Node(n)) => index.apply_node(n),
             Change::Delete(key) => delete(index, &key),
             Change::Relisted(kind, listed) => keys(index, kind)
                 .into_iter()

@@ -218,9 +218,19 @@ impl Driver {
     fn count_objects(&self) {
         let (_, pods, policies) = self.index.counts();
         let namespaces = self.index.namespace_ids().filter(|id| self.index.namespace(*id).declared()).count();
-        for (kind, n) in
-            [(ObjectKind::Namespace, namespaces), (ObjectKind::Pod, pods), (ObjectKind::NetworkPolicy, policies)]
-        {
+        let cluster = |kind: ObjectKind| {
+            let keys = self.index.cluster_policies().iter().map(|id| self.index.cluster_policy_key(*id));
+            keys.filter(|k| k.kind == kind).count()
+        };
+        for (kind, n) in [
+            (ObjectKind::Namespace, namespaces),
+            (ObjectKind::Pod, pods),
+            (ObjectKind::NetworkPolicy, policies),
+            (ObjectKind::ClusterNetworkPolicy, cluster(ObjectKind::ClusterNetworkPolicy)),
+            (ObjectKind::AdminNetworkPolicy, cluster(ObjectKind::AdminNetworkPolicy)),
+            (ObjectKind::BaselineAdminNetworkPolicy, cluster(ObjectKind::BaselineAdminNetworkPolicy)),
+            (ObjectKind::Node, self.index.nodes().count()),
+        ] {
             self.metrics.objects.get_or_create(&KindLabel { kind: kind.as_str().into() }).set(gauge(n));
         }
     }

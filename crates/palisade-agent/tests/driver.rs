@@ -248,3 +248,41 @@ fn the_manifests_directory_drives_the_kernel() {
     eventually("a deletion applied", || kernel.table().as_ref() == Some(&want));
     agent.stop();
 }
+
+/// Cluster policies and Nodes in the directory are enforced like the rest;
+/// an invalid one keeps its last good state.
+#[test]
+fn the_manifests_directory_carries_cluster_policies() {
+    let dir = TempDir::new("manifests-cnp");
+    let status = dir.path().join(".status.json");
+    let cnp = |action: &str| {
+        format!(
+            "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: guard}}\n\
+             spec: {{tier: Admin, priority: 1, subject: {{namespaces: {{}}}}, \
+             egress: [{{action: {action}, to: [{{nodes: {{matchLabels: {{role: infra}}}}}}]}}]}}\n"
+        )
+    };
+    let node = "apiVersion: v1\nkind: Node\nmetadata: {name: infra-1, labels: {role: infra}}\n\
+                status: {addresses: [{type: InternalIP, address: 192.168.5.5}]}\n";
+    write(dir.path(), "cluster.yaml", CLUSTER);
+    write(dir.path(), "node.yaml", node);
+    write(dir.path(), "cnp.yaml", &cnp("Deny"));
+    let kernel = kernel();
+    let config = DriverConfig { status_file: Some(status.clone()), ..config(Duration::from_millis(200)) };
+    let source = ManifestsDir::new(dir.path(), "default", Duration::from_millis(200)).expect("watch");
+    let agent = palisade_agent::start(config, Box::new(source), Box::new(kernel.clone()), Arc::new(Metrics::new()))
+        .expect("start");
+    let want = expected([changes(CLUSTER), changes(node), changes(&cnp("Deny"))].concat());
+    assert!(want.chains.contains_key("tier/ClusterNetworkPolicy/guard/egress"));
+    eventually("the cluster policy programmed", || kernel.table().as_ref() == Some(&want));
+    write(dir.path(), "cnp.yaml", &cnp("Drop"));
+    eventually("the error in the status", || {
+        let text = std::fs::read_to_string(&status).unwrap_or_default();
+        text.contains("ClusterNetworkPolicy guard") && text.contains("spec.egress[0].action")
+    });
+    assert_eq!(kernel.table().as_ref(), Some(&want), "the last good state stays");
+    std::fs::remove_file(dir.path().join("cnp.yaml")).expect("remove");
+    let want = expected([changes(CLUSTER), changes(node)].concat());
+    eventually("the cluster policy removed", || kernel.table().as_ref() == Some(&want));
+    agent.stop();
+}

@@ -49,14 +49,18 @@ fn policy(ns: &str, name: &str, spec: Value) -> Value {
 /// The table a full compile and render of the mock's current valid objects gives.
 fn expected(mock: &Mock) -> Table {
     let mut index = ClusterIndex::new();
-    for (resource, kind, api_version) in [
-        (Resource::Namespaces, "Namespace", "v1"),
-        (Resource::Pods, "Pod", "v1"),
-        (Resource::NetworkPolicies, "NetworkPolicy", "networking.k8s.io/v1"),
+    for resource in [
+        Resource::Namespaces,
+        Resource::Nodes,
+        Resource::Pods,
+        Resource::NetworkPolicies,
+        Resource::ClusterNetworkPolicies,
+        Resource::AdminNetworkPolicies,
+        Resource::BaselineAdminNetworkPolicies,
     ] {
         for mut object in mock.objects(resource) {
-            object["kind"] = json!(kind);
-            object["apiVersion"] = json!(api_version);
+            object["kind"] = json!(resource.kind());
+            object["apiVersion"] = json!(resource.api_version());
             match convert_api_object("expected", &object) {
                 Ok(ApiObject::Namespace(n)) => {
                     index.apply_namespace(n);
@@ -66,6 +70,12 @@ fn expected(mock: &Mock) -> Table {
                 }
                 Ok(ApiObject::NetworkPolicy(p)) => {
                     index.apply_policy(p);
+                }
+                Ok(ApiObject::ClusterPolicy(p)) => {
+                    index.apply_cluster_policy(p);
+                }
+                Ok(ApiObject::Node(n)) => {
+                    index.apply_node(n);
                 }
                 Err(_) => {}
             }
@@ -260,6 +270,87 @@ fn check_reporting(mock: &Mock, metrics: &Metrics) {
     assert_eq!(events[0]["type"], "Warning");
     let message = events[0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("spec.ingress[0].from[0].ipBlock.cidr"), "{message}");
+}
+
+/// A cluster with the `policy.networking.k8s.io` CRDs: the agent lists and
+/// watches ClusterNetworkPolicies, the v1alpha1 kinds and Nodes, enforces
+/// them, reports an invalid one with an Event (in `default`, the object
+/// being cluster-scoped), and follows changes and deletions.
+#[test]
+fn agent_enforces_cluster_policies_from_the_api() {
+    let view = Fake(FakeKernel::new());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let mock = runtime.block_on(Mock::start_serving(true));
+    mock.put(Resource::Namespaces, namespace("shop", json!({"team": "shop"})));
+    mock.put(Resource::Namespaces, namespace("ops", json!({"team": "ops"})));
+    mock.put(Resource::Pods, pod("shop", "web", json!({"app": "web"}), "10.1.0.1"));
+    mock.put(Resource::Pods, pod("ops", "probe", json!({"app": "probe"}), "10.1.0.3"));
+    mock.put(
+        Resource::Nodes,
+        json!({"metadata": {"name": "node-1", "uid": "uid-node-1", "labels": {"role": "worker"}},
+               "status": {"addresses": [{"type": "InternalIP", "address": "192.168.1.1"}, {"type": "Hostname", "address": "node-1"}]}}),
+    );
+    let cnp =
+        |name: &str, spec: Value| json!({"metadata": {"name": name, "uid": format!("uid-cnp-{name}")}, "spec": spec});
+    mock.put(
+        Resource::ClusterNetworkPolicies,
+        cnp(
+            "ops-only",
+            json!({"tier": "Admin", "priority": 10, "subject": {"namespaces": {"matchLabels": {"team": "shop"}}},
+            "ingress": [{"action": "Accept", "from": [{"namespaces": {"matchLabels": {"team": "ops"}}}]},
+                        {"action": "Deny", "from": [{"namespaces": {}}]}],
+            "egress": [{"action": "Deny", "to": [{"nodes": {"matchLabels": {"role": "worker"}}}]}]}),
+        ),
+    );
+    mock.put(
+        Resource::BaselineAdminNetworkPolicies,
+        json!({"metadata": {"name": "default", "uid": "uid-banp"}, "spec": {"subject": {"namespaces": {}},
+               "egress": [{"action": "Deny", "to": [{"networks": ["0.0.0.0/0"]}]}]}}),
+    );
+    mock.put(
+        Resource::ClusterNetworkPolicies,
+        cnp("broken", json!({"tier": "Middle", "priority": 1, "subject": {"namespaces": {}}})),
+    );
+    let (agent, metrics) = start_agent(&runtime, &mock, &view);
+    converge(&view, &mock, "cluster policies listed");
+    let table = view.table().expect("table");
+    assert!(table.chains.contains_key("tier/ClusterNetworkPolicy/ops-only/ingress"), "{:?}", table.chains.keys());
+    assert!(table.chains.contains_key("tier/BaselineAdminNetworkPolicy/default/egress"));
+    let node_rule = table.chains["tier/ClusterNetworkPolicy/ops-only/egress"].rules[0].0[0].to_string();
+    assert!(node_rule.contains("192.168.1.1"), "the node's address: {node_rule}");
+    // The invalid one: an Event in `default` naming the field.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while mock.events().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let events = mock.events();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["metadata"]["namespace"], "default");
+    assert_eq!(events[0]["involvedObject"]["kind"], "ClusterNetworkPolicy");
+    assert_eq!(events[0]["involvedObject"]["apiVersion"], "policy.networking.k8s.io/v1alpha2");
+    assert!(events[0]["message"].as_str().unwrap_or_default().contains("spec.tier"), "{events:#?}");
+    assert!(metrics.encode().contains("palisade_rejected_objects 1"));
+    // A Node's new address, a cluster policy changed and one deleted.
+    mock.put(
+        Resource::Nodes,
+        json!({"metadata": {"name": "node-1", "uid": "uid-node-1", "labels": {"role": "worker"}},
+               "status": {"addresses": [{"type": "InternalIP", "address": "192.168.1.2"}]}}),
+    );
+    converge(&view, &mock, "node readdressed");
+    mock.put(
+        Resource::ClusterNetworkPolicies,
+        cnp(
+            "ops-only",
+            json!({"tier": "Admin", "priority": 10, "subject": {"namespaces": {"matchLabels": {"team": "shop"}}},
+            "ingress": [{"action": "Pass", "from": [{"namespaces": {"matchLabels": {"team": "ops"}}}]}]}),
+        ),
+    );
+    converge(&view, &mock, "cluster policy changed");
+    mock.delete(Resource::BaselineAdminNetworkPolicies, "default");
+    converge(&view, &mock, "baseline deleted");
+    assert!(!view.table().expect("table").chains.contains_key("tier/BaselineAdminNetworkPolicy/default/egress"));
+    agent.stop();
+    runtime.block_on(mock.shutdown());
 }
 
 #[test]

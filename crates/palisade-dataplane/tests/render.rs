@@ -58,7 +58,11 @@ fn golden_tiers_transaction() {
         &rendered,
     );
     let rules = |chain: &str| -> Vec<String> {
-        table.chains[chain].rules.iter().map(|r| r.0.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")).collect()
+        table.chains[chain]
+            .rules
+            .iter()
+            .map(|r| r.0.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))
+            .collect()
     };
     // x/a: the Admin list (x-isolation has a Pass rule: inlined, Pass is
     // `return`), then no NetworkPolicy and no Baseline ingress: the end.
@@ -68,7 +72,12 @@ fn golden_tiers_transaction() {
     assert!(list.starts_with("shared/admin-ingress/"), "{list}");
     let inlined = rules(list);
     assert!(inlined.iter().any(|r| r.ends_with("return")), "Pass is a return: {inlined:?}");
-    assert!(inlined.iter().any(|r| r.ends_with("counter name \"tier/ClusterNetworkPolicy/x-isolation/ingress/denied\" drop")), "{inlined:?}");
+    assert!(
+        inlined
+            .iter()
+            .any(|r| r.ends_with("counter name \"tier/ClusterNetworkPolicy/x-isolation/ingress/denied\" drop")),
+        "{inlined:?}"
+    );
     // z/a: AdminNetworkPolicy z-web has no Pass rule: a jump to its chain.
     let za = rules("pod/z/a/ingress");
     let list = za[0].strip_prefix("jump ").expect("a jump");
@@ -77,7 +86,9 @@ fn golden_tiers_transaction() {
     // (no-external), as no NetworkPolicy isolates egress.
     let egress = rules("pod/y/b/egress");
     assert_eq!(egress.len(), 2, "{egress:?}");
-    assert!(egress[0].starts_with("jump shared/admin-egress/") && egress[1].starts_with("jump shared/baseline-egress/"));
+    assert!(
+        egress[0].starts_with("jump shared/admin-egress/") && egress[1].starts_with("jump shared/baseline-egress/")
+    );
     // domainNames: a rule that matches nothing is no rule.
     assert_eq!(rules("tier/ClusterNetworkPolicy/no-infra/egress").len(), 2, "the nodes rule, both families");
 }

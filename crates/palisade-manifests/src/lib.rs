@@ -405,25 +405,40 @@ pub enum ApiObject {
     Pod(Pod),
     /// A NetworkPolicy.
     NetworkPolicy(NetworkPolicy),
+    /// A ClusterNetworkPolicy, AdminNetworkPolicy or BaselineAdminNetworkPolicy.
+    ClusterPolicy(ClusterPolicy),
+    /// A Node.
+    Node(Node),
 }
+
+/// The kinds [`convert_api_object`] converts.
+const API_KINDS: [&str; 7] = [
+    "Namespace",
+    "Pod",
+    "NetworkPolicy",
+    "ClusterNetworkPolicy",
+    "AdminNetworkPolicy",
+    "BaselineAdminNetworkPolicy",
+    "Node",
+];
 
 /// Converts one object served by the Kubernetes API (a watcher's item) with
 /// exactly the checks manifests get; `source` names where it came from in
-/// errors (e.g. `api`). Kinds other than Namespace, Pod and NetworkPolicy
-/// are an error here. Unknown fields are not reported (the API server
-/// dropped them already).
+/// errors (e.g. `api`). Kinds other than Namespace, Pod, NetworkPolicy, the
+/// cluster policy kinds and Node are an error here. Unknown fields are not
+/// reported (the API server dropped them already).
 pub fn convert_api_object(source: &str, value: &Value) -> Result<ApiObject, Vec<LoadError>> {
     let text = value.to_string();
     let head: pieces::Head = serde_json::from_str(&text).unwrap_or_default();
     let (kind, name) = (head.kind().to_string(), head.name().to_string());
-    if !matches!(kind.as_str(), "Namespace" | "Pod" | "NetworkPolicy") {
+    if !API_KINDS.contains(&kind.as_str()) {
         let namespace = head.namespace().unwrap_or_default();
         return Err(vec![LoadError::Invalid {
             file: source.into(),
             object: format!("{kind} {namespace}/{name}"),
             key: None,
             field: "kind".into(),
-            message: "is not Namespace, Pod or NetworkPolicy".into(),
+            message: format!("is not one of {}", API_KINDS.join(", ")),
         }]);
     }
     let mut out = convert::convert(&text, &head, "");
@@ -439,6 +454,8 @@ pub fn convert_api_object(source: &str, value: &Value) -> Result<ApiObject, Vec<
         .map(ApiObject::Namespace)
         .or_else(|| loaded.pods.pop().map(ApiObject::Pod))
         .or_else(|| loaded.policies.pop().map(ApiObject::NetworkPolicy))
+        .or_else(|| loaded.cluster_policies.pop().map(ApiObject::ClusterPolicy))
+        .or_else(|| loaded.nodes.pop().map(ApiObject::Node))
         .ok_or_else(|| {
             vec![LoadError::Read { file: source.into(), message: format!("{kind} {name}: nothing converted") }]
         })

@@ -17,10 +17,28 @@ pub enum Resource {
     Namespaces,
     Pods,
     NetworkPolicies,
+    /// Served only by a mock started with the policy API.
+    ClusterNetworkPolicies,
+    /// Served only by a mock started with the policy API.
+    AdminNetworkPolicies,
+    /// Served only by a mock started with the policy API.
+    BaselineAdminNetworkPolicies,
+    Nodes,
 }
 
+/// Resources the mock knows.
+const RESOURCES: usize = 7;
+
 impl Resource {
-    const ALL: [Resource; 3] = [Resource::Namespaces, Resource::Pods, Resource::NetworkPolicies];
+    const ALL: [Resource; RESOURCES] = [
+        Resource::Namespaces,
+        Resource::Pods,
+        Resource::NetworkPolicies,
+        Resource::ClusterNetworkPolicies,
+        Resource::AdminNetworkPolicies,
+        Resource::BaselineAdminNetworkPolicies,
+        Resource::Nodes,
+    ];
 
     fn slot(self) -> usize {
         self as usize
@@ -31,23 +49,62 @@ impl Resource {
             Resource::Namespaces => "/api/v1/namespaces",
             Resource::Pods => "/api/v1/pods",
             Resource::NetworkPolicies => "/apis/networking.k8s.io/v1/networkpolicies",
+            Resource::ClusterNetworkPolicies => "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies",
+            Resource::AdminNetworkPolicies => "/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies",
+            Resource::BaselineAdminNetworkPolicies => {
+                "/apis/policy.networking.k8s.io/v1alpha1/baselineadminnetworkpolicies"
+            }
+            Resource::Nodes => "/api/v1/nodes",
         }
     }
 
-    fn kind(self) -> &'static str {
+    /// The kind (`Pod`, …).
+    #[must_use]
+    pub fn kind(self) -> &'static str {
         match self {
             Resource::Namespaces => "Namespace",
             Resource::Pods => "Pod",
             Resource::NetworkPolicies => "NetworkPolicy",
+            Resource::ClusterNetworkPolicies => "ClusterNetworkPolicy",
+            Resource::AdminNetworkPolicies => "AdminNetworkPolicy",
+            Resource::BaselineAdminNetworkPolicies => "BaselineAdminNetworkPolicy",
+            Resource::Nodes => "Node",
         }
     }
 
-    fn api_version(self) -> &'static str {
+    /// The `apiVersion` of its objects.
+    #[must_use]
+    pub fn api_version(self) -> &'static str {
         match self {
             Resource::NetworkPolicies => "networking.k8s.io/v1",
+            Resource::ClusterNetworkPolicies => "policy.networking.k8s.io/v1alpha2",
+            Resource::AdminNetworkPolicies | Resource::BaselineAdminNetworkPolicies => {
+                "policy.networking.k8s.io/v1alpha1"
+            }
             _ => "v1",
         }
     }
+
+    /// Whether it belongs to the `policy.networking.k8s.io` API.
+    fn policy_api(self) -> bool {
+        self.api_version().starts_with("policy.networking.k8s.io/")
+    }
+}
+
+/// The `APIResourceList` of a `policy.networking.k8s.io` version, as an API
+/// server with the CRDs installed serves it.
+fn policy_resource_list(group_version: &str) -> Option<Value> {
+    let resources: Vec<Value> = Resource::ALL
+        .into_iter()
+        .filter(|r| r.api_version() == group_version)
+        .map(|r| {
+            let name = r.path().rsplit('/').next().unwrap_or_default();
+            json!({"name": name, "singularName": r.kind().to_lowercase(), "namespaced": false,
+                   "kind": r.kind(), "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]})
+        })
+        .collect();
+    (!resources.is_empty())
+        .then(|| json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
 }
 
 fn key(object: &Value) -> String {
@@ -71,14 +128,16 @@ enum Cmd {
 #[derive(Debug)]
 struct Shared {
     rv: u64,
-    objects: [BTreeMap<String, Value>; 3],
+    objects: [BTreeMap<String, Value>; RESOURCES],
     /// Delivered events, for watches that start from an older version.
-    log: [Vec<(u64, String)>; 3],
+    log: [Vec<(u64, String)>; RESOURCES],
     /// Watches from before this version get 410.
-    expired_before: [u64; 3],
+    expired_before: [u64; RESOURCES],
     /// Lists wait while held.
-    hold: [bool; 3],
-    watchers: [broadcast::Sender<Cmd>; 3],
+    hold: [bool; RESOURCES],
+    watchers: [broadcast::Sender<Cmd>; RESOURCES],
+    /// Whether it serves `policy.networking.k8s.io` (the CRDs are installed).
+    policy_api: bool,
     /// Events created through the API.
     events: Vec<Value>,
 }
@@ -92,18 +151,27 @@ pub struct Mock {
 }
 
 impl Mock {
-    /// Listens on 127.0.0.1 (of the current network namespace).
+    /// Listens on 127.0.0.1 (of the current network namespace), without
+    /// the `policy.networking.k8s.io` API (a cluster without its CRDs).
     pub async fn start() -> Mock {
+        Self::start_serving(false).await
+    }
+
+    /// [`Mock::start`], serving the `policy.networking.k8s.io` API
+    /// (ClusterNetworkPolicy v1alpha2, AdminNetworkPolicy and
+    /// BaselineAdminNetworkPolicy v1alpha1), or not.
+    pub async fn start_serving(policy_api: bool) -> Mock {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let shared = Arc::new(Mutex::new(Shared {
             rv: 1,
             objects: Default::default(),
             log: Default::default(),
-            expired_before: [0; 3],
-            hold: [false; 3],
+            expired_before: [0; RESOURCES],
+            hold: [false; RESOURCES],
             watchers: std::array::from_fn(|_| broadcast::channel(1024).0),
             events: Vec::new(),
+            policy_api,
         }));
         let server = shared.clone();
         let task = tokio::spawn(async move {
@@ -265,8 +333,21 @@ async fn serve(mut conn: TcpStream, shared: Arc<Mutex<Shared>>) {
             }
             continue;
         }
+        let policy_api = shared.lock().expect("lock").policy_api;
+        if let Some(list) = path.strip_prefix("/apis/").filter(|_| policy_api).and_then(policy_resource_list) {
+            let body = list.to_string();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if conn.write_all(response.as_bytes()).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let params: BTreeMap<&str, &str> = query.split('&').filter_map(|p| p.split_once('=')).collect();
-        let Some(r) = Resource::ALL.into_iter().find(|r| r.path() == path) else {
+        let served = Resource::ALL.into_iter().find(|r| r.path() == path && (policy_api || !r.policy_api()));
+        let Some(r) = served else {
             let body =
                 json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404})
                     .to_string();

@@ -1,8 +1,10 @@
 //! The cluster read through the Kubernetes API, when a command is given no
 //! `-f`: Namespaces, Pods and NetworkPolicies listed page by page (the
 //! kubeconfig's current context, `--context`, or the in-cluster service
-//! account), and the policies of other projects' kinds that the API
-//! serves. Each page is loaded by the same loader and validation as a
+//! account); ClusterNetworkPolicies, AdminNetworkPolicies,
+//! BaselineAdminNetworkPolicies and Nodes when the API serves the
+//! `policy.networking.k8s.io` kinds; and the policies of other projects'
+//! kinds that the API serves. Each page is loaded by the same loader and validation as a
 //! file, named `api <path>` in messages.
 
 use std::fmt::Write as _;
@@ -41,6 +43,9 @@ pub fn read(context: Option<&str>, options: &LoadOptions) -> anyhow::Result<Load
         let mut pages = Vec::new();
         for path in RESOURCES {
             list(&client, path, &mut pages).await?;
+        }
+        for path in cluster_policy_kinds(&client).await {
+            list(&client, &path, &mut pages).await?;
         }
         for path in other_policy_kinds(&client).await {
             list(&client, &path, &mut pages).await?;
@@ -82,6 +87,22 @@ async fn list(client: &kube::Client, path: &str, pages: &mut Vec<(String, String
         token = next;
     }
     anyhow::bail!("{path}: more than {MAX_PAGES} pages")
+}
+
+/// The list paths of the `policy.networking.k8s.io` kinds this API server
+/// serves (ClusterNetworkPolicy, AdminNetworkPolicy,
+/// BaselineAdminNetworkPolicy), and of Nodes when it serves any. When the
+/// server cannot say, stderr says so: policies of those kinds may then be
+/// missing from the answer.
+async fn cluster_policy_kinds(client: &kube::Client) -> Vec<String> {
+    let Some(kinds) = palisade_agent::kube::served_policy_kinds(client).await else {
+        eprintln!(
+            "warning: cannot tell whether the cluster serves ClusterNetworkPolicy, AdminNetworkPolicy or \
+             BaselineAdminNetworkPolicy; they are not read"
+        );
+        return Vec::new();
+    };
+    kinds.into_iter().map(palisade_agent::kube::list_path).collect()
 }
 
 /// The list paths of the policy kinds of other projects that this API

@@ -100,3 +100,43 @@ fn commands_without_files_read_the_cluster_through_its_api() {
     assert!(out.contains("Pod shop/db"), "{out}");
     runtime.block_on(mock.shutdown());
 }
+
+/// A cluster that serves the `policy.networking.k8s.io` API: its cluster
+/// policies and Nodes are read, and decide as they say.
+#[test]
+fn cluster_policies_and_nodes_are_read_from_the_api() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let mock = runtime.block_on(Mock::start_serving(true));
+    for (ns, name, ip) in [("shop", "web", "10.0.0.1"), ("dev", "client", "10.0.1.1")] {
+        mock.put(Resource::Namespaces, json!({"metadata": {"name": ns, "labels": {"team": ns}}}));
+        mock.put(
+            Resource::Pods,
+            json!({"metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+                   "spec": {"containers": [{"name": "c", "image": "i"}]},
+                   "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}),
+        );
+    }
+    mock.put(
+        Resource::Nodes,
+        json!({"metadata": {"name": "n1", "labels": {"role": "infra"}},
+               "status": {"addresses": [{"type": "InternalIP", "address": "192.168.9.1"}]}}),
+    );
+    mock.put(
+        Resource::AdminNetworkPolicies,
+        json!({"metadata": {"name": "no-dev"}, "spec": {"priority": 1, "subject": {"namespaces": {"matchLabels": {"team": "shop"}}},
+               "ingress": [{"action": "Deny", "from": [{"namespaces": {"matchLabels": {"team": "dev"}}}]}],
+               "egress": [{"action": "Deny", "to": [{"nodes": {"matchLabels": {"role": "infra"}}}]}]}}),
+    );
+    let dir = TempDir::new("live-cnp");
+    let config = kubeconfig(dir.path(), mock.addr());
+    let check = |from: &str, to: &str| {
+        palisade(dir.path(), &config, &["check", "--context", "mock", "--from", from, "--to", to, "--port", "80"])
+    };
+    let (out, err, code) = check("dev/client", "shop/web");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("denied by admin AdminNetworkPolicy/no-dev priority 1 ingress rule 0"), "{out}");
+    let (out, _, code) = check("shop/web", "192.168.9.1");
+    assert_eq!(code, 1, "the node's address, from the Node object: {out}");
+    assert_eq!(check("shop/web", "dev/client").2, 0);
+    runtime.block_on(mock.shutdown());
+}

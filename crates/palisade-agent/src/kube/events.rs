@@ -1,5 +1,7 @@
-//! Kubernetes Events on NetworkPolicies rejected as invalid, one per
-//! distinct message (relists do not repeat them).
+//! Kubernetes Events on policies (NetworkPolicies and cluster policies)
+//! rejected as invalid, one per distinct message (relists do not repeat
+//! them). Events about a cluster-scoped policy go to the `default`
+//! namespace, as Kubernetes does for cluster-scoped objects.
 
 use std::collections::BTreeMap;
 
@@ -39,8 +41,9 @@ impl EventReporter {
             return;
         }
         self.reported.insert(key.clone(), message.clone());
-        let event = policy_event(&key.namespace, &key.name, &message, &self.host);
-        let api: kube::Api<Event> = kube::Api::namespaced(self.client.clone(), &key.namespace);
+        let event = policy_event(key, &message, &self.host);
+        let namespace = event.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let api: kube::Api<Event> = kube::Api::namespaced(self.client.clone(), &namespace);
         let object = key.to_string();
         tokio::spawn(async move {
             if let Err(e) = api.create(&kube::api::PostParams::default(), &event).await {
@@ -50,24 +53,29 @@ impl EventReporter {
     }
 }
 
-/// A Warning Event on a NetworkPolicy that was rejected, naming the fields.
+/// A Warning Event on a policy that was rejected, naming the fields (in
+/// `default` for a cluster-scoped policy).
 #[must_use]
-pub fn policy_event(namespace: &str, name: &str, message: &str, host: &str) -> Event {
+pub fn policy_event(key: &ObjectKey, message: &str, host: &str) -> Event {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let (group, version, kind) = super::gvk(key.kind);
+    let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let namespaced = key.kind.namespaced();
+    let event_namespace = if namespaced { key.namespace.as_str() } else { "default" };
     Event {
         metadata: ObjectMeta {
-            generate_name: Some(format!("{name}.")),
-            namespace: Some(namespace.into()),
+            generate_name: Some(format!("{}.", key.name)),
+            namespace: Some(event_namespace.into()),
             ..ObjectMeta::default()
         },
         involved_object: ObjectReference {
-            api_version: Some("networking.k8s.io/v1".into()),
-            kind: Some("NetworkPolicy".into()),
-            name: Some(name.into()),
-            namespace: Some(namespace.into()),
+            api_version: Some(api_version),
+            kind: Some(kind.into()),
+            name: Some(key.name.clone()),
+            namespace: namespaced.then(|| key.namespace.clone()),
             ..ObjectReference::default()
         },
-        reason: Some("InvalidNetworkPolicy".into()),
+        reason: Some(format!("Invalid{kind}")),
         message: Some(format!("rejected by Palisade, not enforced as written: {message}")),
         type_: Some("Warning".into()),
         source: Some(EventSource { component: Some("palisade".into()), host: Some(host.into()) }),

@@ -1,5 +1,8 @@
 //! The Kubernetes API as a source: one kube-rs watcher per kind
-//! (Namespaces, Pods, NetworkPolicies, all namespaces) feeding the driver.
+//! (Namespaces, Pods, NetworkPolicies, all namespaces; and, when the cluster
+//! serves the `policy.networking.k8s.io` API, its ClusterNetworkPolicies,
+//! AdminNetworkPolicies and BaselineAdminNetworkPolicies, and Nodes)
+//! feeding the driver.
 //!
 //! ```text
 //! watcher(Namespace) \
@@ -49,6 +52,24 @@ pub fn gvk(kind: ObjectKind) -> (&'static str, &'static str, &'static str) {
             ("policy.networking.k8s.io", "v1alpha1", "BaselineAdminNetworkPolicy")
         }
         ObjectKind::Node => ("", "v1", "Node"),
+    }
+}
+
+/// The path that lists every object of `kind` (all namespaces).
+#[must_use]
+pub fn list_path(kind: ObjectKind) -> String {
+    let plural = match kind {
+        ObjectKind::Namespace => "namespaces",
+        ObjectKind::Pod => "pods",
+        ObjectKind::NetworkPolicy => "networkpolicies",
+        ObjectKind::ClusterNetworkPolicy => "clusternetworkpolicies",
+        ObjectKind::AdminNetworkPolicy => "adminnetworkpolicies",
+        ObjectKind::BaselineAdminNetworkPolicy => "baselineadminnetworkpolicies",
+        ObjectKind::Node => "nodes",
+    };
+    match gvk(kind) {
+        ("", version, _) => format!("/api/{version}/{plural}"),
+        (group, version, _) => format!("/apis/{group}/{version}/{plural}"),
     }
 }
 
@@ -109,6 +130,37 @@ pub fn watch(client: Client, kind: ObjectKind) -> impl Stream<Item = WatchEvent>
     })
 }
 
+/// How often the source looks again for the cluster policy API.
+const REDISCOVER: Duration = Duration::from_secs(60);
+
+/// The cluster policy kinds the cluster serves (their CRDs installed), and
+/// Node when it serves any: `nodes` peers select Nodes, and watching them
+/// from the start means a Deny to nodes never starts out matching none.
+/// `None` when the API server could not say (an error other than 404).
+pub async fn served_policy_kinds(client: &Client) -> Option<Vec<ObjectKind>> {
+    let mut kinds = Vec::new();
+    let mut known = true;
+    for kind in state::POLICY_API_KINDS {
+        let (group, version, name) = gvk(kind);
+        match client.list_api_group_resources(&format!("{group}/{version}")).await {
+            Ok(list) => {
+                if list.resources.iter().any(|r| r.kind == name) {
+                    kinds.push(kind);
+                }
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                warn!(kind = name, error = %e, "cannot tell whether the cluster serves this kind; asking again later");
+                known = false;
+            }
+        }
+    }
+    if !kinds.is_empty() {
+        kinds.push(ObjectKind::Node);
+    }
+    (known || !kinds.is_empty()).then_some(kinds)
+}
+
 /// Watch events waiting in the channel are handled together (one batch).
 const CHANNEL: usize = 4096;
 /// How often a quiet source looks at its stop flag.
@@ -141,27 +193,42 @@ impl Source for KubeApi {
         let KubeApi { client, runtime, host } = *self;
         runtime.clone().block_on(async move {
             let (tx, mut rx) = mpsc::channel::<WatchEvent>(CHANNEL);
-            let watchers: Vec<_> = KINDS
-                .iter()
-                .map(|kind| {
-                    let (tx, client, kind) = (tx.clone(), client.clone(), *kind);
-                    runtime.spawn(async move {
-                        let mut events = std::pin::pin!(watch(client, kind));
-                        while let Some(event) = events.next().await {
-                            if tx.send(event).await.is_err() {
-                                return;
-                            }
+            let mut kinds: Vec<ObjectKind> = KINDS.to_vec();
+            kinds.extend(served_policy_kinds(&client).await.unwrap_or_default());
+            let spawn = |kind: ObjectKind| {
+                let (tx, client) = (tx.clone(), client.clone());
+                runtime.spawn(async move {
+                    let mut events = std::pin::pin!(watch(client, kind));
+                    while let Some(event) = events.next().await {
+                        if tx.send(event).await.is_err() {
+                            return;
                         }
-                    })
+                    }
                 })
-                .collect();
-            let mut state = KubeState::default();
-            let mut reporter = EventReporter::new(client, &host);
+            };
+            let mut watchers: Vec<_> = kinds.iter().map(|kind| spawn(*kind)).collect();
+            let mut state = KubeState::watching(&kinds);
+            let mut reporter = EventReporter::new(client.clone(), &host);
             let mut tick = tokio::time::interval(STOP_CHECK);
+            let mut rediscover = tokio::time::interval(REDISCOVER);
+            rediscover.tick().await;
             while !stop.load(Ordering::Relaxed) {
                 let first = tokio::select! {
                     event = rx.recv() => event,
                     _ = tick.tick() => continue,
+                    _ = rediscover.tick() => {
+                        // A cluster policy API installed since the start is
+                        // watched from now on (its kinds do not hold back
+                        // readiness: their first list arrives as changes).
+                        for kind in served_policy_kinds(&client).await.unwrap_or_default() {
+                            if !kinds.contains(&kind) {
+                                tracing::info!(kind = kind.as_str(), "the cluster now serves this kind: watching it");
+                                kinds.push(kind);
+                                watchers.push(spawn(kind));
+                            }
+                        }
+                        continue;
+                    }
                 };
                 let Some(first) = first else { break };
                 let mut batch = Batch::default();
@@ -171,7 +238,7 @@ impl Source for KubeApi {
                     let handled = state.handle(event);
                     batch.changes.extend(handled.changes);
                     for (key, errors) in handled.rejected {
-                        if key.kind == ObjectKind::NetworkPolicy {
+                        if !matches!(key.kind, ObjectKind::Namespace | ObjectKind::Pod | ObjectKind::Node) {
                             reporter.rejected_policy(&key, &errors);
                         }
                     }

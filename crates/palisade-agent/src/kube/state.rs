@@ -7,7 +7,7 @@
 //! and turned into changes whole when it completes, so it never removes
 //! objects midway. Objects that fail conversion keep their last good state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use palisade_manifests::{ApiObject, LoadError};
 use palisade_policy::{ObjectKey, ObjectKind};
@@ -15,12 +15,14 @@ use tracing::{debug, warn};
 
 use crate::change::Change;
 
-/// Every watched kind.
+/// The kinds every cluster serves, always watched.
 pub const KINDS: [ObjectKind; 3] = [ObjectKind::Namespace, ObjectKind::Pod, ObjectKind::NetworkPolicy];
 
-fn slot(kind: ObjectKind) -> usize {
-    KINDS.iter().position(|k| *k == kind).expect("events come only for watched kinds")
-}
+/// The kinds watched when the cluster serves the `policy.networking.k8s.io`
+/// API (their CRDs are installed): the cluster policy kinds it serves, and
+/// Nodes, which `nodes` peers select.
+pub const POLICY_API_KINDS: [ObjectKind; 3] =
+    [ObjectKind::ClusterNetworkPolicy, ObjectKind::AdminNetworkPolicy, ObjectKind::BaselineAdminNetworkPolicy];
 
 /// One watcher report, converted.
 #[derive(Debug)]
@@ -50,22 +52,45 @@ pub struct Handled {
 /// the objects it rejects. The driver's index is the only store of the
 /// objects themselves: a completed relist sends the listed keys
 /// ([`Change::Relisted`]) and the driver drops what was not listed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KubeState {
     /// A relist in progress, per kind: converted objects (`None` for one
     /// that failed to convert: its last good state stays, or for one of the
     /// first list, which went out at once).
-    relist: [Option<BTreeMap<ObjectKey, Option<ApiObject>>>; 3],
-    synced: [bool; 3],
+    relist: BTreeMap<ObjectKind, BTreeMap<ObjectKey, Option<ApiObject>>>,
+    /// Kinds whose first list is complete.
+    synced: BTreeSet<ObjectKind>,
+    /// Kinds that must be listed before the state is ready (those watched
+    /// from the start; a kind whose API appears later does not hold back
+    /// what is already enforced).
+    required: BTreeSet<ObjectKind>,
     /// Objects currently rejected, with why.
     pub rejected: BTreeMap<ObjectKey, Vec<LoadError>>,
 }
 
+impl Default for KubeState {
+    /// The state of a source watching [`KINDS`].
+    fn default() -> Self {
+        Self::watching(&KINDS)
+    }
+}
+
 impl KubeState {
-    /// Whether every kind has completed its first list.
+    /// The state of a source that watches `kinds` from the start.
+    #[must_use]
+    pub fn watching(kinds: &[ObjectKind]) -> Self {
+        KubeState {
+            relist: BTreeMap::new(),
+            synced: BTreeSet::new(),
+            required: kinds.iter().copied().collect(),
+            rejected: BTreeMap::new(),
+        }
+    }
+
+    /// Whether every kind watched from the start has completed its first list.
     #[must_use]
     pub fn ready(&self) -> bool {
-        self.synced.iter().all(|s| *s)
+        self.required.is_subset(&self.synced)
     }
 
     /// The current problems, one line per rejected object.
@@ -84,27 +109,29 @@ impl KubeState {
     pub fn handle(&mut self, event: WatchEvent) -> Handled {
         let mut out = Handled::default();
         match event {
-            WatchEvent::InitStart(kind) => self.relist[slot(kind)] = Some(BTreeMap::new()),
+            WatchEvent::InitStart(kind) => {
+                self.relist.insert(kind, BTreeMap::new());
+            }
             WatchEvent::InitApply(key, converted) => {
                 let kind = key.kind;
                 let object = self.accept(&key, converted, &mut out);
                 let object = match object {
-                    Some(object) if !self.synced[slot(kind)] => {
+                    Some(object) if !self.synced.contains(&kind) => {
                         put(object, &mut out);
                         None
                     }
                     other => other,
                 };
-                self.relist[slot(kind)].get_or_insert_with(BTreeMap::new).insert(key, object);
+                self.relist.entry(kind).or_default().insert(key, object);
             }
             WatchEvent::InitDone(kind) => {
-                let listed = self.relist[slot(kind)].take().unwrap_or_default();
+                let listed = self.relist.remove(&kind).unwrap_or_default();
                 out.changes.push(Change::Relisted(kind, listed.keys().cloned().collect()));
                 // An object that failed to convert keeps what the driver has (if anything).
                 for object in listed.into_values().flatten() {
                     put(object, &mut out);
                 }
-                self.synced[slot(kind)] = true;
+                self.synced.insert(kind);
                 debug!(kind = kind.as_str(), "list complete");
             }
             WatchEvent::Apply(key, converted) => {
