@@ -321,21 +321,16 @@ async fn serve(mut conn: TcpStream, shared: Arc<Mutex<Shared>>) {
             }
             continue;
         }
-        if path == "/apis" {
-            // API discovery: no groups beyond the built-in ones served here.
-            let body = json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}).to_string();
-            let response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            if conn.write_all(response.as_bytes()).await.is_err() {
-                return;
-            }
-            continue;
-        }
         let policy_api = shared.lock().expect("lock").policy_api;
-        if let Some(list) = path.strip_prefix("/apis/").filter(|_| policy_api).and_then(policy_resource_list) {
-            let body = list.to_string();
+        // API discovery: the group list (no groups beyond the built-in ones
+        // served here), and the policy API's resource lists when served.
+        let discovery = if path == "/apis" {
+            Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}))
+        } else {
+            path.strip_prefix("/apis/").filter(|_| policy_api).and_then(policy_resource_list)
+        };
+        if let Some(body) = discovery {
+            let body = body.to_string();
             let response = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
