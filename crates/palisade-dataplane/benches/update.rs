@@ -5,6 +5,10 @@
 //! and the agent's whole CPU path: the update (or the full program) and the
 //! nfnetlink batch encoded from its transaction.
 //!
+//! The `tiers_` benches run the same on S with 1,000 ClusterNetworkPolicies
+//! of both tiers on top (`palisade_policy::synth::cluster_policies`): the
+//! full build, a remote pod relabel, and one cluster policy edited.
+//!
 //! `cargo bench -p palisade-dataplane --bench update`
 
 use std::collections::BTreeMap;
@@ -46,6 +50,19 @@ fn index() -> ClusterIndex {
     index
 }
 
+/// Cluster policies on top of S.
+const TIERS: usize = 1_000;
+
+/// [`index`] with [`TIERS`] cluster policies.
+fn index_with_tiers() -> ClusterIndex {
+    let mut index = index();
+    for policy in palisade_policy::synth::cluster_policies(TIERS, 1) {
+        index.apply_cluster_policy(policy);
+    }
+    let _ = index.take_changes();
+    index
+}
+
 fn ifaces(index: &ClusterIndex) -> BTreeMap<IpAddr, String> {
     let mut out = BTreeMap::new();
     for (i, id) in index.pods_sorted().into_iter().enumerate() {
@@ -83,10 +100,58 @@ fn full_build(bencher: Bencher) {
     bencher.bench_local(|| Incremental::new(black_box(&index), scope(), &links));
 }
 
+#[divan::bench(sample_count = 10)]
+fn tiers_full_build(bencher: Bencher) {
+    let index = index_with_tiers();
+    let links = ifaces(&index);
+    bencher.bench_local(|| Incremental::new(black_box(&index), scope(), &links));
+}
+
+#[divan::bench(sample_count = 20, sample_size = 5)]
+fn tiers_remote_pod_relabel_incremental(bencher: Bencher) {
+    relabels_in(index_with_tiers(), bencher, |_, tx| tx.is_some());
+}
+
+/// One of the cluster policies that select every namespace (so every
+/// local pod lists it) has its first rule's port toggled.
+#[divan::bench(sample_count = 20, sample_size = 5)]
+fn tiers_cluster_policy_change_incremental(bencher: Bencher) {
+    let mut index = index_with_tiers();
+    let links = ifaces(&index);
+    let mut incremental = Incremental::new(&index, scope(), &links);
+    let id = index
+        .cluster_policies()
+        .iter()
+        .copied()
+        .find(|id| {
+            let p = index.cluster_policy(*id).policy();
+            p.subject == palisade_policy::Subject::Namespaces(palisade_policy::LabelSelector::default())
+                && p.ingress.first().is_some_and(|r| r.ports.is_some())
+        })
+        .expect("a cluster policy over every namespace");
+    let mut policy = index.cluster_policy(id).policy().clone();
+    let mut flip = 0u16;
+    bencher.bench_local(|| {
+        flip ^= 1;
+        policy.ingress[0].ports = Some(vec![palisade_policy::ClusterPort::Range {
+            protocol: Protocol::Tcp,
+            start: 7000 + flip,
+            end: 7000 + flip,
+        }]);
+        index.apply_cluster_policy(policy.clone());
+        let changes = index.take_changes().expect("tracking");
+        incremental.update(&index, &changes, &links).0.is_some()
+    });
+}
+
 /// Remote pod relabels, one after another, each through the incremental
 /// update; `then` gets the incremental state and the update's transaction.
 fn relabels<R>(bencher: Bencher, then: impl Fn(&Incremental, Option<Transaction>) -> R) {
-    let mut index = index();
+    relabels_in(index(), bencher, then);
+}
+
+/// [`relabels`] on `index`.
+fn relabels_in<R>(mut index: ClusterIndex, bencher: Bencher, then: impl Fn(&Incremental, Option<Transaction>) -> R) {
     let links = ifaces(&index);
     let mut incremental = Incremental::new(&index, scope(), &links);
     let (mut pod, labels) = relabel_target(&index, &incremental);

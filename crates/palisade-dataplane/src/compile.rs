@@ -79,9 +79,10 @@ pub(crate) fn compile_node<S: BuildHasher>(
     }
     for name in needed_tiers(&pods) {
         let Some(id) = index.cluster_policy_id(&name) else { continue };
-        let (program, deps) = crate::compile_tiers::compile_tier(index, id, scope, keys);
+        let (program, deps, members) = crate::compile_tiers::compile_tier(index, id, scope, keys);
         compiled.program.tiers.insert(name.clone(), program);
-        compiled.deps.insert(name, deps);
+        compiled.deps.insert(name.clone(), deps);
+        compiled.members.insert(name, members);
     }
     compiled.program.pods = pods;
     compiled.program.cluster_addrs = cluster_addrs(index).flat_map(|(_, addrs)| addrs).copied().collect();
@@ -150,9 +151,13 @@ pub(crate) fn needed_policies(pods: &BTreeMap<ObjectKey, LocalPod>) -> BTreeSet<
     pods.values().flat_map(|p| p.ingress.iter().chain(&p.egress).flatten().cloned()).collect()
 }
 
-/// Cluster policies some local pod lists, by key.
+/// Cluster policies some local pod lists, by key. (Every local pod may list
+/// the same hundreds: they are told apart by hash first, and only the
+/// distinct ones sorted.)
 pub(crate) fn needed_tiers(pods: &BTreeMap<ObjectKey, LocalPod>) -> BTreeSet<ObjectKey> {
-    pods.values().flat_map(|p| p.admin.iter().chain(&p.baseline).flatten().cloned()).collect()
+    let distinct: FxHashSet<&ObjectKey> =
+        pods.values().flat_map(|p| p.admin.iter().chain(&p.baseline).flatten()).collect();
+    distinct.into_iter().cloned().collect()
 }
 
 /// Pods a compiled policy depends on.

@@ -507,9 +507,33 @@ impl<S: BuildHasher + Default> Incremental<S> {
             if !stale {
                 continue;
             }
-            stats.policies_compiled += 1;
-            let (program, deps) = crate::compile_tiers::compile_tier(index, id, &self.scope, &mut self.keys);
-            self.deps.insert(name.clone(), deps);
+            // Only pods changed for it: update its sets from the changed
+            // pods alone; otherwise recompile it.
+            let pods_only =
+                !changes.cluster_policies.contains(name) && changes.namespaces.is_empty() && changes.nodes.is_empty();
+            let program = match self.program.tiers.get(name) {
+                Some(old) if pods_only => {
+                    stats.policies_updated += 1;
+                    let members = self.members.entry(name.clone()).or_default();
+                    let deps = self.deps.entry(name.clone()).or_default();
+                    crate::compile_tiers::update_tier_members(
+                        index,
+                        id,
+                        &self.scope,
+                        old.clone(),
+                        (members, deps),
+                        changed_pods,
+                    )
+                }
+                _ => {
+                    stats.policies_compiled += 1;
+                    let (program, deps, members) =
+                        crate::compile_tiers::compile_tier(index, id, &self.scope, &mut self.keys);
+                    self.deps.insert(name.clone(), deps);
+                    self.members.insert(name.clone(), members);
+                    program
+                }
+            };
             match self.program.tiers.get(name) {
                 Some(old) if *old == program => {}
                 Some(old)
@@ -518,12 +542,8 @@ impl<S: BuildHasher + Default> Incremental<S> {
                 {
                     stats.policies_patched += 1;
                 }
-                old => {
-                    if old.is_some_and(|o| Direction::BOTH.iter().any(|d| o.passes(*d)))
-                        || Direction::BOTH.iter().any(|d| program.passes(*d))
-                    {
-                        inlined_changed.insert(name.clone());
-                    }
+                _ => {
+                    inlined_changed.insert(name.clone());
                     dirty.insert(Owner::Tier(name.clone()));
                 }
             }
@@ -533,6 +553,7 @@ impl<S: BuildHasher + Default> Incremental<S> {
         for name in gone {
             self.program.tiers.remove(&name);
             self.deps.remove(&name);
+            self.members.remove(&name);
             dirty.insert(Owner::Tier(name));
         }
         // List chains inline the rules of policies with Pass rules: the pods

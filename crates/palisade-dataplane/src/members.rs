@@ -99,6 +99,24 @@ impl<T: Ord + Copy> PodCounts<T> {
         }
     }
 
+    /// What `pod` contributes, if it is recorded.
+    pub(crate) fn contribution(&self, pod: PodRef) -> Option<&[T]> {
+        self.by_pod.get(&pod).map(Vec::as_slice)
+    }
+
+    /// Records what `pod` contributes now (`None`: nothing, it is no
+    /// member); returns whether that changed anything.
+    pub(crate) fn replace(&mut self, pod: PodRef, now: Option<&[T]>) -> bool {
+        if self.contribution(pod) == now {
+            return false;
+        }
+        self.remove(pod);
+        if let Some(items) = now {
+            self.add(pod, items);
+        }
+        true
+    }
+
     /// What `pod` contributes now.
     pub(crate) fn of(&self, pod: PodRef) -> &[T] {
         self.by_pod.get(&pod).map_or(&[], Vec::as_slice)

@@ -278,7 +278,8 @@ pub(crate) fn render_policy(
         }
         let mut chain = Vec::new();
         for rule in rules {
-            render_rule(r, &mut chain, &mut shared, rule, dir, &[Statement::Verdict(Verdict::Accept)]);
+            let style = RuleStyle { verdict: &[Statement::Verdict(Verdict::Accept)], ports_first: false, sets: true };
+            render_rule(r, &mut chain, &mut shared, rule, dir, style);
         }
         r.chains.insert(policy_chain(key, dir), Chain { base: None, rules: chain });
     }
@@ -529,17 +530,34 @@ fn numeric_matches(r: &mut Table, shared: &mut BTreeSet<String>, numeric: &[(Pro
     out
 }
 
-/// Renders one policy rule as chain rules, creating its sets. Which rules
-/// exist depends on the policy alone (peer kinds, port kinds); the pods of
-/// the cluster only fill the sets.
+/// How [`render_rule`] renders a rule.
+#[derive(Clone, Copy)]
+pub(crate) struct RuleStyle<'a> {
+    /// What a match leads to.
+    pub(crate) verdict: &'a [Statement],
+    /// A numeric port match before the peer match (a comparison that fails
+    /// before a set lookup: cluster policy rules, which every connection
+    /// of the pods they select crosses in order, mostly name ports).
+    pub(crate) ports_first: bool,
+    /// Whether to build the pod-peer and named-port sets, whose names do
+    /// not depend on their elements (`false` where another part of the
+    /// table renders the same sets: a cluster policy's rules in a pod's
+    /// list chain).
+    pub(crate) sets: bool,
+}
+
+/// Renders one policy rule as chain rules, creating its sets, as `style`
+/// says. Which rules exist depends on the policy alone (peer kinds, port
+/// kinds); the pods of the cluster only fill the sets.
 pub(crate) fn render_rule(
     r: &mut Table,
     chain: &mut Vec<Rule>,
     shared: &mut BTreeSet<String>,
     rule: &RuleProgram,
     dir: Direction,
-    verdict: &[Statement],
+    style: RuleStyle<'_>,
 ) {
+    let RuleStyle { verdict, ports_first, sets } = style;
     let peer = |v6: bool| Expr::addr(v6, peer_field(dir));
     // Peer alternatives: (family, match), or one family-free alternative.
     let mut alternatives: Vec<(Option<bool>, Option<Statement>)> = Vec::new();
@@ -550,9 +568,11 @@ pub(crate) fn render_rule(
                 let family = if v6 { "6" } else { "4" };
                 if let Some(pods) = &peers.pods {
                     let name = pods_set(&peers.pods_id, v6);
-                    let elements = pods.iter().filter(|a| a.is_ipv6() == v6).map(|a| addr_element(*a)).collect();
                     shared.insert(name.clone());
-                    r.sets.insert(name.clone(), set(vec![KeyType::addr(v6)], false, elements));
+                    if sets {
+                        let elements = pods.iter().filter(|a| a.is_ipv6() == v6).map(|a| addr_element(*a)).collect();
+                        r.sets.insert(name.clone(), set(vec![KeyType::addr(v6)], false, elements));
+                    }
                     alternatives.push((Some(v6), Some(Statement::lookup(vec![peer(v6)], name))));
                 }
                 if let Some(blocks) = &peers.blocks {
@@ -580,12 +600,14 @@ pub(crate) fn render_rule(
     let named_match = |r: &mut Table, shared: &mut BTreeSet<String>, v6: bool, ports: &PortSet| {
         let name = named_set(&ports.named_id, v6);
         shared.insert(name.clone());
-        let elements =
-            ports.named.iter().filter(|(addr, ..)| addr.is_ipv6() == v6).map(|n| named_element(*n)).collect();
-        r.sets.insert(
-            name.clone(),
-            set(vec![KeyType::addr(v6), KeyType::InetProto, KeyType::InetService], false, elements),
-        );
+        if sets {
+            let elements =
+                ports.named.iter().filter(|(addr, ..)| addr.is_ipv6() == v6).map(|n| named_element(*n)).collect();
+            r.sets.insert(
+                name.clone(),
+                set(vec![KeyType::addr(v6), KeyType::InetProto, KeyType::InetService], false, elements),
+            );
+        }
         Statement::lookup(vec![Expr::addr(v6, AddrField::Daddr), Expr::L4proto, Expr::Dport], name)
     };
     let mut emit = |mut statements: Vec<Statement>| {
@@ -598,7 +620,11 @@ pub(crate) fn render_rule(
             None => emit(peer.clone()),
             Some(ports) => {
                 for numeric in &numeric {
-                    emit(peer.iter().cloned().chain([numeric.clone()]).collect());
+                    if ports_first {
+                        emit([numeric.clone()].into_iter().chain(peer.iter().cloned()).collect());
+                    } else {
+                        emit(peer.iter().cloned().chain([numeric.clone()]).collect());
+                    }
                 }
                 if ports.has_named {
                     let families = family.map_or(vec![false, true], |v6| vec![v6]);

@@ -243,6 +243,10 @@ enum LabCommand {
         /// the conntrack-only table.
         #[arg(long)]
         attribution: bool,
+        /// Add this many ClusterNetworkPolicies of both tiers (the
+        /// synthetic set the update benchmark uses) on top of the cluster.
+        #[arg(long, default_value_t = 0)]
+        tiers: usize,
     },
     /// (internal) Serve the lab pods' ports until killed.
     #[command(hide = true)]
@@ -299,8 +303,8 @@ fn run_lab(command: LabCommand) -> anyhow::Result<u8> {
             palisade_lab::session::down()?;
             0
         }
-        LabCommand::Bench { seconds, attribution } => {
-            palisade_lab::bench::run(seconds.clamp(0.2, 30.0), attribution)?;
+        LabCommand::Bench { seconds, attribution, tiers } => {
+            palisade_lab::bench::run(seconds.clamp(0.2, 30.0), attribution, tiers.min(10_000))?;
             0
         }
         LabCommand::Serve => {

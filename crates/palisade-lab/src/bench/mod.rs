@@ -21,6 +21,7 @@
 mod agent;
 mod attribution;
 
+use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -83,9 +84,13 @@ fn bench_pod(name: &str, ip: &str) -> Pod {
     }
 }
 
-fn cluster(local_every: usize) -> ClusterIndex {
+fn cluster(local_every: usize, tiers: usize) -> ClusterIndex {
     let c = cluster_objects(local_every);
-    ClusterIndex::from_objects(c.namespaces, c.pods, c.policies)
+    let mut index = ClusterIndex::from_objects(c.namespaces, c.pods, c.policies);
+    for policy in palisade_policy::synth::cluster_policies(tiers, 1) {
+        index.apply_cluster_policy(policy);
+    }
+    index
 }
 
 /// The benchmark's cluster as objects: S with every `local_every`-th pod on
@@ -255,8 +260,11 @@ pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Runs the benchmark and prints a report; with `attribution`, the
 /// attribution of Palisade's cost per new connection instead (see
-/// `attribution.rs`).
-pub fn run(seconds: f64, attribution: bool) -> Result<()> {
+/// `attribution.rs`). `tiers` cluster policies of both tiers
+/// (`palisade_policy::synth::cluster_policies`) go on top of the cluster;
+/// a tenth of them select every namespace, so the benchmark's connections
+/// cross their rules (none matches them: the NetworkPolicies still decide).
+pub fn run(seconds: f64, attribution: bool, tiers: usize) -> Result<()> {
     let prefix = unique_prefix();
     let mut topo = Topology::new(&prefix).context("node namespace")?;
     let client_ip: IpAddr = "10.250.0.1".parse()?;
@@ -270,7 +278,7 @@ pub fn run(seconds: f64, attribution: bool) -> Result<()> {
     let nft = NftCli::in_netns(topo.node.name());
 
     let t = Instant::now();
-    let index = cluster(100);
+    let index = cluster(100, tiers);
     let built_index = t.elapsed();
     let t = Instant::now();
     let program = compile(&index, &NodeScope::Node("lab".into()), &topo.pod_ifaces());
@@ -282,7 +290,7 @@ pub fn run(seconds: f64, attribution: bool) -> Result<()> {
     let applied = t.elapsed();
     let stats = program.stats();
     println!(
-        "cluster: 10,000 pods + 2, 501 namespaces, 5,003 policies; index built in {:.0} ms",
+        "cluster: 10,000 pods + 2, 501 namespaces, 5,003 policies, {tiers} cluster policies; index built in {:.0} ms",
         built_index.as_secs_f64() * 1e3
     );
     println!(
@@ -352,12 +360,16 @@ pub fn run(seconds: f64, attribution: bool) -> Result<()> {
     Ok(())
 }
 
+/// The kinds of change the update measurement alternates.
+const CHANGES: [&str; 3] = ["remote pod relabel", "policy change", "cluster policy change"];
+
 /// Incremental updates through the agent's path: index change, the
 /// incremental compiler (recompile and re-render what the change affects,
 /// diff those parts), one netlink batch sent from inside the node's
-/// namespace as the agent runs it. Two kinds of change alternate: a remote
-/// pod relabelled in and out of the server's peer set, and the server's
-/// policy edited.
+/// namespace as the agent runs it. The kinds of change alternate: a remote
+/// pod relabelled in and out of the server's peer set, the server's
+/// policy edited, and, when the cluster has cluster policies, one that
+/// selects every namespace edited.
 fn updates(index: ClusterIndex, topo: &Topology, applied: Rendered) -> Result<()> {
     let ifaces = topo.pod_ifaces();
     let node = topo.node.name().to_string();
@@ -367,15 +379,16 @@ fn updates(index: ClusterIndex, topo: &Topology, applied: Rendered) -> Result<()
         full_netlink.as_secs_f64() * 1e3
     );
     let per = |d: Duration| d.as_secs_f64() * 1e3 / 100.0;
+    let kinds = latencies.len();
+    let mut line = String::from("update phases, mean (incremental compile + render + diff, then kernel):");
+    for (name, phase) in CHANGES.iter().zip(&phases).take(kinds) {
+        let _ = write!(line, " {name}: {:.2} ms and {:.2} ms;", per(phase[0]), per(phase[1]));
+    }
     println!(
-        "update phases, mean: remote pod relabel: incremental compile + render + diff {:.2} ms, kernel {:.2} ms; policy change: {:.2} ms and {:.2} ms ({:.1} policies recompiled per change; every transaction one netlink batch on the agent's socket)",
-        per(phases[0][0]),
-        per(phases[0][1]),
-        per(phases[1][0]),
-        per(phases[1][1]),
-        compiled as f64 / 200.0
+        "{line} {:.1} policies recompiled per change; every transaction one netlink batch on the agent's socket",
+        compiled as f64 / (100 * kinds) as f64
     );
-    for (name, mut v) in [("remote pod relabel", latencies.0), ("policy change", latencies.1)] {
+    for (name, mut v) in CHANGES.iter().zip(latencies) {
         v.sort();
         println!(
             "{name}: change to kernel updated p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} changes)",
@@ -388,7 +401,16 @@ fn updates(index: ClusterIndex, topo: &Topology, applied: Rendered) -> Result<()
     Ok(())
 }
 
-type UpdateTimes = ((Vec<Duration>, Vec<Duration>), [[Duration; 2]; 2], usize, Duration);
+type UpdateTimes = (Vec<Vec<Duration>>, [[Duration; 2]; 3], usize, Duration);
+
+/// A cluster policy over every namespace with a ported ingress rule (its
+/// port is what the measurement toggles).
+fn cluster_policy_to_edit(index: &ClusterIndex) -> Option<palisade_policy::ClusterPolicy> {
+    index.cluster_policies().iter().map(|id| index.cluster_policy(*id).policy().clone()).find(|p| {
+        p.subject == palisade_policy::Subject::Namespaces(palisade_policy::LabelSelector::default())
+            && p.ingress.first().is_some_and(|r| r.ports.is_some())
+    })
+}
 
 /// Runs inside the node's namespace (so `nft` needs no `ip netns exec`).
 fn update_loop(
@@ -403,30 +425,43 @@ fn update_loop(
     let mut pod = index.pod_object(remote);
     let policy_id = index.policy_id("bench", "server").context("bench/server")?;
     let mut policy = index.policy(policy_id).policy().clone();
+    let mut tier = cluster_policy_to_edit(&index);
     index.track_changes();
     let mut incremental = palisade_dataplane::Incremental::new(&index, scope, ifaces);
     crate::ensure!(incremental.rendered() == applied, "the incremental compiler starts from the applied table");
     let t = Instant::now();
     nft.apply(&palisade_dataplane::transaction::full(applied), applied)?;
     let full_netlink = t.elapsed();
-    let mut latencies = (Vec::new(), Vec::new());
-    let mut phases = [[Duration::ZERO; 2]; 2];
+    let kinds = if tier.is_some() { 3 } else { 2 };
+    let mut latencies = vec![Vec::new(); kinds];
+    let mut phases = [[Duration::ZERO; 2]; 3];
     let mut compiled = 0;
     for i in 0..100 {
-        for (kind, phase) in phases.iter_mut().enumerate() {
+        for kind in 0..kinds {
             let t = Instant::now();
-            if kind == 0 {
-                pod.labels.insert("role".into(), if i % 2 == 0 { "db".into() } else { "web".into() });
-                index.apply_pod(pod.clone());
-            } else {
-                policy.ingress[0].ports[1] = palisade_policy::RulePort {
-                    protocol: palisade_policy::Protocol::Tcp,
-                    target: palisade_policy::PortTarget::Range {
-                        start: 9091 - (i % 2) as u16,
-                        end: 9091 - (i % 2) as u16,
-                    },
-                };
-                index.apply_policy(policy.clone());
+            let port = 9091 - (i % 2) as u16;
+            match (kind, &mut tier) {
+                (0, _) => {
+                    pod.labels.insert("role".into(), if i % 2 == 0 { "db".into() } else { "web".into() });
+                    index.apply_pod(pod.clone());
+                }
+                (1, _) => {
+                    policy.ingress[0].ports[1] = palisade_policy::RulePort {
+                        protocol: palisade_policy::Protocol::Tcp,
+                        target: palisade_policy::PortTarget::Range { start: port, end: port },
+                    };
+                    index.apply_policy(policy.clone());
+                }
+                (_, Some(tier)) => {
+                    let range = palisade_policy::ClusterPort::Range {
+                        protocol: palisade_policy::Protocol::Tcp,
+                        start: port,
+                        end: port,
+                    };
+                    tier.ingress[0].ports = Some(vec![range]);
+                    index.apply_cluster_policy(tier.clone());
+                }
+                (_, None) => unreachable!("two kinds without cluster policies"),
             }
             let changes = index.take_changes().context("tracking")?;
             let t0 = Instant::now();
@@ -435,10 +470,10 @@ fn update_loop(
             let tx = tx.context("every change here changes the table")?;
             nft.apply(&tx, incremental.rendered())?;
             let t2 = Instant::now();
-            phase[0] += t1 - t0;
-            phase[1] += t2 - t1;
+            phases[kind][0] += t1 - t0;
+            phases[kind][1] += t2 - t1;
             compiled += stats.policies_compiled;
-            if kind == 0 { &mut latencies.0 } else { &mut latencies.1 }.push(t.elapsed());
+            latencies[kind].push(t.elapsed());
         }
     }
     Ok((latencies, phases, compiled, full_netlink))

@@ -370,20 +370,42 @@ impl ClusterIndex {
     }
 
     /// Whether `pod` can take part in what cluster policy `id` compiles to:
-    /// its subject selects it (its named ports resolve on it), or a pod
-    /// peer of one of its rules matches it. A change to a pod for which this
-    /// is false before and after cannot change the policy's compiled form.
+    /// a pod peer of one of its rules matches it, or its subject selects it
+    /// and the policy has ingress named ports (which resolve on the
+    /// subject's pods). A change to a pod for which this is false before
+    /// and after cannot change the policy's compiled form.
     #[must_use]
     pub fn cluster_pod_may_affect(&self, id: ClusterPolicyId, pod: PodId) -> bool {
         let entry = self.cluster_policy(id);
         let p = self.pod(pod);
         let ns_labels = &self.namespace(p.ns).compiled;
-        entry.selected.binary_search(&pod).is_ok()
+        let named_ingress = entry.rules[Direction::Ingress.slot()]
+            .iter()
+            .any(|r| r.ports.iter().flatten().any(|port| matches!(port, CompiledClusterPort::Named(_))));
+        (named_ingress && entry.selected.binary_search(&pod).is_ok())
             || entry.rules.iter().flatten().flat_map(|r| r.peers.iter()).any(|peer| match peer {
                 CompiledClusterPeer::Pods(namespaces, pods) => {
                     p.endpoint && namespaces.matches(ns_labels) && pods.as_ref().is_none_or(|s| s.matches(&p.labels))
                 }
                 _ => false,
+            })
+    }
+
+    /// Whether a pod peer (`namespaces` or `pods`) of rule `rule` of cluster
+    /// policy `id` for `dir` matches `pod` (endpoints only), as
+    /// [`ClusterIndex::cluster_peer_pods`] matches it.
+    #[must_use]
+    pub fn cluster_rule_pod_peers_match(&self, id: ClusterPolicyId, dir: Direction, rule: usize, pod: PodId) -> bool {
+        let p = self.pod(pod);
+        let ns_labels = &self.namespace(p.ns).compiled;
+        p.endpoint
+            && self.cluster_policy(id).rules[dir.slot()].get(rule).is_some_and(|r| {
+                r.peers.iter().any(|peer| match peer {
+                    CompiledClusterPeer::Pods(namespaces, pods) => {
+                        namespaces.matches(ns_labels) && pods.as_ref().is_none_or(|s| s.matches(&p.labels))
+                    }
+                    _ => false,
+                })
             })
     }
 

@@ -6,6 +6,9 @@
 //! in both directions, so every evaluation path is exercised.
 
 pub mod e2e;
+mod tiers;
+
+pub use tiers::cluster_policies;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
