@@ -2,6 +2,8 @@
 //! and valid manifests with bytes flipped, lines dropped or text truncated.
 //! (The coverage-guided fuzz target in `fuzz/` explores further.)
 
+use std::fmt::Write as _;
+
 use palisade_manifests::load_str;
 use palisade_policy::Protocol;
 use palisade_policy::lint::lint;
@@ -80,7 +82,6 @@ fn hostile_cluster_policies_are_refused_by_field() {
     let many_rules = (0..26).map(|_| "{action: Deny, from: [{namespaces: {}}]}").collect::<Vec<_>>().join(", ");
     let hostile = [
         ("priority-string", "{tier: Admin, priority: \"1\", subject: {namespaces: {}}}".to_string(), "spec.priority"),
-        ("priority-huge", "{tier: Admin, priority: 100000000000000000000000, subject: {namespaces: {}}}".into(), "spec.priority"),
         ("priority-negative", "{tier: Admin, priority: -1, subject: {namespaces: {}}}".into(), "spec.priority"),
         ("priority-float", "{tier: Admin, priority: 1.5, subject: {namespaces: {}}}".into(), "spec.priority"),
         ("spec-null", "null".into(), "spec"),
@@ -100,9 +101,10 @@ fn hostile_cluster_policies_are_refused_by_field() {
     ];
     let mut text = valid.to_string();
     for (name, spec, _) in &hostile {
-        text.push_str(&format!(
+        let _ = write!(
+            text,
             "---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: {name}}}\nspec: {spec}\n"
-        ));
+        );
     }
     let loaded = load_str("hostile.yaml", &text, "default");
     for (name, _, field) in &hostile {
@@ -119,4 +121,28 @@ fn hostile_cluster_policies_are_refused_by_field() {
     }
     assert_eq!(loaded.cluster_policies.len(), 1, "only the valid one loads");
     exercise(&text);
+    // A number beyond 64 bits: in JSON the object and field are named; in
+    // YAML the number cannot be represented at all, and the file's line,
+    // column and field are.
+    let huge = r#"{"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+        "metadata": {"name": "huge"}, "spec": {"tier": "Admin", "priority": 100000000000000000000000, "subject": {"namespaces": {}}}}"#;
+    let loaded = load_str("huge.json", huge, "default");
+    assert!(
+        loaded
+            .errors
+            .iter()
+            .any(|e| e.to_string().starts_with("huge.json: ClusterNetworkPolicy huge: spec.priority: ")),
+        "{:?}",
+        loaded.errors
+    );
+    let huge = "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: huge}\n\
+                spec: {tier: Admin, priority: 100000000000000000000000, subject: {namespaces: {}}}\n";
+    let loaded = load_str("huge.yaml", huge, "default");
+    assert!(
+        loaded
+            .errors
+            .iter()
+            .any(|e| e.to_string().starts_with("huge.yaml:4:") && e.to_string().contains("spec.priority"))
+    );
+    assert!(loaded.cluster_policies.is_empty());
 }
