@@ -201,3 +201,33 @@ fn nested_lists_read_alike_by_load_and_raw_objects() {
         assert!(errors[0].to_string().contains("Lists nested too deeply"), "{}", errors[0]);
     }
 }
+
+/// Cluster-scoped kinds in the dumps `kubectl get … -o json` prints: a typed
+/// `ClusterNetworkPolicyList` whose items carry no kind, and a `List` mixing
+/// Nodes and the v1alpha1 kinds; and the same objects on stdin as YAML.
+#[test]
+fn cluster_policies_and_nodes_load_from_lists() {
+    let typed = r#"{"kind": "ClusterNetworkPolicyList", "apiVersion": "policy.networking.k8s.io/v1alpha2", "metadata": {},
+        "items": [{"metadata": {"name": "a"}, "spec": {"tier": "Admin", "priority": 1, "subject": {"namespaces": {}}}},
+                  {"metadata": {"name": "b"}, "spec": {"tier": "Baseline", "priority": 2, "subject": {"namespaces": {}}}}]}"#;
+    let loaded = load_str("cnps.json", typed, "default");
+    assert!(loaded.errors.is_empty() && loaded.warnings.is_empty(), "{:?} {:?}", loaded.errors, loaded.warnings);
+    assert_eq!(loaded.cluster_policies.len(), 2);
+    let mixed = r#"{"kind": "List", "apiVersion": "v1", "items": [
+        {"kind": "Node", "apiVersion": "v1", "metadata": {"name": "n1", "labels": {"role": "infra"}},
+         "status": {"addresses": [{"type": "InternalIP", "address": "192.168.0.1"}, {"type": "Hostname", "address": "n1"}]}},
+        {"kind": "AdminNetworkPolicy", "apiVersion": "policy.networking.k8s.io/v1alpha1", "metadata": {"name": "anp"},
+         "spec": {"priority": 3, "subject": {"namespaces": {}}, "ingress": [{"action": "Allow", "from": [{"namespaces": {}}]}]}},
+        {"kind": "BaselineAdminNetworkPolicy", "apiVersion": "policy.networking.k8s.io/v1alpha1", "metadata": {"name": "default"},
+         "spec": {"subject": {"namespaces": {}}}}]}"#;
+    let loaded = load_str("dump.json", mixed, "default");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    assert_eq!((loaded.nodes.len(), loaded.cluster_policies.len()), (1, 2));
+    assert_eq!(
+        loaded.nodes[0].addresses,
+        ["192.168.0.1".parse::<std::net::IpAddr>().expect("ip")],
+        "IP addresses only"
+    );
+    let index = loaded.index();
+    assert_eq!(index.cluster_policies().len(), 2);
+}

@@ -70,6 +70,31 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     v
 }
 
+/// The cluster policy walkthrough with real packets: every step without a
+/// mismatch, and the last step's TCP table as the example's comments say
+/// (written by hand from them).
+#[test]
+#[ignore = "root: network namespaces and nftables (scripts/test runs it as root)"]
+fn cluster_policies_with_real_packets() {
+    palisade_lab::netns::require_root(&["nft"]);
+    let _lab = LabGuard::take();
+    let (out, err, code) = palisade(&["lab", "run", "examples/cluster-policies", "--protocols", "tcp", "-o", "json"]);
+    assert_eq!(code, 0, "no mismatch: {err}\n{out}");
+    let report: Value = serde_json::from_str(&out).expect("json report");
+    let steps = report["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 5, "the base and four steps");
+    let (client, api, backend, frontend) = ("dev/client", "payments/api", "shop/backend", "shop/frontend");
+    // Port 80 after every step: namespaces isolated by the Baseline tier
+    // except within shop and from shop into dev (dev's own policy);
+    // monitoring closed by the Admin tier; payments open to shop's
+    // frontend only (Pass, then its policy); dev's egress to payments'
+    // subnet denied except the API on TCP 80, which payments then refuses.
+    let last = steps.last().expect("a step");
+    let expected =
+        pairs(&[(backend, client), (backend, frontend), (frontend, client), (frontend, backend), (frontend, api)]);
+    assert_eq!(allowed_pairs(last), expected, "TCP/80 after the last step (monitoring/prometheus reaches nothing)");
+}
+
 #[test]
 #[ignore = "root: network namespaces and nftables (scripts/test runs it as root)"]
 fn walkthrough_with_real_packets() {

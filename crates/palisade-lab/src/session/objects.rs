@@ -74,7 +74,12 @@ pub fn build(raw: &[RawObject], previous: &BTreeMap<String, PodPlan>, next_ip: &
             o.name
         );
         match o.kind.as_str() {
-            "Namespace" | "NetworkPolicy" => {
+            "Namespace"
+            | "NetworkPolicy"
+            | "ClusterNetworkPolicy"
+            | "AdminNetworkPolicy"
+            | "BaselineAdminNetworkPolicy"
+            | "Node" => {
                 out.files.insert(file, o.value.to_string());
             }
             kind if kind == "Pod" || WORKLOADS.contains(&kind) => {
