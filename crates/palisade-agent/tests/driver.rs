@@ -273,7 +273,8 @@ fn the_manifests_directory_carries_cluster_policies() {
     let agent = palisade_agent::start(config, Box::new(source), Box::new(kernel.clone()), Arc::new(Metrics::new()))
         .expect("start");
     let want = expected([changes(CLUSTER), changes(node), changes(&cnp("Deny"))].concat());
-    assert!(want.chains.contains_key("tier/ClusterNetworkPolicy/guard/egress"));
+    assert!(want.counters.contains("tier/ClusterNetworkPolicy/guard/egress/denied"), "the Deny rule's counter");
+    assert!(want.chains.keys().any(|c| c.starts_with("shared/admin-egress/")), "the pods' Admin list");
     eventually("the cluster policy programmed", || kernel.table().as_ref() == Some(&want));
     write(dir.path(), "cnp.yaml", &cnp("Drop"));
     eventually("the error in the status", || {

@@ -314,10 +314,19 @@ fn agent_enforces_cluster_policies_from_the_api() {
     let (agent, metrics) = start_agent(&runtime, &mock, &view);
     converge(&view, &mock, "cluster policies listed");
     let table = view.table().expect("table");
-    assert!(table.chains.contains_key("tier/ClusterNetworkPolicy/ops-only/ingress"), "{:?}", table.chains.keys());
-    assert!(table.chains.contains_key("tier/BaselineAdminNetworkPolicy/default/egress"));
-    let node_rule = table.chains["tier/ClusterNetworkPolicy/ops-only/egress"].rules[0].0[0].to_string();
-    assert!(node_rule.contains("192.168.1.1"), "the node's address: {node_rule}");
+    // The policies' Deny counters, and their rules in the pods' list chains.
+    assert!(table.counters.contains("tier/ClusterNetworkPolicy/ops-only/ingress/denied"), "{:?}", table.counters);
+    assert!(table.counters.contains("tier/BaselineAdminNetworkPolicy/default/egress/denied"));
+    let lists = |prefix: &str| -> Vec<String> {
+        let chains = table.chains.iter().filter(|(n, _)| n.starts_with(prefix));
+        chains
+            .flat_map(|(_, c)| {
+                c.rules.iter().map(|r| r.0.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))
+            })
+            .collect()
+    };
+    let admin_egress = lists("shared/admin-egress/");
+    assert!(admin_egress.iter().any(|r| r.contains("192.168.1.1")), "the node's address: {admin_egress:?}");
     // The invalid one: an Event in `default` naming the field.
     let deadline = Instant::now() + Duration::from_secs(5);
     while mock.events().is_empty() && Instant::now() < deadline {
@@ -348,7 +357,9 @@ fn agent_enforces_cluster_policies_from_the_api() {
     converge(&view, &mock, "cluster policy changed");
     mock.delete(Resource::BaselineAdminNetworkPolicies, "default");
     converge(&view, &mock, "baseline deleted");
-    assert!(!view.table().expect("table").chains.contains_key("tier/BaselineAdminNetworkPolicy/default/egress"));
+    let table = view.table().expect("table");
+    assert!(!table.counters.contains("tier/BaselineAdminNetworkPolicy/default/egress/denied"));
+    assert!(!table.chains.keys().any(|c| c.starts_with("shared/baseline-")), "no Baseline list left");
     agent.stop();
     runtime.block_on(mock.shutdown());
 }

@@ -196,6 +196,20 @@ spec:
         );
     }
     assert_eq!(found.len(), expected.len(), "{found:?}");
+    assert!(
+        json.as_array().expect("findings").iter().all(|f| f["file"] == "p.yaml"),
+        "every finding names its file: {out}"
+    );
+
+    // `palisade.dev/lint-ignore` on a cluster policy suppresses its codes.
+    let text = std::fs::read_to_string(dir.path().join("p.yaml")).expect("read");
+    let text = text.replace(
+        "metadata: {name: nobody}",
+        "metadata: {name: nobody, annotations: {palisade.dev/lint-ignore: policy-selects-no-pod}}",
+    );
+    std::fs::write(dir.path().join("p.yaml"), text).expect("write");
+    let (out, _, _) = palisade_in(dir.path(), &["lint", "-f", "p.yaml", "-o", "json"], "");
+    assert!(!out.contains("ClusterNetworkPolicy nobody"), "suppressed: {out}");
 }
 
 /// Invalid objects: each error names the file, the object and the field;

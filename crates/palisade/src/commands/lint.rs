@@ -61,6 +61,14 @@ fn object_key(object: &str) -> Option<ObjectKey> {
         ("NetworkPolicy", Some((ns, n))) => Some(ObjectKey::policy(ns, n)),
         ("Pod", Some((ns, n))) => Some(ObjectKey::pod(ns, n)),
         ("Namespace", None) => Some(ObjectKey::namespace(name)),
+        (kind, None) => [
+            palisade_policy::ClusterPolicyKind::ClusterNetworkPolicy,
+            palisade_policy::ClusterPolicyKind::AdminNetworkPolicy,
+            palisade_policy::ClusterPolicyKind::BaselineAdminNetworkPolicy,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == kind)
+        .map(|k| ObjectKey::cluster_policy(k, name)),
         _ => None,
     }
 }
