@@ -42,12 +42,6 @@ pub(crate) fn tier_prefix(key: &ObjectKey) -> String {
     format!("tier/{}/{}/", key.kind, object_name(key))
 }
 
-/// The chain of a cluster policy for a direction.
-#[must_use]
-pub fn tier_chain(key: &ObjectKey, dir: Direction) -> String {
-    format!("{}{dir}", tier_prefix(key))
-}
-
 /// The counter of the packets a cluster policy's Deny rules dropped.
 #[must_use]
 pub fn tier_counter(key: &ObjectKey, dir: Direction) -> String {

@@ -207,8 +207,8 @@ impl ClusterPolicy {
         (self.tier, self.priority.unwrap_or(u32::MAX), &self.name, self.kind)
     }
 
-    /// `admin 10 ClusterNetworkPolicy/name`-style label used in verdicts:
-    /// `Kind name` (the kind only when it is not ClusterNetworkPolicy).
+    /// How verdicts name the policy: its name for a ClusterNetworkPolicy,
+    /// `Kind/name` for the v1alpha1 kinds.
     #[must_use]
     pub fn label(&self) -> String {
         match self.kind {
