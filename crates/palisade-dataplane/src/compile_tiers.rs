@@ -182,37 +182,14 @@ pub(crate) fn update_tier_members(
     let policy = index.cluster_policy(id).policy();
     for dir in Direction::BOTH {
         for (r, rule) in program.rules.rules_mut(dir).iter_mut().enumerate() {
-            let set = members.entry((dir.slot(), r)).or_default();
-            // A set is rebuilt only when a changed pod's contribution moved
-            // (a relabel that keeps a pod in, or out, costs a lookup).
-            if let Some(pods) = rule.peers.as_mut().and_then(|p| p.pods.as_mut()) {
-                let mut moved = false;
-                for (dep, pod) in changed {
-                    let now = pod.filter(|p| index.cluster_rule_pod_peers_match(id, dir, r, *p));
-                    if now.is_some() {
-                        deps.insert(*dep);
-                    }
-                    moved |= set.addrs.replace(*dep, now.map(|p| member_addrs(index, p)));
-                }
-                if moved {
-                    *pods = set.addrs.set();
-                }
-            }
-            if let Some(ports) = rule.ports.as_mut().filter(|p| p.has_named) {
-                let names = port_names(&policy.rules(dir)[r]);
-                let mut moved = false;
-                for (dep, pod) in changed {
-                    let now = pod.filter(|p| is_named_candidate(index, id, (dir, r), scope, *p));
-                    if now.is_some() {
-                        deps.insert(*dep);
-                    }
-                    let entries = now.map(|p| named_entries(index, p, &names));
-                    moved |= set.named.replace(*dep, entries.as_deref());
-                }
-                if moved {
-                    ports.named = set.named.set();
-                }
-            }
+            let names = port_names(&policy.rules(dir)[r]);
+            members.entry((dir.slot(), r)).or_default().update(
+                rule,
+                changed,
+                deps,
+                |p| index.cluster_rule_pod_peers_match(id, dir, r, p).then(|| member_addrs(index, p)),
+                |p| is_named_candidate(index, id, (dir, r), scope, p).then(|| named_entries(index, p, &names)),
+            );
         }
     }
     program

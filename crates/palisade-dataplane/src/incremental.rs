@@ -453,28 +453,14 @@ impl<S: BuildHasher + Default> Incremental<S> {
         let deps = self.deps.entry(name.clone()).or_default();
         for dir in Direction::BOTH {
             for (r, rule) in program.rules_mut(dir).iter_mut().enumerate() {
-                let set = members.entry((dir.slot(), r)).or_default();
-                if let Some(pods) = rule.peers.as_mut().and_then(|p| p.pods.as_mut()) {
-                    for (dep, pod) in changed {
-                        set.addrs.remove(*dep);
-                        if let Some(pod) = pod.filter(|p| index.rule_pod_peers_match(id, dir, r, *p)) {
-                            deps.insert(*dep);
-                            set.addrs.add(*dep, member_addrs(index, pod));
-                        }
-                    }
-                    *pods = set.addrs.set();
-                }
-                if let Some(ports) = rule.ports.as_mut().filter(|p| p.has_named) {
-                    let spec = &index.policy(id).policy().rules(dir)[r];
-                    for (dep, pod) in changed {
-                        set.named.remove(*dep);
-                        if let Some(pod) = pod.filter(|p| is_named_candidate(index, id, dir, r, &self.scope, *p)) {
-                            deps.insert(*dep);
-                            set.named.add(*dep, &named_entries(index, pod, spec));
-                        }
-                    }
-                    ports.named = set.named.set();
-                }
+                let spec = &index.policy(id).policy().rules(dir)[r];
+                members.entry((dir.slot(), r)).or_default().update(
+                    rule,
+                    changed,
+                    deps,
+                    |p| index.rule_pod_peers_match(id, dir, r, p).then(|| member_addrs(index, p)),
+                    |p| is_named_candidate(index, id, dir, r, &self.scope, p).then(|| named_entries(index, p, spec)),
+                );
             }
         }
         program

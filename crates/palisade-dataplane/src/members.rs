@@ -5,8 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use palisade_policy::Protocol;
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use palisade_policy::{PodId, Protocol};
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
+
+use crate::program::RuleProgram;
 
 /// A pod as the dataplane's bookkeeping knows it: an id that stands for
 /// exactly one `namespace/name` (see [`PodKeys`]). Never a hash of the name:
@@ -140,6 +142,51 @@ pub(crate) struct RuleMembers {
     pub(crate) addrs: PodCounts<IpAddr>,
     /// Named-port entries of its candidate destination pods.
     pub(crate) named: PodCounts<NamedEntry>,
+}
+
+impl RuleMembers {
+    /// Brings `rule`'s pod-peer and named-port sets up to date for the
+    /// `changed` pods alone, from what each contributes now: `addrs(pod)`,
+    /// the addresses it puts in the peer set (`None`: no pod peer matches
+    /// it), and `named(pod)`, its named-port entries (`None`: not a
+    /// destination the rule's named ports resolve on). Pods that contribute
+    /// are recorded in `deps`. A set is rebuilt only when a contribution
+    /// moved (a relabel that keeps a pod in, or out, costs a lookup).
+    pub(crate) fn update<'a>(
+        &mut self,
+        rule: &mut RuleProgram,
+        changed: &[(PodRef, Option<PodId>)],
+        deps: &mut FxHashSet<PodRef>,
+        addrs: impl Fn(PodId) -> Option<&'a [IpAddr]>,
+        named: impl Fn(PodId) -> Option<Vec<NamedEntry>>,
+    ) {
+        if let Some(pods) = rule.peers.as_mut().and_then(|p| p.pods.as_mut()) {
+            let mut moved = false;
+            for (dep, pod) in changed {
+                let now = pod.and_then(&addrs);
+                if now.is_some() {
+                    deps.insert(*dep);
+                }
+                moved |= self.addrs.replace(*dep, now);
+            }
+            if moved {
+                *pods = self.addrs.set();
+            }
+        }
+        if let Some(ports) = rule.ports.as_mut().filter(|p| p.has_named) {
+            let mut moved = false;
+            for (dep, pod) in changed {
+                let now = pod.and_then(&named);
+                if now.is_some() {
+                    deps.insert(*dep);
+                }
+                moved |= self.named.replace(*dep, now.as_deref());
+            }
+            if moved {
+                ports.named = self.named.set();
+            }
+        }
+    }
 }
 
 /// Members of each rule, by (direction slot, rule index).
