@@ -74,14 +74,8 @@ pub(crate) fn cluster_network_policy(spec: Option<&CnpSpec>, name: &str, errors:
     };
     let priority = priority(spec.priority, errors);
     let subject = subject(spec.subject.as_ref(), kind, errors);
-    let ingress = rules(spec.ingress.as_deref(), Side::Ingress, kind, errors, |r, field, errors| {
-        let ports = ports::v1alpha2(r.protocols.as_deref(), field, errors);
-        rule(kind, Side::Ingress, (&r.name, &r.action, &r.from, &r.to), ports, field, errors, ingress_peer)
-    });
-    let egress = rules(spec.egress.as_deref(), Side::Egress, kind, errors, |r, field, errors| {
-        let ports = ports::v1alpha2(r.protocols.as_deref(), field, errors);
-        rule(kind, Side::Egress, (&r.name, &r.action, &r.from, &r.to), ports, field, errors, egress_peer)
-    });
+    let ingress = rules(spec.ingress.as_deref(), Side::Ingress, kind, errors, ingress_peer);
+    let egress = rules(spec.egress.as_deref(), Side::Egress, kind, errors, egress_peer);
     ClusterPolicy { kind, name: name.to_string(), tier, priority: Some(priority), subject, ingress, egress }
 }
 
@@ -117,14 +111,8 @@ pub(crate) fn admin_network_policy(
         (false, p) => Some(priority(p, errors)),
     };
     let subject = subject(spec.subject.as_ref(), kind, errors);
-    let ingress = rules(spec.ingress.as_deref(), Side::Ingress, kind, errors, |r, field, errors| {
-        let ports = ports::v1alpha1(r.ports.as_deref(), field, errors);
-        rule(kind, Side::Ingress, (&r.name, &r.action, &r.from, &r.to), ports, field, errors, ingress_peer)
-    });
-    let egress = rules(spec.egress.as_deref(), Side::Egress, kind, errors, |r, field, errors| {
-        let ports = ports::v1alpha1(r.ports.as_deref(), field, errors);
-        rule(kind, Side::Egress, (&r.name, &r.action, &r.from, &r.to), ports, field, errors, egress_peer)
-    });
+    let ingress = rules(spec.ingress.as_deref(), Side::Ingress, kind, errors, ingress_peer);
+    let egress = rules(spec.egress.as_deref(), Side::Egress, kind, errors, egress_peer);
     ClusterPolicy { kind, name: name.to_string(), tier, priority, subject, ingress, egress }
 }
 
@@ -235,21 +223,57 @@ fn limits(kind: ClusterPolicyKind) -> Limits {
     if kind == ClusterPolicyKind::ClusterNetworkPolicy { V1ALPHA2 } else { V1ALPHA1 }
 }
 
-/// Converts a rule list with `one`, checking its length. A rule that does
-/// not convert is left out (its errors reject the object).
-fn rules<R>(
+/// A rule as either API version writes it: the fields both have, and its
+/// ports (v1alpha2 `protocols`, v1alpha1 `ports`).
+trait ApiRule {
+    type Peer;
+    fn fields(&self) -> RuleFields<'_, Self::Peer>;
+    fn ports(&self, field: &str, errors: &mut FieldErrors) -> Option<Vec<ClusterPort>>;
+}
+
+impl<P> ApiRule for api::CnpRule<P> {
+    type Peer = P;
+    fn fields(&self) -> RuleFields<'_, P> {
+        (&self.name, &self.action, &self.from, &self.to)
+    }
+    fn ports(&self, field: &str, errors: &mut FieldErrors) -> Option<Vec<ClusterPort>> {
+        ports::v1alpha2(self.protocols.as_deref(), field, errors)
+    }
+}
+
+impl<P> ApiRule for api::AnpRule<P> {
+    type Peer = P;
+    fn fields(&self) -> RuleFields<'_, P> {
+        (&self.name, &self.action, &self.from, &self.to)
+    }
+    fn ports(&self, field: &str, errors: &mut FieldErrors) -> Option<Vec<ClusterPort>> {
+        ports::v1alpha1(self.ports.as_deref(), field, errors)
+    }
+}
+
+/// Converts a rule list, checking its length; `peer` converts one peer of
+/// the side. A rule that does not convert is left out (its errors reject
+/// the object).
+fn rules<R: ApiRule>(
     list: Option<&[R]>,
     side: Side,
     kind: ClusterPolicyKind,
     errors: &mut FieldErrors,
-    mut one: impl FnMut(&R, &str, &mut FieldErrors) -> Option<ClusterRule>,
+    peer: fn(&R::Peer, ClusterPolicyKind, &str, &mut FieldErrors) -> Option<ClusterPeer>,
 ) -> Vec<ClusterRule> {
     let list = list.unwrap_or_default();
     let max = limits(kind).rules;
     if list.len() > max {
         errors.push(format!("spec.{}", side.list()), format!("must have at most {max} items, has {}", list.len()));
     }
-    list.iter().enumerate().filter_map(|(i, r)| one(r, &format!("spec.{}[{i}]", side.list()), errors)).collect()
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let field = format!("spec.{}[{i}]", side.list());
+            let ports = r.ports(&field, errors);
+            rule(kind, side, r.fields(), ports, &field, errors, peer)
+        })
+        .collect()
 }
 
 /// The fields every rule has: name, action, and the peer list of its side
