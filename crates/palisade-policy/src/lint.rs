@@ -11,6 +11,7 @@ mod tiers;
 use crate::describe;
 use crate::evaluate::VirtualPod;
 use crate::index::{ClusterIndex, PodId, PolicyId};
+use crate::key::ObjectKey;
 use crate::model::{
     ContainerPort, Direction, HOST_NETWORK, IpBlock, LabelSelector, Labels, NAMESPACE_NAME_LABEL, Peer, PodState,
     PortTarget, Protocol, Rule, RulePort,
@@ -35,6 +36,10 @@ pub struct Finding {
     pub severity: Severity,
     /// The object: `NetworkPolicy prod/db` or `Pod prod/web`.
     pub object: String,
+    /// The object's key, for the kinds Palisade reads (to find its file
+    /// and its `palisade.dev/lint-ignore` annotation).
+    #[serde(skip)]
+    pub key: Option<ObjectKey>,
     /// Field path inside the object, if one.
     pub field: Option<String>,
     /// What was found.
@@ -144,6 +149,7 @@ fn selects_nothing(index: &ClusterIndex, id: PolicyId, host_network: &[PodId], o
             code: "policy-selects-no-pod",
             severity: Severity::Warning,
             object: policy_object(index, id),
+            key: Some(index.policy_key(id)),
             field: Some("spec.podSelector".into()),
             message,
             why: "a policy that selects no pod has no effect; often a label typo or the wrong namespace".into(),
@@ -239,6 +245,7 @@ fn peers(index: &ClusterIndex, id: PolicyId, addresses: &PodAddresses, host_netw
                                 code: "peer-matches-no-pod",
                                 severity: Severity::Warning,
                                 object: policy_object(index, id),
+            key: Some(index.policy_key(id)),
                                 field: Some(peer_field(dir, r, p)),
                                 message,
                                 why: "the rule admits nothing through this peer; often a label typo, or a namespace label that the namespace lacks".into(),
@@ -253,6 +260,7 @@ fn peers(index: &ClusterIndex, id: PolicyId, addresses: &PodAddresses, host_netw
                                 code: "ipblock-covers-pods",
                                 severity: Severity::Warning,
                                 object: policy_object(index, id),
+            key: Some(index.policy_key(id)),
                                 field: Some(format!("{}.ipBlock", peer_field(dir, r, p))),
                                 message: format!(
                                     "ipBlock {} covers the IPs of {} pod(s): {}",
@@ -283,6 +291,7 @@ fn or_form(index: &ClusterIndex, id: PolicyId, dir: Direction, r: usize, rule: &
             code: "peer-or-not-and",
             severity: Severity::Info,
             object: policy_object(index, id),
+            key: Some(index.policy_key(id)),
             field: Some(format!("spec.{dir}[{r}].{list}")),
             message: format!(
                 "{list}[{n}] (namespaceSelector) and {list}[{p}] (podSelector) are two peers: they admit either group (OR), not pods matching both (AND)"
@@ -319,6 +328,7 @@ fn named_ports(index: &ClusterIndex, id: PolicyId, out: &mut Vec<Finding>) {
                     code: "named-port-undeclared",
                     severity: Severity::Warning,
                     object: policy_object(index, id),
+            key: Some(index.policy_key(id)),
                     field: Some(format!("spec.{dir}[{r}].ports[{k}].port")),
                     message: format!("{whose} declares a {} container port named {name}", port.protocol),
                     why: "named ports resolve on the destination pod's containerPorts; an undeclared name matches nothing".into(),
@@ -399,6 +409,7 @@ fn shadowed_rules(index: &ClusterIndex, id: PolicyId, peers: &[PolicyId], out: &
                     code: "rule-shadowed",
                     severity: Severity::Info,
                     object: policy_object(index, id),
+                    key: Some(index.policy_key(id)),
                     field: Some(format!("spec.{dir}[{r}]")),
                     message: format!("rule is already covered by {by}, which admits at least the same peers and ports"),
                     why: "policies are additive: a rule inside a broader rule for the same pods changes nothing".into(),
@@ -458,6 +469,7 @@ fn dns_egress(index: &ClusterIndex, out: &mut Vec<Finding>) {
             code: "egress-blocks-dns",
             severity: Severity::Warning,
             object: format!("Pod {}", index.pod_name(pods[0])),
+            key: Some(index.pod_key(pods[0])),
             field: None,
             message: format!(
                 "{} pod(s) isolated for egress by {} cannot reach cluster DNS (pods with k8s-app=kube-dns in kube-system) on UDP 53: {}",

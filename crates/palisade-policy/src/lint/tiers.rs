@@ -10,6 +10,7 @@
 use super::{Finding, LintContext, Severity};
 use crate::cluster_policy::{Action, ClusterPeer, ClusterPolicy, ClusterPort, ClusterRule, Subject};
 use crate::index::{ClusterIndex, ClusterPolicyId};
+use crate::key::ObjectKey;
 use crate::model::{Direction, LabelSelector};
 
 /// Runs the cluster policy checks.
@@ -48,6 +49,7 @@ fn selects_nothing(index: &ClusterIndex, id: ClusterPolicyId, context: &LintCont
         code: "policy-selects-no-pod",
         severity,
         object: object(policy),
+        key: Some(ObjectKey::cluster_policy(policy.kind, &policy.name)),
         field: Some("spec.subject".into()),
         message: format!("its subject ({}) selects no pod{elsewhere}", crate::describe::subject(&policy.subject)),
         why: "a cluster policy applies only to the pods its subject selects (hostNetwork pods never)".into(),
@@ -63,6 +65,7 @@ fn domain_names(policy: &ClusterPolicy, out: &mut Vec<Finding>) {
                     code: "domain-names-not-enforced",
                     severity: Severity::Warning,
                     object: object(policy),
+                    key: Some(ObjectKey::cluster_policy(policy.kind, &policy.name)),
                     field: Some(format!("{}.to[{j}].domainNames", rule_field(Direction::Egress, i))),
                     message: format!("domain names {} are not enforced by Palisade", names.join(", ")),
                     why: "domainNames is experimental; Palisade's analyzer and dataplane treat this peer as \
@@ -169,6 +172,7 @@ fn shadowed(
             code,
             severity: Severity::Warning,
             object: object(policy),
+            key: Some(ObjectKey::cluster_policy(policy.kind, &policy.name)),
             field: Some(rule_field(dir, i)),
             message: format!("{dir} rule {i} ({}) is never reached", policy.kind.action_word(rule.action)),
             why,
@@ -200,6 +204,7 @@ fn equal_priorities(index: &ClusterIndex, ordered: &[ClusterPolicyId], out: &mut
                 code: "equal-priority-overlap",
                 severity: Severity::Warning,
                 object: object(y),
+                key: Some(ObjectKey::cluster_policy(y.kind, &y.name)),
                 field: Some("spec.priority".into()),
                 message: format!(
                     "shares {} priority {} with {} and both select {} with {dir} rules of different actions",

@@ -3,7 +3,6 @@
 use std::fmt::Write as _;
 
 use palisade_manifests::LoadError;
-use palisade_policy::ObjectKey;
 use palisade_policy::lint::{Finding, LintContext, Severity, lint_with};
 use serde::Serialize;
 
@@ -25,17 +24,14 @@ pub fn run(state: &State, output: TextOrJson, style: Style) -> u8 {
     findings.extend(lint_with(&state.index, &context));
     // `palisade.dev/lint-ignore: code,code` on an object suppresses those.
     findings.retain(|f| {
-        let ignored = object_key(&f.object).and_then(|k| loaded.lint_ignore.get(&k));
+        let ignored = f.key.as_ref().and_then(|k| loaded.lint_ignore.get(k));
         !ignored.is_some_and(|codes| codes.iter().any(|c| c == f.code))
     });
     match output {
         TextOrJson::Json => {
             let with_files: Vec<FindingJson<'_>> = findings
                 .iter()
-                .map(|finding| FindingJson {
-                    finding,
-                    file: object_key(&finding.object).and_then(|k| loaded.origin(&k)),
-                })
+                .map(|finding| FindingJson { finding, file: finding.key.as_ref().and_then(|k| loaded.origin(k)) })
                 .collect();
             println!("{}", serde_json::to_string_pretty(&with_files).expect("plain data serializes"));
         }
@@ -53,37 +49,18 @@ struct FindingJson<'a> {
     file: Option<&'a str>,
 }
 
-/// The key of a finding's object (`NetworkPolicy ns/name`, `Pod ns/name`,
-/// `Namespace name`).
-fn object_key(object: &str) -> Option<ObjectKey> {
-    let (kind, name) = object.split_once(' ')?;
-    match (kind, name.split_once('/')) {
-        ("NetworkPolicy", Some((ns, n))) => Some(ObjectKey::policy(ns, n)),
-        ("Pod", Some((ns, n))) => Some(ObjectKey::pod(ns, n)),
-        ("Namespace", None) => Some(ObjectKey::namespace(name)),
-        (kind, None) => [
-            palisade_policy::ClusterPolicyKind::ClusterNetworkPolicy,
-            palisade_policy::ClusterPolicyKind::AdminNetworkPolicy,
-            palisade_policy::ClusterPolicyKind::BaselineAdminNetworkPolicy,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == kind)
-        .map(|k| ObjectKey::cluster_policy(k, name)),
-        _ => None,
-    }
-}
-
 /// Findings about the input itself: fields the API does not define, and
 /// policies of kinds Palisade does not evaluate.
 #[must_use]
 pub fn input_findings(state: &State) -> Vec<Finding> {
     let mut out = Vec::new();
     for w in &state.loaded.warnings {
-        if let LoadError::Invalid { file, object, field, .. } = w {
+        if let LoadError::Invalid { file, object, key, field, .. } = w {
             out.push(Finding {
                 code: "unknown-field",
                 severity: Severity::Warning,
                 object: object.clone(),
+                key: key.clone(),
                 field: Some(field.clone()),
                 message: format!("{file}: {field} is not a field of {}", object.split(' ').next().unwrap_or("it")),
                 why: "the API server drops fields it does not know, so a misspelt or misplaced field (`matchLabel`, \
@@ -100,6 +77,7 @@ pub fn input_findings(state: &State) -> Vec<Finding> {
             code: "ignored-policy-kind",
             severity: Severity::Warning,
             object: p.label(),
+            key: None,
             field: None,
             message: "a policy of a kind Palisade does not evaluate".into(),
             why: "it can allow or deny connections that Palisade's analysis shows otherwise, so verdicts \
