@@ -117,32 +117,26 @@ impl Loaded {
     /// Builds the cluster index from what loaded.
     #[must_use]
     pub fn index(&self) -> ClusterIndex {
-        let mut index = ClusterIndex::from_objects(self.namespaces.clone(), self.pods.clone(), self.policies.clone());
-        for node in &self.nodes {
-            index.apply_node(node.clone());
-        }
-        for policy in &self.cluster_policies {
-            index.apply_cluster_policy(policy.clone());
-        }
-        index
+        cluster_index(
+            self.namespaces.clone(),
+            self.nodes.clone(),
+            self.cluster_policies.clone(),
+            self.pods.clone(),
+            self.policies.clone(),
+        )
     }
 
     /// Builds the cluster index, moving the objects into it (they are left
     /// empty here): what a command that only needs the index does.
     #[must_use]
     pub fn take_index(&mut self) -> ClusterIndex {
-        let mut index = ClusterIndex::from_objects(
+        cluster_index(
             std::mem::take(&mut self.namespaces),
+            std::mem::take(&mut self.nodes),
+            std::mem::take(&mut self.cluster_policies),
             std::mem::take(&mut self.pods),
             std::mem::take(&mut self.policies),
-        );
-        for node in std::mem::take(&mut self.nodes) {
-            index.apply_node(node);
-        }
-        for policy in std::mem::take(&mut self.cluster_policies) {
-            index.apply_cluster_policy(policy);
-        }
-        index
+        )
     }
 
     /// Whether nothing at all was read: no object of any kind.
@@ -296,6 +290,32 @@ impl Loaded {
         self.origins.insert(key, file);
         push(self, value);
     }
+}
+
+/// Builds an index. Cluster policies go in before pods: each pod is then
+/// linked to those whose subject selects it in one pass over them (a
+/// cluster policy added to a populated index re-tests every pod instead).
+fn cluster_index(
+    namespaces: Vec<Namespace>,
+    nodes: Vec<Node>,
+    cluster_policies: Vec<ClusterPolicy>,
+    pods: Vec<Pod>,
+    policies: Vec<NetworkPolicy>,
+) -> ClusterIndex {
+    let mut index = ClusterIndex::from_objects(namespaces, Vec::new(), Vec::new());
+    for node in nodes {
+        index.apply_node(node);
+    }
+    for policy in cluster_policies {
+        index.apply_cluster_policy(policy);
+    }
+    for pod in pods {
+        index.apply_pod(pod);
+    }
+    for policy in policies {
+        index.apply_policy(policy);
+    }
+    index
 }
 
 /// The message of an unknown field.

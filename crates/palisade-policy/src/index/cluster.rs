@@ -262,14 +262,20 @@ impl ClusterIndex {
         self.pods.get_mut(pod.0).expect("pod exists").tiered.insert(at, id);
     }
 
-    /// Links a new pod to the cluster policies whose subject selects it.
+    /// Links a pod that is linked to none (new, or just unlinked) to the
+    /// cluster policies whose subject selects it: its list is those of
+    /// the policies in evaluation order that select it, built in one pass.
     pub(super) fn link_pod_to_cluster_policies(&mut self, pod: PodId) {
-        for i in 0..self.cluster.ordered.len() {
-            let id = self.cluster.ordered[i];
-            if self.subject_selects(id, pod) {
-                self.link_cluster(id, pod);
+        debug_assert!(self.pod(pod).tiered.is_empty(), "the pod is linked to no cluster policy");
+        let tiered: Vec<ClusterPolicyId> =
+            self.cluster.ordered.iter().copied().filter(|id| self.subject_selects(*id, pod)).collect();
+        for id in &tiered {
+            let selected = &mut self.cluster.policies.get_mut(id.0).expect("cluster policy exists").selected;
+            if let Err(at) = selected.binary_search(&pod) {
+                selected.insert(at, pod);
             }
         }
+        self.pods.get_mut(pod.0).expect("pod exists").tiered = tiered;
     }
 
     /// Unlinks a pod being removed from the cluster policies it is in.
