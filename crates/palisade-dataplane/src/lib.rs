@@ -21,6 +21,7 @@
 //! independent of the cluster's size.
 
 pub mod compile;
+pub mod conntrack;
 mod compile_tiers;
 pub mod drift;
 pub mod incremental;

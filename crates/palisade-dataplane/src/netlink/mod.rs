@@ -73,7 +73,7 @@ pub struct Batch {
 }
 
 /// Appends a netlink attribute; `body` writes its payload.
-fn attr(out: &mut Vec<u8>, kind: u16, body: impl FnOnce(&mut Vec<u8>)) {
+pub(crate) fn attr(out: &mut Vec<u8>, kind: u16, body: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
     body(out);
@@ -83,7 +83,7 @@ fn attr(out: &mut Vec<u8>, kind: u16, body: impl FnOnce(&mut Vec<u8>)) {
     out.resize(out.len().next_multiple_of(4), 0);
 }
 
-fn nested(out: &mut Vec<u8>, kind: u16, body: impl FnOnce(&mut Vec<u8>)) {
+pub(crate) fn nested(out: &mut Vec<u8>, kind: u16, body: impl FnOnce(&mut Vec<u8>)) {
     attr(out, kind | NLA_F_NESTED, body);
 }
 
@@ -289,7 +289,7 @@ const NFTA_COUNTER_PACKETS: u16 = 2;
 const NFT_OBJECT_COUNTER: u32 = 1;
 
 /// The attributes of one netlink message body: `(kind, payload)`.
-fn attributes(body: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(crate) fn attributes(body: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     let mut at = 0;
     std::iter::from_fn(move || {
         if at + 4 > body.len() {
