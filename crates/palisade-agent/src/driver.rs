@@ -34,6 +34,7 @@ use crate::change::{Change, apply_changes};
 use crate::kernel::Kernel;
 use crate::metrics::{KindLabel, Metrics, PodDirection, gauge};
 use crate::reconcile::{Outcome, Reconciler};
+use crate::revoke::{Affected, Revoker};
 
 /// How the driver runs.
 #[derive(Clone, Debug)]
@@ -109,6 +110,7 @@ pub struct Driver {
     reconciler: Reconciler,
     metrics: Arc<Metrics>,
     ifaces: std::collections::BTreeMap<std::net::IpAddr, String>,
+    revoker: Revoker,
     synced: bool,
     /// The index or the kernel differs from what was last programmed.
     dirty: bool,
@@ -140,6 +142,7 @@ impl Driver {
         let mut index = ClusterIndex::new();
         index.track_changes();
         let ifaces = kernel.pod_interfaces();
+        let revoker = Revoker::new(kernel.node_addresses());
         let reconciler = Reconciler::new(kernel, config.scope.clone());
         Driver {
             config,
@@ -147,6 +150,7 @@ impl Driver {
             reconciler,
             metrics,
             ifaces,
+            revoker,
             synced: false,
             dirty: false,
             pods_changed: false,
@@ -239,10 +243,17 @@ impl Driver {
     fn sync(&mut self) {
         if std::mem::take(&mut self.pods_changed) {
             self.ifaces = self.reconciler.kernel().pod_interfaces();
+            self.revoker.node_addrs = self.reconciler.kernel().node_addresses();
         }
         let seen = self.batch_started.take().unwrap_or_else(Instant::now);
         let journal = self.index.take_changes();
+        let before = self.reconciler.local_addrs();
         let result = self.reconciler.sync(&self.index, journal.as_ref(), &self.ifaces);
+        let after = self.reconciler.local_addrs();
+        let affected = match (&journal, self.revoker.all_next) {
+            (Some(changes), false) => crate::revoke::affected(&self.index, changes, &before, &after),
+            _ => Affected::AllLocal,
+        };
         drop(journal);
         if std::mem::take(&mut self.changes_taken) >= crate::memory::LARGE_CHANGES {
             crate::memory::trim();
@@ -251,6 +262,8 @@ impl Driver {
             Ok(report) => {
                 self.generation += 1;
                 self.dirty = false;
+                let revoked =
+                    self.revoker.revoke(&self.index, self.reconciler.kernel(), &self.metrics, affected, &after);
                 let m = &self.metrics;
                 m.sync_seconds.observe(report.compile.as_secs_f64());
                 m.rules.set(gauge(report.stats.rules));
@@ -269,8 +282,11 @@ impl Driver {
                         local_pods = report.stats.local_pods,
                         rules = report.stats.rules,
                         elements = report.stats.elements,
+                        revoked = revoked.unwrap_or(0),
                         "applied"
                     );
+                } else if let Some(n) = revoked.filter(|n| *n > 0) {
+                    info!(revoked = n, latency_us = seen.elapsed().as_micros(), "revoked connections");
                 }
                 if !m.ready.swap(true, Ordering::Relaxed) {
                     info!("first sync programmed; ready");
@@ -289,7 +305,9 @@ impl Driver {
                 }
             }
             Err(e) => {
-                // The journal was taken: the next sync recompiles everything.
+                // The journal was taken: the next sync recompiles everything,
+                // and the revocation after it looks at every local pod.
+                self.revoker.all_next = true;
                 self.metrics.apply_errors.inc();
                 error!(error = %e, "apply failed; retrying with a full replace");
             }

@@ -4,11 +4,12 @@
 //! or set fails), records every transaction, keeps a ruleset generation,
 //! and lets the test tamper with the table, set the pod interfaces, or make the next applies fail.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::errno::Errno;
+use palisade_dataplane::conntrack::{ConntrackError, Deleted, Entry};
 use palisade_dataplane::json::ListedTable;
 use palisade_dataplane::nft::NftError;
 use palisade_dataplane::ruleset::{Chain, Set, Statement, Table, Verdict};
@@ -34,6 +35,12 @@ pub struct FakeState {
     pub generation: u32,
     /// Whole-table reads (listings) so far.
     pub reads: usize,
+    /// The connection tracking table.
+    pub connections: Vec<Entry>,
+    /// Every entry deleted from it, in order.
+    pub revoked: Vec<Entry>,
+    /// What `node_addresses` answers.
+    pub node_addresses: BTreeSet<IpAddr>,
 }
 
 /// The fake kernel; clones share one state.
@@ -217,6 +224,35 @@ impl Kernel for FakeKernel {
 
     fn pod_interfaces(&mut self) -> BTreeMap<IpAddr, String> {
         self.state().interfaces.clone()
+    }
+
+    fn node_addresses(&mut self) -> BTreeSet<IpAddr> {
+        self.state().node_addresses.clone()
+    }
+
+    fn connections(&mut self, addrs: &BTreeSet<IpAddr>) -> Result<Vec<Entry>, ConntrackError> {
+        let state = self.state();
+        Ok(state
+            .connections
+            .iter()
+            .filter(|e| addrs.contains(&e.orig.src) || addrs.contains(&e.reply.src))
+            .copied()
+            .collect())
+    }
+
+    fn delete_connections(&mut self, entries: &[Entry]) -> Result<Deleted, ConntrackError> {
+        let mut state = self.state();
+        let mut report = Deleted::default();
+        for e in entries {
+            if let Some(at) = state.connections.iter().position(|have| have == e) {
+                state.connections.remove(at);
+                state.revoked.push(*e);
+                report.deleted += 1;
+            } else {
+                report.gone += 1;
+            }
+        }
+        Ok(report)
     }
 }
 

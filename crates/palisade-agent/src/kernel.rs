@@ -3,8 +3,10 @@
 //! real one; [`crate::fake::FakeKernel`] keeps the table in memory, so the
 //! reconciler, the drift repair and both sources are tested without root.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+
+use palisade_dataplane::conntrack::{Conntrack, ConntrackError, Deleted, Entry, Tracker};
 
 use palisade_dataplane::json::ListedTable;
 use palisade_dataplane::nft::{Nft as _, NftCli, NftError};
@@ -36,14 +38,33 @@ pub trait Kernel: Send {
     fn generation(&mut self) -> Option<u32>;
     /// The node-side interface of each local pod address.
     fn pod_interfaces(&mut self) -> BTreeMap<IpAddr, String>;
+    /// The node's own addresses (traffic to and from them is not forwarded).
+    fn node_addresses(&mut self) -> BTreeSet<IpAddr>;
+    /// The tracked connections one of whose endpoints (who opened it, who
+    /// answers it) is in `addrs`, as of now.
+    fn connections(&mut self, addrs: &BTreeSet<IpAddr>) -> Result<Vec<Entry>, ConntrackError>;
+    /// Deletes exactly `entries` from the connection tracking table.
+    fn delete_connections(&mut self, entries: &[Entry]) -> Result<Deleted, ConntrackError>;
 }
 
 /// The real kernel of the calling thread's network namespace: transactions
 /// over Palisade's netlink socket, listings through `nft -j`, interfaces
-/// from the routing table.
+/// from the routing table, connections from a conntrack [`Tracker`]
+/// (started on first use, in the namespace of the thread that uses it).
 #[derive(Debug, Default)]
 pub struct NetlinkKernel {
     nft: NftCli,
+    tracker: Option<Tracker>,
+    conntrack: Option<Conntrack>,
+}
+
+impl NetlinkKernel {
+    fn tracker(&mut self) -> Result<&Tracker, ConntrackError> {
+        if self.tracker.is_none() {
+            self.tracker = Some(Tracker::start()?);
+        }
+        Ok(self.tracker.as_ref().expect("started above"))
+    }
 }
 
 impl Kernel for NetlinkKernel {
@@ -65,5 +86,28 @@ impl Kernel for NetlinkKernel {
 
     fn pod_interfaces(&mut self) -> BTreeMap<IpAddr, String> {
         crate::routes::pod_interfaces()
+    }
+
+    fn node_addresses(&mut self) -> BTreeSet<IpAddr> {
+        crate::routes::node_addresses()
+    }
+
+    fn connections(&mut self, addrs: &BTreeSet<IpAddr>) -> Result<Vec<Entry>, ConntrackError> {
+        self.tracker()?.involving(addrs.iter().copied().collect())
+    }
+
+    fn delete_connections(&mut self, entries: &[Entry]) -> Result<Deleted, ConntrackError> {
+        if self.conntrack.is_none() {
+            self.conntrack = Some(Conntrack::new()?);
+        }
+        let result = self.conntrack.as_mut().expect("opened above").delete(entries);
+        if result.is_err() {
+            // Answers may still be queued on it: a fresh socket next time.
+            self.conntrack = None;
+        }
+        if let Some(tracker) = &self.tracker {
+            tracker.forget(entries.to_vec());
+        }
+        result
     }
 }

@@ -22,6 +22,7 @@ pub mod manifests;
 pub mod memory;
 pub mod metrics;
 pub mod reconcile;
+pub mod revoke;
 mod routes;
 mod run;
 

@@ -32,6 +32,16 @@ pub struct PodDirection {
     pub direction: String,
 }
 
+/// Label of revoked connections.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RevokeLabel {
+    /// What denies them now: `network_policy`, `admin_tier`, `baseline_tier`.
+    pub reason: String,
+    /// What made the agent look: `change` or `restart` (the first sync of
+    /// a run, and the sync after a failed apply, look at every local pod).
+    pub trigger: String,
+}
+
 /// Everything the agent reports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -62,6 +72,13 @@ pub struct Metrics {
     pub drift_repairs: Counter,
     /// Seconds to read the kernel's table and compare it.
     pub drift_check_seconds: Histogram,
+    /// Established connections found denied by the current state and
+    /// deleted from conntrack (or found already ended).
+    pub revoked: Family<RevokeLabel, Counter>,
+    /// Revocation steps that failed (retried at the next sync).
+    pub revoke_errors: Counter,
+    /// Seconds per revocation step (find, judge, delete).
+    pub revoke_seconds: Histogram,
     /// Whether the first sync has been programmed.
     pub ready: Arc<AtomicBool>,
     /// Unix seconds of the last loop iteration (liveness).
@@ -94,6 +111,9 @@ impl Metrics {
             drift: Family::default(),
             drift_repairs: Counter::default(),
             drift_check_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            revoked: Family::default(),
+            revoke_errors: Counter::default(),
+            revoke_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
             ready: Arc::new(AtomicBool::new(false)),
             heartbeat: Arc::new(AtomicU64::new(0)),
             listening: std::sync::OnceLock::new(),
@@ -123,6 +143,13 @@ impl Metrics {
             "Time to read and compare the kernel's table",
             m.drift_check_seconds.clone(),
         );
+        registry.register(
+            "connections_revoked",
+            "Established connections deleted because the current state denies them",
+            m.revoked.clone(),
+        );
+        registry.register("revoke_errors", "Revocation steps that failed", m.revoke_errors.clone());
+        registry.register("revoke_seconds", "Time per revocation step", m.revoke_seconds.clone());
         Metrics { registry, ..m }
     }
 

@@ -91,6 +91,14 @@ impl Reconciler {
         self.kernel.as_mut()
     }
 
+    /// Each address of the applied program's local pods, and its pod
+    /// (empty while nothing is applied).
+    #[must_use]
+    pub fn local_addrs(&self) -> crate::revoke::LocalAddrs {
+        let pods = self.applied.iter().flat_map(|a| a.program().pods.iter());
+        pods.flat_map(|(key, pod)| pod.addrs.iter().map(move |addr| (*addr, key.clone()))).collect()
+    }
+
     /// Brings the kernel to the program for `index`. `changes` are the
     /// objects changed since the previous sync (the index's journal): only
     /// what they can affect is recompiled. `None` means unknown: everything

@@ -2,7 +2,7 @@
 //! routing table (`ip -j route show` and `ip -j -6 route show`), for the
 //! dataplane's anti-spoofing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::process::Command;
 
@@ -20,6 +20,22 @@ pub fn pod_interfaces() -> BTreeMap<IpAddr, String> {
             let host = dst.strip_suffix("/32").or_else(|| dst.strip_suffix("/128")).unwrap_or(dst);
             if let Ok(addr) = host.parse::<IpAddr>() {
                 out.insert(addr, dev.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The addresses of this namespace's own interfaces (`ip -j addr show`).
+#[must_use]
+pub fn node_addresses() -> BTreeSet<IpAddr> {
+    let mut out = BTreeSet::new();
+    let Ok(output) = Command::new("ip").args(["-j", "addr", "show"]).output() else { return out };
+    let Ok(Value::Array(links)) = serde_json::from_slice::<Value>(&output.stdout) else { return out };
+    for link in links {
+        for info in link["addr_info"].as_array().into_iter().flatten() {
+            if let Some(addr) = info["local"].as_str().and_then(|a| a.parse().ok()) {
+                out.insert(addr);
             }
         }
     }

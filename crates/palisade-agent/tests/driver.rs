@@ -287,3 +287,55 @@ fn the_manifests_directory_carries_cluster_policies() {
     eventually("the cluster policy removed", || kernel.table().as_ref() == Some(&want));
     agent.stop();
 }
+
+/// A tracked connection without NAT.
+fn connection(src: &str, dst: &str, dport: u16) -> palisade_dataplane::conntrack::Entry {
+    use palisade_dataplane::conntrack::{Entry, TCP, Tuple};
+    let orig =
+        Tuple { src: src.parse().expect("ip"), dst: dst.parse().expect("ip"), protocol: TCP, sport: 40000, dport };
+    Entry { orig, reply: orig.reversed(), zone: 0, id: u32::from(dport) }
+}
+
+#[test]
+fn established_connections_the_state_denies_are_revoked_at_start_and_after_each_change() {
+    let kernel = kernel();
+    // web -> db on 5432 and 5433; an outside client -> db on 5432; web ->
+    // outside on 443. By the spec: the policy admits web on its one port
+    // only, outsiders never, and web's egress is never isolated.
+    let (pg, alt, outside, out) = (
+        connection("10.1.0.1", "10.1.0.2", 5432),
+        connection("10.1.0.1", "10.1.0.2", 5433),
+        connection("192.0.2.7", "10.1.0.2", 5432),
+        connection("10.1.0.1", "192.0.2.7", 443),
+    );
+    kernel.state().connections = vec![pg, alt, outside, out];
+    let metrics = Arc::new(Metrics::new());
+    let driver = Driver::new(config(Duration::from_secs(60)), Box::new(kernel.clone()), metrics.clone());
+    let (tx, handle) = spawn(driver);
+    // The first sync (as after a restart) judges every local pod's connections.
+    tx.send(batch([changes(CLUSTER), changes(&policy(5432))].concat(), true)).expect("send");
+    eventually("revoked at start", || kernel.state().revoked.len() == 2);
+    assert_eq!(kernel.state().revoked, [alt, outside]);
+    assert_eq!(kernel.state().connections, [pg, out]);
+    // The policy moves to 5433: web's 5432 connection is now denied.
+    let fresh_alt = connection("10.1.0.1", "10.1.0.2", 5433);
+    kernel.state().connections.push(fresh_alt);
+    tx.send(batch(changes(&policy(5433)), true)).expect("send");
+    eventually("revoked after the change", || kernel.state().revoked.len() == 3);
+    assert_eq!(kernel.state().connections, [out, fresh_alt], "what the new state allows is never touched");
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"palisade_connections_revoked_total{reason="network_policy",trigger="restart"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"palisade_connections_revoked_total{reason="network_policy",trigger="change"} 1"#),
+        "{text}"
+    );
+    // A change that touches neither pod looks at nothing of theirs.
+    tx.send(batch(changes("apiVersion: v1\nkind: Namespace\nmetadata: {name: other}\n"), true)).expect("send");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(kernel.state().revoked.len(), 3);
+    tx.send(Message::Stop).expect("send");
+    handle.join().expect("driver");
+}

@@ -21,8 +21,8 @@
 //! independent of the cluster's size.
 
 pub mod compile;
-pub mod conntrack;
 mod compile_tiers;
+pub mod conntrack;
 pub mod drift;
 pub mod incremental;
 pub mod json;

@@ -123,7 +123,6 @@ fn a_large_table_dumps_whole_and_filtered() {
     });
 }
 
-
 #[test]
 #[ignore = "root: network namespaces and conntrack (scripts/test runs it as root)"]
 fn the_tracker_follows_new_and_destroyed_connections() {

@@ -95,7 +95,9 @@ impl Mirror {
         }
         let mut out: Vec<Entry> = keys
             .into_iter()
-            .filter_map(|k| self.entries.get(k).map(|(reply, id)| Entry { orig: k.0, reply: *reply, zone: k.1, id: *id }))
+            .filter_map(|k| {
+                self.entries.get(k).map(|(reply, id)| Entry { orig: k.0, reply: *reply, zone: k.1, id: *id })
+            })
             .collect();
         out.sort_unstable();
         out
@@ -142,14 +144,16 @@ impl Tracker {
     /// # Errors
     /// When the event socket cannot be opened or bound.
     pub fn start() -> Result<Self, ConntrackError> {
-        let events = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkNetFilter)
-            .map_err(|errno| ConntrackError::Io { what: "open the event socket", errno })?;
+        let events =
+            socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkNetFilter)
+                .map_err(|errno| ConntrackError::Io { what: "open the event socket", errno })?;
         // Without CAP_NET_ADMIN the default buffer stays; overflows then
         // cost a rebuild, never a wrong answer.
         let _ = setsockopt(&events, sockopt::RcvBufForce, &EVENT_BUFFER);
         bind(events.as_raw_fd(), &NetlinkAddr::new(0, GROUPS))
             .map_err(|errno| ConntrackError::Io { what: "join the conntrack event groups", errno })?;
-        let (wake_read, wake) = nix::unistd::pipe().map_err(|errno| ConntrackError::Io { what: "make a pipe", errno })?;
+        let (wake_read, wake) =
+            nix::unistd::pipe().map_err(|errno| ConntrackError::Io { what: "make a pipe", errno })?;
         let (questions, asked) = channel();
         let mut dumps = Conntrack::new()?;
         let thread = std::thread::Builder::new()
@@ -223,7 +227,8 @@ impl State<'_> {
         self.resync();
         let mut buf = vec![0u8; 1 << 16];
         loop {
-            let mut fds = [PollFd::new(self.events.as_fd(), PollFlags::POLLIN), PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+            let mut fds =
+                [PollFd::new(self.events.as_fd(), PollFlags::POLLIN), PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
             if poll(&mut fds, PollTimeout::from(1000u16)).is_err() {
                 continue;
             }
@@ -262,8 +267,8 @@ impl State<'_> {
                         }
                     }
                 }
-                Err(Errno::EAGAIN) => return,
                 Err(Errno::ENOBUFS) => self.synced = false,
+                // EAGAIN: nothing more queued.
                 Err(_) => return,
             }
             if !self.synced {
@@ -322,7 +327,7 @@ mod tests {
         assert!(m.involving(&[addr("10.96.0.1")]).is_empty(), "a Service address is not an endpoint");
         m.remove(&a);
         assert_eq!(m.involving(&[addr("10.0.0.3"), addr("10.0.0.1")]), [b]);
-        assert!(m.by_addr.get(&addr("10.0.0.1")).is_none(), "no empty index entries left");
+        assert!(!m.by_addr.contains_key(&addr("10.0.0.1")), "no empty index entries left");
         // The same tuple again (a new connection): refreshed, not doubled.
         let mut b2 = b;
         b2.id = 99;

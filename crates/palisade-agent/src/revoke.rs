@@ -1,0 +1,237 @@
+//! Revocation: after the kernel enforces a change, the established
+//! connections the new state denies are deleted from conntrack, so that
+//! their next packet meets the policies (and is dropped) instead of riding
+//! on `ct state established`.
+//!
+//! ```text
+//! journal of the change --affected--> endpoint addresses
+//!   --Kernel::connections--> conntrack entries involving them
+//!   --decide (the engine's evaluate, as `palisade check`)--> denied entries
+//!   --Kernel::delete_connections--> gone (by tuple, zone and id)
+//! ```
+//!
+//! Which connections a change can deny: a NetworkPolicy only judges the
+//! traffic of the pods it selects, all in its namespace; a pod's or a
+//! namespace's labels only change the verdicts of flows that pod (those
+//! pods) take part in. So the affected endpoints are the changed pods, the
+//! pods of relabelled namespaces, and the local pods of a changed policy's
+//! namespace; a cluster policy or Node change, a restart, or a failed apply
+//! affect every local pod. Only the sides this node enforces are judged:
+//! egress when the source is a local pod, ingress when the destination is.
+//! Connections to or from the node's own addresses never cross the
+//! forward hook, which is all Palisade filters, and are left alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::Instant;
+
+use palisade_dataplane::conntrack::{Entry, SCTP, TCP, UDP};
+use palisade_policy::{Action, Changes, ClusterIndex, Endpoint, Flow, ObjectKey, Protocol, SideVerdict, Tier};
+use tracing::{error, info};
+
+use crate::kernel::Kernel;
+use crate::metrics::{Metrics, RevokeLabel};
+
+/// Why a connection was revoked: what denies it now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// NetworkPolicies isolate the pod and no rule admits the flow.
+    NetworkPolicy,
+    /// An Admin-tier rule (AdminNetworkPolicy, ClusterNetworkPolicy) denies it.
+    AdminTier,
+    /// A Baseline-tier rule denies it.
+    BaselineTier,
+}
+
+impl Reason {
+    /// The metric label.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NetworkPolicy => "network_policy",
+            Reason::AdminTier => "admin_tier",
+            Reason::BaselineTier => "baseline_tier",
+        }
+    }
+}
+
+/// Which endpoints' connections to re-judge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Affected {
+    /// Every local pod's (a restart, a failed apply, a cluster-wide change).
+    AllLocal,
+    /// Connections with one of these endpoint addresses.
+    Addresses(BTreeSet<IpAddr>),
+}
+
+/// The local pods: each address, the pod it belongs to.
+pub type LocalAddrs = BTreeMap<IpAddr, ObjectKey>;
+
+/// The endpoints whose connections a change may now deny. `before` are
+/// the local pods before the change (their old addresses count too).
+#[must_use]
+pub fn affected(index: &ClusterIndex, changes: &Changes, before: &LocalAddrs, after: &LocalAddrs) -> Affected {
+    if !changes.cluster_policies.is_empty() || !changes.nodes.is_empty() {
+        return Affected::AllLocal;
+    }
+    let mut out = BTreeSet::new();
+    let pod_addrs = |key: &ObjectKey, out: &mut BTreeSet<IpAddr>| {
+        if let Some(id) = index.pod_id_of(key) {
+            out.extend(index.pod(id).pod().ips.iter().copied());
+        }
+    };
+    for key in &changes.pods {
+        pod_addrs(key, &mut out);
+    }
+    for (addr, key) in before.iter().chain(after) {
+        if changes.pods.contains(key) || changes.policies.iter().any(|p| p.namespace == key.namespace) {
+            out.insert(*addr);
+        }
+    }
+    for ns in &changes.namespaces {
+        if let Some(id) = index.namespace_id(&ns.name) {
+            for pod in index.namespace(id).pods() {
+                out.extend(index.pod(*pod).pod().ips.iter().copied());
+            }
+        }
+    }
+    Affected::Addresses(out)
+}
+
+fn protocol(number: u8) -> Option<Protocol> {
+    match number {
+        TCP => Some(Protocol::Tcp),
+        UDP => Some(Protocol::Udp),
+        SCTP => Some(Protocol::Sctp),
+        _ => None,
+    }
+}
+
+fn endpoint(index: &ClusterIndex, addr: IpAddr) -> Endpoint {
+    match index.pod_by_ip(addr) {
+        Some(id) if index.pod(id).pod().is_endpoint() => Endpoint::Pod { id, addr: Some(addr) },
+        _ => Endpoint::External(addr),
+    }
+}
+
+/// Why `side` denies, if it does.
+fn denial(side: SideVerdict) -> Option<Reason> {
+    match side {
+        SideVerdict::Denied => Some(Reason::NetworkPolicy),
+        SideVerdict::Tier(rule) if rule.action == Action::Deny => Some(match rule.tier {
+            Tier::Admin => Reason::AdminTier,
+            Tier::Baseline => Reason::BaselineTier,
+        }),
+        _ => None,
+    }
+}
+
+/// The entries the current state denies on a side this node enforces,
+/// with the reason; the engine decides each, as `palisade check` would.
+/// Entries of other protocols than TCP, UDP and SCTP, of flows without a
+/// local pod, or with one of the node's own addresses are kept.
+#[must_use]
+pub fn denied(
+    index: &ClusterIndex,
+    local: &LocalAddrs,
+    node_addrs: &BTreeSet<IpAddr>,
+    entries: &[Entry],
+) -> Vec<(Entry, Reason)> {
+    let mut out = Vec::new();
+    for entry in entries {
+        let view = entry.flow();
+        let Some(protocol) = protocol(view.protocol) else { continue };
+        let (src_local, dst_local) = (local.contains_key(&view.src), local.contains_key(&view.dst));
+        if !(src_local || dst_local) || node_addrs.contains(&view.src) || node_addrs.contains(&view.dst) {
+            continue;
+        }
+        let flow = Flow { src: endpoint(index, view.src), dst: endpoint(index, view.dst), port: view.port, protocol };
+        let verdict = index.evaluate(&flow);
+        let reason = src_local
+            .then(|| denial(verdict.egress))
+            .flatten()
+            .or_else(|| dst_local.then(|| denial(verdict.ingress)).flatten());
+        if let Some(reason) = reason {
+            out.push((*entry, reason));
+        }
+    }
+    out
+}
+
+/// The revocation step's state between syncs.
+#[derive(Debug)]
+pub struct Revoker {
+    /// The node's own addresses.
+    pub node_addrs: BTreeSet<IpAddr>,
+    /// The next step looks at every local pod's connections: at start (a
+    /// restart reconciles conntrack once), and after a failed apply or
+    /// revocation (what changed meanwhile is not known).
+    pub all_next: bool,
+}
+
+impl Revoker {
+    /// A revoker whose first step looks at every local pod.
+    #[must_use]
+    pub fn new(node_addrs: BTreeSet<IpAddr>) -> Self {
+        Revoker { node_addrs, all_next: true }
+    }
+
+    /// Deletes the tracked connections of `affected` endpoints that the
+    /// state just applied (`index`) denies; `local` are the local pods'
+    /// addresses. Returns how many were deleted (`None`: the step failed,
+    /// and the next one looks at every local pod).
+    pub fn revoke(
+        &mut self,
+        index: &ClusterIndex,
+        kernel: &mut dyn Kernel,
+        metrics: &Metrics,
+        affected: Affected,
+        local: &LocalAddrs,
+    ) -> Option<usize> {
+        let start = Instant::now();
+        let trigger = if self.all_next { "restart" } else { "change" };
+        let addrs = match affected {
+            Affected::AllLocal => local.keys().copied().collect(),
+            Affected::Addresses(addrs) => addrs,
+        };
+        self.all_next = false;
+        if addrs.is_empty() {
+            return Some(0);
+        }
+        let result = kernel.connections(&addrs).and_then(|entries| {
+            let denied = denied(index, local, &self.node_addrs, &entries);
+            let doomed: Vec<Entry> = denied.iter().map(|(e, _)| *e).collect();
+            let report = kernel.delete_connections(&doomed)?;
+            for (_, reason) in &denied {
+                let label = RevokeLabel { reason: reason.as_str().into(), trigger: trigger.into() };
+                metrics.revoked.get_or_create(&label).inc();
+            }
+            Ok((entries.len(), report))
+        });
+        metrics.revoke_seconds.observe(start.elapsed().as_secs_f64());
+        match result {
+            Ok((looked_at, report)) => {
+                if report.deleted + report.gone > 0 {
+                    info!(
+                        trigger,
+                        looked_at,
+                        revoked = report.deleted,
+                        already_gone = report.gone,
+                        revoke_us = start.elapsed().as_micros(),
+                        "revoked established connections the current state denies"
+                    );
+                }
+                Some(report.deleted)
+            }
+            Err(e) => {
+                self.all_next = true;
+                metrics.revoke_errors.inc();
+                error!(error = %e, "cannot revoke connections; the next step looks at every local pod");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,141 @@
+//! Expected values come from the NetworkPolicy and AdminNetworkPolicy
+//! semantics, written out per entry below, not from the engine.
+
+use super::*;
+use palisade_dataplane::conntrack::Tuple;
+use palisade_policy::ObjectKind;
+
+const CLUSTER: &str = r"
+apiVersion: v1
+kind: Namespace
+metadata: {name: x, labels: {team: x}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x, labels: {app: server}}
+spec: {nodeName: n1, containers: [{name: c, ports: [{containerPort: 8080, name: http-alt}]}]}
+status: {phase: Running, podIP: 10.0.0.1, podIPs: [{ip: 10.0.0.1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: x, labels: {role: client}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {phase: Running, podIP: 10.0.0.2, podIPs: [{ip: 10.0.0.2}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: x, labels: {role: other}}
+spec: {nodeName: n2, containers: [{name: c}]}
+status: {phase: Running, podIP: 10.0.1.3, podIPs: [{ip: 10.0.1.3}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: a-ingress, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: server}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {role: client}}}]
+    ports: [{port: 80}]
+";
+
+fn entry(src: &str, dst: &str, real_dst: &str, protocol: u8, dport: u16, real_port: u16) -> Entry {
+    let orig = Tuple { src: src.parse().unwrap(), dst: dst.parse().unwrap(), protocol, sport: 40000, dport };
+    let reply = Tuple { src: real_dst.parse().unwrap(), dst: orig.src, protocol, sport: real_port, dport: 40000 };
+    Entry { orig, reply, zone: 0, id: 1 }
+}
+
+fn plain(src: &str, dst: &str, protocol: u8, port: u16) -> Entry {
+    entry(src, dst, dst, protocol, port, port)
+}
+
+fn local() -> LocalAddrs {
+    [("10.0.0.1", "a"), ("10.0.0.2", "b")]
+        .into_iter()
+        .map(|(ip, name)| (ip.parse().unwrap(), ObjectKey::new(ObjectKind::Pod, "x", name)))
+        .collect()
+}
+
+fn node() -> BTreeSet<IpAddr> {
+    ["10.0.0.254".parse().unwrap()].into()
+}
+
+#[test]
+fn only_flows_a_side_this_node_enforces_denies_are_revoked() {
+    let index = palisade_manifests::load_str("c.yaml", CLUSTER, "default").index();
+    let entries = [
+        // b is a client, port 80: admitted by a-ingress.
+        plain("10.0.0.2", "10.0.0.1", TCP, 80),
+        // c is no client: a is isolated for ingress and nothing admits it.
+        plain("10.0.1.3", "10.0.0.1", TCP, 80),
+        // Through a Service to a's 8080: a-ingress admits port 80 only.
+        entry("10.0.0.2", "10.96.0.10", "10.0.0.1", TCP, 80, 8080),
+        // Through a Service to a's 80: admitted.
+        entry("10.0.0.2", "10.96.0.10", "10.0.0.1", TCP, 8080, 80),
+        // a's egress is not isolated; c's ingress is another node's to judge.
+        plain("10.0.0.1", "10.0.1.3", UDP, 53),
+        // The node's own address: the input hook, never filtered.
+        plain("10.0.0.254", "10.0.0.1", TCP, 22),
+        // Not TCP, UDP or SCTP.
+        plain("10.0.1.3", "10.0.0.1", 1, 0),
+        // Between two remote addresses: not this node's to judge.
+        plain("10.0.1.3", "10.0.1.4", TCP, 80),
+        // SCTP from c: denied like TCP.
+        plain("10.0.1.3", "10.0.0.1", SCTP, 80),
+    ];
+    let got = denied(&index, &local(), &node(), &entries);
+    assert_eq!(
+        got,
+        [(entries[1], Reason::NetworkPolicy), (entries[2], Reason::NetworkPolicy), (entries[8], Reason::NetworkPolicy)]
+    );
+}
+
+#[test]
+fn an_admin_deny_is_named_as_the_reason() {
+    let anp = r"
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: no-b}
+spec:
+  priority: 10
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {role: client}}}}
+  egress:
+  - {name: deny-all, action: Deny, to: [{networks: [0.0.0.0/0]}]}
+";
+    let index = palisade_manifests::load_str("c.yaml", &format!("{CLUSTER}{anp}"), "default").index();
+    let entries = [plain("10.0.0.2", "10.0.0.1", TCP, 80), plain("10.0.1.3", "10.0.0.1", TCP, 80)];
+    let got = denied(&index, &local(), &node(), &entries);
+    assert_eq!(got, [(entries[0], Reason::AdminTier), (entries[1], Reason::NetworkPolicy)]);
+}
+
+#[test]
+fn a_change_affects_its_pods_namespaces_and_policy_namespaces() {
+    let index = palisade_manifests::load_str("c.yaml", CLUSTER, "default").index();
+    let key = |kind, ns: &str, name: &str| ObjectKey::new(kind, ns, name);
+    let addrs = |list: &[&str]| Affected::Addresses(list.iter().map(|a| a.parse().unwrap()).collect());
+    // A remote pod relabelled: its flows with local pods.
+    let mut changes = Changes::default();
+    changes.pods.insert(key(ObjectKind::Pod, "x", "c"));
+    assert_eq!(affected(&index, &changes, &local(), &local()), addrs(&["10.0.1.3"]));
+    // A local pod deleted: its old address still counts.
+    let mut before = local();
+    before.insert("10.0.0.9".parse().unwrap(), key(ObjectKind::Pod, "x", "gone"));
+    let mut changes = Changes::default();
+    changes.pods.insert(key(ObjectKind::Pod, "x", "gone"));
+    assert_eq!(affected(&index, &changes, &before, &local()), addrs(&["10.0.0.9"]));
+    // A policy of x: the local pods of x (only they can be selected here).
+    let mut changes = Changes::default();
+    changes.policies.insert(key(ObjectKind::NetworkPolicy, "x", "a-ingress"));
+    assert_eq!(affected(&index, &changes, &local(), &local()), addrs(&["10.0.0.1", "10.0.0.2"]));
+    let mut changes = Changes::default();
+    changes.policies.insert(key(ObjectKind::NetworkPolicy, "y", "p"));
+    assert_eq!(affected(&index, &changes, &local(), &local()), addrs(&[]));
+    // Namespace x relabelled: every pod of x, local or not.
+    let mut changes = Changes::default();
+    changes.namespaces.insert(key(ObjectKind::Namespace, "", "x"));
+    assert_eq!(affected(&index, &changes, &local(), &local()), addrs(&["10.0.0.1", "10.0.0.2", "10.0.1.3"]));
+    // A cluster policy: every local pod.
+    let mut changes = Changes::default();
+    changes.cluster_policies.insert(key(ObjectKind::AdminNetworkPolicy, "", "p"));
+    assert_eq!(affected(&index, &changes, &local(), &local()), Affected::AllLocal);
+}
