@@ -51,6 +51,7 @@ fn main() {
         resync: Duration::from_secs(60),
         status_file: Some(status.clone()),
         cleanup_on_exit: false,
+        gate: palisade_dataplane::PodGate::default(),
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let name = ns.name().to_string();

@@ -23,9 +23,9 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use palisade_dataplane::NodeScope;
 use palisade_dataplane::ruleset::Table;
 use palisade_dataplane::transaction::cleanup;
+use palisade_dataplane::{NodeScope, PodGate};
 use palisade_policy::{ClusterIndex, ObjectKind};
 use serde::Serialize;
 use tracing::{error, info, warn};
@@ -47,6 +47,9 @@ pub struct DriverConfig {
     pub status_file: Option<PathBuf>,
     /// Remove the table when stopping.
     pub cleanup_on_exit: bool,
+    /// The new-pod gate (`--new-pods`): what becomes of traffic of pods
+    /// not programmed yet.
+    pub gate: PodGate,
 }
 
 /// What a source sends the driver.
@@ -72,6 +75,8 @@ pub struct Batch {
 pub enum Message {
     /// Changes from the source.
     Batch(Batch),
+    /// The node's links or routes changed: pod interfaces are read again.
+    Interfaces,
     /// Stop (after removing the table when so configured).
     Stop,
 }
@@ -143,7 +148,7 @@ impl Driver {
         index.track_changes();
         let ifaces = kernel.pod_interfaces();
         let revoker = Revoker::new(kernel.node_addresses());
-        let reconciler = Reconciler::new(kernel, config.scope.clone());
+        let reconciler = Reconciler::new(kernel, config.scope.clone(), config.gate.clone());
         Driver {
             config,
             index,
@@ -172,12 +177,14 @@ impl Driver {
             let wait = if self.dirty && self.synced { until_resync.min(RETRY) } else { until_resync };
             match messages.recv_timeout(wait) {
                 Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(Message::Interfaces) => self.interfaces_changed(),
                 Ok(Message::Batch(batch)) => {
                     self.take(batch);
                     // Everything already waiting joins this sync.
                     loop {
                         match messages.try_recv() {
                             Ok(Message::Batch(batch)) => self.take(batch),
+                            Ok(Message::Interfaces) => self.interfaces_changed(),
                             Ok(Message::Stop) => return self.stop(),
                             Err(_) => break,
                         }
@@ -195,6 +202,12 @@ impl Driver {
             }
         }
         self.stop();
+    }
+
+    /// Links or routes changed: the next sync reads the pod interfaces.
+    fn interfaces_changed(&mut self) {
+        self.pods_changed = true;
+        self.dirty = true;
     }
 
     /// Applies one batch to the index.

@@ -16,6 +16,7 @@
 mod change;
 pub mod driver;
 pub mod fake;
+pub mod gate;
 pub mod kernel;
 pub mod kube;
 pub mod manifests;
@@ -70,6 +71,12 @@ pub fn start(
 }
 
 impl Running {
+    /// A sender to the driver (for the route watch).
+    #[must_use]
+    pub fn driver(&self) -> Sender<Message> {
+        self.to_driver.clone()
+    }
+
     /// Stops the source, then the driver (which removes the table when so
     /// configured), and waits for both.
     pub fn stop(self) {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use palisade_dataplane::drift::differences;
 use palisade_dataplane::nft::NftError;
 use palisade_dataplane::transaction::{diff, full};
-use palisade_dataplane::{Incremental, NodeScope, ProgramStats, UpdateStats};
+use palisade_dataplane::{Incremental, NodeScope, PodGate, ProgramStats, UpdateStats};
 use palisade_policy::{Changes, ClusterIndex};
 
 use crate::kernel::{Kernel, KernelTable};
@@ -47,6 +47,7 @@ pub struct SyncReport {
 pub struct Reconciler {
     kernel: Box<dyn Kernel>,
     scope: NodeScope,
+    gate: PodGate,
     /// The program and table last applied; `None` when the kernel's state is
     /// unknown (start, failed apply, drift), so the next sync replaces the
     /// whole table.
@@ -82,8 +83,8 @@ impl Reconciler {
     /// A reconciler that has applied nothing yet: its first sync replaces
     /// the table atomically (rules of a previous run stay until then).
     #[must_use]
-    pub fn new(kernel: Box<dyn Kernel>, scope: NodeScope) -> Self {
-        Reconciler { kernel, scope, applied: None, generation: None }
+    pub fn new(kernel: Box<dyn Kernel>, scope: NodeScope, gate: PodGate) -> Self {
+        Reconciler { kernel, scope, gate, applied: None, generation: None }
     }
 
     /// The kernel, for reads (interfaces, the table) and cleanup.
@@ -116,13 +117,13 @@ impl Reconciler {
                 (tx, Outcome::Incremental, update)
             }
             (Some(applied), None) => {
-                let fresh = Incremental::new(index, self.scope.clone(), ifaces);
+                let fresh = Incremental::with_gate(index, self.scope.clone(), ifaces, self.gate.clone());
                 let tx = diff(applied.rendered(), fresh.rendered());
                 *applied = fresh;
                 (tx, Outcome::Incremental, UpdateStats { rebuilt: true, ..UpdateStats::default() })
             }
             (None, _) => {
-                let fresh = Incremental::new(index, self.scope.clone(), ifaces);
+                let fresh = Incremental::with_gate(index, self.scope.clone(), ifaces, self.gate.clone());
                 let tx = full(fresh.rendered());
                 self.applied = Some(fresh);
                 (Some(tx), Outcome::Full, UpdateStats { rebuilt: true, ..UpdateStats::default() })

@@ -1,6 +1,7 @@
 //! Which node interface each local pod address is routed through, from the
 //! routing table (`ip -j route show` and `ip -j -6 route show`), for the
-//! dataplane's anti-spoofing.
+//! dataplane's anti-spoofing; and a watch of the routing table, so that a
+//! new pod's interface is learnt as soon as its route appears.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -40,4 +41,45 @@ pub fn node_addresses() -> BTreeSet<IpAddr> {
         }
     }
     out
+}
+
+/// `RTMGRP_LINK`, `RTMGRP_IPV4_ROUTE` and `RTMGRP_IPV6_ROUTE`.
+const ROUTE_GROUPS: u32 = 0x1 | 0x40 | 0x400;
+
+/// Calls `changed` after every burst of link or route changes in this
+/// thread's network namespace (on a thread of its own, which inherits the
+/// namespace), until `changed` returns `false`.
+///
+/// # Errors
+/// When the rtnetlink socket cannot be opened or bound.
+pub fn watch(changed: impl Fn() -> bool + Send + 'static) -> std::io::Result<std::thread::JoinHandle<()>> {
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, setsockopt, socket, sockopt,
+    };
+    use std::os::fd::AsRawFd as _;
+    let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkRoute)?;
+    bind(fd.as_raw_fd(), &NetlinkAddr::new(0, ROUTE_GROUPS))?;
+    setsockopt(&fd, sockopt::ReceiveTimeout, &nix::sys::time::TimeVal::new(1, 0))?;
+    std::thread::Builder::new().name("routes".into()).spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(_) => {
+                    // The rest of the burst joins this notice.
+                    while recv(fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT).is_ok() {}
+                    if !changed() {
+                        return;
+                    }
+                }
+                // Overflowed: something changed.
+                Err(nix::errno::Errno::ENOBUFS) => {
+                    if !changed() {
+                        return;
+                    }
+                }
+                // Timed out: check the driver is still there.
+                Err(_) => {}
+            }
+        }
+    })
 }

@@ -108,6 +108,11 @@ pub fn run(options: AgentOptions) -> Result<(), AgentError> {
     };
     let agent = crate::start(options.driver, source, Box::new(NetlinkKernel::default()), metrics)
         .map_err(io("starting the agent's threads"))?;
+    // A new pod's route is learnt when it appears, not at the next pod
+    // change: with --new-pods=deny the pod waits for it.
+    let driver = agent.driver();
+    crate::routes::watch(move || driver.send(crate::driver::Message::Interfaces).is_ok())
+        .map_err(io("watching the routing table"))?;
     runtime.block_on(async {
         let mut signal = std::pin::pin!(shutdown_signal());
         while !agent.finished() {

@@ -67,7 +67,13 @@ fn expected(changes: Vec<Change>) -> Table {
 }
 
 fn config(resync: Duration) -> DriverConfig {
-    DriverConfig { scope: NodeScope::Node("n1".into()), resync, status_file: None, cleanup_on_exit: false }
+    DriverConfig {
+        scope: NodeScope::Node("n1".into()),
+        resync,
+        status_file: None,
+        cleanup_on_exit: false,
+        gate: palisade_dataplane::PodGate::default(),
+    }
 }
 
 fn kernel() -> FakeKernel {

@@ -215,6 +215,7 @@ fn start_agent(runtime: &tokio::runtime::Runtime, mock: &Mock, view: &dyn View) 
         resync: Duration::from_secs(1),
         status_file: None,
         cleanup_on_exit: false,
+        gate: palisade_dataplane::PodGate::default(),
     };
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("listen");
     let _ = metrics.listening.set(listener.local_addr().expect("address"));

@@ -38,7 +38,7 @@ use crate::compile::{
 };
 use crate::members::{PodCounts, PodKeys, PodRef, PolicyMembers};
 use crate::patch::{patch_policy, patch_set};
-use crate::program::{LocalPod, PolicyProgram, Program};
+use crate::program::{LocalPod, PodGate, PolicyProgram, Program};
 use crate::render::{
     SHARED_PREFIX, base_chains, cluster_set, listed_all, pair_element, pod_prefix, policy_prefix, render_pod,
     render_policy, render_with_shared,
@@ -172,14 +172,33 @@ impl Incremental {
     pub fn new(index: &ClusterIndex, scope: NodeScope, ifaces: &BTreeMap<IpAddr, String>) -> Self {
         Self::with_hasher(index, scope, ifaces)
     }
+
+    /// [`Incremental::new`] with the new-pod gate `gate`, which every
+    /// later update keeps.
+    #[must_use]
+    pub fn with_gate(index: &ClusterIndex, scope: NodeScope, ifaces: &BTreeMap<IpAddr, String>, gate: PodGate) -> Self {
+        Self::with_hasher_and_gate(index, scope, ifaces, gate)
+    }
 }
 
 impl<S: BuildHasher + Default> Incremental<S> {
     /// [`Incremental::new`] with pod names hashed by `S`.
     #[must_use]
     pub fn with_hasher(index: &ClusterIndex, scope: NodeScope, ifaces: &BTreeMap<IpAddr, String>) -> Self {
+        Self::with_hasher_and_gate(index, scope, ifaces, PodGate::default())
+    }
+
+    /// [`Incremental::with_gate`] with pod names hashed by `S`.
+    #[must_use]
+    pub fn with_hasher_and_gate(
+        index: &ClusterIndex,
+        scope: NodeScope,
+        ifaces: &BTreeMap<IpAddr, String>,
+        gate: PodGate,
+    ) -> Self {
         let mut keys = PodKeys::default();
-        let Compiled { program, deps, members } = compile_node(index, &scope, ifaces, &mut keys);
+        let Compiled { mut program, deps, members } = compile_node(index, &scope, ifaces, &mut keys);
+        program.gate = gate;
         let (rendered, shared_of) = render_with_shared(&program);
         let mut shared_refs: BTreeMap<String, usize> = BTreeMap::new();
         for name in shared_of.values().flatten() {
@@ -425,7 +444,7 @@ impl<S: BuildHasher + Default> Incremental<S> {
         index: &ClusterIndex,
         ifaces: &BTreeMap<IpAddr, String>,
     ) -> (Option<Transaction>, UpdateStats) {
-        let fresh = Self::with_hasher(index, self.scope.clone(), ifaces);
+        let fresh = Self::with_hasher_and_gate(index, self.scope.clone(), ifaces, self.program.gate.clone());
         let tx = diff(&self.rendered, &fresh.rendered);
         let policies = fresh.program.policies.len() + fresh.program.tiers.len();
         let stats = UpdateStats {

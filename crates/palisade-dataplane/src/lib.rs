@@ -32,11 +32,12 @@ pub mod ranges;
 
 pub use compile::{NodeScope, compile};
 pub use incremental::{Incremental, UpdateStats};
-pub use program::{LocalPod, PolicyProgram, PortSet, Program, ProgramStats, RuleProgram, TierProgram};
+pub use program::{LocalPod, PodGate, PolicyProgram, PortSet, Program, ProgramStats, RuleProgram, TierProgram};
 pub mod netlink;
 pub mod nft;
 mod patch;
 pub mod render;
+mod render_gate;
 pub mod render_tiers;
 pub mod ruleset;
 pub mod transaction;

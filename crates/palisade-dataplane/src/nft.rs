@@ -117,6 +117,10 @@ pub enum EncodeError {
     /// An object name longer than the kernel takes (255 bytes) or with a NUL.
     #[error("name too long or with a NUL: {0}…")]
     Name(String),
+    /// An interface name prefix that is empty, longer than an interface
+    /// name (15 bytes) or with a NUL.
+    #[error("interface name prefix empty, over 15 bytes or with a NUL: {0:?}")]
+    Ifname(String),
 }
 
 /// Something that applies transactions to Palisade's table and lists it.

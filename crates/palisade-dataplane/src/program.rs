@@ -26,6 +26,28 @@ pub struct Program {
     /// ICMP error from one of them is accepted as related to a connection
     /// only when it comes from that connection's peer.
     pub cluster_addrs: BTreeSet<IpAddr>,
+    /// What becomes of traffic of pods not programmed yet.
+    pub gate: PodGate,
+}
+
+/// The new-pod gate: traffic from or to a pod the agent has not programmed
+/// yet (a pod interface, or an address of the node's pod ranges, that no
+/// local pod of the program has) is dropped. Off when both lists are empty
+/// (`--new-pods=allow`): such traffic then passes, as for an unisolated pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodGate {
+    /// Name prefixes of the node's pod interfaces (`cali`, `lxc`, `veth`…).
+    pub interface_prefixes: Vec<String>,
+    /// The node's pod address ranges (its `podCIDRs`).
+    pub cidrs: AddrSet,
+}
+
+impl PodGate {
+    /// Whether the gate drops anything.
+    #[must_use]
+    pub fn is_on(&self) -> bool {
+        !self.interface_prefixes.is_empty() || !self.cidrs.v4.is_empty() || !self.cidrs.v6.is_empty()
+    }
 }
 
 /// A pod on this node.

@@ -377,7 +377,7 @@ fn anti_spoofing(program: &Program, r: &mut Table, egress: &mut Vec<Rule>) {
             local[usize::from(addr.is_ipv6())].insert(addr_element(*addr));
         }
     }
-    if ifaces.is_empty() {
+    if ifaces.is_empty() && !crate::render_gate::needs_spoof_chain(program) {
         return;
     }
     r.counters.insert(SPOOF_COUNTER.into());
@@ -406,6 +406,7 @@ fn anti_spoofing(program: &Program, r: &mut Table, egress: &mut Vec<Rule>) {
         ]));
         checks.push(drop(vec![Expr::addr(v6, AddrField::Saddr)], &local_set));
     }
+    checks.extend(crate::render_gate::spoofed_gate_rules(program));
     r.chains.insert(SPOOF_CHAIN.into(), Chain { base: None, rules: checks });
 }
 
@@ -423,9 +424,10 @@ pub(crate) fn base_chains(program: &Program, r: &mut Table) {
             }
         }
     }
-    let mut egress = Vec::new();
+    let mut egress = crate::render_gate::gate_rules(program, r);
     anti_spoofing(program, r, &mut egress);
     egress.extend(conntrack_rules());
+    egress.extend(crate::render_gate::midstream_rules());
     let mut ingress = conntrack_rules();
     r.chains.insert(RELATED_CHAIN.into(), related_chain());
     for (dir, chain) in [(Direction::Egress, &mut egress), (Direction::Ingress, &mut ingress)] {

@@ -355,6 +355,8 @@ pub enum AddrField {
 pub enum Expr {
     /// `meta iifname`.
     Iifname,
+    /// `meta oifname`.
+    Oifname,
     /// `meta l4proto`.
     L4proto,
     /// `ip saddr`/`daddr` (`v6`: `ip6`).
@@ -409,6 +411,7 @@ impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expr::Iifname => f.write_str("iifname"),
+            Expr::Oifname => f.write_str("oifname"),
             Expr::L4proto => f.write_str("meta l4proto"),
             Expr::Addr { v6, field } => write!(
                 f,
@@ -510,6 +513,18 @@ pub enum Statement {
     /// `tcp|udp|sctp dport N`: the protocol and the destination port (a
     /// rule's ports when they are one port: no set needed).
     PortIs(Protocol, u16),
+    /// `iifname "cali*"` (`oifname` when `out`): the interface's name
+    /// starts with `prefix` (1 to 15 bytes, no NUL).
+    IfnamePrefix {
+        /// The output interface (else the input one).
+        out: bool,
+        /// The prefix.
+        prefix: String,
+    },
+    /// `tcp flags & (fin | syn | rst | ack) != syn`: a TCP packet that
+    /// cannot open a connection (with `ct state new`: one the kernel picked
+    /// up in mid-stream, as `nf_conntrack_tcp_loose` lets it).
+    TcpNotSyn,
     /// `ip saddr 10.0.0.0/8` (`ip6`, `daddr`): the address is in one
     /// prefix (a rule's ipBlocks of a family when they are one CIDR: no set
     /// needed). `len` is below the family's width, or equal for one address.
@@ -546,6 +561,10 @@ impl fmt::Display for Statement {
             Statement::Verdict(v) => write!(f, "{v}"),
             Statement::ProtoIs(p) => write!(f, "meta l4proto {}", l4proto(*p)),
             Statement::PortIs(p, port) => write!(f, "{} dport {port}", l4proto(*p)),
+            Statement::IfnamePrefix { out, prefix } => {
+                write!(f, "{} \"{prefix}*\"", if *out { "oifname" } else { "iifname" })
+            }
+            Statement::TcpNotSyn => f.write_str("tcp flags & (fin | syn | rst | ack) != syn"),
             Statement::Prefix { field, net, len } => {
                 let full = if net.is_ipv6() { 128 } else { 32 };
                 let left = Expr::addr(net.is_ipv6(), *field);

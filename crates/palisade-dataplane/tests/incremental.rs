@@ -59,7 +59,16 @@ fn run_with<S: BuildHasher + Default>(seed: u64, scope: &NodeScope, steps: usize
     }
     index.track_changes();
     let mut drop_every = 0;
-    let mut incremental = Incremental::<S>::with_hasher(&index, scope.clone(), &ifaces(&index, drop_every));
+    // Every other seed runs with the new-pod gate (its sets follow the local pods).
+    let gate = if seed % 2 == 1 {
+        let mut cidrs = palisade_dataplane::ranges::AddrSet::default();
+        cidrs.v4.push((0x0a00_0000, 0x0a00_ffff));
+        palisade_dataplane::PodGate { interface_prefixes: vec!["pv".into()], cidrs }
+    } else {
+        palisade_dataplane::PodGate::default()
+    };
+    let mut incremental =
+        Incremental::<S>::with_hasher_and_gate(&index, scope.clone(), &ifaces(&index, drop_every), gate.clone());
     let (mut updated, mut patched) = (0, 0);
     for step in 0..steps {
         let what = if rng.below(15) == 0 {
@@ -74,7 +83,8 @@ fn run_with<S: BuildHasher + Default>(seed: u64, scope: &NodeScope, steps: usize
         let (tx, stats) = incremental.update(&index, &changes, &links);
         updated += stats.policies_updated;
         patched += stats.policies_patched;
-        let program = compile(&index, scope, &links);
+        let mut program = compile(&index, scope, &links);
+        program.gate = gate.clone();
         if program.tiers.values().any(|t| palisade_policy::Direction::BOTH.iter().any(|d| t.passes(*d))) {
             PASSING.with(|p| p.set(p.get() + 1));
         }

@@ -4,7 +4,7 @@
 //! ```text
 //!   pod ns p0 (eth0: 10.0.1.1/32, fd00::1:1/128)      ext ns (eth0: the external addresses)
 //!        | veth                                               | veth
-//!   node ns: pv0 (169.254.0.1, fe80::1) ... pvext; routes /32 and /128 per address; forwarding on
+//!   node ns: pv0 (169.254.0.1, fe80::1) ... uplink; routes /32 and /128 per address; forwarding on
 //! ```
 //!
 //! Pods route everything through the node, so every pod-to-pod or
@@ -166,8 +166,8 @@ impl Topology {
     /// Adds the external-hosts namespace with `addrs`.
     pub fn add_external(&mut self, addrs: &[IpAddr]) -> Result<(), NetNsError> {
         let ns = NetNs::create(&format!("{}ext", self.prefix))?;
-        self.attach(&ns, "pvext", addrs)?;
-        self.external = Some(Attached { ns, veth: "pvext".into(), addrs: addrs.to_vec() });
+        self.attach(&ns, "uplink", addrs)?;
+        self.external = Some(Attached { ns, veth: "uplink".into(), addrs: addrs.to_vec() });
         Ok(())
     }
 

@@ -156,6 +156,28 @@ struct AgentArgs {
     /// Remove Palisade's table: on stop, or right away when no --manifests is given.
     #[arg(long)]
     cleanup: bool,
+    /// Traffic from or to a pod not programmed yet (a pod interface, or an
+    /// address of --pod-cidr, that no programmed pod has): `deny` drops it
+    /// until the pod's policies are in the kernel; `allow` lets it through.
+    #[arg(long, value_enum, default_value = "deny")]
+    new_pods: NewPodsArg,
+    /// Name prefixes of the node's pod interfaces (comma-separated,
+    /// repeatable). Default: cali, lxc, eni, azv, gke, veth.
+    #[arg(long, value_delimiter = ',')]
+    pod_interface_prefix: Vec<String>,
+    /// The node's pod address ranges (comma-separated, repeatable), for
+    /// CNIs whose pods share a bridge.
+    #[arg(long, value_delimiter = ',')]
+    pod_cidr: Vec<String>,
+}
+
+/// `--new-pods`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum NewPodsArg {
+    /// Drop until programmed.
+    Deny,
+    /// Let through until programmed.
+    Allow,
 }
 
 fn parse_ip(s: &str) -> Result<std::net::IpAddr, String> {
@@ -276,7 +298,13 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<u8> {
         (false, None) => anyhow::bail!("give --node NAME (or set NODE_NAME), or --all-pods"),
     };
     let resync = std::time::Duration::from_secs(args.resync_seconds.max(1));
-    let driver = DriverConfig { scope, resync, status_file: args.status_file, cleanup_on_exit: args.cleanup };
+    let new_pods = match args.new_pods {
+        NewPodsArg::Deny => palisade_agent::gate::NewPods::Deny,
+        NewPodsArg::Allow => palisade_agent::gate::NewPods::Allow,
+    };
+    let gate = palisade_agent::gate::pod_gate(new_pods, &args.pod_interface_prefix, &args.pod_cidr)
+        .map_err(anyhow::Error::msg)?;
+    let driver = DriverConfig { scope, resync, status_file: args.status_file, cleanup_on_exit: args.cleanup, gate };
     let listen = args.listen.or(kubernetes.then(|| ([127, 0, 0, 1], 9464).into()));
     palisade_agent::run(AgentOptions { source, driver, listen })?;
     Ok(0)

@@ -4,50 +4,14 @@
 //! (`--include-ignored`). Lab state is machine-wide, so these tests take
 //! a lock and run one at a time.
 
-use std::path::{Path, PathBuf};
+mod lab_common;
+
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use lab_common::{LabGuard, palisade, state, write};
 use serde_json::Value;
-
-static LAB: Mutex<()> = Mutex::new(());
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
-}
-
-fn palisade(args: &[&str]) -> (String, String, i32) {
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_palisade")).args(args).current_dir(root()).output().expect("palisade runs");
-    (
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-        out.status.code().unwrap_or(-1),
-    )
-}
-
-/// Takes the lab lock and makes sure no lab is left over, before and after.
-struct LabGuard<'a>(#[allow(dead_code, reason = "held for its lifetime")] std::sync::MutexGuard<'a, ()>);
-
-impl LabGuard<'_> {
-    fn take() -> Self {
-        let guard = LAB.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _ = palisade(&["lab", "down"]);
-        LabGuard(guard)
-    }
-}
-
-impl Drop for LabGuard<'_> {
-    fn drop(&mut self) {
-        let (_, err, code) = palisade(&["lab", "down"]);
-        assert!(code == 0 || std::thread::panicking(), "lab down failed: {err}");
-        let leftover =
-            String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().expect("ip").stdout)
-                .to_string();
-        assert!(!leftover.contains("pal-lab-") || std::thread::panicking(), "namespaces left behind: {leftover}");
-    }
-}
 
 /// The allowed (from, to) pairs of a step's TCP/80 probes.
 fn allowed_pairs(step: &Value) -> Vec<(String, String)> {
@@ -219,14 +183,6 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
         .find(|r| r["from"] == "kube-system/agent")
         .expect("the hostNetwork pod is probed");
     assert_eq!(row["from_addr"], "192.168.46.2");
-}
-
-fn state() -> Value {
-    serde_json::from_str(&std::fs::read_to_string("/run/palisade-lab/state.json").expect("lab state")).expect("json")
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    std::fs::write(dir.join(name), text).expect("write manifest");
 }
 
 const PODS: &str = "

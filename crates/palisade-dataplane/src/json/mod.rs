@@ -78,6 +78,7 @@ fn expr(e: Expr) -> Value {
     match e {
         Expr::Iifname => json!({"meta": {"key": "iifname"}}),
         Expr::L4proto => json!({"meta": {"key": "l4proto"}}),
+        Expr::Oifname => json!({"meta": {"key": "oifname"}}),
         Expr::Addr { v6, field } => json!({"payload": {
             "protocol": if v6 { "ip6" } else { "ip" },
             "field": if field == AddrField::Saddr { "saddr" } else { "daddr" },
@@ -122,6 +123,16 @@ fn statement(s: &Statement) -> Value {
             };
             json!({"match": {"op": "==", "left": expr(Expr::addr(net.is_ipv6(), *field)), "right": right}})
         }
+        Statement::IfnamePrefix { out, prefix } => json!({"match": {
+            "op": "==",
+            "left": {"meta": {"key": if *out { "oifname" } else { "iifname" }}},
+            "right": format!("{prefix}*"),
+        }}),
+        Statement::TcpNotSyn => json!({"match": {
+            "op": "!=",
+            "left": {"&": [{"payload": {"protocol": "tcp", "field": "flags"}}, ["fin", "syn", "rst", "ack"]]},
+            "right": "syn",
+        }}),
         Statement::PortIs(p, port) => json!({"match": {
             "op": "==",
             "left": {"payload": {"protocol": crate::ruleset::l4proto(*p), "field": "dport"}},

@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use palisade_policy::Protocol;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::Listing;
 use crate::ruleset::{
@@ -169,6 +169,7 @@ fn expr(v: &Value) -> Read<Expr> {
     if let Some(meta) = v.get("meta") {
         return match meta.get("key").and_then(Value::as_str) {
             Some("iifname") => Ok(Expr::Iifname),
+            Some("oifname") => Ok(Expr::Oifname),
             Some("l4proto") => Ok(Expr::L4proto),
             _ => Err(format!("meta {meta}")),
         };
@@ -212,11 +213,20 @@ fn ct_states(v: &Value) -> Read<CtStates> {
     states.ok_or_else(|| "no ct state".into())
 }
 
-/// `meta l4proto P`, `tcp|udp|sctp dport N` or `ip saddr A/L`, if that is
-/// what it is.
+/// `meta l4proto P`, `tcp|udp|sctp dport N`, `ip saddr A/L`, an interface
+/// name prefix or the TCP mid-stream test, if that is what it is.
 fn compare(op: &str, left: &Value, right: &Value) -> Option<Statement> {
+    if op == "!=" {
+        let flags = json!({"&": [{"payload": {"protocol": "tcp", "field": "flags"}}, ["fin", "syn", "rst", "ack"]]});
+        return (*left == flags && right == "syn").then_some(Statement::TcpNotSyn);
+    }
     if op != "==" {
         return None;
+    }
+    let key = left.get("meta").and_then(|m| m.get("key")).and_then(Value::as_str);
+    if let (Some(key @ ("iifname" | "oifname")), Some(prefix)) = (key, right.as_str().and_then(|r| r.strip_suffix('*')))
+    {
+        return Some(Statement::IfnamePrefix { out: key == "oifname", prefix: prefix.to_string() });
     }
     if left.get("meta").and_then(|m| m.get("key")).and_then(Value::as_str) == Some("l4proto") {
         return protocol(right).ok().map(Statement::ProtoIs);

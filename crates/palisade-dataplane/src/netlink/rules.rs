@@ -9,6 +9,8 @@
 //! | `Verdict`: accept, drop, jump, return | `immediate` verdict |
 //! | `Limit` (packets per second, burst), `Log` (prefix), `Counter` (named) | `limit`, `log`, `objref` |
 //! | `ProtoIs`, `PortIs` (`meta l4proto P`, `P dport N`) | `meta` load and `cmp`, then a `payload` load and `cmp` for the port |
+//! | `IfnamePrefix` (`iifname "p*"`) | `meta` load, `cmp` of the prefix's bytes |
+//! | `TcpNotSyn` | `meta l4proto` and `cmp`, `payload` load of the flags byte, `bitwise` mask, `cmp neq syn` |
 //! | `Prefix` (`ip saddr A/L`) | family check, `payload` load, `bitwise` mask (below full length), `cmp` |
 //!
 //! As `nft` does, the first statement that reads an IPv4 or IPv6 header
@@ -30,6 +32,7 @@ const NFT_REG_1: u32 = 1;
 const NFT_REG32_00: u32 = 8;
 
 const NFT_META_IIFNAME: u32 = 6;
+const NFT_META_OIFNAME: u32 = 7;
 const NFT_META_NFPROTO: u32 = 15;
 const NFT_META_L4PROTO: u32 = 16;
 const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
@@ -67,6 +70,7 @@ impl Load {
     fn of(e: Expr) -> Load {
         match e {
             Expr::Iifname => Load::Meta(NFT_META_IIFNAME, 16),
+            Expr::Oifname => Load::Meta(NFT_META_OIFNAME, 16),
             Expr::L4proto => Load::Meta(NFT_META_L4PROTO, 1),
             Expr::Addr { v6: false, field } => Load::Payload {
                 base: NFT_PAYLOAD_NETWORK_HEADER,
@@ -262,6 +266,34 @@ impl Encoder<'_> {
                     attr_u32(o, 4, 2); // NFTA_PAYLOAD_LEN
                 });
                 self.cmp(NFT_CMP_EQ, NFT_REG_1, &port.to_be_bytes());
+            }
+            Statement::IfnamePrefix { out, prefix } => {
+                if prefix.is_empty() || prefix.len() > 15 || prefix.contains('\0') {
+                    return Err(EncodeError::Ifname(prefix.clone()));
+                }
+                // As nft writes `iifname "p*"`: a compare of the prefix's bytes only.
+                self.meta(if *out { NFT_META_OIFNAME } else { NFT_META_IIFNAME }, NFT_REG_1);
+                self.cmp(NFT_CMP_EQ, NFT_REG_1, prefix.as_bytes());
+            }
+            Statement::TcpNotSyn => {
+                // As nft writes it: the protocol, the flags byte masked
+                // with fin|syn|rst|ack, compared with syn.
+                self.meta(NFT_META_L4PROTO, NFT_REG_1);
+                self.cmp(NFT_CMP_EQ, NFT_REG_1, &[6]);
+                self.expr("payload", |o| {
+                    attr_u32(o, 1, NFT_REG_1); // NFTA_PAYLOAD_DREG
+                    attr_u32(o, 2, NFT_PAYLOAD_TRANSPORT_HEADER); // NFTA_PAYLOAD_BASE
+                    attr_u32(o, 3, 13); // NFTA_PAYLOAD_OFFSET
+                    attr_u32(o, 4, 1); // NFTA_PAYLOAD_LEN
+                });
+                self.expr("bitwise", |o| {
+                    attr_u32(o, 1, NFT_REG_1); // NFTA_BITWISE_SREG
+                    attr_u32(o, 2, NFT_REG_1); // NFTA_BITWISE_DREG
+                    attr_u32(o, 3, 1); // NFTA_BITWISE_LEN
+                    value(o, 4, &[0x17]); // NFTA_BITWISE_MASK: fin|syn|rst|ack
+                    value(o, 5, &[0]); // NFTA_BITWISE_XOR
+                });
+                self.cmp(NFT_CMP_NEQ, NFT_REG_1, &[0x02]);
             }
             Statement::Prefix { field, net, len } => {
                 self.load(&[Load::of(Expr::addr(net.is_ipv6(), *field))], false);

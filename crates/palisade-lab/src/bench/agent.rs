@@ -84,7 +84,7 @@ pub(super) fn write_to_probe(topo: &Topology, client_ns: &str, server: SocketAdd
         Command::new("ip")
             .args(["netns", "exec", topo.node.name()])
             .arg(&exe)
-            .args(["agent", "--node", "lab", "--resync-seconds", "60", "--manifests"])
+            .args(["agent", "--node", "lab", "--resync-seconds", "60", "--pod-interface-prefix", "pv", "--manifests"])
             .arg(&dir.0)
             .arg("--status-file")
             .arg(&status)

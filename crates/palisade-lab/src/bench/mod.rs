@@ -254,7 +254,9 @@ pub fn quartiles(mut values: Vec<f64>) -> [f64; 3] {
     [at(1), at(2), at(3)]
 }
 
-pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {
+/// The `p` quantile (0 to 1) of sorted durations, nearest rank.
+#[must_use]
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 

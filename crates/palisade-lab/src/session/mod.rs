@@ -333,6 +333,10 @@ fn start_agent(state: &mut LabState) -> Result<()> {
         &status,
         "--resync-seconds",
         "2",
+        // The lab's pod interfaces (pv0, pv1, ...): a pod the agent has
+        // not programmed yet is cut off (--new-pods=deny, the default).
+        "--pod-interface-prefix",
+        "pv",
     ];
     // A previous agent's status must not pass for this one's.
     let _ = std::fs::remove_file(state.status_file());

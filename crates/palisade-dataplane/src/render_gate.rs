@@ -1,0 +1,185 @@
+//! The base chain's rules for pods not programmed yet, and for TCP packets
+//! that would open a connection in mid-stream.
+//!
+//! ```text
+//! chain egress (first rules):
+//!   oifname "<prefix>*" jump unprogrammed            one per pod-interface prefix
+//!   ip  daddr @gate-cidrs4 ip  daddr != @programmed4 counter name "unprogrammed" drop
+//!   ip6 daddr @gate-cidrs6 ip6 daddr != @programmed6 counter name "unprogrammed" drop
+//!   (anti-spoofing: a packet not from a programmed pod's own interface and
+//!    address jumps to `spoofed`, which now also drops it when it came in on
+//!    a pod interface or from the node's pod ranges)
+//!   ct state established accept; ct state related jump related
+//!   ct state new tcp flags & (fin|syn|rst|ack) != syn ip saddr @programmed4 counter name "midstream" drop
+//!   … the same for daddr, and for IPv6
+//! chain unprogrammed:
+//!   ip  daddr != @programmed4 counter name "unprogrammed" drop
+//!   ip6 daddr != @programmed6 counter name "unprogrammed" drop
+//! ```
+//!
+//! The mid-stream rules make revocation stick: once a connection's entry
+//! is deleted, the next packet of either end is `ct state new` (with
+//! `nf_conntrack_tcp_loose`, the kernel default) but no SYN. Without them
+//! a packet of the end the policies still let send would create a new
+//! entry for the reverse direction, and the other end's packets would ride
+//! on it as replies.
+
+use std::collections::BTreeSet;
+
+use crate::program::Program;
+use crate::ranges::v4;
+use crate::render::addr_element;
+use crate::ruleset::{
+    AddrField, Chain, CtStates, Datum, Element, Expr, Key, KeyType, Part, Rule, Set, SetDecl, Statement, Table, Verdict,
+};
+
+/// The chain of packets leaving on a pod interface.
+pub const UNPROGRAMMED_CHAIN: &str = "unprogrammed";
+/// The counter of packets the gate dropped.
+pub const UNPROGRAMMED_COUNTER: &str = "unprogrammed";
+/// The counter of TCP packets dropped for opening a connection mid-stream.
+pub const MIDSTREAM_COUNTER: &str = "midstream";
+
+fn programmed_set(v6: bool) -> String {
+    format!("programmed{}", if v6 { 6 } else { 4 })
+}
+
+fn cidr_set(v6: bool) -> String {
+    format!("gate-cidrs{}", if v6 { 6 } else { 4 })
+}
+
+fn drop_counted(counter: &str) -> [Statement; 2] {
+    [Statement::Counter(counter.into()), Statement::Verdict(Verdict::Drop)]
+}
+
+/// The sets of every local pod's addresses (`programmed4`, `programmed6`)
+/// and of the gate's ranges; the rules that come before anti-spoofing.
+pub(crate) fn gate_rules(program: &Program, r: &mut Table) -> Vec<Rule> {
+    let mut programmed: [BTreeSet<Element>; 2] = [BTreeSet::new(), BTreeSet::new()];
+    for pod in program.pods.values() {
+        for addr in &pod.addrs {
+            programmed[usize::from(addr.is_ipv6())].insert(addr_element(*addr));
+        }
+    }
+    for v6 in [false, true] {
+        let elements = std::mem::take(&mut programmed[usize::from(v6)]);
+        r.sets.insert(programmed_set(v6), Set { decl: SetDecl::set(vec![KeyType::addr(v6)], false), elements });
+    }
+    r.counters.insert(MIDSTREAM_COUNTER.into());
+    let gate = &program.gate;
+    if !gate.is_on() {
+        return Vec::new();
+    }
+    r.counters.insert(UNPROGRAMMED_COUNTER.into());
+    let mut rules: Vec<Rule> = gate
+        .interface_prefixes
+        .iter()
+        .map(|prefix| {
+            Rule(vec![
+                Statement::IfnamePrefix { out: true, prefix: prefix.clone() },
+                Statement::Verdict(Verdict::Jump(UNPROGRAMMED_CHAIN.into())),
+            ])
+        })
+        .collect();
+    let not_programmed = |v6: bool, field: AddrField| Statement::Lookup {
+        left: vec![Expr::addr(v6, field)],
+        set: programmed_set(v6),
+        negated: true,
+    };
+    let mut chain = Vec::new();
+    for v6 in [false, true] {
+        chain.push(Rule(
+            [vec![not_programmed(v6, AddrField::Daddr)], drop_counted(UNPROGRAMMED_COUNTER).to_vec()].concat(),
+        ));
+        let ranges: BTreeSet<Element> = if v6 {
+            gate.cidrs
+                .v6
+                .iter()
+                .map(|(a, b)| {
+                    range(Datum::Addr(crate::ranges::v6(*a).into()), Datum::Addr(crate::ranges::v6(*b).into()))
+                })
+                .collect()
+        } else {
+            gate.cidrs.v4.iter().map(|(a, b)| range(Datum::Addr(v4(*a).into()), Datum::Addr(v4(*b).into()))).collect()
+        };
+        if ranges.is_empty() {
+            continue;
+        }
+        r.sets.insert(cidr_set(v6), Set { decl: SetDecl::set(vec![KeyType::addr(v6)], true), elements: ranges });
+        rules.push(Rule(
+            [
+                vec![
+                    Statement::lookup(vec![Expr::addr(v6, AddrField::Daddr)], cidr_set(v6)),
+                    not_programmed(v6, AddrField::Daddr),
+                ],
+                drop_counted(UNPROGRAMMED_COUNTER).to_vec(),
+            ]
+            .concat(),
+        ));
+    }
+    r.chains.insert(UNPROGRAMMED_CHAIN.into(), Chain { base: None, rules: chain });
+    rules
+}
+
+fn range(a: Datum, b: Datum) -> Element {
+    Element::key(Key::One(Part::range(a, b)))
+}
+
+/// The `spoofed` chain's rules for the gate: a packet that is not from a
+/// programmed pod's own interface and address, arriving on a pod interface
+/// or from the node's pod ranges.
+pub(crate) fn spoofed_gate_rules(program: &Program) -> Vec<Rule> {
+    let gate = &program.gate;
+    let mut rules: Vec<Rule> = gate
+        .interface_prefixes
+        .iter()
+        .map(|prefix| {
+            Rule(
+                [
+                    vec![Statement::IfnamePrefix { out: false, prefix: prefix.clone() }],
+                    drop_counted(UNPROGRAMMED_COUNTER).to_vec(),
+                ]
+                .concat(),
+            )
+        })
+        .collect();
+    for (v6, empty) in [(false, gate.cidrs.v4.is_empty()), (true, gate.cidrs.v6.is_empty())] {
+        if !empty {
+            rules.push(Rule(
+                [
+                    vec![Statement::lookup(vec![Expr::addr(v6, AddrField::Saddr)], cidr_set(v6))],
+                    drop_counted(UNPROGRAMMED_COUNTER).to_vec(),
+                ]
+                .concat(),
+            ));
+        }
+    }
+    rules
+}
+
+/// The mid-stream rules, after the conntrack rules.
+pub(crate) fn midstream_rules() -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for v6 in [false, true] {
+        for field in [AddrField::Saddr, AddrField::Daddr] {
+            rules.push(Rule(
+                [
+                    vec![
+                        Statement::CtState(CtStates::NEW),
+                        Statement::TcpNotSyn,
+                        Statement::lookup(vec![Expr::addr(v6, field)], programmed_set(v6)),
+                    ],
+                    drop_counted(MIDSTREAM_COUNTER).to_vec(),
+                ]
+                .concat(),
+            ));
+        }
+    }
+    rules
+}
+
+/// Whether the anti-spoofing rules must exist although no pod interface is
+/// known (the gate drops unknown senders on pod interfaces).
+pub(crate) fn needs_spoof_chain(program: &Program) -> bool {
+    program.gate.is_on()
+}

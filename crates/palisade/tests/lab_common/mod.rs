@@ -1,0 +1,62 @@
+//! What the lab's end-to-end tests share: running the `palisade` binary,
+//! the machine-wide lab lock (with a clean lab before and after), and the
+//! lab's state file.
+
+#![allow(dead_code, reason = "each test binary uses part of it")]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+static LAB: Mutex<()> = Mutex::new(());
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+/// Runs `palisade args` from the workspace root: stdout, stderr, exit code.
+pub fn palisade(args: &[&str]) -> (String, String, i32) {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_palisade")).args(args).current_dir(root()).output().expect("palisade runs");
+    (
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+/// Takes the lab lock and makes sure no lab is left over, before and after.
+pub struct LabGuard<'a>(#[allow(dead_code, reason = "held for its lifetime")] std::sync::MutexGuard<'a, ()>);
+
+impl LabGuard<'_> {
+    /// Takes the lock, after `lab down`.
+    pub fn take() -> Self {
+        let guard = LAB.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = palisade(&["lab", "down"]);
+        LabGuard(guard)
+    }
+}
+
+impl Drop for LabGuard<'_> {
+    fn drop(&mut self) {
+        let (_, err, code) = palisade(&["lab", "down"]);
+        assert!(code == 0 || std::thread::panicking(), "lab down failed: {err}");
+        let leftover =
+            String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().expect("ip").stdout)
+                .to_string();
+        assert!(!leftover.contains("pal-lab-") || std::thread::panicking(), "namespaces left behind: {leftover}");
+    }
+}
+
+/// The running lab's state.
+pub fn state() -> Value {
+    serde_json::from_str(&std::fs::read_to_string("/run/palisade-lab/state.json").expect("lab state")).expect("json")
+}
+
+/// Writes a manifest.
+pub fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).expect("write manifest");
+}
