@@ -260,9 +260,9 @@ impl Driver {
         }
         let seen = self.batch_started.take().unwrap_or_else(Instant::now);
         let journal = self.index.take_changes();
-        let before = self.reconciler.local_addrs();
+        let before = self.reconciler.local_view();
         let result = self.reconciler.sync(&self.index, journal.as_ref(), &self.ifaces);
-        let after = self.reconciler.local_addrs();
+        let after = self.reconciler.local_view();
         let affected = match (&journal, self.revoker.all_next) {
             (Some(changes), false) => crate::revoke::affected(&self.index, changes, &before, &after),
             _ => Affected::AllLocal,
@@ -276,7 +276,7 @@ impl Driver {
                 self.generation += 1;
                 self.dirty = false;
                 let revoked =
-                    self.revoker.revoke(&self.index, self.reconciler.kernel(), &self.metrics, affected, &after);
+                    self.revoker.revoke(&self.index, self.reconciler.kernel(), &self.metrics, affected, &after.addrs);
                 let m = &self.metrics;
                 m.sync_seconds.observe(report.compile.as_secs_f64());
                 m.rules.set(gauge(report.stats.rules));

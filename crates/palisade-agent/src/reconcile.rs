@@ -92,12 +92,11 @@ impl Reconciler {
         self.kernel.as_mut()
     }
 
-    /// Each address of the applied program's local pods, and its pod
-    /// (empty while nothing is applied).
+    /// The applied program's local pods, as revocation reads them (empty
+    /// while nothing is applied).
     #[must_use]
-    pub fn local_addrs(&self) -> crate::revoke::LocalAddrs {
-        let pods = self.applied.iter().flat_map(|a| a.program().pods.iter());
-        pods.flat_map(|(key, pod)| pod.addrs.iter().map(move |addr| (*addr, key.clone()))).collect()
+    pub fn local_view(&self) -> crate::revoke::LocalView {
+        self.applied.as_ref().map(|a| crate::revoke::LocalView::of(a.program())).unwrap_or_default()
     }
 
     /// Brings the kernel to the program for `index`. `changes` are the

@@ -10,13 +10,13 @@
 //!   --Kernel::delete_connections--> gone (by tuple, zone and id)
 //! ```
 //!
-//! Which connections a change can deny: a NetworkPolicy only judges the
-//! traffic of the pods it selects, all in its namespace; a pod's or a
-//! namespace's labels only change the verdicts of flows that pod (those
-//! pods) take part in. So the affected endpoints are the changed pods, the
-//! pods of relabelled namespaces, and the local pods of a changed policy's
-//! namespace; a cluster policy or Node change, a restart, or a failed apply
-//! affect every local pod. Only the sides this node enforces are judged:
+//! Which connections a change can deny: a policy only judges the traffic
+//! of the pods it selects; a pod's or a namespace's labels only change the
+//! verdicts of flows that pod (those pods) take part in. So the affected
+//! endpoints are the changed pods, the pods of relabelled namespaces, and
+//! the local pods a changed policy selects or could admit traffic of (see
+//! [`affected`]); a Node change, a restart, or a failed apply affect every
+//! local pod. Only the sides this node enforces are judged:
 //! egress when the source is a local pod, ingress when the destination is.
 //! Connections to or from the node's own addresses never cross the
 //! forward hook, which is all Palisade filters, and are left alone.
@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Instant;
 
+use palisade_dataplane::Program;
 use palisade_dataplane::conntrack::{Entry, SCTP, TCP, UDP};
 use palisade_policy::{Action, Changes, ClusterIndex, Endpoint, Flow, ObjectKey, Protocol, SideVerdict, Tier};
 use tracing::{error, info};
@@ -67,24 +68,78 @@ pub enum Affected {
 /// The local pods: each address, the pod it belongs to.
 pub type LocalAddrs = BTreeMap<IpAddr, ObjectKey>;
 
-/// The endpoints whose connections a change may now deny. `before` are
-/// the local pods before the change (their old addresses count too).
+/// What the applied program says of the local pods, for [`affected`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LocalView {
+    /// Each local pod address, its pod.
+    pub addrs: LocalAddrs,
+    /// Each local pod, the NetworkPolicies and cluster policies whose rules
+    /// its program lists (the only ones that can admit or deny its traffic).
+    pub listed: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+}
+
+impl LocalView {
+    /// The view of `program`'s local pods.
+    #[must_use]
+    pub fn of(program: &Program) -> Self {
+        let mut view = LocalView::default();
+        for (key, pod) in &program.pods {
+            for addr in &pod.addrs {
+                view.addrs.insert(*addr, key.clone());
+            }
+            let lists = [pod.ingress.as_ref(), pod.egress.as_ref()]
+                .into_iter()
+                .flatten()
+                .chain(pod.admin.iter())
+                .chain(pod.baseline.iter());
+            view.listed.insert(key.clone(), lists.flatten().cloned().collect());
+        }
+        view
+    }
+
+    fn pods_listing<'a>(&'a self, policy: &'a ObjectKey) -> impl Iterator<Item = &'a ObjectKey> + 'a {
+        self.listed.iter().filter(move |(_, l)| l.contains(policy)).map(|(pod, _)| pod)
+    }
+}
+
+/// The endpoints whose connections a change may now deny, from the local
+/// pods `before` and `after` the change (old addresses count too):
+/// - a changed pod: its addresses (its flows, as a subject or a peer);
+/// - a relabelled namespace: the addresses of its pods;
+/// - a changed NetworkPolicy: the local pods it selects now, and those
+///   whose program listed it before or lists it now (it could admit their
+///   traffic);
+/// - a changed cluster policy: the local pods that list it, before or now
+///   (one whose subject selects a pod lists it, for the directions it has
+///   rules for);
+/// - a Node: every local pod (its addresses may be `nodes` peers).
 #[must_use]
-pub fn affected(index: &ClusterIndex, changes: &Changes, before: &LocalAddrs, after: &LocalAddrs) -> Affected {
-    if !changes.cluster_policies.is_empty() || !changes.nodes.is_empty() {
+pub fn affected(index: &ClusterIndex, changes: &Changes, before: &LocalView, after: &LocalView) -> Affected {
+    if !changes.nodes.is_empty() {
         return Affected::AllLocal;
     }
+    let mut pods: BTreeSet<&ObjectKey> = changes.pods.iter().collect();
+    for policy in changes.policies.iter().chain(&changes.cluster_policies) {
+        pods.extend(before.pods_listing(policy));
+        pods.extend(after.pods_listing(policy));
+    }
+    for policy in &changes.policies {
+        let Some(id) = index.policy_id_of(policy) else { continue };
+        for pod in index.policy(id).selected() {
+            let key = index.pod_key(*pod);
+            if let Some((key, _)) = after.listed.get_key_value(&key) {
+                pods.insert(key);
+            }
+        }
+    }
     let mut out = BTreeSet::new();
-    let pod_addrs = |key: &ObjectKey, out: &mut BTreeSet<IpAddr>| {
+    for key in &pods {
         if let Some(id) = index.pod_id_of(key) {
             out.extend(index.pod(id).pod().ips.iter().copied());
         }
-    };
-    for key in &changes.pods {
-        pod_addrs(key, &mut out);
     }
-    for (addr, key) in before.iter().chain(after) {
-        if changes.pods.contains(key) || changes.policies.iter().any(|p| p.namespace == key.namespace) {
+    for (addr, key) in before.addrs.iter().chain(&after.addrs) {
+        if pods.contains(key) {
             out.insert(*addr);
         }
     }

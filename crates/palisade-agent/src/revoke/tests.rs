@@ -4,6 +4,7 @@
 use super::*;
 use palisade_dataplane::conntrack::Tuple;
 use palisade_policy::ObjectKind;
+use std::collections::BTreeMap;
 
 const CLUSTER: &str = r"
 apiVersion: v1
@@ -108,34 +109,71 @@ spec:
     assert_eq!(got, [(entries[0], Reason::AdminTier), (entries[1], Reason::NetworkPolicy)]);
 }
 
+/// The local pods as the program after loading `yaml` sees them.
+fn view(yaml: &str) -> (ClusterIndex, LocalView) {
+    let index = palisade_manifests::load_str("c.yaml", yaml, "default").index();
+    let program =
+        palisade_dataplane::compile(&index, &palisade_dataplane::NodeScope::Node("n1".into()), &BTreeMap::new());
+    let view = LocalView::of(&program);
+    (index, view)
+}
+
 #[test]
-fn a_change_affects_its_pods_namespaces_and_policy_namespaces() {
-    let index = palisade_manifests::load_str("c.yaml", CLUSTER, "default").index();
+fn a_change_affects_its_pods_namespaces_and_the_pods_a_policy_selects_or_lists() {
+    let (index, after) = view(CLUSTER);
     let key = |kind, ns: &str, name: &str| ObjectKey::new(kind, ns, name);
     let addrs = |list: &[&str]| Affected::Addresses(list.iter().map(|a| a.parse().unwrap()).collect());
+    assert_eq!(after.addrs, local(), "a and b are local (node n1), c is not");
     // A remote pod relabelled: its flows with local pods.
     let mut changes = Changes::default();
     changes.pods.insert(key(ObjectKind::Pod, "x", "c"));
-    assert_eq!(affected(&index, &changes, &local(), &local()), addrs(&["10.0.1.3"]));
+    assert_eq!(affected(&index, &changes, &after, &after), addrs(&["10.0.1.3"]));
     // A local pod deleted: its old address still counts.
-    let mut before = local();
-    before.insert("10.0.0.9".parse().unwrap(), key(ObjectKind::Pod, "x", "gone"));
+    let mut before = after.clone();
+    before.addrs.insert("10.0.0.9".parse().unwrap(), key(ObjectKind::Pod, "x", "gone"));
     let mut changes = Changes::default();
     changes.pods.insert(key(ObjectKind::Pod, "x", "gone"));
-    assert_eq!(affected(&index, &changes, &before, &local()), addrs(&["10.0.0.9"]));
-    // A policy of x: the local pods of x (only they can be selected here).
+    assert_eq!(affected(&index, &changes, &before, &after), addrs(&["10.0.0.9"]));
+    // a-ingress selects a only: b's verdicts cannot change with it.
     let mut changes = Changes::default();
     changes.policies.insert(key(ObjectKind::NetworkPolicy, "x", "a-ingress"));
-    assert_eq!(affected(&index, &changes, &local(), &local()), addrs(&["10.0.0.1", "10.0.0.2"]));
+    assert_eq!(affected(&index, &changes, &after, &after), addrs(&["10.0.0.1"]));
+    // Deleted (gone from the index): the pods whose program listed it.
+    let (empty_index, without) = view(&CLUSTER.replace("kind: NetworkPolicy", "kind: NetworkPolicyGone"));
+    assert_eq!(affected(&empty_index, &changes, &after, &without), addrs(&["10.0.0.1"]));
+    // A policy of another namespace selects nothing here.
     let mut changes = Changes::default();
     changes.policies.insert(key(ObjectKind::NetworkPolicy, "y", "p"));
-    assert_eq!(affected(&index, &changes, &local(), &local()), addrs(&[]));
+    assert_eq!(affected(&index, &changes, &after, &after), addrs(&[]));
     // Namespace x relabelled: every pod of x, local or not.
     let mut changes = Changes::default();
     changes.namespaces.insert(key(ObjectKind::Namespace, "", "x"));
-    assert_eq!(affected(&index, &changes, &local(), &local()), addrs(&["10.0.0.1", "10.0.0.2", "10.0.1.3"]));
-    // A cluster policy: every local pod.
+    assert_eq!(affected(&index, &changes, &after, &after), addrs(&["10.0.0.1", "10.0.0.2", "10.0.1.3"]));
+    // A Node: every local pod.
     let mut changes = Changes::default();
-    changes.cluster_policies.insert(key(ObjectKind::AdminNetworkPolicy, "", "p"));
-    assert_eq!(affected(&index, &changes, &local(), &local()), Affected::AllLocal);
+    changes.nodes.insert(key(ObjectKind::Node, "", "n2"));
+    assert_eq!(affected(&index, &changes, &after, &after), Affected::AllLocal);
+}
+
+#[test]
+fn a_cluster_policy_affects_the_local_pods_that_list_it_before_or_after() {
+    let anp = r"
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: clients}
+spec:
+  priority: 10
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {role: client}}}}
+  egress:
+  - {name: deny-all, action: Deny, to: [{networks: [0.0.0.0/0]}]}
+";
+    let (index, after) = view(&format!("{CLUSTER}{anp}"));
+    let (_, before) = view(CLUSTER);
+    let mut changes = Changes::default();
+    changes.cluster_policies.insert(ObjectKey::new(ObjectKind::AdminNetworkPolicy, "", "clients"));
+    let b: IpAddr = "10.0.0.2".parse().unwrap();
+    assert_eq!(affected(&index, &changes, &before, &after), Affected::Addresses([b].into()), "added: b, its subject");
+    let (gone, _) = view(CLUSTER);
+    assert_eq!(affected(&gone, &changes, &after, &before), Affected::Addresses([b].into()), "deleted: b listed it");
 }
