@@ -78,10 +78,14 @@ impl Mirror {
         }
     }
 
-    /// Forgets a connection.
+    /// Forgets a connection, unless the entry held under its tuple is
+    /// another one (by id): a destroy event can arrive after the event of
+    /// a new connection with the same tuple.
     pub fn remove(&mut self, e: &Entry) {
         let key = (e.orig, e.zone);
-        if let Some((reply, _)) = self.entries.remove(&key) {
+        if self.entries.get(&key).is_some_and(|(_, id)| *id == e.id)
+            && let Some((reply, _)) = self.entries.remove(&key)
+        {
             self.unindex(&key, &reply);
         }
     }
@@ -328,11 +332,13 @@ mod tests {
         m.remove(&a);
         assert_eq!(m.involving(&[addr("10.0.0.3"), addr("10.0.0.1")]), [b]);
         assert!(!m.by_addr.contains_key(&addr("10.0.0.1")), "no empty index entries left");
-        // The same tuple again (a new connection): refreshed, not doubled.
+        // The same tuple again (a new connection): refreshed, not doubled;
+        // the old one's late destroy event leaves the new one in place.
         let mut b2 = b;
         b2.id = 99;
         m.insert(b2);
         assert_eq!(m.len(), 1);
+        m.remove(&b);
         assert_eq!(m.involving(&[addr("10.0.0.2")]), [b2]);
     }
 }
