@@ -19,6 +19,9 @@ pub enum LabError {
     /// A file, process or socket operation failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// Connection tracking (ctnetlink) failed.
+    #[error(transparent)]
+    Conntrack(#[from] palisade_dataplane::conntrack::ConntrackError),
     /// A state or status file is not the JSON expected.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
