@@ -6,19 +6,22 @@
 //! labelled `friend`, so the 100 connections from `stranger` pods must go
 //! and the 1,000 from friends stay.
 //!
-//! - `revoke_step`: what the agent runs after applying the change: the
-//!   affected endpoints, their connections from the conntrack tracker, the
+//! - `revoke_step_by_dumps`: what the agent runs after applying the
+//!   change, by default: the affected endpoints, their connections from two
+//!   ctnetlink dumps filtered in the kernel by the victim's address, the
 //!   engine's verdicts, and the 100 deletes.
-//! - `revoke_step_by_filtered_dumps`: the same, finding the connections
-//!   with two ctnetlink dumps filtered in the kernel by the victim's
-//!   address, for comparison.
+//! - `revoke_step_by_events`: the same with `--conntrack-events`, the
+//!   connections coming from the conntrack tracker.
 //! - `whole_table_dump`: one unfiltered dump (the tracker's seeding, and
 //!   what any dump costs the kernel to walk).
 //!
 //! After the benches, the CPU time of the whole process (every thread,
-//! user and system) per revocation step is printed.
+//! user and system) per revocation step is printed for both, and the
+//! tracker's resident memory.
 //!
 //! `sudo cargo bench -p palisade-agent --bench revoke`
+
+#![allow(clippy::cast_precision_loss, reason = "reporting durations and sizes far below 2^52")]
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -28,7 +31,7 @@ use std::sync::{LazyLock, Mutex};
 use divan::Bencher;
 use palisade_agent::kernel::{Kernel as _, NetlinkKernel};
 use palisade_agent::metrics::Metrics;
-use palisade_agent::revoke::{Affected, LocalView, Revoker, affected, denied};
+use palisade_agent::revoke::{LocalView, Revoker, affected};
 use palisade_dataplane::conntrack::{Conntrack, Entry, Filter, TCP, Tuple};
 use palisade_dataplane::{NodeScope, compile};
 use palisade_lab::netns::{NetNs, unique_prefix};
@@ -85,11 +88,14 @@ fn doomed() -> Vec<Entry> {
 }
 
 struct Fixture {
+    /// Resident memory the tracker's copy of the table added.
+    tracker_kib: u64,
     index: ClusterIndex,
     changes: Changes,
     before: LocalView,
     after: LocalView,
-    kernel: Mutex<NetlinkKernel>,
+    dumps: Mutex<NetlinkKernel>,
+    events: Mutex<NetlinkKernel>,
     conntrack: Mutex<Conntrack>,
 }
 
@@ -106,7 +112,12 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     // The doomed ones are put in by `restore`, before each step.
     let mut entries = Vec::new();
     for i in 0..FROM_FRIENDS_TO_VICTIM {
-        entries.push(entry(remote_addr(STRANGERS + i % (REMOTE - STRANGERS)), local_addr(0), 20_000 + u16::try_from(i).expect("small"), 80));
+        entries.push(entry(
+            remote_addr(STRANGERS + i % (REMOTE - STRANGERS)),
+            local_addr(0),
+            20_000 + u16::try_from(i).expect("small"),
+            80,
+        ));
     }
     let mut i = 0u32;
     while u32::try_from(entries.len()).expect("small") < TOTAL - STRANGERS {
@@ -116,11 +127,23 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         i += 1;
     }
     conntrack.create(&entries, 3600).expect("250,000 entries");
-    let mut kernel = NetlinkKernel::default();
+    let mut events = NetlinkKernel::following_events();
     // Starts the tracker (seeded by one whole dump), as the agent's first sync does.
     let addrs = after.addrs.keys().copied().collect();
-    assert_eq!(kernel.connections(&addrs).expect("tracker").len(), usize::try_from(TOTAL - STRANGERS).expect("small"));
-    Fixture { index, changes, before, after, kernel: Mutex::new(kernel), conntrack: Mutex::new(conntrack) }
+    let rss_before = rss_kib();
+    assert_eq!(events.connections(&addrs).expect("tracker").len(), usize::try_from(TOTAL - STRANGERS).expect("small"));
+    let tracker_kib = rss_kib().saturating_sub(rss_before);
+    let dumps = Mutex::new(NetlinkKernel::default());
+    Fixture {
+        tracker_kib,
+        dumps,
+        events: Mutex::new(events),
+        index,
+        changes,
+        before,
+        after,
+        conntrack: Mutex::new(conntrack),
+    }
 });
 
 /// The namespace the benchmark runs in (removed by [`main`]'s guard, also
@@ -135,7 +158,22 @@ fn main() {
     let _ns = NetNs::create(&NAMESPACE).expect("namespace");
     LazyLock::force(&FIXTURE);
     divan::main();
+    println!(
+        "tracker holding {} connections: {:.1} MiB resident",
+        TOTAL - STRANGERS,
+        FIXTURE.tracker_kib as f64 / 1024.0
+    );
     cpu_per_step();
+}
+
+/// The process's resident memory (`VmRSS`), in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Puts the 100 doomed connections back (they are deleted by each step).
@@ -143,35 +181,24 @@ fn restore() {
     FIXTURE.conntrack.lock().expect("lock").create(&doomed(), 3600).expect("restore");
 }
 
-fn step() -> usize {
+fn step(kernel: &Mutex<NetlinkKernel>) -> usize {
     let f = &*FIXTURE;
     let metrics = Metrics::new();
     let mut revoker = Revoker::new(std::collections::BTreeSet::new());
     revoker.all_next = false;
     let affected = affected(&f.index, &f.changes, &f.before, &f.after);
-    let mut kernel = f.kernel.lock().expect("lock");
+    let mut kernel = kernel.lock().expect("lock");
     revoker.revoke(&f.index, &mut *kernel, &metrics, affected, &f.after.addrs).expect("revoked")
 }
 
-#[divan::bench(sample_count = 30, sample_size = 1)]
-fn revoke_step(bencher: Bencher) {
-    bencher.with_inputs(restore).bench_local_values(|()| assert_eq!(step(), 100));
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn revoke_step_by_dumps(bencher: Bencher) {
+    bencher.with_inputs(restore).bench_local_values(|()| assert_eq!(step(&FIXTURE.dumps), 100));
 }
 
-#[divan::bench(sample_count = 10, sample_size = 1)]
-fn revoke_step_by_filtered_dumps(bencher: Bencher) {
-    let f = &*FIXTURE;
-    bencher.with_inputs(restore).bench_local_values(|()| {
-        let Affected::Addresses(addrs) = affected(&f.index, &f.changes, &f.before, &f.after) else { panic!("addresses") };
-        let mut ct = f.conntrack.lock().expect("lock");
-        let mut found = Vec::new();
-        for addr in addrs {
-            found.extend(ct.entries(Filter::OrigSrc(addr)).expect("dump"));
-            found.extend(ct.entries(Filter::ReplySrc(addr)).expect("dump"));
-        }
-        let doomed: Vec<Entry> = denied(&f.index, &f.after.addrs, &Default::default(), &found).into_iter().map(|(e, _)| e).collect();
-        assert_eq!(ct.delete(&doomed).expect("delete").deleted, 100);
-    });
+#[divan::bench(sample_count = 30, sample_size = 1)]
+fn revoke_step_by_events(bencher: Bencher) {
+    bencher.with_inputs(restore).bench_local_values(|()| assert_eq!(step(&FIXTURE.events), 100));
 }
 
 #[divan::bench(sample_count = 5, sample_size = 1)]
@@ -183,18 +210,23 @@ fn whole_table_dump(bencher: Bencher) {
 /// CPU time (user and system, every thread of the process) per step.
 fn cpu_per_step() {
     use nix::sys::resource::{UsageWho, getrusage};
+    const STEPS: u32 = 20;
     let cpu = || {
         let u = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
         let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
         t(u.user_time()) + t(u.system_time())
     };
-    const STEPS: u32 = 30;
-    let mut total = 0.0;
-    for _ in 0..STEPS {
-        restore();
-        let start = cpu();
-        assert_eq!(step(), 100);
-        total += cpu() - start;
+    for (name, kernel) in [("by dumps", &FIXTURE.dumps), ("by events", &FIXTURE.events)] {
+        let mut total = 0.0;
+        for _ in 0..STEPS {
+            restore();
+            let start = cpu();
+            assert_eq!(step(kernel), 100);
+            total += cpu() - start;
+        }
+        println!(
+            "revoke step {name}: CPU (user + system, all threads) {:.2} ms per step over {STEPS} steps",
+            total * 1000.0 / f64::from(STEPS)
+        );
     }
-    println!("revoke_step CPU (user + system, all threads): {:.2} ms per step over {STEPS} steps", total * 1000.0 / f64::from(STEPS));
 }

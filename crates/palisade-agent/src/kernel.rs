@@ -49,21 +49,32 @@ pub trait Kernel: Send {
 
 /// The real kernel of the calling thread's network namespace: transactions
 /// over Palisade's netlink socket, listings through `nft -j`, interfaces
-/// from the routing table, connections from a conntrack [`Tracker`]
-/// (started on first use, in the namespace of the thread that uses it).
+/// from the routing table, and connections from ctnetlink: by default with
+/// dumps filtered by address (nothing per connection; each dump walks the
+/// kernel's table), or, with [`NetlinkKernel::following_events`], from a
+/// conntrack [`Tracker`] (started on first use, in the namespace of the
+/// thread that uses it; the kernel then sends an event per connection
+/// opened and ended).
 #[derive(Debug, Default)]
 pub struct NetlinkKernel {
     nft: NftCli,
+    follow_events: bool,
     tracker: Option<Tracker>,
     conntrack: Option<Conntrack>,
 }
 
 impl NetlinkKernel {
-    fn tracker(&mut self) -> Result<&Tracker, ConntrackError> {
-        if self.tracker.is_none() {
-            self.tracker = Some(Tracker::start()?);
+    /// A kernel whose connections come from a conntrack [`Tracker`].
+    #[must_use]
+    pub fn following_events() -> Self {
+        NetlinkKernel { follow_events: true, ..Self::default() }
+    }
+
+    fn conntrack(&mut self) -> Result<&mut Conntrack, ConntrackError> {
+        if self.conntrack.is_none() {
+            self.conntrack = Some(Conntrack::new()?);
         }
-        Ok(self.tracker.as_ref().expect("started above"))
+        Ok(self.conntrack.as_mut().expect("opened above"))
     }
 }
 
@@ -93,14 +104,21 @@ impl Kernel for NetlinkKernel {
     }
 
     fn connections(&mut self, addrs: &BTreeSet<IpAddr>) -> Result<Vec<Entry>, ConntrackError> {
-        self.tracker()?.involving(addrs.iter().copied().collect())
+        if !self.follow_events {
+            let result = self.conntrack()?.involving(addrs);
+            if result.is_err() {
+                self.conntrack = None;
+            }
+            return result;
+        }
+        if self.tracker.is_none() {
+            self.tracker = Some(Tracker::start()?);
+        }
+        self.tracker.as_ref().expect("started above").involving(addrs.iter().copied().collect())
     }
 
     fn delete_connections(&mut self, entries: &[Entry]) -> Result<Deleted, ConntrackError> {
-        if self.conntrack.is_none() {
-            self.conntrack = Some(Conntrack::new()?);
-        }
-        let result = self.conntrack.as_mut().expect("opened above").delete(entries);
+        let result = self.conntrack()?.delete(entries);
         if result.is_err() {
             // Answers may still be queued on it: a fresh socket next time.
             self.conntrack = None;

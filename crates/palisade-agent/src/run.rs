@@ -38,6 +38,9 @@ pub struct AgentOptions {
     pub driver: DriverConfig,
     /// Where `/healthz`, `/readyz` and `/metrics` listen, if anywhere.
     pub listen: Option<SocketAddr>,
+    /// Find the connections to revoke by following conntrack's events
+    /// (else by dumps filtered by address).
+    pub conntrack_events: bool,
 }
 
 /// Why the agent could not run; each message includes its cause.
@@ -106,8 +109,9 @@ pub fn run(options: AgentOptions) -> Result<(), AgentError> {
                 .map_err(io(format!("watching {}", dir.display())))?,
         ),
     };
-    let agent = crate::start(options.driver, source, Box::new(NetlinkKernel::default()), metrics)
-        .map_err(io("starting the agent's threads"))?;
+    let kernel = if options.conntrack_events { NetlinkKernel::following_events() } else { NetlinkKernel::default() };
+    let agent =
+        crate::start(options.driver, source, Box::new(kernel), metrics).map_err(io("starting the agent's threads"))?;
     // A new pod's route is learnt when it appears, not at the next pod
     // change: with --new-pods=deny the pod waits for it.
     let driver = agent.driver();

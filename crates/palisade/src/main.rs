@@ -127,6 +127,7 @@ enum Command {
 }
 
 #[derive(clap::Args, Debug)]
+#[allow(clippy::struct_excessive_bools, reason = "each is a command-line flag")]
 struct AgentArgs {
     /// This node's name: pods with this spec.nodeName are enforced. Default: $NODE_NAME.
     #[arg(long, env = "NODE_NAME", conflicts_with = "all_pods")]
@@ -169,6 +170,13 @@ struct AgentArgs {
     /// CNIs whose pods share a bridge.
     #[arg(long, value_delimiter = ',')]
     pod_cidr: Vec<String>,
+    /// Find the connections a change forbids by following conntrack's
+    /// events (a revocation then costs what the affected connections cost,
+    /// whatever the table's size; the kernel sends one event per
+    /// connection opened and ended) instead of dumps filtered by address
+    /// (nothing per connection; each dump walks the whole table).
+    #[arg(long)]
+    conntrack_events: bool,
 }
 
 /// `--new-pods`.
@@ -306,7 +314,7 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<u8> {
         .map_err(anyhow::Error::msg)?;
     let driver = DriverConfig { scope, resync, status_file: args.status_file, cleanup_on_exit: args.cleanup, gate };
     let listen = args.listen.or(kubernetes.then(|| ([127, 0, 0, 1], 9464).into()));
-    palisade_agent::run(AgentOptions { source, driver, listen })?;
+    palisade_agent::run(AgentOptions { source, driver, listen, conntrack_events: args.conntrack_events })?;
     Ok(0)
 }
 

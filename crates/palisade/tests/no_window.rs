@@ -390,6 +390,9 @@ fn a_change_cuts_exactly_the_established_flows_it_forbids() {
     );
     let log = std::fs::read_to_string(PathBuf::from(state()["workdir"].as_str().expect("workdir")).join("agent.log"))
         .expect("agent log");
+    for line in log.lines().filter(|l| l.contains("revoked")).take(8) {
+        eprintln!("agent: {line}");
+    }
     assert!(
         log.contains("revoked established connections the current state denies"),
         "the agent logs how many connections each change revoked"

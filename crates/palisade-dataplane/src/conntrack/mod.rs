@@ -87,11 +87,73 @@ impl Entry {
     }
 }
 
+/// One dump of a plan (see [`plan`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dump {
+    /// Every entry, both families, copied out: one walk.
+    All,
+    /// Two walks per IPv4 address, filtered in the kernel (by original
+    /// source, by reply source): only the matches are copied.
+    FilteredV4,
+    /// Every IPv4 entry, copied out: one walk.
+    FamilyV4,
+    /// Every IPv6 entry, copied out (the kernel's IPv6 address filter is
+    /// not used, see `wire::dump`): one walk.
+    FamilyV6,
+}
+
+impl Dump {
+    fn filters(self, v4: &[IpAddr]) -> Vec<Filter> {
+        match self {
+            Dump::All => vec![Filter::All],
+            Dump::FamilyV4 => vec![Filter::Family(false)],
+            Dump::FamilyV6 => vec![Filter::Family(true)],
+            Dump::FilteredV4 => v4.iter().flat_map(|a| [Filter::OrigSrc(*a), Filter::ReplySrc(*a)]).collect(),
+        }
+    }
+}
+
+/// Copying an entry out costs about this many times walking past one
+/// (measured on this project's test machine: a whole dump of 250,000
+/// entries 330 ms, a walk that copies nothing 27 ms).
+pub const COPY_PER_WALK: usize = 10;
+
+/// The cheapest dumps to find the connections of `v4` IPv4 addresses and
+/// (`v6`) some IPv6 ones in a table of `entries` entries and `buckets`
+/// hash buckets, where a walk costs about `buckets + entries` and a copied
+/// entry [`COPY_PER_WALK`] times a walked one. A table whose copy costs
+/// no more than a walk is copied whole in one walk. Otherwise IPv4 takes
+/// two filtered walks per address, or the family copied out when that is
+/// cheaper; IPv6 takes its family copied out (of unknown size, and
+/// usually the smaller part of a node's table).
+#[must_use]
+pub fn plan(v4: usize, v6: bool, entries: usize, buckets: usize) -> Vec<Dump> {
+    if v4 == 0 && !v6 {
+        return Vec::new();
+    }
+    let walk = buckets.saturating_add(entries);
+    let copied = entries.saturating_mul(COPY_PER_WALK);
+    if copied <= walk {
+        return vec![Dump::All];
+    }
+    let mut out = Vec::new();
+    if v4 > 0 {
+        let filtered = walk.saturating_mul(2 * v4);
+        out.push(if filtered <= walk.saturating_add(copied) { Dump::FilteredV4 } else { Dump::FamilyV4 });
+    }
+    if v6 {
+        out.push(Dump::FamilyV6);
+    }
+    out
+}
+
 /// Which entries a dump returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Filter {
     /// Every entry, of both families.
     All,
+    /// Every entry of one family (`true`: IPv6).
+    Family(bool),
     /// Entries whose original source is this address (connections it opened).
     OrigSrc(IpAddr),
     /// Entries whose reply source is this address (connections it
@@ -150,6 +212,38 @@ impl Conntrack {
         Ok(out)
     }
 
+    /// The entries one of whose endpoints (who opened the connection, who
+    /// answers it) is in `addrs`, found by dumps, the cheapest plan by
+    /// [`plan`] for the table's size (`nf_conntrack_count`) and its hash
+    /// buckets (`nf_conntrack_buckets`): every dump walks every bucket of
+    /// the kernel's table, which is shared by all network namespaces.
+    ///
+    /// # Errors
+    /// As [`Conntrack::dump`].
+    pub fn involving(&mut self, addrs: &std::collections::BTreeSet<IpAddr>) -> Result<Vec<Entry>, ConntrackError> {
+        let read = |name: &str| {
+            std::fs::read_to_string(format!("/proc/sys/net/netfilter/{name}"))
+                .ok()
+                .and_then(|t| t.trim().parse::<usize>().ok())
+        };
+        let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = addrs.iter().partition(|a| a.is_ipv4());
+        let dumps = plan(
+            v4.len(),
+            !v6.is_empty(),
+            read("nf_conntrack_count").unwrap_or(usize::MAX),
+            read("nf_conntrack_buckets").unwrap_or(0),
+        );
+        let mut found = std::collections::BTreeSet::new();
+        for filter in dumps.iter().flat_map(|d| d.filters(&v4)) {
+            self.dump(filter, |e| {
+                if addrs.contains(&e.orig.src) || addrs.contains(&e.reply.src) {
+                    found.insert(e);
+                }
+            })?;
+        }
+        Ok(found.into_iter().collect())
+    }
+
     /// Deletes exactly `entries` (by tuple, zone and id).
     ///
     /// # Errors
@@ -170,5 +264,25 @@ impl Conntrack {
         let first = self.seq.wrapping_add(1);
         self.seq = self.seq.wrapping_add(u32::try_from(entries.len()).unwrap_or(u32::MAX));
         wire::create(&self.fd, first, entries, timeout_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Dump, plan};
+
+    #[test]
+    fn small_tables_are_copied_whole_and_large_ones_walked_with_the_filter() {
+        const BUCKETS: usize = 262_144;
+        // The lab: a handful of entries; one walk instead of three.
+        assert_eq!(plan(1, true, 20, BUCKETS), [Dump::All]);
+        assert_eq!(plan(1, false, 20, BUCKETS), [Dump::All]);
+        // 250,000 entries: two filtered walks per IPv4 address.
+        assert_eq!(plan(1, false, 250_000, BUCKETS), [Dump::FilteredV4]);
+        assert_eq!(plan(1, true, 250_000, BUCKETS), [Dump::FilteredV4, Dump::FamilyV6]);
+        // Many addresses: the family copied once is cheaper than their walks.
+        assert_eq!(plan(40, false, 250_000, BUCKETS), [Dump::FamilyV4]);
+        assert_eq!(plan(40, true, 250_000, BUCKETS), [Dump::FamilyV4, Dump::FamilyV6]);
+        assert!(plan(0, false, 250_000, BUCKETS).is_empty());
     }
 }

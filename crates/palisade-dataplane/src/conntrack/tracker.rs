@@ -22,6 +22,8 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -41,6 +43,10 @@ const GROUPS: u32 = (1 << 0) | (1 << 2);
 /// needs `CAP_NET_ADMIN`, as the agent has): room for bursts of tens of
 /// thousands of events between two reads.
 const EVENT_BUFFER: usize = 32 << 20;
+
+/// How often queued events are read when no question comes (the event
+/// buffer holds seconds of a busy node's events).
+const DRAIN_EVERY_MS: u16 = 50;
 
 /// Connections by original tuple and zone, and by endpoint address.
 #[derive(Debug, Default)]
@@ -139,6 +145,7 @@ pub struct Tracker {
     questions: Option<Sender<Question>>,
     wake: OwnedFd,
     thread: Option<JoinHandle<()>>,
+    rebuilds: Arc<AtomicUsize>,
 }
 
 impl Tracker {
@@ -148,26 +155,38 @@ impl Tracker {
     /// # Errors
     /// When the event socket cannot be opened or bound.
     pub fn start() -> Result<Self, ConntrackError> {
+        Self::start_with_buffer(EVENT_BUFFER)
+    }
+
+    /// [`Tracker::start`] with an event socket buffer of `bytes` (tests
+    /// make it small to force overflows).
+    ///
+    /// # Errors
+    /// As [`Tracker::start`].
+    pub fn start_with_buffer(bytes: usize) -> Result<Self, ConntrackError> {
         let events =
             socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkNetFilter)
                 .map_err(|errno| ConntrackError::Io { what: "open the event socket", errno })?;
         // Without CAP_NET_ADMIN the default buffer stays; overflows then
         // cost a rebuild, never a wrong answer.
-        let _ = setsockopt(&events, sockopt::RcvBufForce, &EVENT_BUFFER);
+        let _ = setsockopt(&events, sockopt::RcvBufForce, &bytes);
         bind(events.as_raw_fd(), &NetlinkAddr::new(0, GROUPS))
             .map_err(|errno| ConntrackError::Io { what: "join the conntrack event groups", errno })?;
         let (wake_read, wake) =
             nix::unistd::pipe().map_err(|errno| ConntrackError::Io { what: "make a pipe", errno })?;
         let (questions, asked) = channel();
         let mut dumps = Conntrack::new()?;
+        let rebuilds = Arc::new(AtomicUsize::new(0));
+        let counted = rebuilds.clone();
         let thread = std::thread::Builder::new()
             .name("conntrack".into())
             .spawn(move || {
-                let mut state = State { mirror: Mirror::default(), synced: false, events, dumps: &mut dumps };
+                let mut state =
+                    State { mirror: Mirror::default(), synced: false, events, dumps: &mut dumps, rebuilds: counted };
                 state.run(&asked, &wake_read);
             })
             .map_err(|e| ConntrackError::Protocol(format!("cannot start the tracker thread: {e}")))?;
-        Ok(Tracker { questions: Some(questions), wake, thread: Some(thread) })
+        Ok(Tracker { questions: Some(questions), wake, thread: Some(thread), rebuilds })
     }
 
     fn ask(&self, addrs: Option<Vec<IpAddr>>) -> Result<Vec<Entry>, ConntrackError> {
@@ -198,6 +217,13 @@ impl Tracker {
         }
     }
 
+    /// How many times the copy was rebuilt from a dump after the kernel
+    /// dropped events (its socket buffer overflowed).
+    #[must_use]
+    pub fn rebuilds(&self) -> usize {
+        self.rebuilds.load(Ordering::Relaxed)
+    }
+
     /// Every connection, as of now.
     ///
     /// # Errors
@@ -224,6 +250,7 @@ struct State<'a> {
     synced: bool,
     events: OwnedFd,
     dumps: &'a mut Conntrack,
+    rebuilds: Arc<AtomicUsize>,
 }
 
 impl State<'_> {
@@ -231,12 +258,15 @@ impl State<'_> {
         self.resync();
         let mut buf = vec![0u8; 1 << 16];
         loop {
-            let mut fds =
-                [PollFd::new(self.events.as_fd(), PollFlags::POLLIN), PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
-            if poll(&mut fds, PollTimeout::from(1000u16)).is_err() {
+            // Woken by questions only: events are read in batches every
+            // DRAIN_EVERY_MS (and before each answer), not with one wake-up
+            // per connection, which cost a busy node several microseconds
+            // of CPU per connection.
+            let mut fds = [PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+            if poll(&mut fds, PollTimeout::from(DRAIN_EVERY_MS)).is_err() {
                 continue;
             }
-            let woken = fds[1].revents().is_some_and(|r| !r.is_empty());
+            let woken = fds[0].revents().is_some_and(|r| !r.is_empty());
             self.drain(&mut buf);
             if woken {
                 let mut byte = [0u8; 64];
@@ -271,7 +301,17 @@ impl State<'_> {
                         }
                     }
                 }
-                Err(Errno::ENOBUFS) => self.synced = false,
+                Err(Errno::ENOBUFS) => {
+                    self.synced = false;
+                    self.rebuilds.fetch_add(1, Ordering::Relaxed);
+                    // The kernel reports one overflow until the queue has
+                    // emptied: empty it before the dump, so that an event
+                    // lost during the dump is reported (and rebuilt) too.
+                    while matches!(
+                        recv(self.events.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT),
+                        Ok(_) | Err(Errno::ENOBUFS)
+                    ) {}
+                }
                 // EAGAIN: nothing more queued.
                 Err(_) => return,
             }

@@ -186,6 +186,7 @@ pub(super) fn dump(fd: &OwnedFd, seq: u32, filter: Filter, mut each: impl FnMut(
     let mut request = Vec::with_capacity(96);
     let (family, by) = match filter {
         Filter::All => (0, None),
+        Filter::Family(v6) => (if v6 { AF_INET6 } else { AF_INET }, None),
         Filter::OrigSrc(a) => (family_of(a), Some((CTA_TUPLE_ORIG, CTA_FILTER_ORIG_FLAGS, a))),
         Filter::ReplySrc(a) => (family_of(a), Some((CTA_TUPLE_REPLY, CTA_FILTER_REPLY_FLAGS, a))),
     };
@@ -256,6 +257,7 @@ pub(super) fn event(buf: &[u8]) -> Vec<(bool, &[u8])> {
 fn selects(filter: Filter, entry: &Entry) -> bool {
     match filter {
         Filter::All => true,
+        Filter::Family(v6) => entry.orig.src.is_ipv6() == v6,
         Filter::OrigSrc(a) => entry.orig.src == a,
         Filter::ReplySrc(a) => entry.reply.src == a,
     }
