@@ -7,9 +7,11 @@
 //! and the 1,000 from friends stay.
 //!
 //! - `revoke_step_by_dumps`: what the agent runs after applying the
-//!   change, by default: the affected endpoints, their connections from two
-//!   ctnetlink dumps filtered in the kernel by the victim's address, the
-//!   engine's verdicts, and the 100 deletes.
+//!   change, by default: the affected endpoints (the victim, for the
+//!   connections it answers: the policy isolates ingress), their
+//!   connections from one ctnetlink dump filtered in the kernel by the
+//!   victim's address as reply source, the engine's verdicts, and the 100
+//!   deletes.
 //! - `revoke_step_by_events`: the same with `--conntrack-events`, the
 //!   connections coming from the conntrack tracker.
 //! - `whole_table_dump`: one unfiltered dump (the tracker's seeding, and
@@ -129,7 +131,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     conntrack.create(&entries, 3600).expect("250,000 entries");
     let mut events = NetlinkKernel::following_events();
     // Starts the tracker (seeded by one whole dump), as the agent's first sync does.
-    let addrs = after.addrs.keys().copied().collect();
+    let addrs = after.addrs.keys().map(|a| (*a, palisade_dataplane::conntrack::Sides::BOTH)).collect();
     let rss_before = rss_kib();
     assert_eq!(events.connections(&addrs).expect("tracker").len(), usize::try_from(TOTAL - STRANGERS).expect("small"));
     let tracker_kib = rss_kib().saturating_sub(rss_before);

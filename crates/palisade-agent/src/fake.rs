@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::errno::Errno;
-use palisade_dataplane::conntrack::{ConntrackError, Deleted, Entry};
+use palisade_dataplane::conntrack::{ConntrackError, Deleted, Entry, Sides};
 use palisade_dataplane::json::ListedTable;
 use palisade_dataplane::nft::NftError;
 use palisade_dataplane::ruleset::{Chain, Set, Statement, Table, Verdict};
@@ -230,14 +230,10 @@ impl Kernel for FakeKernel {
         self.state().node_addresses.clone()
     }
 
-    fn connections(&mut self, addrs: &BTreeSet<IpAddr>) -> Result<Vec<Entry>, ConntrackError> {
+    fn connections(&mut self, addrs: &BTreeMap<IpAddr, Sides>) -> Result<Vec<Entry>, ConntrackError> {
         let state = self.state();
-        Ok(state
-            .connections
-            .iter()
-            .filter(|e| addrs.contains(&e.orig.src) || addrs.contains(&e.reply.src))
-            .copied()
-            .collect())
+        let mine = |a: &IpAddr, e: &Entry| addrs.get(a).is_some_and(|s| s.selects(*a, e));
+        Ok(state.connections.iter().filter(|e| mine(&e.orig.src, e) || mine(&e.reply.src, e)).copied().collect())
     }
 
     fn delete_connections(&mut self, entries: &[Entry]) -> Result<Deleted, ConntrackError> {

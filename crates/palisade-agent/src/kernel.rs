@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use palisade_dataplane::conntrack::{Conntrack, ConntrackError, Deleted, Entry, Tracker};
+use palisade_dataplane::conntrack::{Conntrack, ConntrackError, Deleted, Entry, Sides, Tracker};
 
 use palisade_dataplane::json::ListedTable;
 use palisade_dataplane::nft::{Nft as _, NftCli, NftError};
@@ -40,9 +40,10 @@ pub trait Kernel: Send {
     fn pod_interfaces(&mut self) -> BTreeMap<IpAddr, String>;
     /// The node's own addresses (traffic to and from them is not forwarded).
     fn node_addresses(&mut self) -> BTreeSet<IpAddr>;
-    /// The tracked connections one of whose endpoints (who opened it, who
-    /// answers it) is in `addrs`, as of now.
-    fn connections(&mut self, addrs: &BTreeSet<IpAddr>) -> Result<Vec<Entry>, ConntrackError>;
+    /// The tracked connections of `addrs`, as of now: for each address,
+    /// those it opened and/or those it answers, as its [`Sides`] say (more
+    /// may come back; each is judged anyway).
+    fn connections(&mut self, addrs: &BTreeMap<IpAddr, Sides>) -> Result<Vec<Entry>, ConntrackError>;
     /// Deletes exactly `entries` from the connection tracking table.
     fn delete_connections(&mut self, entries: &[Entry]) -> Result<Deleted, ConntrackError>;
 }
@@ -103,7 +104,7 @@ impl Kernel for NetlinkKernel {
         crate::routes::node_addresses()
     }
 
-    fn connections(&mut self, addrs: &BTreeSet<IpAddr>) -> Result<Vec<Entry>, ConntrackError> {
+    fn connections(&mut self, addrs: &BTreeMap<IpAddr, Sides>) -> Result<Vec<Entry>, ConntrackError> {
         if !self.follow_events {
             let result = self.conntrack()?.involving(addrs);
             if result.is_err() {
@@ -114,7 +115,7 @@ impl Kernel for NetlinkKernel {
         if self.tracker.is_none() {
             self.tracker = Some(Tracker::start()?);
         }
-        self.tracker.as_ref().expect("started above").involving(addrs.iter().copied().collect())
+        self.tracker.as_ref().expect("started above").involving(addrs.keys().copied().collect())
     }
 
     fn delete_connections(&mut self, entries: &[Entry]) -> Result<Deleted, ConntrackError> {

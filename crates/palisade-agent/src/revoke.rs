@@ -26,8 +26,10 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use palisade_dataplane::Program;
-use palisade_dataplane::conntrack::{Entry, SCTP, TCP, UDP};
-use palisade_policy::{Action, Changes, ClusterIndex, Endpoint, Flow, ObjectKey, Protocol, SideVerdict, Tier};
+use palisade_dataplane::conntrack::{Entry, SCTP, Sides, TCP, UDP};
+use palisade_policy::{
+    Action, Changes, ClusterIndex, Direction, Endpoint, Flow, ObjectKey, Protocol, SideVerdict, Tier,
+};
 use tracing::{error, info};
 
 use crate::kernel::Kernel;
@@ -59,23 +61,33 @@ impl Reason {
 /// Which endpoints' connections to re-judge.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Affected {
-    /// Every local pod's (a restart, a failed apply, a cluster-wide change).
+    /// Every local pod's (a restart, a failed apply, a Node change).
     AllLocal,
-    /// Connections with one of these endpoint addresses.
-    Addresses(BTreeSet<IpAddr>),
+    /// The connections of these addresses, of these sides.
+    Addresses(BTreeMap<IpAddr, Sides>),
 }
 
 /// The local pods: each address, the pod it belongs to.
 pub type LocalAddrs = BTreeMap<IpAddr, ObjectKey>;
+
+/// The side of a pod's connections a direction judges: egress the ones it
+/// opens, ingress the ones it answers.
+fn side(dir: Direction) -> Sides {
+    match dir {
+        Direction::Egress => Sides { opened: true, answered: false },
+        Direction::Ingress => Sides { opened: false, answered: true },
+    }
+}
 
 /// What the applied program says of the local pods, for [`affected`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LocalView {
     /// Each local pod address, its pod.
     pub addrs: LocalAddrs,
-    /// Each local pod, the NetworkPolicies and cluster policies whose rules
-    /// its program lists (the only ones that can admit or deny its traffic).
-    pub listed: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    /// Each local pod, per direction ([`Direction::slot`]), the
+    /// NetworkPolicies and cluster policies whose rules its program lists
+    /// (the only ones that can admit or deny its traffic).
+    pub listed: BTreeMap<ObjectKey, [BTreeSet<ObjectKey>; 2]>,
 }
 
 impl LocalView {
@@ -87,66 +99,88 @@ impl LocalView {
             for addr in &pod.addrs {
                 view.addrs.insert(*addr, key.clone());
             }
-            let lists = [pod.ingress.as_ref(), pod.egress.as_ref()]
-                .into_iter()
-                .flatten()
-                .chain(pod.admin.iter())
-                .chain(pod.baseline.iter());
-            view.listed.insert(key.clone(), lists.flatten().cloned().collect());
+            let listed = Direction::BOTH.map(|dir| {
+                let slot = dir.slot();
+                let np = pod.isolation(dir).into_iter().flatten();
+                np.chain(&pod.admin[slot]).chain(&pod.baseline[slot]).cloned().collect()
+            });
+            view.listed.insert(key.clone(), listed);
         }
         view
     }
 
-    fn pods_listing<'a>(&'a self, policy: &'a ObjectKey) -> impl Iterator<Item = &'a ObjectKey> + 'a {
-        self.listed.iter().filter(move |(_, l)| l.contains(policy)).map(|(pod, _)| pod)
+    /// The local pods that list `policy`, and for which sides.
+    fn pods_listing<'a>(&'a self, policy: &'a ObjectKey) -> impl Iterator<Item = (&'a ObjectKey, Sides)> + 'a {
+        self.listed.iter().filter_map(move |(pod, lists)| {
+            let sides = Direction::BOTH
+                .into_iter()
+                .filter(|dir| lists[dir.slot()].contains(policy))
+                .fold(Sides::default(), |acc, dir| acc.and(side(dir)));
+            (sides != Sides::default()).then_some((pod, sides))
+        })
     }
 }
 
-/// The endpoints whose connections a change may now deny, from the local
-/// pods `before` and `after` the change (old addresses count too):
-/// - a changed pod: its addresses (its flows, as a subject or a peer);
-/// - a relabelled namespace: the addresses of its pods;
-/// - a changed NetworkPolicy: the local pods it selects now, and those
-///   whose program listed it before or lists it now (it could admit their
-///   traffic);
-/// - a changed cluster policy: the local pods that list it, before or now
-///   (one whose subject selects a pod lists it, for the directions it has
-///   rules for);
+/// The endpoints whose connections a change may now deny, and which of
+/// their connections, from the local pods `before` and `after` the change
+/// (old addresses count too):
+/// - a changed pod: all its connections (as a subject or a peer);
+/// - a relabelled namespace: all its pods' connections;
+/// - a changed NetworkPolicy: the local pods it selects now, for the
+///   directions it isolates, and those whose program listed it before or
+///   lists it now, for those directions (ingress judges the connections a
+///   pod answers, egress those it opens);
+/// - a changed cluster policy: the local pods that list it, before or now,
+///   for those directions;
 /// - a Node: every local pod (its addresses may be `nodes` peers).
 #[must_use]
 pub fn affected(index: &ClusterIndex, changes: &Changes, before: &LocalView, after: &LocalView) -> Affected {
     if !changes.nodes.is_empty() {
         return Affected::AllLocal;
     }
-    let mut pods: BTreeSet<&ObjectKey> = changes.pods.iter().collect();
+    let mut pods: BTreeMap<ObjectKey, Sides> = changes.pods.iter().map(|k| (k.clone(), Sides::BOTH)).collect();
+    // Only local pods: a policy's other pods are other nodes' to judge.
+    let add = |pod: &ObjectKey, sides: Sides, pods: &mut BTreeMap<ObjectKey, Sides>| {
+        if after.listed.contains_key(pod) || before.listed.contains_key(pod) {
+            let entry = pods.entry(pod.clone()).or_default();
+            *entry = entry.and(sides);
+        }
+    };
     for policy in changes.policies.iter().chain(&changes.cluster_policies) {
-        pods.extend(before.pods_listing(policy));
-        pods.extend(after.pods_listing(policy));
+        for (pod, sides) in before.pods_listing(policy).chain(after.pods_listing(policy)) {
+            add(pod, sides, &mut pods);
+        }
     }
     for policy in &changes.policies {
         let Some(id) = index.policy_id_of(policy) else { continue };
-        for pod in index.policy(id).selected() {
-            let key = index.pod_key(*pod);
-            if let Some((key, _)) = after.listed.get_key_value(&key) {
-                pods.insert(key);
-            }
+        let entry = index.policy(id);
+        let sides = Direction::BOTH
+            .into_iter()
+            .filter(|dir| entry.policy().isolates(*dir))
+            .fold(Sides::default(), |acc, dir| acc.and(side(dir)));
+        for pod in entry.selected() {
+            add(&index.pod_key(*pod), sides, &mut pods);
         }
     }
-    let mut out = BTreeSet::new();
-    for key in &pods {
+    let mut out: BTreeMap<IpAddr, Sides> = BTreeMap::new();
+    let mut put = |addr: IpAddr, sides: Sides| {
+        let entry = out.entry(addr).or_default();
+        *entry = entry.and(sides);
+    };
+    for (key, sides) in &pods {
         if let Some(id) = index.pod_id_of(key) {
-            out.extend(index.pod(id).pod().ips.iter().copied());
+            index.pod(id).pod().ips.iter().for_each(|a| put(*a, *sides));
         }
     }
     for (addr, key) in before.addrs.iter().chain(&after.addrs) {
-        if pods.contains(key) {
-            out.insert(*addr);
+        if let Some(sides) = pods.get(key) {
+            put(*addr, *sides);
         }
     }
     for ns in &changes.namespaces {
         if let Some(id) = index.namespace_id(&ns.name) {
             for pod in index.namespace(id).pods() {
-                out.extend(index.pod(*pod).pod().ips.iter().copied());
+                index.pod(*pod).pod().ips.iter().for_each(|a| put(*a, Sides::BOTH));
             }
         }
     }
@@ -245,8 +279,8 @@ impl Revoker {
     ) -> Option<usize> {
         let start = Instant::now();
         let trigger = if self.all_next { "restart" } else { "change" };
-        let addrs = match affected {
-            Affected::AllLocal => local.keys().copied().collect(),
+        let addrs: BTreeMap<IpAddr, Sides> = match affected {
+            Affected::AllLocal => local.keys().map(|a| (*a, Sides::BOTH)).collect(),
             Affected::Addresses(addrs) => addrs,
         };
         self.all_next = false;

@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use palisade_dataplane::conntrack::{Conntrack, Entry, Filter, TCP, Tuple, UDP};
+use palisade_dataplane::conntrack::{Conntrack, Entry, Filter, Sides, TCP, Tuple, UDP};
 use palisade_lab::netns::{NetNs, require_root, unique_prefix};
 
 fn tuple(src: &str, dst: &str, protocol: u8, sport: u16, dport: u16) -> Tuple {
@@ -89,14 +89,19 @@ fn dumps_and_deletes_exactly_the_entries_asked_for() {
 
         // Found by either endpoint, through NAT, in both families; with
         // more IPv4 addresses than get filtered dumps, from one family dump.
-        let involving = |ct: &mut Conntrack, addrs: &[&str]| {
-            let set = addrs.iter().map(|a| a.parse::<IpAddr>().unwrap()).collect();
+        let involving_sides = |ct: &mut Conntrack, addrs: &[&str], sides: Sides| {
+            let set = addrs.iter().map(|a| (a.parse::<IpAddr>().unwrap(), sides)).collect();
             let mut ports: Vec<u16> = ct.involving(&set).unwrap().iter().map(|e| e.orig.sport).collect();
             ports.sort_unstable();
             ports
         };
+        let involving = |ct: &mut Conntrack, addrs: &[&str]| involving_sides(ct, addrs, Sides::BOTH);
         assert_eq!(involving(&mut ct, &["10.0.0.3", "fd00::2"]), [40001, 40005, 40006]);
         assert_eq!(involving(&mut ct, &["10.0.0.2"]), [40000, 40002, 40003]);
+        let opened = Sides { opened: true, answered: false };
+        let answered = Sides { opened: false, answered: true };
+        assert_eq!(involving_sides(&mut ct, &["10.0.0.2"], opened), [40003]);
+        assert_eq!(involving_sides(&mut ct, &["10.0.0.2"], answered), [40000, 40002]);
         let many = ["10.0.0.5", "10.9.0.1", "10.9.0.2", "10.9.0.3", "10.9.0.4", "10.9.0.5"];
         assert_eq!(involving(&mut ct, &many), [40004]);
 
@@ -144,7 +149,7 @@ fn a_large_table_dumps_whole_and_filtered() {
             palisade_dataplane::conntrack::plan(1, false, count, buckets),
             [palisade_dataplane::conntrack::Dump::FilteredV4]
         );
-        let one = [entries[12_345].orig.src].into();
+        let one = [(entries[12_345].orig.src, Sides::BOTH)].into();
         assert_eq!(
             ct.involving(&one).unwrap(),
             [entries[12_345]].map(|mut e| {
@@ -152,7 +157,10 @@ fn a_large_table_dumps_whole_and_filtered() {
                 e
             })
         );
-        assert_eq!(ct.involving(&["10.2.0.1".parse().unwrap()].into()).unwrap().len(), entries.len());
+        let server = "10.2.0.1".parse().unwrap();
+        let answered = Sides { opened: false, answered: true };
+        assert_eq!(ct.involving(&[(server, answered)].into()).unwrap().len(), entries.len());
+        assert!(ct.involving(&[(server, Sides { opened: true, answered: false })].into()).unwrap().is_empty());
     });
 }
 

@@ -25,26 +25,23 @@ const PORTS: [(&str, u16); 3] = [("tcp", 7000), ("udp", 7001), ("sctp", 7002)];
 /// Interval between two messages of a flow.
 const PERIOD: Duration = Duration::from_millis(5);
 
-const PODS: &str = "
-apiVersion: v1
-kind: Namespace
-metadata: {name: x}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: a, namespace: x, labels: {role: a}}
-spec: {containers: [{name: c, image: i, ports: [{containerPort: 80}]}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: b, namespace: x, labels: {role: b}}
-spec: {containers: [{name: c, image: i, ports: [{containerPort: 80}]}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: s, namespace: x, labels: {app: server}}
-spec: {containers: [{name: c, image: i, ports: [{containerPort: 80}]}]}
-";
+/// Namespace x and a pod per `(name, label key, label value)`, each
+/// declaring port 80 (the lab serves it).
+fn pods(list: &[(&str, &str, &str)]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n");
+    for (name, key, value) in list {
+        let _ = write!(
+            out,
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: x, labels: {{{key}: {value}}}}}\n\
+             spec: {{containers: [{{name: c, image: i, ports: [{{containerPort: 80}}]}}]}}\n"
+        );
+    }
+    out
+}
+
+/// x/a and x/b (the clients) and x/s (the server).
+const CLIENTS_AND_SERVER: [(&str, &str, &str); 3] = [("a", "role", "a"), ("b", "role", "b"), ("s", "app", "server")];
 
 /// `s` admits the pods whose role is one of `roles`, on every port.
 fn server_policy(roles: &[&str]) -> Value {
@@ -327,7 +324,7 @@ fn a_change_cuts_exactly_the_established_flows_it_forbids() {
     palisade_lab::netns::require_root(&["nft", "conntrack"]);
     let _lab = LabGuard::take();
     let dir = palisade_testkit::temp::TempDir::new("no-window-revoke");
-    write(dir.path(), "pods.yaml", PODS);
+    write(dir.path(), "pods.yaml", &pods(&CLIENTS_AND_SERVER));
     write(dir.path(), "policy.json", &server_policy(&["a", "b"]).to_string());
     lab_up(dir.path());
     let server = pod_addr("x/s");
@@ -399,21 +396,8 @@ fn a_change_cuts_exactly_the_established_flows_it_forbids() {
     );
 }
 
-const GATE_CLUSTER: &str = "
-apiVersion: v1
-kind: Namespace
-metadata: {name: x}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: s, namespace: x, labels: {role: other}}
-spec: {containers: [{name: c, image: i, ports: [{containerPort: 80}]}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: f, namespace: x, labels: {role: friend}}
-spec: {containers: [{name: c, image: i, ports: [{containerPort: 80}]}]}
----
+/// x/s and x/f, unisolated; new pods (role: new) may only reach x/f.
+const NEW_EGRESS: &str = "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: new-egress, namespace: x}
@@ -508,13 +492,14 @@ fn a_new_pod_is_cut_off_until_it_is_programmed() {
     palisade_lab::netns::require_root(&["nft"]);
     let _lab = LabGuard::take();
     let dir = palisade_testkit::temp::TempDir::new("no-window-gate");
-    write(dir.path(), "cluster.yaml", GATE_CLUSTER);
+    write(dir.path(), "cluster.yaml", &pods(&[("s", "role", "other"), ("f", "role", "friend")]));
+    write(dir.path(), "policy.yaml", NEW_EGRESS);
     lab_up(dir.path());
     let (node, prefix) = (node_netns(), state()["prefix"].as_str().expect("prefix").to_string());
     let (forbidden, allowed) = (pod_addr("x/s"), pod_addr("x/f"));
-    let pods: usize = std::env::var("PALISADE_NEW_PODS").ok().and_then(|r| r.parse().ok()).unwrap_or(6);
+    let count: usize = std::env::var("PALISADE_NEW_PODS").ok().and_then(|r| r.parse().ok()).unwrap_or(6);
     let mut latencies = Vec::new();
-    for i in 0..pods {
+    for i in 0..count {
         let (name, ns, veth) = (format!("n{i}"), format!("{prefix}new{i}"), format!("pv9{i}"));
         let addr: IpAddr = format!("10.0.250.{}", i + 1).parse().expect("ip");
         let prober = probe_from_birth(ns.clone(), forbidden, allowed);
@@ -549,32 +534,6 @@ fn a_new_pod_is_cut_off_until_it_is_programmed() {
     let text = String::from_utf8_lossy(&counters.stdout);
     assert!(!text.contains("packets 0 "), "the gate dropped the new pods' first packets: {text}");
 }
-
-const FAULT_PODS: &str = "
-apiVersion: v1
-kind: Namespace
-metadata: {name: x}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: a, namespace: x, labels: {role: a}}
-spec: {containers: [{name: c, image: i, ports: [{containerPort: 80}]}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: b, namespace: x, labels: {role: b}}
-spec: {containers: [{name: c, image: i, ports: [{containerPort: 80}]}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: c, namespace: x, labels: {role: c}}
-spec: {containers: [{name: c, image: i, ports: [{containerPort: 80}]}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: s, namespace: x, labels: {app: server}}
-spec: {containers: [{name: c, image: i, ports: [{containerPort: 80}]}]}
-";
 
 /// Connects to `to`:80 from namespace `ns` until stopped (at most 10 minutes),
 /// counting the connections that got through.
@@ -624,7 +583,11 @@ fn a_hundred_kills_open_no_window() {
     palisade_lab::netns::require_root(&["nft", "conntrack"]);
     let _lab = LabGuard::take();
     let dir = palisade_testkit::temp::TempDir::new("no-window-faults");
-    write(dir.path(), "pods.yaml", FAULT_PODS);
+    write(
+        dir.path(),
+        "pods.yaml",
+        &pods(&[("a", "role", "a"), ("b", "role", "b"), ("c", "role", "c"), ("s", "app", "server")]),
+    );
     write(dir.path(), "policy.json", &server_policy(&["a", "c"]).to_string());
     lab_up(dir.path());
     let (node, prefix) = (node_netns(), state()["prefix"].as_str().expect("prefix").to_string());

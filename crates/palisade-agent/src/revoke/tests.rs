@@ -2,7 +2,7 @@
 //! semantics, written out per entry below, not from the engine.
 
 use super::*;
-use palisade_dataplane::conntrack::Tuple;
+use palisade_dataplane::conntrack::{Sides, Tuple};
 use palisade_policy::ObjectKind;
 use std::collections::BTreeMap;
 
@@ -122,7 +122,10 @@ fn view(yaml: &str) -> (ClusterIndex, LocalView) {
 fn a_change_affects_its_pods_namespaces_and_the_pods_a_policy_selects_or_lists() {
     let (index, after) = view(CLUSTER);
     let key = |kind, ns: &str, name: &str| ObjectKey::new(kind, ns, name);
-    let addrs = |list: &[&str]| Affected::Addresses(list.iter().map(|a| a.parse().unwrap()).collect());
+    let with =
+        |list: &[&str], sides: Sides| Affected::Addresses(list.iter().map(|a| (a.parse().unwrap(), sides)).collect());
+    let addrs = |list: &[&str]| with(list, Sides::BOTH);
+    let answered = Sides { opened: false, answered: true };
     assert_eq!(after.addrs, local(), "a and b are local (node n1), c is not");
     // A remote pod relabelled: its flows with local pods.
     let mut changes = Changes::default();
@@ -134,13 +137,14 @@ fn a_change_affects_its_pods_namespaces_and_the_pods_a_policy_selects_or_lists()
     let mut changes = Changes::default();
     changes.pods.insert(key(ObjectKind::Pod, "x", "gone"));
     assert_eq!(affected(&index, &changes, &before, &after), addrs(&["10.0.0.9"]));
-    // a-ingress selects a only: b's verdicts cannot change with it.
+    // a-ingress selects a only, for ingress: b's verdicts cannot change
+    // with it, nor those of the connections a opens.
     let mut changes = Changes::default();
     changes.policies.insert(key(ObjectKind::NetworkPolicy, "x", "a-ingress"));
-    assert_eq!(affected(&index, &changes, &after, &after), addrs(&["10.0.0.1"]));
+    assert_eq!(affected(&index, &changes, &after, &after), with(&["10.0.0.1"], answered));
     // Deleted (gone from the index): the pods whose program listed it.
     let (empty_index, without) = view(&CLUSTER.replace("kind: NetworkPolicy", "kind: NetworkPolicyGone"));
-    assert_eq!(affected(&empty_index, &changes, &after, &without), addrs(&["10.0.0.1"]));
+    assert_eq!(affected(&empty_index, &changes, &after, &without), with(&["10.0.0.1"], answered));
     // A policy of another namespace selects nothing here.
     let mut changes = Changes::default();
     changes.policies.insert(key(ObjectKind::NetworkPolicy, "y", "p"));
@@ -172,7 +176,8 @@ spec:
     let (_, before) = view(CLUSTER);
     let mut changes = Changes::default();
     changes.cluster_policies.insert(ObjectKey::new(ObjectKind::AdminNetworkPolicy, "", "clients"));
-    let b: IpAddr = "10.0.0.2".parse().unwrap();
+    // Egress rules only: the connections b opens.
+    let b = ("10.0.0.2".parse().unwrap(), Sides { opened: true, answered: false });
     assert_eq!(affected(&index, &changes, &before, &after), Affected::Addresses([b].into()), "added: b, its subject");
     let (gone, _) = view(CLUSTER);
     assert_eq!(affected(&gone, &changes, &after, &before), Affected::Addresses([b].into()), "deleted: b listed it");

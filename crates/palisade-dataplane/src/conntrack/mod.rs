@@ -15,6 +15,7 @@
 mod tracker;
 mod wire;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 
@@ -87,13 +88,45 @@ impl Entry {
     }
 }
 
+/// Which of an address's connections to look for: those it opened (it is
+/// their original source: its egress judged them), those it answers (it
+/// is their reply source, also behind DNAT: its ingress judged them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sides {
+    /// Connections the address opened.
+    pub opened: bool,
+    /// Connections the address answers.
+    pub answered: bool,
+}
+
+impl Sides {
+    /// Both.
+    pub const BOTH: Sides = Sides { opened: true, answered: true };
+
+    /// Both `self`'s and `other`'s.
+    #[must_use]
+    pub fn and(self, other: Sides) -> Sides {
+        Sides { opened: self.opened || other.opened, answered: self.answered || other.answered }
+    }
+
+    /// Whether `entry` is one of `addr`'s connections of these sides.
+    #[must_use]
+    pub fn selects(self, addr: IpAddr, entry: &Entry) -> bool {
+        (self.opened && entry.orig.src == addr) || (self.answered && entry.reply.src == addr)
+    }
+
+    fn walks(self) -> usize {
+        usize::from(self.opened) + usize::from(self.answered)
+    }
+}
+
 /// One dump of a plan (see [`plan`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dump {
     /// Every entry, both families, copied out: one walk.
     All,
-    /// Two walks per IPv4 address, filtered in the kernel (by original
-    /// source, by reply source): only the matches are copied.
+    /// A walk per IPv4 address and side, filtered in the kernel (by
+    /// original source, by reply source): only the matches are copied.
     FilteredV4,
     /// Every IPv4 entry, copied out: one walk.
     FamilyV4,
@@ -103,12 +136,18 @@ pub enum Dump {
 }
 
 impl Dump {
-    fn filters(self, v4: &[IpAddr]) -> Vec<Filter> {
+    fn filters(self, v4: &[(IpAddr, Sides)]) -> Vec<Filter> {
         match self {
             Dump::All => vec![Filter::All],
             Dump::FamilyV4 => vec![Filter::Family(false)],
             Dump::FamilyV6 => vec![Filter::Family(true)],
-            Dump::FilteredV4 => v4.iter().flat_map(|a| [Filter::OrigSrc(*a), Filter::ReplySrc(*a)]).collect(),
+            Dump::FilteredV4 => v4
+                .iter()
+                .flat_map(|(a, sides)| {
+                    [sides.opened.then_some(Filter::OrigSrc(*a)), sides.answered.then_some(Filter::ReplySrc(*a))]
+                })
+                .flatten()
+                .collect(),
         }
     }
 }
@@ -118,17 +157,18 @@ impl Dump {
 /// entries 330 ms, a walk that copies nothing 27 ms).
 pub const COPY_PER_WALK: usize = 10;
 
-/// The cheapest dumps to find the connections of `v4` IPv4 addresses and
-/// (`v6`) some IPv6 ones in a table of `entries` entries and `buckets`
-/// hash buckets, where a walk costs about `buckets + entries` and a copied
-/// entry [`COPY_PER_WALK`] times a walked one. A table whose copy costs
-/// no more than a walk is copied whole in one walk. Otherwise IPv4 takes
-/// two filtered walks per address, or the family copied out when that is
-/// cheaper; IPv6 takes its family copied out (of unknown size, and
-/// usually the smaller part of a node's table).
+/// The cheapest dumps to find the connections asked for: `v4_walks`
+/// kernel-filtered walks would find the IPv4 ones (one per address and
+/// side), and (`v6`) some IPv6 ones are asked for, in a table of `entries`
+/// entries and `buckets` hash buckets, where a walk costs about `buckets +
+/// entries` and a copied entry [`COPY_PER_WALK`] times a walked one. A
+/// table whose copy costs no more than a walk is copied whole in one walk.
+/// Otherwise IPv4 takes its filtered walks, or the family copied out when
+/// that is cheaper; IPv6 takes its family copied out (of unknown size,
+/// and usually the smaller part of a node's table).
 #[must_use]
-pub fn plan(v4: usize, v6: bool, entries: usize, buckets: usize) -> Vec<Dump> {
-    if v4 == 0 && !v6 {
+pub fn plan(v4_walks: usize, v6: bool, entries: usize, buckets: usize) -> Vec<Dump> {
+    if v4_walks == 0 && !v6 {
         return Vec::new();
     }
     let walk = buckets.saturating_add(entries);
@@ -137,8 +177,8 @@ pub fn plan(v4: usize, v6: bool, entries: usize, buckets: usize) -> Vec<Dump> {
         return vec![Dump::All];
     }
     let mut out = Vec::new();
-    if v4 > 0 {
-        let filtered = walk.saturating_mul(2 * v4);
+    if v4_walks > 0 {
+        let filtered = walk.saturating_mul(v4_walks);
         out.push(if filtered <= walk.saturating_add(copied) { Dump::FilteredV4 } else { Dump::FamilyV4 });
     }
     if v6 {
@@ -220,23 +260,22 @@ impl Conntrack {
     ///
     /// # Errors
     /// As [`Conntrack::dump`].
-    pub fn involving(&mut self, addrs: &std::collections::BTreeSet<IpAddr>) -> Result<Vec<Entry>, ConntrackError> {
+    pub fn involving(&mut self, addrs: &BTreeMap<IpAddr, Sides>) -> Result<Vec<Entry>, ConntrackError> {
         let read = |name: &str| {
             std::fs::read_to_string(format!("/proc/sys/net/netfilter/{name}"))
                 .ok()
                 .and_then(|t| t.trim().parse::<usize>().ok())
         };
-        let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = addrs.iter().partition(|a| a.is_ipv4());
-        let dumps = plan(
-            v4.len(),
-            !v6.is_empty(),
-            read("nf_conntrack_count").unwrap_or(usize::MAX),
-            read("nf_conntrack_buckets").unwrap_or(0),
-        );
-        let mut found = std::collections::BTreeSet::new();
+        let v4: Vec<(IpAddr, Sides)> = addrs.iter().filter(|(a, _)| a.is_ipv4()).map(|(a, s)| (*a, *s)).collect();
+        let v6 = addrs.keys().any(IpAddr::is_ipv6);
+        let walks = v4.iter().map(|(_, s)| s.walks()).sum();
+        let entries = read("nf_conntrack_count").unwrap_or(usize::MAX);
+        let dumps = plan(walks, v6, entries, read("nf_conntrack_buckets").unwrap_or(0));
+        let mut found = BTreeSet::new();
         for filter in dumps.iter().flat_map(|d| d.filters(&v4)) {
             self.dump(filter, |e| {
-                if addrs.contains(&e.orig.src) || addrs.contains(&e.reply.src) {
+                let mine = |a: &IpAddr| addrs.get(a).is_some_and(|s| s.selects(*a, &e));
+                if mine(&e.orig.src) || mine(&e.reply.src) {
                     found.insert(e);
                 }
             })?;
@@ -275,14 +314,14 @@ mod tests {
     fn small_tables_are_copied_whole_and_large_ones_walked_with_the_filter() {
         const BUCKETS: usize = 262_144;
         // The lab: a handful of entries; one walk instead of three.
-        assert_eq!(plan(1, true, 20, BUCKETS), [Dump::All]);
-        assert_eq!(plan(1, false, 20, BUCKETS), [Dump::All]);
-        // 250,000 entries: two filtered walks per IPv4 address.
-        assert_eq!(plan(1, false, 250_000, BUCKETS), [Dump::FilteredV4]);
+        assert_eq!(plan(2, true, 20, BUCKETS), [Dump::All]);
+        assert_eq!(plan(2, false, 20, BUCKETS), [Dump::All]);
+        // 250,000 entries: the kernel-filtered walks (one per address and side).
+        assert_eq!(plan(2, false, 250_000, BUCKETS), [Dump::FilteredV4]);
         assert_eq!(plan(1, true, 250_000, BUCKETS), [Dump::FilteredV4, Dump::FamilyV6]);
         // Many addresses: the family copied once is cheaper than their walks.
-        assert_eq!(plan(40, false, 250_000, BUCKETS), [Dump::FamilyV4]);
-        assert_eq!(plan(40, true, 250_000, BUCKETS), [Dump::FamilyV4, Dump::FamilyV6]);
+        assert_eq!(plan(80, false, 250_000, BUCKETS), [Dump::FamilyV4]);
+        assert_eq!(plan(80, true, 250_000, BUCKETS), [Dump::FamilyV4, Dump::FamilyV6]);
         assert!(plan(0, false, 250_000, BUCKETS).is_empty());
     }
 }
