@@ -387,6 +387,9 @@ fn read_counters(metrics: &Metrics, counters: &[(String, u64)]) {
         let parts: Vec<&str> = name.split('/').collect();
         if let ["pod", ns, pod, direction, "denied"] = parts.as_slice() {
             seen.insert(PodDirection { pod: format!("{ns}/{pod}"), direction: (*direction).to_string() }, *packets);
+        } else if let [reason @ ("spoofed" | "unprogrammed" | "midstream")] = parts.as_slice() {
+            let label = crate::metrics::ReasonLabel { reason: (*reason).to_string() };
+            metrics.dropped_packets.get_or_create(&label).set(i64::try_from(*packets).unwrap_or(i64::MAX));
         }
     }
     metrics.denied_packets.clear();

@@ -32,6 +32,13 @@ pub struct PodDirection {
     pub direction: String,
 }
 
+/// Label of the base chains' drop counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `spoofed`, `unprogrammed` or `midstream`.
+    pub reason: String,
+}
+
 /// Label of revoked connections.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RevokeLabel {
@@ -72,6 +79,10 @@ pub struct Metrics {
     pub drift_repairs: Counter,
     /// Seconds to read the kernel's table and compare it.
     pub drift_check_seconds: Histogram,
+    /// Packets the base chains dropped, per reason (`spoofed`: a forged
+    /// source; `unprogrammed`: a pod not programmed yet; `midstream`: a
+    /// TCP packet opening a connection without SYN): the kernel's counters.
+    pub dropped_packets: Family<ReasonLabel, Gauge>,
     /// Established connections found denied by the current state and
     /// deleted from conntrack (or found already ended).
     pub revoked: Family<RevokeLabel, Counter>,
@@ -111,6 +122,7 @@ impl Metrics {
             drift: Family::default(),
             drift_repairs: Counter::default(),
             drift_check_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            dropped_packets: Family::default(),
             revoked: Family::default(),
             revoke_errors: Counter::default(),
             revoke_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
@@ -142,6 +154,11 @@ impl Metrics {
             "drift_check_seconds",
             "Time to read and compare the kernel's table",
             m.drift_check_seconds.clone(),
+        );
+        registry.register(
+            "dropped_packets",
+            "Packets the base chains dropped, per reason (spoofed, unprogrammed, midstream)",
+            m.dropped_packets.clone(),
         );
         registry.register(
             "connections_revoked",

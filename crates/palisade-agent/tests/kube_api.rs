@@ -467,10 +467,12 @@ fn scenario(view: &dyn View) {
     // The kernel's per-pod drop counters reach /metrics (read at every resync).
     let deadline = Instant::now() + Duration::from_secs(5);
     let wanted = "palisade_denied_packets{pod=\"shop/db\",direction=\"ingress\"} 0";
-    while !metrics.encode().contains(wanted) && Instant::now() < deadline {
+    let midstream = "palisade_dropped_packets{reason=\"midstream\"} 0";
+    while !(metrics.encode().contains(wanted) && metrics.encode().contains(midstream)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(metrics.encode().contains(wanted), "{}", metrics.encode());
+    assert!(metrics.encode().contains(midstream), "the base chains' drops too: {}", metrics.encode());
 
     // Restart: the rules stay while the agent is down, and it converges again.
     agent.stop();

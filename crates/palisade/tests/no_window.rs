@@ -74,7 +74,24 @@ fn pod_netns(key: &str) -> String {
 }
 
 fn pod_addr(key: &str) -> IpAddr {
-    state()["pods"][key]["plan"]["addrs"][0].as_str().expect("ip").parse().expect("ip")
+    pod_addrs(key)[0]
+}
+
+/// A lab pod's addresses: IPv4, then IPv6.
+fn pod_addrs(key: &str) -> Vec<IpAddr> {
+    let st = state();
+    let addrs = st["pods"][key]["plan"]["addrs"].as_array().expect("addresses").clone();
+    addrs.iter().map(|a| a.as_str().expect("ip").parse().expect("ip")).collect()
+}
+
+/// A policy that isolates x/`pod`'s egress and admits nothing.
+fn deny_egress(pod: &str) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": format!("{pod}-egress"), "namespace": "x"},
+        "spec": {"podSelector": {"matchLabels": {"role": pod}}, "policyTypes": ["Egress"]},
+    })
 }
 
 fn node_netns() -> String {
@@ -327,35 +344,50 @@ fn a_change_cuts_exactly_the_established_flows_it_forbids() {
     write(dir.path(), "pods.yaml", &pods(&CLIENTS_AND_SERVER));
     write(dir.path(), "policy.json", &server_policy(&["a", "b"]).to_string());
     lab_up(dir.path());
-    let server = pod_addr("x/s");
-    echo_servers(&pod_netns("x/s"), server);
+    let servers = pod_addrs("x/s");
+    for addr in &servers {
+        echo_servers(&pod_netns("x/s"), *addr);
+    }
     let rounds: usize = std::env::var("PALISADE_NO_WINDOW_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(4);
     let protocols: Vec<(&str, u16)> = PORTS.into_iter().filter(|(p, _)| *p != "sctp" || sctp_available()).collect();
     let mut stops = Vec::new();
     for round in 0..rounds {
         replace_manifest("networkpolicy-x-s-ingress.json", &server_policy(&["a", "b"]));
+        let _ = std::fs::remove_file(manifests_dir().join("networkpolicy-x-a-egress.json"));
         std::thread::sleep(Duration::from_millis(300));
+        // Each client: TCP and UDP (and SCTP where the kernel has it) to
+        // both of the server's addresses, IPv4 and IPv6.
         let start = |pod: &str| -> Vec<Flow> {
-            protocols
-                .iter()
-                .map(|(proto, port)| {
-                    Flow::start(&pod_netns(pod), &format!("{pod} {proto}"), proto, SocketAddr::new(server, *port))
-                })
-                .collect()
+            let mut flows = Vec::new();
+            for (proto, port) in &protocols {
+                for server in &servers {
+                    let name = format!("{pod} {proto} to {server}");
+                    flows.push(Flow::start(&pod_netns(pod), &name, proto, SocketAddr::new(*server, *port)));
+                }
+            }
+            flows
         };
         let (forbidden, allowed) = (start("x/a"), start("x/b"));
         // SCTP associations, where this kernel cannot run SCTP sockets: as
         // conntrack entries put in the node's table, judged like any.
-        let sctp = sctp_entries(&node_netns(), &[pod_addr("x/a"), pod_addr("x/b")], server);
+        let sctp = sctp_entries(&node_netns(), &[pod_addr("x/a"), pod_addr("x/b")], servers[0]);
         std::thread::sleep(Duration::from_millis(200));
         for f in forbidden.iter().chain(&allowed) {
             assert!(f.last_echo().is_some(), "round {round}: {} is established", f.name);
         }
-        let written = replace_manifest("networkpolicy-x-s-ingress.json", &server_policy(&["b"]));
+        // Odd rounds forbid x/a at x/s's ingress (the connections x/s
+        // answers), even rounds at x/a's own egress (those x/a opens).
+        let written = if round % 2 == 0 {
+            replace_manifest("networkpolicy-x-s-ingress.json", &server_policy(&["b"]))
+        } else {
+            replace_manifest("networkpolicy-x-a-egress.json", &deny_egress("a"))
+        };
         std::thread::sleep(Duration::from_millis(700));
         // No entry lets x/a back in, while its flows keep sending.
-        let left = entries_between(&node_netns(), pod_addr("x/a"), server);
-        assert!(left.is_empty(), "round {round}: conntrack entries of x/a <-> x/s after the change: {left:#?}");
+        for (a, server) in pod_addrs("x/a").into_iter().zip(&servers) {
+            let left = entries_between(&node_netns(), a, *server);
+            assert!(left.is_empty(), "round {round}: conntrack entries of x/a <-> x/s after the change: {left:#?}");
+        }
         for f in &forbidden {
             let stop = f.stopped_after(written);
             assert!(stop < Duration::from_secs(1), "round {round}: {} still passed {stop:?} after the change", f.name);
@@ -378,7 +410,8 @@ fn a_change_cuts_exactly_the_established_flows_it_forbids() {
     stops.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     eprintln!(
-        "revocation, manifest written -> forbidden flow stops ({} flows, {} protocols): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "revocation, manifest written -> forbidden flow stops ({} flows, {} protocols, IPv4 and IPv6, ingress and egress): \
+         p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         stops.len(),
         protocols.len(),
         ms(percentile(&stops, 0.5)),
