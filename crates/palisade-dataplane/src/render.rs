@@ -427,7 +427,7 @@ pub(crate) fn base_chains(program: &Program, r: &mut Table) {
     let mut egress = crate::render_gate::gate_rules(program, r);
     anti_spoofing(program, r, &mut egress);
     egress.extend(conntrack_rules());
-    egress.extend(crate::render_gate::midstream_rules());
+    egress.extend(crate::render_gate::midstream_rules(r));
     let mut ingress = conntrack_rules();
     r.chains.insert(RELATED_CHAIN.into(), related_chain());
     for (dir, chain) in [(Direction::Egress, &mut egress), (Direction::Ingress, &mut ingress)] {

@@ -10,7 +10,9 @@
 //!    address jumps to `spoofed`, which now also drops it when it came in on
 //!    a pod interface or from the node's pod ranges)
 //!   ct state established accept; ct state related jump related
-//!   ct state new tcp flags & (fin|syn|rst|ack) != syn ip saddr @programmed4 counter name "midstream" drop
+//!   ct state new tcp flags & (fin|syn|rst|ack) != syn jump midstream
+//! chain midstream:
+//!   ip saddr @programmed4 counter name "midstream" drop
 //!   … the same for daddr, and for IPv6
 //! chain unprogrammed:
 //!   ip  daddr != @programmed4 counter name "unprogrammed" drop
@@ -157,25 +159,31 @@ pub(crate) fn spoofed_gate_rules(program: &Program) -> Vec<Rule> {
     rules
 }
 
-/// The mid-stream rules, after the conntrack rules.
-pub(crate) fn midstream_rules() -> Vec<Rule> {
-    let mut rules = Vec::new();
+/// The chain of TCP packets that would open a connection in mid-stream.
+pub const MIDSTREAM_CHAIN: &str = "midstream";
+
+/// The mid-stream rule, after the conntrack rules: one test for the first
+/// packet of every connection (a SYN fails it at the flags), and the chain
+/// that drops such a packet from or to a programmed pod.
+pub(crate) fn midstream_rules(r: &mut Table) -> Vec<Rule> {
+    let mut chain = Vec::new();
     for v6 in [false, true] {
         for field in [AddrField::Saddr, AddrField::Daddr] {
-            rules.push(Rule(
+            chain.push(Rule(
                 [
-                    vec![
-                        Statement::CtState(CtStates::NEW),
-                        Statement::TcpNotSyn,
-                        Statement::lookup(vec![Expr::addr(v6, field)], programmed_set(v6)),
-                    ],
+                    vec![Statement::lookup(vec![Expr::addr(v6, field)], programmed_set(v6))],
                     drop_counted(MIDSTREAM_COUNTER).to_vec(),
                 ]
                 .concat(),
             ));
         }
     }
-    rules
+    r.chains.insert(MIDSTREAM_CHAIN.into(), Chain { base: None, rules: chain });
+    vec![Rule(vec![
+        Statement::CtState(CtStates::NEW),
+        Statement::TcpNotSyn,
+        Statement::Verdict(Verdict::Jump(MIDSTREAM_CHAIN.into())),
+    ])]
 }
 
 /// Whether the anti-spoofing rules must exist although no pod interface is

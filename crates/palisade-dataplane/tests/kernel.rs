@@ -492,7 +492,7 @@ fn drift_is_found_object_by_object() {
                 .to_string(),
             "set ingress4: elements 1 missing (`10.0.1.1 : jump pod/x/a/ingress`); 1 not Palisade's (`10.0.1.1 : jump pod/x/b/ingress`)",
         ),
-        ("add rule inet palisade egress meta mark set 1\n".to_string(), "unreadable: chain egress: rule 10:"),
+        ("add rule inet palisade egress meta mark set 1\n".to_string(), "unreadable: chain egress: rule 7:"),
     ];
     for (script, expected) in cases {
         tamper(script);
