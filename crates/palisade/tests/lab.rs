@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab_common::{LabGuard, palisade, state, write};
+use lab_common::{LabGuard, Watcher, palisade, state, write};
 use serde_json::Value;
 
 /// The allowed (from, to) pairs of a step's TCP/80 probes.
@@ -225,32 +225,6 @@ fn tcp_allowed(report: &Value, from: &str, to: &str) -> bool {
         .any(|p| p["from"] == from && p["to"] == to && p["measured"] == true)
 }
 
-type Watcher = (
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    std::thread::JoinHandle<usize>,
-);
-
-/// Probes `ip`:80 from namespace `ns` until stopped, counting connections that get through.
-fn watch_forbidden(ns: String, ip: String) -> Watcher {
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let breaches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (s, b) = (stop.clone(), breaches.clone());
-    let handle = std::thread::spawn(move || {
-        palisade_lab::netns::enter(&ns).expect("enter the source namespace");
-        let addr: std::net::SocketAddr = format!("{ip}:80").parse().expect("addr");
-        let mut attempts = 0usize;
-        while !s.load(std::sync::atomic::Ordering::Relaxed) && attempts < 20_000 {
-            attempts += 1;
-            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(20)).is_ok() {
-                b.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        attempts
-    });
-    (stop, breaches, handle)
-}
-
 /// Deletes the table behind the agent's back and waits for its periodic resync to restore it.
 fn delete_table_and_wait_for_repair(node: &str) {
     let out = Command::new("ip")
@@ -295,7 +269,7 @@ fn agent_faults_never_open_an_isolated_pod() {
     let st = state();
     let b_ns = st["pods"]["x/b"]["netns"].as_str().expect("netns").to_string();
     let a_ip = st["pods"]["x/a"]["plan"]["addrs"][0].as_str().expect("ip").to_string();
-    let (stop, breaches, watcher) = watch_forbidden(b_ns, a_ip);
+    let watcher = Watcher::start(&b_ns, format!("{a_ip}:80").parse().expect("address"));
 
     // kill -9 the agent while a stream of updates arrives, then restart it.
     let manifests = PathBuf::from(st["workdir"].as_str().expect("workdir")).join("manifests");
@@ -315,11 +289,7 @@ fn agent_faults_never_open_an_isolated_pod() {
         std::fs::rename(&tmp, &c_file).expect("rename");
         std::thread::sleep(Duration::from_millis(15));
     }
-    assert_eq!(
-        breaches.load(std::sync::atomic::Ordering::Relaxed),
-        0,
-        "x/a was reachable while the agent was killed or restarting"
-    );
+    assert_eq!(watcher.breaches(), 0, "x/a was reachable while the agent was killed or restarting");
     // The lab's own restart path: `lab apply` finds the agent gone and starts it again.
     let (_, err, code) = palisade(&["lab", "apply", "-f", dir.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "lab apply restarts the agent and converges: {err}");
@@ -336,16 +306,12 @@ fn agent_faults_never_open_an_isolated_pod() {
     let report = probe_json();
     assert_eq!(report["mismatches"], 0, "converged after the restart");
 
-    assert_eq!(breaches.load(std::sync::atomic::Ordering::Relaxed), 0, "x/a was reachable around the restart");
+    assert_eq!(watcher.breaches(), 0, "x/a was reachable around the restart");
     // Delete the table behind the agent's back: the periodic resync repairs it.
     delete_table_and_wait_for_repair(&format!("{}node", st["prefix"].as_str().expect("prefix")));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let attempts = watcher.join().expect("watcher");
+    let (attempts, through) = watcher.finish();
     // The only window is the deliberate table deletion above; before it, no breach.
-    eprintln!(
-        "watcher: {attempts} attempts, {} got through (after the table was deleted by hand)",
-        breaches.load(std::sync::atomic::Ordering::Relaxed)
-    );
+    eprintln!("watcher: {attempts} attempts, {through} got through (after the table was deleted by hand)");
     let report = probe_json();
     assert_eq!(report["mismatches"], 0, "repaired table enforces again");
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use lab_common::{LabGuard, palisade, state, write};
+use lab_common::{LabGuard, Watcher, palisade, state, write};
 use palisade_lab::bench::percentile;
 use serde_json::{Value, json};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -568,27 +568,6 @@ fn a_new_pod_is_cut_off_until_it_is_programmed() {
     assert!(!text.contains("packets 0 "), "the gate dropped the new pods' first packets: {text}");
 }
 
-/// Connects to `to`:80 from namespace `ns` until stopped (at most 10 minutes),
-/// counting the connections that got through.
-fn watch_forbidden(ns: String, to: IpAddr) -> (Arc<AtomicBool>, JoinHandle<(usize, usize)>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    let handle = std::thread::spawn(move || {
-        palisade_lab::netns::enter(&ns).expect("enter the watcher's namespace");
-        let addr = SocketAddr::new(to, 80);
-        let (mut attempts, mut breaches) = (0, 0);
-        let started = std::time::Instant::now();
-        while !s.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(600) {
-            attempts += 1;
-            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(20)).is_ok() {
-                breaches += 1;
-            }
-        }
-        (attempts, breaches)
-    });
-    (stop, handle)
-}
-
 fn kill_agent() {
     let pid = state()["agent_pid"].as_u64().expect("agent pid");
     let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid"));
@@ -626,7 +605,7 @@ fn a_hundred_kills_open_no_window() {
     let (node, prefix) = (node_netns(), state()["prefix"].as_str().expect("prefix").to_string());
     let server = pod_addr("x/s");
     echo_servers(&pod_netns("x/s"), server);
-    let (stop_watch, watcher) = watch_forbidden(pod_netns("x/b"), server);
+    let watcher = Watcher::start(&pod_netns("x/b"), SocketAddr::new(server, 80));
     // The stream: x/b's label flips between b and b2 (never admitted)
     // every 20 ms, straight into the agent's manifests.
     let b_file = manifests_dir().join("pod-x-b.json");
@@ -707,8 +686,7 @@ fn a_hundred_kills_open_no_window() {
     }
     stop_stream.store(true, Ordering::Relaxed);
     streamer.join().expect("streamer");
-    stop_watch.store(true, Ordering::Relaxed);
-    let (attempts, breaches) = watcher.join().expect("watcher");
+    let (attempts, breaches) = watcher.finish();
     eprintln!(
         "100 kill -9: forbidden x/b -> x/s {attempts} attempts, {breaches} through; {revocations} restart revocations, {gated} pods born with no agent"
     );

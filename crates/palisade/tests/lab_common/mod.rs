@@ -60,3 +60,47 @@ pub fn state() -> Value {
 pub fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).expect("write manifest");
 }
+
+/// Connects to `to` from the network namespace `ns` again and again (each
+/// attempt times out after 20 ms), counting the connections that got
+/// through, until [`Watcher::finish`] (at most 20,000 attempts).
+pub struct Watcher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    breaches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    handle: std::thread::JoinHandle<usize>,
+}
+
+impl Watcher {
+    /// Starts watching.
+    pub fn start(ns: &str, to: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let breaches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s, b, ns) = (stop.clone(), breaches.clone(), ns.to_string());
+        let handle = std::thread::spawn(move || {
+            palisade_lab::netns::enter(&ns).expect("enter the watcher's namespace");
+            let mut attempts = 0usize;
+            while !s.load(Ordering::Relaxed) && attempts < 20_000 {
+                attempts += 1;
+                if std::net::TcpStream::connect_timeout(&to, std::time::Duration::from_millis(20)).is_ok() {
+                    b.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            attempts
+        });
+        Watcher { stop, breaches, handle }
+    }
+
+    /// Connections that got through so far.
+    pub fn breaches(&self) -> usize {
+        self.breaches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops; the attempts made and the connections that got through.
+    pub fn finish(self) -> (usize, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let through = self.breaches.clone();
+        let attempts = self.handle.join().expect("watcher");
+        (attempts, through.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
