@@ -44,8 +44,9 @@ pub struct ReasonLabel {
 pub struct RevokeLabel {
     /// What denies them now: `network_policy`, `admin_tier`, `baseline_tier`.
     pub reason: String,
-    /// What made the agent look: `change` or `restart` (the first sync of
-    /// a run, and the sync after a failed apply, look at every local pod).
+    /// What made the agent look: `change`, `restart` (the first sync of a
+    /// run looks at every local pod) or `recovery` (so does the sync after
+    /// a failed apply or revocation).
     pub trigger: String,
 }
 

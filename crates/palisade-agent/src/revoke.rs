@@ -256,13 +256,15 @@ pub struct Revoker {
     /// restart reconciles conntrack once), and after a failed apply or
     /// revocation (what changed meanwhile is not known).
     pub all_next: bool,
+    /// Whether a step has run (the first one's trigger is `restart`).
+    started: bool,
 }
 
 impl Revoker {
     /// A revoker whose first step looks at every local pod.
     #[must_use]
     pub fn new(node_addrs: BTreeSet<IpAddr>) -> Self {
-        Revoker { node_addrs, all_next: true }
+        Revoker { node_addrs, all_next: true, started: false }
     }
 
     /// Deletes the tracked connections of `affected` endpoints that the
@@ -278,7 +280,12 @@ impl Revoker {
         local: &LocalAddrs,
     ) -> Option<usize> {
         let start = Instant::now();
-        let trigger = if self.all_next { "restart" } else { "change" };
+        let trigger = match (self.started, self.all_next) {
+            (false, _) => "restart",
+            (true, true) => "recovery",
+            (true, false) => "change",
+        };
+        self.started = true;
         let addrs: BTreeMap<IpAddr, Sides> = match affected {
             Affected::AllLocal => local.keys().map(|a| (*a, Sides::BOTH)).collect(),
             Affected::Addresses(addrs) => addrs,
