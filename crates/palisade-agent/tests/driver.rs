@@ -338,10 +338,26 @@ fn established_connections_the_state_denies_are_revoked_at_start_and_after_each_
         text.contains(r#"palisade_connections_revoked_total{reason="network_policy",trigger="change"} 1"#),
         "{text}"
     );
-    // A change that touches neither pod looks at nothing of theirs.
+    // A change that touches neither pod looks at nothing of theirs: a
+    // denied connection put behind the agent's back stays.
+    let sneaked = connection("192.0.2.8", "10.1.0.2", 5433);
+    kernel.state().connections.push(sneaked);
     tx.send(batch(changes("apiVersion: v1\nkind: Namespace\nmetadata: {name: other}\n"), true)).expect("send");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(kernel.state().revoked.len(), 3);
+    // After a refused apply the agent does not know what changed: its next
+    // sync looks at every local pod's connections (trigger `recovery`).
+    kernel.state().fail_next = 1;
+    let new_pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: other}\n\
+                   spec: {nodeName: n1, containers: [{name: c, image: i}]}\nstatus: {phase: Running, podIP: 10.1.0.9}\n";
+    tx.send(batch(changes(new_pod), true)).expect("send");
+    eventually("revoked after the recovery", || kernel.state().revoked.len() == 4);
+    assert_eq!(kernel.state().revoked[3], sneaked);
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"palisade_connections_revoked_total{reason="network_policy",trigger="recovery"} 1"#),
+        "{text}"
+    );
     tx.send(Message::Stop).expect("send");
     handle.join().expect("driver");
 }
