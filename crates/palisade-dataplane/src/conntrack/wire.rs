@@ -2,16 +2,12 @@
 
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd as _, OwnedFd};
-use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::socket::{
-    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recv, sendto, setsockopt, socket, sockopt,
-};
-use nix::sys::time::TimeVal;
+use nix::sys::socket::{MsgFlags, NetlinkAddr, recv, sendto};
 
 use super::{Deleted, Entry, Filter, TCP, Tuple};
-use crate::netlink::{attr, attributes, nested};
+use crate::netlink::{attr, attributes, error_number, messages, nested};
 
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_NEW: u16 = 0;
@@ -53,8 +49,6 @@ const FILTER_IP_SRC: u32 = 1;
 
 /// Messages sent in one write (each asks for its acknowledgement).
 const CHUNK: usize = 256;
-/// How long to wait for the kernel's answer.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reads of one dump: each read holds at least one entry, and the table at
 /// most `nf_conntrack_max` (262,144 by default) of them.
 const MAX_DUMP_READS: usize = 4_000_000;
@@ -92,11 +86,7 @@ fn io(what: &'static str) -> impl FnOnce(Errno) -> ConntrackError {
 /// # Errors
 /// When the socket cannot be opened.
 pub fn open() -> Result<OwnedFd, ConntrackError> {
-    let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkNetFilter)
-        .map_err(io("open a socket"))?;
-    let timeout = TimeVal::new(ANSWER_TIMEOUT.as_secs().cast_signed(), 0);
-    setsockopt(&fd, sockopt::ReceiveTimeout, &timeout).map_err(io("set a timeout"))?;
-    Ok(fd)
+    crate::netlink::netfilter_socket().map_err(|(what, errno)| ConntrackError::Io { what, errno })
 }
 
 fn family_of(addr: IpAddr) -> u8 {
@@ -157,17 +147,9 @@ fn read(
     let mut buf = vec![0u8; 1 << 16];
     for _ in 0..reads {
         let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(io("receive"))?;
-        let mut at = 0;
-        while at + 16 <= n {
-            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
-            let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2 bytes"));
-            let seq = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().expect("4 bytes"));
-            if len < 16 || at + len > n {
-                return Err(ConntrackError::Protocol(format!("a message of {len} bytes")));
-            }
-            let body = &buf[at + 16..at + len];
-            at += len.next_multiple_of(4);
-            if let Some(result) = on(kind, seq, body) {
+        for message in messages(&buf[..n]) {
+            let m = message.map_err(|len| ConntrackError::Protocol(format!("a message of {len} bytes")))?;
+            if let Some(result) = on(m.kind, m.seq, m.body) {
                 return result;
             }
         }
@@ -176,9 +158,7 @@ fn read(
 }
 
 fn error_code(body: &[u8]) -> Result<i32, ConntrackError> {
-    body.get(..4)
-        .map(|b| i32::from_ne_bytes(b.try_into().expect("4 bytes")))
-        .ok_or_else(|| ConntrackError::Protocol("a short error answer".into()))
+    error_number(body).ok_or_else(|| ConntrackError::Protocol("a short error answer".into()))
 }
 
 /// Dumps entries; see [`super::Conntrack::dump`].
@@ -234,23 +214,13 @@ pub(super) fn dump(fd: &OwnedFd, seq: u32, filter: Filter, mut each: impl FnMut(
 /// The conntrack events in one read of the event socket: whether each
 /// destroys its connection (else it is new), and its body.
 pub(super) fn event(buf: &[u8]) -> Vec<(bool, &[u8])> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + 16 <= buf.len() {
-        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
-        let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2 bytes"));
-        if len < 16 || at + len > buf.len() {
-            break;
-        }
-        let body = &buf[at + 16..at + len];
-        at += len.next_multiple_of(4);
-        if kind == (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW {
-            out.push((false, body));
-        } else if kind == (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE {
-            out.push((true, body));
-        }
-    }
-    out
+    let new = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW;
+    let destroyed = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE;
+    messages(buf)
+        .map_while(Result::ok)
+        .filter(|m| m.kind == new || m.kind == destroyed)
+        .map(|m| (m.kind == destroyed, m.body))
+        .collect()
 }
 
 /// Whether `filter` selects `entry`.

@@ -339,18 +339,10 @@ fn read_answers<T>(
     let mut buf = vec![0u8; 1 << 16];
     for _ in 0..reads {
         let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(|e| io("receive", e))?;
-        let mut at = 0;
-        while at + 16 <= n {
-            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
-            let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2 bytes"));
-            let answer_seq = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().expect("4 bytes"));
-            if len < 16 || at + len > n {
-                return Err(NftError::Protocol(format!("malformed answer of {len} bytes")));
-            }
-            let body = &buf[at + 16..at + len];
-            at += len.next_multiple_of(4);
-            if answer_seq == seq
-                && let Some(result) = on(kind, body)
+        for message in messages(&buf[..n]) {
+            let message = message.map_err(|len| NftError::Protocol(format!("malformed answer of {len} bytes")))?;
+            if message.seq == seq
+                && let Some(result) = on(message.kind, message.body)
             {
                 return result;
             }
@@ -361,9 +353,45 @@ fn read_answers<T>(
 
 /// The error code of an `NLMSG_ERROR` body (0: an acknowledgement).
 fn error_code(body: &[u8]) -> Result<i32, NftError> {
-    body.get(..4)
-        .map(|b| i32::from_ne_bytes(b.try_into().expect("4 bytes")))
-        .ok_or_else(|| NftError::Protocol("a short error answer".into()))
+    error_number(body).ok_or_else(|| NftError::Protocol("a short error answer".into()))
+}
+
+/// The error code of an `NLMSG_ERROR` body (0: an acknowledgement);
+/// `None` when the body is too short to hold one.
+pub(crate) fn error_number(body: &[u8]) -> Option<i32> {
+    body.get(..4).map(|b| i32::from_ne_bytes(b.try_into().expect("4 bytes")))
+}
+
+/// One netlink message of a read: its type, sequence number and body (what
+/// follows its 16-byte header).
+pub(crate) struct Message<'a> {
+    /// `nlmsg_type`.
+    pub kind: u16,
+    /// `nlmsg_seq`.
+    pub seq: u32,
+    /// The payload.
+    pub body: &'a [u8],
+}
+
+/// The messages of one read of a netlink socket, in order; a header whose
+/// length does not fit the read ends it with `Err(length)`.
+pub(crate) fn messages(buf: &[u8]) -> impl Iterator<Item = Result<Message<'_>, usize>> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at + 16 > buf.len() {
+            return None;
+        }
+        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+        if len < 16 || at + len > buf.len() {
+            at = buf.len();
+            return Some(Err(len));
+        }
+        let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2 bytes"));
+        let seq = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().expect("4 bytes"));
+        let body = &buf[at + 16..at + len];
+        at += len.next_multiple_of(4);
+        Some(Ok(Message { kind, seq, body }))
+    })
 }
 
 /// The nf_tables ruleset generation of the calling thread's network
@@ -449,10 +477,16 @@ fn dump_counters(fd: &OwnedFd) -> Result<Vec<(String, u64)>, NftError> {
 
 /// A new nfnetlink socket in the calling thread's network namespace.
 fn open() -> Result<OwnedFd, NftError> {
+    netfilter_socket().map_err(|(what, e)| io(what, e))
+}
+
+/// A new nfnetlink socket in the calling thread's network namespace whose
+/// reads give up after [`ANSWER_TIMEOUT`]; on failure, the step and its error.
+pub(crate) fn netfilter_socket() -> Result<OwnedFd, (&'static str, nix::Error)> {
     let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkNetFilter)
-        .map_err(|e| io("socket", e))?;
+        .map_err(|e| ("socket", e))?;
     let timeout = TimeVal::new(ANSWER_TIMEOUT.as_secs().cast_signed(), 0);
-    setsockopt(&fd, sockopt::ReceiveTimeout, &timeout).map_err(|e| io("timeout", e))?;
+    setsockopt(&fd, sockopt::ReceiveTimeout, &timeout).map_err(|e| ("timeout", e))?;
     Ok(fd)
 }
 
