@@ -71,11 +71,21 @@ impl NetlinkKernel {
         NetlinkKernel { follow_events: true, ..Self::default() }
     }
 
-    fn conntrack(&mut self) -> Result<&mut Conntrack, ConntrackError> {
+    /// Runs `f` on the ctnetlink socket (opened if need be). After an
+    /// error, answers may still be queued on it: it is closed, and the next
+    /// call opens a fresh one.
+    fn with_conntrack<T>(
+        &mut self,
+        f: impl FnOnce(&mut Conntrack) -> Result<T, ConntrackError>,
+    ) -> Result<T, ConntrackError> {
         if self.conntrack.is_none() {
             self.conntrack = Some(Conntrack::new()?);
         }
-        Ok(self.conntrack.as_mut().expect("opened above"))
+        let result = f(self.conntrack.as_mut().expect("opened above"));
+        if result.is_err() {
+            self.conntrack = None;
+        }
+        result
     }
 }
 
@@ -106,11 +116,7 @@ impl Kernel for NetlinkKernel {
 
     fn connections(&mut self, addrs: &BTreeMap<IpAddr, Sides>) -> Result<Vec<Entry>, ConntrackError> {
         if !self.follow_events {
-            let result = self.conntrack()?.involving(addrs);
-            if result.is_err() {
-                self.conntrack = None;
-            }
-            return result;
+            return self.with_conntrack(|ct| ct.involving(addrs));
         }
         if self.tracker.is_none() {
             self.tracker = Some(Tracker::start()?);
@@ -119,11 +125,7 @@ impl Kernel for NetlinkKernel {
     }
 
     fn delete_connections(&mut self, entries: &[Entry]) -> Result<Deleted, ConntrackError> {
-        let result = self.conntrack()?.delete(entries);
-        if result.is_err() {
-            // Answers may still be queued on it: a fresh socket next time.
-            self.conntrack = None;
-        }
+        let result = self.with_conntrack(|ct| ct.delete(entries));
         if let Some(tracker) = &self.tracker {
             tracker.forget(entries.to_vec());
         }

@@ -48,37 +48,31 @@ const ROUTE_GROUPS: u32 = 0x1 | 0x40 | 0x400;
 
 /// Calls `changed` after every burst of link or route changes in this
 /// thread's network namespace (on a thread of its own, which inherits the
-/// namespace), until `changed` returns `false`.
+/// namespace), until `changed` returns `false` (the thread ends at the
+/// next change after that, or with the process).
 ///
 /// # Errors
 /// When the rtnetlink socket cannot be opened or bound.
 pub fn watch(changed: impl Fn() -> bool + Send + 'static) -> std::io::Result<std::thread::JoinHandle<()>> {
     use nix::sys::socket::{
-        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, setsockopt, socket, sockopt,
+        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, socket,
     };
     use std::os::fd::AsRawFd as _;
     let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkRoute)?;
     bind(fd.as_raw_fd(), &NetlinkAddr::new(0, ROUTE_GROUPS))?;
-    setsockopt(&fd, sockopt::ReceiveTimeout, &nix::sys::time::TimeVal::new(1, 0))?;
     std::thread::Builder::new().name("routes".into()).spawn(move || {
         let mut buf = vec![0u8; 1 << 16];
         loop {
+            // A message, or an overflow (ENOBUFS): something changed.
             match recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Ok(_) => {
+                Ok(_) | Err(nix::errno::Errno::ENOBUFS) => {
                     // The rest of the burst joins this notice.
                     while recv(fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT).is_ok() {}
                     if !changed() {
                         return;
                     }
                 }
-                // Overflowed: something changed.
-                Err(nix::errno::Errno::ENOBUFS) => {
-                    if !changed() {
-                        return;
-                    }
-                }
-                // Timed out: check the driver is still there.
-                Err(_) => {}
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
             }
         }
     })

@@ -113,6 +113,18 @@ impl Mirror {
         out
     }
 
+    /// Every connection held, in order.
+    #[must_use]
+    pub fn all(&self) -> Vec<Entry> {
+        let mut out: Vec<Entry> = self
+            .entries
+            .iter()
+            .map(|(k, (reply, id))| Entry { orig: k.0, reply: *reply, zone: k.1, id: *id })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Connections held.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -175,14 +187,13 @@ impl Tracker {
         let (wake_read, wake) =
             nix::unistd::pipe().map_err(|errno| ConntrackError::Io { what: "make a pipe", errno })?;
         let (questions, asked) = channel();
-        let mut dumps = Conntrack::new()?;
+        let dumps = Conntrack::new()?;
         let rebuilds = Arc::new(AtomicUsize::new(0));
         let counted = rebuilds.clone();
         let thread = std::thread::Builder::new()
             .name("conntrack".into())
             .spawn(move || {
-                let mut state =
-                    State { mirror: Mirror::default(), synced: false, events, dumps: &mut dumps, rebuilds: counted };
+                let mut state = State { mirror: Mirror::default(), synced: false, events, dumps, rebuilds: counted };
                 state.run(&asked, &wake_read);
             })
             .map_err(|e| ConntrackError::Protocol(format!("cannot start the tracker thread: {e}")))?;
@@ -244,16 +255,16 @@ impl Drop for Tracker {
 }
 
 /// The tracker thread's state.
-struct State<'a> {
+struct State {
     mirror: Mirror,
     /// Whether `mirror` holds every connection (seeded and no event lost).
     synced: bool,
     events: OwnedFd,
-    dumps: &'a mut Conntrack,
+    dumps: Conntrack,
     rebuilds: Arc<AtomicUsize>,
 }
 
-impl State<'_> {
+impl State {
     fn run(&mut self, asked: &Receiver<Question>, wake: &OwnedFd) {
         self.resync();
         let mut buf = vec![0u8; 1 << 16];
@@ -338,7 +349,7 @@ impl State<'_> {
         }
         Ok(match addrs {
             Some(addrs) => self.mirror.involving(&addrs),
-            None => self.mirror.involving(&self.mirror.by_addr.keys().copied().collect::<Vec<_>>()),
+            None => self.mirror.all(),
         })
     }
 }
