@@ -23,13 +23,10 @@ fn plain(src: &str, dst: &str, protocol: u8, sport: u16, dport: u16) -> Entry {
 /// Runs `f` on a thread inside a new namespace.
 fn in_netns<T: Send + 'static>(f: impl FnOnce(&NetNs) -> T + Send + 'static) -> T {
     require_root(&["ip", "conntrack"]);
+    // Owned here: removed when this returns, also when `f` panics.
     let ns = NetNs::create(&format!("{}ct", unique_prefix())).expect("namespace");
-    std::thread::spawn(move || {
-        ns.enter().expect("enter");
-        f(&ns)
-    })
-    .join()
-    .expect("the test thread")
+    let name = ns.name().to_string();
+    palisade_lab::netns::run_in(ns.name(), move || f(&NetNs::existing(&name)))
 }
 
 /// Entries as the `conntrack` tool lists them (an independent reader).

@@ -127,6 +127,21 @@ impl Drop for NetNs {
     }
 }
 
+/// Runs `f` on a thread of its own moved into the namespace `name`, and
+/// returns its result.
+///
+/// # Panics
+/// When the namespace cannot be entered, or `f` panics.
+pub fn run_in<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        enter(&name).expect("enter namespace");
+        f()
+    })
+    .join()
+    .expect("thread in namespace")
+}
+
 /// Namespaces whose name starts with `prefix`.
 #[must_use]
 pub fn list_with_prefix(prefix: &str) -> Vec<String> {

@@ -294,9 +294,8 @@ fn sctp_entries(ns: &str, clients: &[IpAddr], server: IpAddr) -> Vec<palisade_da
             Entry { orig, reply: orig.reversed(), zone: 0, id: 0 }
         })
         .collect();
-    let (ns, put) = (ns.to_string(), entries.clone());
-    std::thread::spawn(move || {
-        palisade_lab::netns::enter(&ns).expect("enter the node");
+    let put = entries.clone();
+    palisade_lab::netns::run_in(ns, move || {
         let mut ct = Conntrack::new().expect("conntrack socket");
         // Earlier rounds' entries may still be there.
         let stale: Vec<Entry> = ct
@@ -307,23 +306,18 @@ fn sctp_entries(ns: &str, clients: &[IpAddr], server: IpAddr) -> Vec<palisade_da
             .collect();
         let _ = ct.delete(&stale);
         ct.create(&put, 600).expect("create SCTP entries");
-    })
-    .join()
-    .expect("thread");
+    });
     entries
 }
 
 /// Which of `entries` (by original tuple) the namespace `ns`'s table holds.
 fn sctp_entries_left(ns: &str, entries: &[palisade_dataplane::conntrack::Entry]) -> Vec<bool> {
-    let (ns, wanted) = (ns.to_string(), entries.to_vec());
-    std::thread::spawn(move || {
-        palisade_lab::netns::enter(&ns).expect("enter the node");
+    let wanted = entries.to_vec();
+    palisade_lab::netns::run_in(ns, move || {
         let mut ct = palisade_dataplane::conntrack::Conntrack::new().expect("conntrack socket");
         let all = ct.entries(palisade_dataplane::conntrack::Filter::All).expect("dump");
         wanted.iter().map(|w| all.iter().any(|e| e.orig == w.orig)).collect()
     })
-    .join()
-    .expect("thread")
 }
 
 fn lab_up(dir: &Path) {

@@ -9,12 +9,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::error::{Context as _, Result};
+use crate::netns;
 use crate::topology::Topology;
 use palisade_manifests::encode::{namespace_manifest, pod_manifest, policy_manifest};
 use palisade_policy::{NetworkPolicy, PortTarget, Protocol, RulePort};
 use serde_json::{Value, json};
 
-use super::{cluster_objects, in_ns, percentile};
+use super::{cluster_objects, percentile};
 
 /// Toggles measured per direction.
 const ROUNDS: usize = 10;
@@ -104,7 +105,7 @@ pub(super) fn write_to_probe(topo: &Topology, client_ns: &str, server: SocketAdd
         t.elapsed().as_secs_f64()
     );
     let (dir_path, port) = (dir.0.clone(), server.port());
-    let (opened, closed) = in_ns(client_ns, move || -> Result<(Vec<Duration>, Vec<Duration>)> {
+    let (opened, closed) = netns::run_in(client_ns, move || -> Result<(Vec<Duration>, Vec<Duration>)> {
         let probe = || std::net::TcpStream::connect_timeout(&server, PROBE).is_ok();
         crate::ensure!(probe(), "the client reaches the server before the first change");
         let (mut opened, mut closed) = (Vec::new(), Vec::new());

@@ -119,16 +119,6 @@ pub(super) fn cluster_objects(local_every: usize) -> palisade_policy::synth::Clu
     c
 }
 
-pub(super) fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let ns = ns.to_string();
-    std::thread::spawn(move || {
-        netns::enter(&ns).expect("enter namespace");
-        f()
-    })
-    .join()
-    .expect("thread in namespace")
-}
-
 /// Source port of the throughput stream, outside the ephemeral range: the
 /// server tells the stream from the connection-rate test by it.
 const STREAM_SOURCE_PORT: u16 = 30_001;
@@ -151,7 +141,7 @@ fn busy_cpu_seconds() -> f64 {
 /// connection in microseconds (the loop's cost, whatever the wall clock
 /// of a shared machine does).
 fn connections_per_second(client_ns: &str, server: SocketAddr, seconds: f64) -> (f64, u64, f64) {
-    in_ns(client_ns, move || {
+    netns::run_in(client_ns, move || {
         let cpu = busy_cpu_seconds();
         let start = Instant::now();
         let (mut n, mut failed) = (0u64, 0u64);
@@ -173,7 +163,7 @@ fn connections_per_second(client_ns: &str, server: SocketAddr, seconds: f64) -> 
 /// Single-stream throughput in Gbit/s, and the machine's busy CPU time per
 /// gigabyte sent, in milliseconds.
 fn throughput_gbps(client_ns: &str, server: SocketAddr, seconds: f64) -> (f64, f64) {
-    in_ns(client_ns, move || {
+    netns::run_in(client_ns, move || {
         let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
         s.set_reuse_address(true).expect("reuse");
         s.bind(&SocketAddr::new("0.0.0.0".parse().expect("literal"), STREAM_SOURCE_PORT).into()).expect("bind");
@@ -348,7 +338,7 @@ pub fn run(seconds: f64, attribution: bool, tiers: usize) -> Result<()> {
             // Dropped (its thread joined) at the end of this configuration.
             let _tracker = if i == 3 {
                 Some(
-                    in_ns(topo.node.name(), palisade_dataplane::conntrack::Tracker::start)
+                    netns::run_in(topo.node.name(), palisade_dataplane::conntrack::Tracker::start)
                         .context("conntrack tracker")?,
                 )
             } else {
@@ -401,7 +391,8 @@ const CHANGES: [&str; 3] = ["remote pod relabel", "policy change", "cluster poli
 fn updates(index: ClusterIndex, topo: &Topology, applied: Rendered) -> Result<()> {
     let ifaces = topo.pod_ifaces();
     let node = topo.node.name().to_string();
-    let (latencies, phases, compiled, full_netlink) = in_ns(&node, move || update_loop(index, &ifaces, &applied))?;
+    let (latencies, phases, compiled, full_netlink) =
+        netns::run_in(&node, move || update_loop(index, &ifaces, &applied))?;
     println!(
         "full program over the agent's netlink path (same table, replaced in one batch): applied in {:.0} ms",
         full_netlink.as_secs_f64() * 1e3
