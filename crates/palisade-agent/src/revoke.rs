@@ -235,7 +235,7 @@ pub fn denied(
             continue;
         }
         let flow = Flow { src: endpoint(index, view.src), dst: endpoint(index, view.dst), port: view.port, protocol };
-        let verdict = index.evaluate(&flow);
+        let verdict = index.evaluate_enforced(&flow);
         let reason = src_local
             .then(|| denial(verdict.egress))
             .flatten()

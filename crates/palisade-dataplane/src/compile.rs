@@ -105,22 +105,25 @@ pub(crate) fn is_local(index: &ClusterIndex, scope: &NodeScope, pod: PodId) -> b
     active(index, pod) && scope.includes(index.pod(pod).pod().node_name.as_deref())
 }
 
-/// A local pod's addresses, interface and isolating policies.
+/// A local pod's addresses, interface and isolating policies. Audit
+/// (staged) policies neither isolate nor admit here: the dataplane
+/// enforces the others; they only make the pod observed.
 pub(crate) fn local_pod(index: &ClusterIndex, pod: PodId, ifaces: &BTreeMap<IpAddr, String>) -> LocalPod {
     let entry = index.pod(pod);
-    // Isolated or not is decided by every isolating policy; only those
-    // with rules for the direction can admit anything, so only they are
-    // listed (a policy such as a default deny, with none, costs no jump).
+    // Isolated or not is decided by every enforced isolating policy; only
+    // those with rules for the direction can admit anything, so only they
+    // are listed (a policy such as a default deny, with none, costs no jump).
     let isolation = |dir: Direction| {
-        let policies = entry.isolating(dir);
-        (!policies.is_empty()).then(|| {
-            policies
-                .iter()
+        let mut enforced = entry.isolating(dir).iter().filter(|p| !index.is_audit(**p)).peekable();
+        enforced.peek().is_some().then(|| {
+            enforced
                 .filter(|p| !index.policy(**p).policy().rules(dir).is_empty())
                 .map(|p| index.policy_key(*p))
                 .collect()
         })
     };
+    let observe = Direction::BOTH
+        .map(|dir| entry.isolating(dir).iter().any(|p| index.is_audit(*p) || index.policy(*p).policy().log_allowed));
     let addrs = entry.pod().ips.clone();
     let iface = addrs.iter().find_map(|a| ifaces.get(a).cloned());
     let (ingress, egress) = (isolation(Direction::Ingress), isolation(Direction::Egress));
@@ -129,7 +132,7 @@ pub(crate) fn local_pod(index: &ClusterIndex, pod: PodId, ifaces: &BTreeMap<IpAd
         let isolated = if dir == Direction::Ingress { ingress.is_some() } else { egress.is_some() };
         if isolated { Vec::new() } else { tier_list(index, pod, Tier::Baseline, dir) }
     });
-    LocalPod { addrs, iface, ingress, egress, admin, baseline }
+    LocalPod { addrs, iface, ingress, egress, admin, baseline, observe }
 }
 
 /// The cluster policies of `tier` whose subject selects `pod` and that have

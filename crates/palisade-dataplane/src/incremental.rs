@@ -38,7 +38,7 @@ use crate::compile::{
 };
 use crate::members::{PodCounts, PodKeys, PodRef, PolicyMembers};
 use crate::patch::{patch_policy, patch_set};
-use crate::program::{LocalPod, PodGate, PolicyProgram, Program};
+use crate::program::{LocalPod, NodeOptions, PodGate, PolicyProgram, Program};
 use crate::render::{
     SHARED_PREFIX, base_chains, cluster_set, listed_all, pair_element, pod_prefix, policy_prefix, render_pod,
     render_policy, render_with_shared,
@@ -179,6 +179,18 @@ impl Incremental {
     pub fn with_gate(index: &ClusterIndex, scope: NodeScope, ifaces: &BTreeMap<IpAddr, String>, gate: PodGate) -> Self {
         Self::with_hasher_and_gate(index, scope, ifaces, gate)
     }
+
+    /// [`Incremental::new`] with the node's `options` (the new-pod gate and
+    /// the flow log), which every later update keeps.
+    #[must_use]
+    pub fn with_options(
+        index: &ClusterIndex,
+        scope: NodeScope,
+        ifaces: &BTreeMap<IpAddr, String>,
+        options: NodeOptions,
+    ) -> Self {
+        Self::with_hasher_and_options(index, scope, ifaces, options)
+    }
 }
 
 impl<S: BuildHasher + Default> Incremental<S> {
@@ -196,9 +208,21 @@ impl<S: BuildHasher + Default> Incremental<S> {
         ifaces: &BTreeMap<IpAddr, String>,
         gate: PodGate,
     ) -> Self {
+        Self::with_hasher_and_options(index, scope, ifaces, NodeOptions { gate, flow_log: None })
+    }
+
+    /// [`Incremental::with_options`] with pod names hashed by `S`.
+    #[must_use]
+    pub fn with_hasher_and_options(
+        index: &ClusterIndex,
+        scope: NodeScope,
+        ifaces: &BTreeMap<IpAddr, String>,
+        options: NodeOptions,
+    ) -> Self {
         let mut keys = PodKeys::default();
         let Compiled { mut program, deps, members } = compile_node(index, &scope, ifaces, &mut keys);
-        program.gate = gate;
+        program.gate = options.gate;
+        program.flow_log = options.flow_log;
         let (rendered, shared_of) = render_with_shared(&program);
         let mut shared_refs: BTreeMap<String, usize> = BTreeMap::new();
         for name in shared_of.values().flatten() {
@@ -444,7 +468,8 @@ impl<S: BuildHasher + Default> Incremental<S> {
         index: &ClusterIndex,
         ifaces: &BTreeMap<IpAddr, String>,
     ) -> (Option<Transaction>, UpdateStats) {
-        let fresh = Self::with_hasher_and_gate(index, self.scope.clone(), ifaces, self.program.gate.clone());
+        let options = NodeOptions { gate: self.program.gate.clone(), flow_log: self.program.flow_log };
+        let fresh = Self::with_hasher_and_options(index, self.scope.clone(), ifaces, options);
         let tx = diff(&self.rendered, &fresh.rendered);
         let policies = fresh.program.policies.len() + fresh.program.tiers.len();
         let stats = UpdateStats {
@@ -527,8 +552,7 @@ impl<S: BuildHasher + Default> Incremental<S> {
             match owner {
                 Owner::Base => base_chains(&self.program, &mut new),
                 Owner::Pod(name) => {
-                    let shared =
-                        self.program.pods.get(name).map(|pod| render_pod(&mut new, name, pod, &self.program.tiers));
+                    let shared = self.program.pods.get(name).map(|pod| render_pod(&mut new, name, pod, &self.program));
                     counts.push((name, shared));
                 }
                 Owner::Tier(name) => {

@@ -32,8 +32,11 @@ pub mod ranges;
 
 pub use compile::{NodeScope, compile};
 pub use incremental::{Incremental, UpdateStats};
-pub use program::{LocalPod, PodGate, PolicyProgram, PortSet, Program, ProgramStats, RuleProgram, TierProgram};
+pub use program::{
+    FlowLog, LocalPod, NodeOptions, PodGate, PolicyProgram, PortSet, Program, ProgramStats, RuleProgram, TierProgram,
+};
 pub mod netlink;
+pub mod nflog;
 pub mod nft;
 mod patch;
 pub mod render;

@@ -28,6 +28,33 @@ pub struct Program {
     pub cluster_addrs: BTreeSet<IpAddr>,
     /// What becomes of traffic of pods not programmed yet.
     pub gate: PodGate,
+    /// Where denied packets (and observed new connections) are logged:
+    /// `None` logs denials through the kernel log, as before flow logs.
+    pub flow_log: Option<FlowLog>,
+}
+
+/// What a node's program holds besides what the cluster decides.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeOptions {
+    /// The new-pod gate.
+    pub gate: PodGate,
+    /// The flow log.
+    pub flow_log: Option<FlowLog>,
+}
+
+/// Flow logs: the first packets of denied connections, and of the new
+/// connections of observed pods, go to an NFLOG group (read by the agent,
+/// which attributes them with the engine). Each pod chain's logging is
+/// rate-limited per pod and direction; a packet over the limit is still
+/// judged, only not logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowLog {
+    /// The NFLOG group.
+    pub group: u16,
+    /// Log records per second per pod and direction.
+    pub per_second: u32,
+    /// The burst the limit allows.
+    pub burst: u32,
 }
 
 /// The new-pod gate: traffic from or to a pod the agent has not programmed
@@ -70,6 +97,12 @@ pub struct LocalPod {
     /// The same for the Baseline tier, listed only for a direction in which
     /// no NetworkPolicy isolates the pod (otherwise it never decides).
     pub baseline: [Vec<ObjectKey>; 2],
+    /// Per direction ([`Direction::slot`]): whether its new connections go
+    /// to the flow log whatever their verdict, because an audit policy
+    /// selects the pod for the direction (the agent reports the flows it
+    /// would deny) or an enforced one asks for logs of what it admits
+    /// (`palisade.dev/log: allowed`).
+    pub observe: [bool; 2],
 }
 
 impl LocalPod {
@@ -77,7 +110,10 @@ impl LocalPod {
     /// or a cluster policy with rules for `dir` selects it.
     #[must_use]
     pub fn has_chain(&self, dir: Direction) -> bool {
-        self.isolation(dir).is_some() || !self.admin[dir.slot()].is_empty() || !self.baseline[dir.slot()].is_empty()
+        self.isolation(dir).is_some()
+            || !self.admin[dir.slot()].is_empty()
+            || !self.baseline[dir.slot()].is_empty()
+            || self.observe[dir.slot()]
     }
 
     /// Isolating policies for `dir`.

@@ -40,7 +40,7 @@ use std::net::IpAddr;
 
 use palisade_policy::{Direction, ObjectKey, Protocol};
 
-use crate::program::{LocalPod, PolicyProgram, PortSet, Program, RuleProgram, TierProgram};
+use crate::program::{FlowLog, LocalPod, PolicyProgram, PortSet, Program, RuleProgram};
 use crate::ranges::{AddrSet, v4, v6};
 pub use crate::ruleset::TABLE;
 use crate::ruleset::{
@@ -181,7 +181,7 @@ pub(crate) fn render_with_shared(program: &Program) -> (Table, BTreeMap<ObjectKe
     cluster_sets(program, &mut r);
     let mut shared = BTreeMap::new();
     for (name, pod) in &program.pods {
-        shared.insert(name.clone(), render_pod(&mut r, name, pod, &program.tiers));
+        shared.insert(name.clone(), render_pod(&mut r, name, pod, program));
     }
     for (name, tier) in &program.tiers {
         shared.insert(name.clone(), crate::render_tiers::render_tier(&mut r, name, tier));
@@ -219,21 +219,47 @@ fn isolation_chain(dir: Direction, policies: &[ObjectKey]) -> String {
     shared_set(&format!("isolation-{dir}"), &crate::compile::set_id(&policies))
 }
 
+/// The prefix of the flow-log records of denied packets.
+pub const DENY_PREFIX: &str = "palisade deny";
+/// The prefix of the flow-log records of observed new connections.
+pub const NEW_PREFIX: &str = "palisade new";
+
+/// A log prefix: `what`, the direction and the pod, within the kernel's
+/// limit (the agent reads only `what` and the direction).
+fn log_prefix(what: &str, dir: Direction, pod: &ObjectKey) -> String {
+    format!("{what} {dir} {}: ", pod.path()).chars().take(120).collect()
+}
+
+/// The rule that logs a pod's packet for `dir` without judging it:
+/// rate-limited per pod and direction (over the limit, the rule does not
+/// match and the packet goes on to its verdict unlogged).
+fn log_rule(flow_log: Option<&FlowLog>, prefix: String) -> Rule {
+    match flow_log {
+        Some(f) => Rule(vec![
+            Statement::Limit { per_second: u64::from(f.per_second), burst: f.burst },
+            Statement::Log { prefix, group: Some(f.group) },
+        ]),
+        None => Rule(vec![Statement::Limit { per_second: 10, burst: 5 }, Statement::Log { prefix, group: None }]),
+    }
+}
+
 /// The chains and counters of one local pod; returns the shared chains it
-/// jumps to. `tiers` are the compiled cluster policies its lists name.
-pub(crate) fn render_pod(
-    r: &mut Table,
-    key: &ObjectKey,
-    pod: &LocalPod,
-    tiers: &BTreeMap<ObjectKey, TierProgram>,
-) -> BTreeSet<String> {
-    let name = key.path();
+/// jumps to. The program's `tiers` are the compiled cluster policies its
+/// lists name.
+pub(crate) fn render_pod(r: &mut Table, key: &ObjectKey, pod: &LocalPod, program: &Program) -> BTreeSet<String> {
+    let tiers = &program.tiers;
+    let flow_log = program.flow_log.as_ref();
     let mut shared = BTreeSet::new();
     for dir in Direction::BOTH {
         if !pod.has_chain(dir) {
             continue;
         }
-        let (mut rules, baseline) = crate::render_tiers::pod_tier_jumps(r, pod, dir, tiers, &mut shared);
+        let (admin, baseline) = crate::render_tiers::pod_tier_jumps(r, pod, dir, tiers, &mut shared);
+        let mut rules = Vec::new();
+        if pod.observe[dir.slot()] && flow_log.is_some() {
+            rules.push(log_rule(flow_log, log_prefix(NEW_PREFIX, dir, key)));
+        }
+        rules.extend(admin);
         let Some(policies) = pod.isolation(dir) else {
             rules.extend(baseline);
             r.chains.insert(pod_chain(key, dir), Chain { base: None, rules });
@@ -249,8 +275,7 @@ pub(crate) fn render_pod(
         } else {
             rules.extend(jumps);
         }
-        let prefix: String = format!("palisade deny {dir} {name}: ").chars().take(120).collect();
-        rules.push(Rule(vec![Statement::Limit { per_second: 10, burst: 5 }, Statement::Log { prefix }]));
+        rules.push(log_rule(flow_log, log_prefix(DENY_PREFIX, dir, key)));
         let counter = pod_counter(key, dir);
         rules.push(Rule(vec![Statement::Counter(counter.clone()), Statement::Verdict(Verdict::Drop)]));
         r.counters.insert(counter);

@@ -498,10 +498,13 @@ pub enum Statement {
         /// Burst.
         burst: u32,
     },
-    /// `log prefix "…"`.
+    /// `log prefix "…"` (with `group N`: to NFLOG group `N`, read over
+    /// netlink, instead of the kernel log).
     Log {
         /// The prefix (at most 127 bytes).
         prefix: String,
+        /// The NFLOG group, if any.
+        group: Option<u16>,
     },
     /// `counter name …`.
     Counter(String),
@@ -556,7 +559,8 @@ impl fmt::Display for Statement {
             }
             Statement::Vmap { key, map } => write!(f, "{key} vmap @{map}"),
             Statement::Limit { per_second, burst } => write!(f, "limit rate {per_second}/second burst {burst} packets"),
-            Statement::Log { prefix } => write!(f, "log prefix \"{prefix}\""),
+            Statement::Log { prefix, group: None } => write!(f, "log prefix \"{prefix}\""),
+            Statement::Log { prefix, group: Some(g) } => write!(f, "log prefix \"{prefix}\" group {g}"),
             Statement::Counter(c) => write!(f, "counter name \"{c}\""),
             Statement::Verdict(v) => write!(f, "{v}"),
             Statement::ProtoIs(p) => write!(f, "meta l4proto {}", l4proto(*p)),

@@ -119,7 +119,7 @@ fn expected(index: &ClusterIndex, from: &End, to: &End, flow: &Flow) -> bool {
         (Some(h), Endpoint::Pod { id, .. }) => index.same_node(h, id),
         _ => false,
     };
-    node_local(from.host, to) || node_local(to.host, from) || index.evaluate(flow).allowed
+    node_local(from.host, to) || node_local(to.host, from) || index.evaluate_enforced(flow).allowed
 }
 
 /// Every pod (and external address) to every other one, on each port and

@@ -5,7 +5,7 @@
 
 use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as net};
 use palisade_policy::validation::{check_dns_label, check_dns_subdomain};
-use palisade_policy::{ClusterPolicy, ClusterPolicyKind, Namespace, NetworkPolicy, Node, ObjectKey, Pod};
+use palisade_policy::{ClusterPolicy, ClusterPolicyKind, Enforcement, Namespace, NetworkPolicy, Node, ObjectKey, Pod};
 use serde::de::DeserializeOwned;
 
 use crate::error::{FieldError, FieldErrors};
@@ -181,18 +181,39 @@ pub(crate) fn convert(raw: &str, head: &Head<'_>, default_namespace: &str) -> Ou
 }
 
 /// A NetworkPolicy, on the fast path or the precise one, with the lint
-/// codes its annotation suppresses.
+/// codes its annotation suppresses and its other Palisade annotations.
 fn network_policy(raw: &str, out: &mut Outcome, errors: &mut FieldErrors, namespace: &str, name: &str) -> Option<Kept> {
     let fast =
-        lean::read::<lean::NetworkPolicy>(raw).and_then(|mut p| p.take_spec().ok().map(|s| (s, p.lint_ignore())));
-    let (spec, ignore) = fast.or_else(|| {
+        lean::read::<lean::NetworkPolicy>(raw).and_then(|mut p| p.take_spec().ok().map(|s| (s, p.annotations())));
+    let (spec, annotations) = fast.or_else(|| {
         typed::<net::NetworkPolicy>(raw, out).map(|p| {
-            let ignore = p.metadata.annotations.as_ref().and_then(|a| a.get(lean::LINT_IGNORE).cloned());
-            (p.spec, ignore)
+            let annotations = p.metadata.annotations.as_ref().map(lean::Annotations::of).unwrap_or_default();
+            (p.spec, annotations)
         })
     })?;
-    out.lint_ignore = lint_codes(ignore);
-    Some(Kept::Policy(policy::convert(spec.as_ref(), namespace, name, errors)))
+    out.lint_ignore = lint_codes(annotations.lint_ignore.clone());
+    let mut policy = policy::convert(spec.as_ref(), namespace, name, errors);
+    policy_annotations(&mut policy, &annotations, errors);
+    Some(Kept::Policy(policy))
+}
+
+/// Reads `palisade.dev/enforcement` and `palisade.dev/log` into `policy`.
+fn policy_annotations(policy: &mut NetworkPolicy, annotations: &lean::Annotations, errors: &mut FieldErrors) {
+    let field = |key: &str| format!("metadata.annotations[{key:?}]");
+    match annotations.enforcement.as_deref().map(str::trim) {
+        None | Some("enforce") => {}
+        Some("audit") => policy.enforcement = Enforcement::Audit,
+        Some(other) => errors.push(
+            field(lean::ENFORCEMENT),
+            format!("unsupported value {other:?}: supported values are \"enforce\", \"audit\""),
+        ),
+    }
+    match annotations.log.as_deref().map(str::trim) {
+        None | Some("" | "none") => {}
+        Some("allowed") => policy.log_allowed = true,
+        Some(other) => errors
+            .push(field(lean::LOG), format!("unsupported value {other:?}: supported values are \"allowed\", \"none\"")),
+    }
 }
 
 /// A cluster policy, if its `apiVersion` is the one Palisade reads its kind at.

@@ -80,28 +80,55 @@ type Labels = Option<BTreeMap<String, String>>;
 
 /// The annotation that suppresses lint findings on an object.
 pub const LINT_IGNORE: &str = "palisade.dev/lint-ignore";
+/// The annotation that stages a NetworkPolicy (`audit`) or enforces it
+/// (`enforce`, as without it).
+pub const ENFORCEMENT: &str = "palisade.dev/enforcement";
+/// The annotation that asks for flow-log records of the connections a
+/// NetworkPolicy admits (`allowed`).
+pub const LOG: &str = "palisade.dev/log";
 
-/// Of an object's annotations, only [`LINT_IGNORE`] (the others, such as a
-/// large `last-applied-configuration`, are skipped without being built).
-#[derive(Debug, Default)]
-pub(crate) struct LintIgnore(pub Option<String>);
+/// Of an object's annotations, only Palisade's own ([`LINT_IGNORE`],
+/// [`ENFORCEMENT`], [`LOG`]); the others, such as a large
+/// `last-applied-configuration`, are skipped without being built.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Annotations {
+    pub lint_ignore: Option<String>,
+    pub enforcement: Option<String>,
+    pub log: Option<String>,
+}
 
-impl<'de> Deserialize<'de> for LintIgnore {
+impl Annotations {
+    /// Palisade's annotations of a map of them.
+    pub(crate) fn of(map: &BTreeMap<String, String>) -> Annotations {
+        Annotations {
+            lint_ignore: map.get(LINT_IGNORE).cloned(),
+            enforcement: map.get(ENFORCEMENT).cloned(),
+            log: map.get(LOG).cloned(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Annotations {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Visit;
         impl<'de> Visitor<'de> for Visit {
-            type Value = LintIgnore;
+            type Value = Annotations;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("annotations")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LintIgnore, A::Error> {
-                let mut out = LintIgnore(None);
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Annotations, A::Error> {
+                let mut out = Annotations::default();
                 while let Some(key) = map.next_key::<Lenient<'de>>()? {
-                    if key.0.as_deref() == Some(LINT_IGNORE) {
-                        out.0 = Some(map.next_value()?);
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
+                    let slot = match key.0.as_deref() {
+                        Some(LINT_IGNORE) => &mut out.lint_ignore,
+                        Some(ENFORCEMENT) => &mut out.enforcement,
+                        Some(LOG) => &mut out.log,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value()?);
                 }
                 Ok(out)
             }
@@ -113,7 +140,7 @@ impl<'de> Deserialize<'de> for LintIgnore {
 lean_struct!(Meta {
     labels: Labels = "labels",
     owner_references: Option<Vec<OwnerRef>> = "ownerReferences",
-    annotations: Option<LintIgnore> = "annotations",
+    annotations: Option<Annotations> = "annotations",
 } skip ["creationTimestamp", "deletionGracePeriodSeconds", "deletionTimestamp", "finalizers",
     "generateName", "generation", "managedFields", "name", "namespace", "resourceVersion", "selfLink", "uid"]);
 
@@ -355,9 +382,9 @@ fn ports(list: Option<Vec<RulePort>>) -> Option<Vec<net::NetworkPolicyPort>> {
 }
 
 impl NetworkPolicy {
-    /// The codes of [`LINT_IGNORE`], if the policy has it.
-    pub(crate) fn lint_ignore(&self) -> Option<String> {
-        self.metadata.as_ref().and_then(|m| m.annotations.as_ref()).and_then(|a| a.0.clone())
+    /// Palisade's annotations of the policy.
+    pub(crate) fn annotations(&self) -> Annotations {
+        self.metadata.as_ref().and_then(|m| m.annotations.clone()).unwrap_or_default()
     }
 
     /// The spec as k8s-openapi holds it; `None` when a required field is

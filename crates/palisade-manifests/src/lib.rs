@@ -44,7 +44,7 @@ use convert::{Kept, Outcome};
 pub use documents::{Input, manifest_files};
 pub use error::{FieldError, LoadError};
 pub use kinds::{IGNORED_POLICY_KINDS, IgnoredPolicy, ignored_policy_kind};
-pub use lean::LINT_IGNORE;
+pub use lean::{ENFORCEMENT, LINT_IGNORE, LOG};
 use pieces::Piece;
 pub use walk::{Walk, WalkLimits};
 

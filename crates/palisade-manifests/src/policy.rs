@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use k8s_openapi::api::networking::v1 as net;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use palisade_policy::validation::check_port_name;
-use palisade_policy::{IpBlock, NetworkPolicy, Peer, PortTarget, Protocol, Rule, RulePort};
+use palisade_policy::{Enforcement, IpBlock, NetworkPolicy, Peer, PortTarget, Protocol, Rule, RulePort};
 
 use crate::error::FieldErrors;
 use crate::selector::selector;
@@ -209,5 +209,7 @@ pub fn convert(
         isolates_egress,
         ingress,
         egress,
+        enforcement: Enforcement::Enforce,
+        log_allowed: false,
     }
 }

@@ -231,3 +231,20 @@ fn duplicates_and_unsupported_versions() {
         ]
     );
 }
+
+#[test]
+fn unknown_enforcement_or_log_annotation() {
+    let with = |annotation: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: db, namespace: prod, annotations: {{{annotation}}}}}\nspec: {{podSelector: {{}}}}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: fine, namespace: prod}}\nspec: {{podSelector: {{}}}}\n"
+        )
+    };
+    let errors = errors_of(&with("palisade.dev/enforcement: staged"));
+    assert!(
+        errors.iter().any(|e| e
+            == "policies.yaml: NetworkPolicy prod/db: metadata.annotations[\"palisade.dev/enforcement\"]: unsupported value \"staged\": supported values are \"enforce\", \"audit\""),
+        "{errors:#?}"
+    );
+    let errors = errors_of(&with("palisade.dev/log: everything"));
+    assert!(errors.iter().any(|e| e.contains("metadata.annotations[\"palisade.dev/log\"]")), "{errors:#?}");
+}

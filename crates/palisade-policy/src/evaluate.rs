@@ -61,6 +61,16 @@ pub struct Flow {
     pub protocol: Protocol,
 }
 
+/// Whether evaluation counts the audit (staged) NetworkPolicies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AuditPolicies {
+    /// As if they were enforced: the analyzer's default.
+    #[default]
+    Include,
+    /// As if they did not exist: what the dataplane enforces.
+    Exclude,
+}
+
 /// The rule that admitted a flow on one side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct RuleRef {
@@ -196,9 +206,23 @@ impl ClusterIndex {
         }
     }
 
-    /// Evaluates `flow`.
+    /// Evaluates `flow` with every policy, audit (staged) ones included:
+    /// what the analyzer answers.
     #[must_use]
     pub fn evaluate(&self, flow: &Flow) -> Verdict {
+        self.evaluate_with(flow, AuditPolicies::Include)
+    }
+
+    /// Evaluates `flow` with the enforced policies only: what the dataplane
+    /// does (audit policies neither isolate nor admit).
+    #[must_use]
+    pub fn evaluate_enforced(&self, flow: &Flow) -> Verdict {
+        self.evaluate_with(flow, AuditPolicies::Exclude)
+    }
+
+    /// Evaluates `flow`, with or without the audit policies.
+    #[must_use]
+    pub fn evaluate_with(&self, flow: &Flow, audit: AuditPolicies) -> Verdict {
         if let (Endpoint::Pod { id: a, .. }, Endpoint::Pod { id: b, .. }) = (flow.src, flow.dst)
             && a == b
         {
@@ -215,13 +239,13 @@ impl ClusterIndex {
         let dst_ports = dst.pod.map(|p| p.ports);
         let (egress, egress_pass) = match flow.src {
             Endpoint::Pod { id, .. } => {
-                self.side(self.pod(id), Direction::Egress, dst, flow.port, flow.protocol, dst_ports)
+                self.side(self.pod(id), Direction::Egress, dst, (flow.port, flow.protocol, dst_ports), audit)
             }
             Endpoint::External(_) => (SideVerdict::NotAPod, None),
         };
         let (ingress, ingress_pass) = match flow.dst {
             Endpoint::Pod { id, .. } => {
-                self.side(self.pod(id), Direction::Ingress, src, flow.port, flow.protocol, dst_ports)
+                self.side(self.pod(id), Direction::Ingress, src, (flow.port, flow.protocol, dst_ports), audit)
             }
             Endpoint::External(_) => (SideVerdict::NotAPod, None),
         };
@@ -237,9 +261,8 @@ impl ClusterIndex {
         pod: &PodEntry,
         dir: Direction,
         peer: PeerView<'_>,
-        port: u16,
-        protocol: Protocol,
-        dst_ports: Option<&[CompiledPort]>,
+        (port, protocol, dst_ports): (u16, Protocol, Option<&[CompiledPort]>),
+        audit: AuditPolicies,
     ) -> (SideVerdict, Option<TierRuleRef>) {
         let sought = tiers::Sought { dir, peer, port, protocol, dst_ports };
         let mut passed = None;
@@ -249,14 +272,27 @@ impl ClusterIndex {
             tiers::TierOutcome::NoMatch => {}
         }
         let isolating = pod.isolating(dir);
-        if isolating.is_empty() {
+        let counts = |id: &PolicyId| audit == AuditPolicies::Include || !self.is_audit(*id);
+        if !isolating.iter().any(counts) {
             return match self.tier_side(pod, Tier::Baseline, &sought) {
                 tiers::TierOutcome::Decided(rule) => (SideVerdict::Tier(rule), passed),
                 tiers::TierOutcome::Passed(rule) => (SideVerdict::NotIsolated, passed.or(Some(rule))),
                 tiers::TierOutcome::NoMatch => (SideVerdict::NotIsolated, passed),
             };
         }
-        (self.network_policy_side(isolating, dir, peer, port, protocol, dst_ports), passed)
+        let side = if isolating.iter().all(counts) {
+            self.network_policy_side(isolating, dir, peer, port, protocol, dst_ports)
+        } else {
+            let enforced: Vec<PolicyId> = isolating.iter().copied().filter(counts).collect();
+            self.network_policy_side(&enforced, dir, peer, port, protocol, dst_ports)
+        };
+        (side, passed)
+    }
+
+    /// Whether a NetworkPolicy is staged (`palisade.dev/enforcement: audit`).
+    #[must_use]
+    pub fn is_audit(&self, id: PolicyId) -> bool {
+        self.policy(id).policy().enforcement == crate::Enforcement::Audit
     }
 
     /// The NetworkPolicy tier of one side, for a pod `isolating` isolates.
@@ -304,7 +340,7 @@ impl ClusterIndex {
         let view =
             PodView { ns: self.namespace_id(&target.namespace), ns_labels: &ns_labels, labels: &labels, ports: &ports };
         let peer = PeerView { pod: Some(view), addr: None };
-        self.side(self.pod(pod), Direction::Egress, peer, port, protocol, Some(&ports)).0
+        self.side(self.pod(pod), Direction::Egress, peer, (port, protocol, Some(&ports)), AuditPolicies::Include).0
     }
 }
 

@@ -40,12 +40,12 @@ pub use changes::Changes;
 pub use cluster_policy::{
     Action, ClusterPeer, ClusterPolicy, ClusterPolicyKind, ClusterPort, ClusterRule, Node, Subject, Tier,
 };
-pub use evaluate::{Endpoint, Flow, RuleRef, SideVerdict, TierRuleRef, Verdict, VirtualPod};
+pub use evaluate::{AuditPolicies, Endpoint, Flow, RuleRef, SideVerdict, TierRuleRef, Verdict, VirtualPod};
 pub use index::{
     ClusterIndex, ClusterPolicyEntry, ClusterPolicyId, NamespaceEntry, NsId, PodEntry, PodId, PolicyEntry, PolicyId,
 };
 pub use key::{ObjectKey, ObjectKind};
 pub use model::{
-    ContainerPort, Direction, HOST_NETWORK, IpBlock, LabelSelector, Labels, NAMESPACE_NAME_LABEL, Namespace,
-    NetworkPolicy, Operator, Peer, Pod, PodState, PortTarget, Protocol, Requirement, Rule, RulePort,
+    ContainerPort, Direction, Enforcement, HOST_NETWORK, IpBlock, LabelSelector, Labels, NAMESPACE_NAME_LABEL,
+    Namespace, NetworkPolicy, Operator, Peer, Pod, PodState, PortTarget, Protocol, Requirement, Rule, RulePort,
 };

@@ -313,6 +313,23 @@ pub struct NetworkPolicy {
     pub ingress: Vec<Rule>,
     /// `spec.egress` (ignored unless `isolates_egress`).
     pub egress: Vec<Rule>,
+    /// How it takes effect (annotation `palisade.dev/enforcement`).
+    pub enforcement: Enforcement,
+    /// Whether the connections its rules admit are logged (annotation
+    /// `palisade.dev/log: allowed`).
+    pub log_allowed: bool,
+}
+
+/// How a NetworkPolicy takes effect.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    /// In the dataplane and the analyzer (the default).
+    #[default]
+    Enforce,
+    /// Staged: in the analyzer and in flow logs ("would deny"), not in the
+    /// dataplane (`palisade.dev/enforcement: audit`).
+    Audit,
 }
 
 impl NetworkPolicy {

@@ -98,6 +98,8 @@ pub fn policy() -> impl Strategy<Value = NetworkPolicy> {
             isolates_egress,
             ingress: if isolates_ingress { ingress } else { Vec::new() },
             egress: if isolates_egress { egress } else { Vec::new() },
+            enforcement: palisade_policy::Enforcement::Enforce,
+            log_allowed: false,
         },
     )
 }

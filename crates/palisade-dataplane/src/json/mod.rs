@@ -108,7 +108,8 @@ fn statement(s: &Statement) -> Value {
         Statement::Limit { per_second, burst } => {
             json!({"limit": {"rate": per_second, "per": "second", "burst": burst}})
         }
-        Statement::Log { prefix } => json!({"log": {"prefix": prefix}}),
+        Statement::Log { prefix, group: None } => json!({"log": {"prefix": prefix}}),
+        Statement::Log { prefix, group: Some(group) } => json!({"log": {"prefix": prefix, "group": group}}),
         Statement::Counter(name) => json!({"counter": name}),
         Statement::Verdict(v) => verdict(v),
         Statement::ProtoIs(p) => {

@@ -287,8 +287,12 @@ fn statement(v: &Value) -> Read<Statement> {
     }
     if let Some(log) = v.get("log") {
         let prefix = log.get("prefix").and_then(Value::as_str).unwrap_or_default();
-        let extra = log.as_object().is_some_and(|o| o.keys().any(|k| k != "prefix"));
-        return if extra { Err(format!("log {log}")) } else { Ok(Statement::Log { prefix: prefix.to_string() }) };
+        let group = log.get("group").map(|g| g.as_u64().and_then(|g| u16::try_from(g).ok()));
+        let extra = log.as_object().is_some_and(|o| o.keys().any(|k| k != "prefix" && k != "group"));
+        return match (extra, group) {
+            (true, _) | (_, Some(None)) => Err(format!("log {log}")),
+            (false, group) => Ok(Statement::Log { prefix: prefix.to_string(), group: group.flatten() }),
+        };
     }
     if let Some(counter) = v.get("counter") {
         return counter.as_str().map(|c| Statement::Counter(c.to_string())).ok_or_else(|| format!("counter {counter}"));

@@ -581,7 +581,7 @@ mod tests {
         let (table, decl) = ingress4();
         let v6 = Element::mapping(Key::addr("fd00::1".parse().expect("ip")), Verdict::Accept);
         let no_verdict = Element::key(Key::addr("10.0.0.1".parse().expect("ip")));
-        let long_log = Rule(vec![Statement::Log { prefix: "x".repeat(128) }]);
+        let long_log = Rule(vec![Statement::Log { prefix: "x".repeat(128), group: None }]);
         let missing = Rule(vec![Statement::lookup(vec![crate::ruleset::Expr::Iifname], "no-such-set")]);
         let map_as_set = Rule(vec![Statement::lookup(vec![crate::ruleset::Expr::Iifname], "ingress4")]);
         for (command, why) in [

@@ -320,11 +320,16 @@ impl Encoder<'_> {
                 }
                 self.cmp(NFT_CMP_EQ, NFT_REG_1, &bytes);
             }
-            Statement::Log { prefix } => {
+            Statement::Log { prefix, group } => {
                 if prefix.contains('\0') || prefix.len() > 127 {
                     return Err(EncodeError::LogPrefix(prefix.chars().take(40).collect()));
                 }
-                self.expr("log", |o| attr_str(o, 2, prefix)); // NFTA_LOG_PREFIX
+                self.expr("log", |o| {
+                    if let Some(group) = group {
+                        attr(o, 1, |b| b.extend_from_slice(&group.to_be_bytes())); // NFTA_LOG_GROUP
+                    }
+                    attr_str(o, 2, prefix); // NFTA_LOG_PREFIX
+                });
             }
         }
         Ok(())

@@ -149,6 +149,8 @@ pub fn random_policies(rng: &mut Rng, count: usize) -> Vec<NetworkPolicy> {
                 isolates_egress,
                 ingress: if isolates_ingress { rules(rng) } else { Vec::new() },
                 egress: if isolates_egress { rules(rng) } else { Vec::new() },
+                enforcement: crate::Enforcement::Enforce,
+                log_allowed: false,
             }
         })
         .collect()

@@ -13,8 +13,8 @@ pub use tiers::cluster_policies;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::model::{
-    ContainerPort, IpBlock, LabelSelector, Labels, Namespace, NetworkPolicy, Operator, Peer, Pod, PodState, PortTarget,
-    Protocol, Requirement, Rule, RulePort,
+    ContainerPort, Enforcement, IpBlock, LabelSelector, Labels, Namespace, NetworkPolicy, Operator, Peer, Pod,
+    PodState, PortTarget, Protocol, Requirement, Rule, RulePort,
 };
 
 /// How big a synthetic cluster is.
@@ -159,6 +159,8 @@ fn policy(ns: usize, j: usize, rng: &mut Rng) -> NetworkPolicy {
         isolates_egress: false,
         ingress: Vec::new(),
         egress: Vec::new(),
+        enforcement: Enforcement::Enforce,
+        log_allowed: false,
     };
     let team = format!("team-{}", rng.below(TEAMS));
     match j % 6 {
