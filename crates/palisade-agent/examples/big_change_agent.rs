@@ -52,6 +52,7 @@ fn main() {
         status_file: Some(status.clone()),
         cleanup_on_exit: false,
         gate: palisade_dataplane::PodGate::default(),
+        flow_log: None,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let name = ns.name().to_string();

@@ -23,14 +23,16 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use palisade_dataplane::nflog::Logged;
 use palisade_dataplane::ruleset::Table;
 use palisade_dataplane::transaction::cleanup;
-use palisade_dataplane::{NodeScope, PodGate};
+use palisade_dataplane::{NodeOptions, NodeScope, PodGate};
 use palisade_policy::{ClusterIndex, ObjectKind};
 use serde::Serialize;
 use tracing::{error, info, warn};
 
 use crate::change::{Change, apply_changes};
+use crate::flows::{FlowLogConfig, FlowWriter};
 use crate::kernel::Kernel;
 use crate::metrics::{KindLabel, Metrics, PodDirection, gauge};
 use crate::reconcile::{Outcome, Reconciler};
@@ -50,6 +52,8 @@ pub struct DriverConfig {
     /// The new-pod gate (`--new-pods`): what becomes of traffic of pods
     /// not programmed yet.
     pub gate: PodGate,
+    /// Flow logs (`None`: denials go to the kernel log, rate-limited).
+    pub flow_log: Option<FlowLogConfig>,
 }
 
 /// What a source sends the driver.
@@ -77,6 +81,8 @@ pub enum Message {
     Batch(Batch),
     /// The node's links or routes changed: pod interfaces are read again.
     Interfaces,
+    /// Packets the dataplane logged, from the flow log reader.
+    Flows(Vec<Logged>),
     /// Stop (after removing the table when so configured).
     Stop,
 }
@@ -127,6 +133,7 @@ pub struct Driver {
     problems: Vec<String>,
     generation: u64,
     batch_started: Option<Instant>,
+    flows: Option<FlowWriter>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -148,7 +155,8 @@ impl Driver {
         index.track_changes();
         let ifaces = kernel.pod_interfaces();
         let revoker = Revoker::new(kernel.node_addresses());
-        let reconciler = Reconciler::new(kernel, config.scope.clone(), config.gate.clone());
+        let options = NodeOptions { gate: config.gate.clone(), flow_log: config.flow_log.as_ref().map(|f| f.kernel) };
+        let reconciler = Reconciler::with_options(kernel, config.scope.clone(), options);
         Driver {
             config,
             index,
@@ -164,6 +172,21 @@ impl Driver {
             problems: Vec::new(),
             generation: 0,
             batch_started: None,
+            flows: None,
+        }
+    }
+
+    /// Writes the flow log reader's batches with `writer`.
+    #[must_use]
+    pub fn with_flow_writer(mut self, writer: FlowWriter) -> Self {
+        self.flows = Some(writer);
+        self
+    }
+
+    /// Attributes and writes logged packets (dropped when no writer is set).
+    fn flows(&mut self, batch: &[Logged]) {
+        if let Some(writer) = &mut self.flows {
+            writer.write(&self.index, batch, &self.metrics);
         }
     }
 
@@ -178,6 +201,7 @@ impl Driver {
             match messages.recv_timeout(wait) {
                 Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(Message::Interfaces) => self.interfaces_changed(),
+                Ok(Message::Flows(batch)) => self.flows(&batch),
                 Ok(Message::Batch(batch)) => {
                     self.take(batch);
                     // Everything already waiting joins this sync.
@@ -185,6 +209,7 @@ impl Driver {
                         match messages.try_recv() {
                             Ok(Message::Batch(batch)) => self.take(batch),
                             Ok(Message::Interfaces) => self.interfaces_changed(),
+                            Ok(Message::Flows(batch)) => self.flows(&batch),
                             Ok(Message::Stop) => return self.stop(),
                             Err(_) => break,
                         }

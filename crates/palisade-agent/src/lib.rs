@@ -16,6 +16,7 @@
 mod change;
 pub mod driver;
 pub mod fake;
+pub mod flows;
 pub mod gate;
 pub mod kernel;
 pub mod kube;
@@ -52,6 +53,7 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     driver: JoinHandle<()>,
     source: JoinHandle<()>,
+    flows: Option<flows::Reader>,
 }
 
 /// Starts `source` and a driver over `kernel`, each on its own thread.
@@ -63,11 +65,30 @@ pub fn start(
 ) -> std::io::Result<Running> {
     let (to_driver, messages) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
-    let driver = Driver::new(config, kernel, metrics);
+    let flow_log = config.flow_log.clone();
+    let mut driver = Driver::new(config, kernel, metrics.clone());
+    // Flow logs serve the operator, not enforcement: when they cannot
+    // start, the agent says so and enforces without them.
+    let mut reader = None;
+    if let Some(flow_log) = flow_log {
+        match flows::start_reader(flow_log.kernel.group, to_driver.clone(), metrics) {
+            Ok(r) => match flows::FlowWriter::new(&flow_log, r.in_flight.clone()) {
+                Ok(writer) => {
+                    driver = driver.with_flow_writer(writer);
+                    reader = Some(r);
+                }
+                Err(e) => {
+                    r.stop();
+                    tracing::error!(error = %e, "cannot open the flow log file; flow logs are off");
+                }
+            },
+            Err(e) => tracing::error!(error = %e, "cannot read the flow log group; flow logs are off"),
+        }
+    }
     let driver = std::thread::Builder::new().name("driver".into()).spawn(move || driver.run(&messages))?;
     let (tx, flag) = (to_driver.clone(), stop.clone());
     let source = std::thread::Builder::new().name("source".into()).spawn(move || source.run(tx, flag))?;
-    Ok(Running { to_driver, stop, driver, source })
+    Ok(Running { to_driver, stop, driver, source, flows: reader })
 }
 
 impl Running {
@@ -80,6 +101,9 @@ impl Running {
     /// Stops the source, then the driver (which removes the table when so
     /// configured), and waits for both.
     pub fn stop(self) {
+        if let Some(flows) = self.flows {
+            flows.stop();
+        }
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.source.join();
         let _ = self.to_driver.send(Message::Stop);

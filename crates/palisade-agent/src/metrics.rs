@@ -40,6 +40,25 @@ pub struct ReasonLabel {
 }
 
 /// Label of revoked connections.
+/// A flow record's verdict.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabel {
+    /// `deny`, `would-deny` or `allow`.
+    pub verdict: String,
+}
+
+/// A denied flow's pod and the policy that denied it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeniedFlowLabel {
+    /// The denying side's pod's namespace.
+    pub namespace: String,
+    /// The pod.
+    pub pod: String,
+    /// The isolating NetworkPolicies (`ns/name`, comma-separated) or the
+    /// cluster policy (`Kind/name`) that denied it.
+    pub policy: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RevokeLabel {
     /// What denies them now: `network_policy`, `admin_tier`, `baseline_tier`.
@@ -91,6 +110,14 @@ pub struct Metrics {
     pub revoke_errors: Counter,
     /// Seconds per revocation step (find, judge, delete).
     pub revoke_seconds: Histogram,
+    /// Flow records written, per verdict.
+    pub flow_records: Family<VerdictLabel, Counter>,
+    /// Denied flows, per pod and policy.
+    pub denied_flows: Family<DeniedFlowLabel, Counter>,
+    /// Flow records lost, per reason: `kernel` (the socket overflowed; one
+    /// per overflow, the kernel does not say how many), `queue` (the
+    /// driver was behind), `output` (a write failed).
+    pub flow_records_dropped: Family<ReasonLabel, Counter>,
     /// Whether the first sync has been programmed.
     pub ready: Arc<AtomicBool>,
     /// Unix seconds of the last loop iteration (liveness).
@@ -127,6 +154,9 @@ impl Metrics {
             revoked: Family::default(),
             revoke_errors: Counter::default(),
             revoke_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            flow_records: Family::default(),
+            denied_flows: Family::default(),
+            flow_records_dropped: Family::default(),
             ready: Arc::new(AtomicBool::new(false)),
             heartbeat: Arc::new(AtomicU64::new(0)),
             listening: std::sync::OnceLock::new(),
@@ -168,6 +198,13 @@ impl Metrics {
         );
         registry.register("revoke_errors", "Revocation steps that failed", m.revoke_errors.clone());
         registry.register("revoke_seconds", "Time per revocation step", m.revoke_seconds.clone());
+        registry.register("flow_records", "Flow records written, per verdict", m.flow_records.clone());
+        registry.register("denied_flows", "Denied flows, per pod and policy", m.denied_flows.clone());
+        registry.register(
+            "flow_records_dropped",
+            "Flow records lost (kernel: socket overflows; queue: records; output: failed writes)",
+            m.flow_records_dropped.clone(),
+        );
         Metrics { registry, ..m }
     }
 

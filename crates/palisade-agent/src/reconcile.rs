@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use palisade_dataplane::drift::differences;
 use palisade_dataplane::nft::NftError;
 use palisade_dataplane::transaction::{diff, full};
-use palisade_dataplane::{Incremental, NodeScope, PodGate, ProgramStats, UpdateStats};
+use palisade_dataplane::{Incremental, NodeOptions, NodeScope, PodGate, ProgramStats, UpdateStats};
 use palisade_policy::{Changes, ClusterIndex};
 
 use crate::kernel::{Kernel, KernelTable};
@@ -47,7 +47,7 @@ pub struct SyncReport {
 pub struct Reconciler {
     kernel: Box<dyn Kernel>,
     scope: NodeScope,
-    gate: PodGate,
+    options: NodeOptions,
     /// The program and table last applied; `None` when the kernel's state is
     /// unknown (start, failed apply, drift), so the next sync replaces the
     /// whole table.
@@ -84,7 +84,13 @@ impl Reconciler {
     /// the table atomically (rules of a previous run stay until then).
     #[must_use]
     pub fn new(kernel: Box<dyn Kernel>, scope: NodeScope, gate: PodGate) -> Self {
-        Reconciler { kernel, scope, gate, applied: None, generation: None }
+        Self::with_options(kernel, scope, NodeOptions { gate, flow_log: None })
+    }
+
+    /// [`Reconciler::new`] with the node's options (the gate and the flow log).
+    #[must_use]
+    pub fn with_options(kernel: Box<dyn Kernel>, scope: NodeScope, options: NodeOptions) -> Self {
+        Reconciler { kernel, scope, options, applied: None, generation: None }
     }
 
     /// The kernel, for reads (interfaces, the table) and cleanup.
@@ -116,13 +122,13 @@ impl Reconciler {
                 (tx, Outcome::Incremental, update)
             }
             (Some(applied), None) => {
-                let fresh = Incremental::with_gate(index, self.scope.clone(), ifaces, self.gate.clone());
+                let fresh = Incremental::with_options(index, self.scope.clone(), ifaces, self.options.clone());
                 let tx = diff(applied.rendered(), fresh.rendered());
                 *applied = fresh;
                 (tx, Outcome::Incremental, UpdateStats { rebuilt: true, ..UpdateStats::default() })
             }
             (None, _) => {
-                let fresh = Incremental::with_gate(index, self.scope.clone(), ifaces, self.gate.clone());
+                let fresh = Incremental::with_options(index, self.scope.clone(), ifaces, self.options.clone());
                 let tx = full(fresh.rendered());
                 self.applied = Some(fresh);
                 (Some(tx), Outcome::Full, UpdateStats { rebuilt: true, ..UpdateStats::default() })

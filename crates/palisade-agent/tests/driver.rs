@@ -73,6 +73,7 @@ fn config(resync: Duration) -> DriverConfig {
         status_file: None,
         cleanup_on_exit: false,
         gate: palisade_dataplane::PodGate::default(),
+        flow_log: None,
     }
 }
 

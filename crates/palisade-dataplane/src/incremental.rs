@@ -556,7 +556,11 @@ impl<S: BuildHasher + Default> Incremental<S> {
                     counts.push((name, shared));
                 }
                 Owner::Tier(name) => {
-                    let shared = self.program.tiers.get(name).map(|tier| render_tier(&mut new, name, tier));
+                    let shared = self
+                        .program
+                        .tiers
+                        .get(name)
+                        .map(|tier| render_tier(&mut new, name, tier, self.program.flow_log.as_ref()));
                     counts.push((name, shared));
                 }
                 Owner::Policy(name) => {

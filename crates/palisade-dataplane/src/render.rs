@@ -184,7 +184,7 @@ pub(crate) fn render_with_shared(program: &Program) -> (Table, BTreeMap<ObjectKe
         shared.insert(name.clone(), render_pod(&mut r, name, pod, program));
     }
     for (name, tier) in &program.tiers {
-        shared.insert(name.clone(), crate::render_tiers::render_tier(&mut r, name, tier));
+        shared.insert(name.clone(), crate::render_tiers::render_tier(&mut r, name, tier, program.flow_log.as_ref()));
     }
     let listed = listed_all(&program.pods);
     for (name, policy) in &program.policies {
@@ -233,7 +233,7 @@ fn log_prefix(what: &str, dir: Direction, pod: &ObjectKey) -> String {
 /// The rule that logs a pod's packet for `dir` without judging it:
 /// rate-limited per pod and direction (over the limit, the rule does not
 /// match and the packet goes on to its verdict unlogged).
-fn log_rule(flow_log: Option<&FlowLog>, prefix: String) -> Rule {
+pub(crate) fn log_rule(flow_log: Option<&FlowLog>, prefix: String) -> Rule {
     match flow_log {
         Some(f) => Rule(vec![
             Statement::Limit { per_second: u64::from(f.per_second), burst: f.burst },
@@ -254,7 +254,8 @@ pub(crate) fn render_pod(r: &mut Table, key: &ObjectKey, pod: &LocalPod, program
         if !pod.has_chain(dir) {
             continue;
         }
-        let (admin, baseline) = crate::render_tiers::pod_tier_jumps(r, pod, dir, tiers, &mut shared);
+        let (admin, baseline) =
+            crate::render_tiers::pod_tier_jumps(r, pod, dir, (tiers, flow_log.is_some()), &mut shared);
         let mut rules = Vec::new();
         if pod.observe[dir.slot()] && flow_log.is_some() {
             rules.push(log_rule(flow_log, log_prefix(NEW_PREFIX, dir, key)));

@@ -32,8 +32,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use palisade_policy::{Action, Direction, ObjectKey, Tier};
 
-use crate::program::{LocalPod, TierProgram};
-use crate::render::{RuleStyle, SHARED_PREFIX, object_name, render_rule};
+use crate::program::{FlowLog, LocalPod, TierProgram};
+use crate::render::{DENY_PREFIX, RuleStyle, SHARED_PREFIX, log_rule, object_name, render_rule};
 use crate::ruleset::{Chain, Rule, Statement, Table, Verdict};
 
 /// The prefix of every table object a cluster policy owns:
@@ -48,11 +48,21 @@ pub fn tier_counter(key: &ObjectKey, dir: Direction) -> String {
     format!("{}{dir}/denied", tier_prefix(key))
 }
 
+/// The chain a cluster policy's Deny rules jump to when flows are logged:
+/// a rate-limited log (per policy and direction), then its counter and
+/// the drop.
+#[must_use]
+pub fn tier_deny_chain(key: &ObjectKey, dir: Direction) -> String {
+    format!("{}{dir}/deny", tier_prefix(key))
+}
+
 /// What a rule's match leads to. `pass` is what a Pass does where the rule
-/// is rendered.
-fn verdict(key: &ObjectKey, dir: Direction, action: Action, pass: &Verdict) -> Vec<Statement> {
+/// is rendered; with a flow log, a Deny goes through the policy's
+/// [`tier_deny_chain`].
+fn verdict(key: &ObjectKey, dir: Direction, action: Action, pass: &Verdict, logged: bool) -> Vec<Statement> {
     match action {
         Action::Accept => vec![Statement::Verdict(Verdict::Accept)],
+        Action::Deny if logged => vec![Statement::Verdict(Verdict::Jump(tier_deny_chain(key, dir)))],
         Action::Deny => vec![Statement::Counter(tier_counter(key, dir)), Statement::Verdict(Verdict::Drop)],
         Action::Pass => vec![Statement::Verdict(pass.clone())],
     }
@@ -65,12 +75,11 @@ fn rules(
     shared: &mut BTreeSet<String>,
     (key, program): (&ObjectKey, &TierProgram),
     dir: Direction,
-    pass: &Verdict,
-    sets: bool,
+    (pass, sets, logged): (&Verdict, bool, bool),
 ) -> Vec<Rule> {
     let mut chain = Vec::new();
     for (rule, action) in program.rules.rules(dir).iter().zip(&program.actions[dir.slot()]) {
-        let verdict = verdict(key, dir, *action, pass);
+        let verdict = verdict(key, dir, *action, pass, logged);
         render_rule(r, &mut chain, shared, rule, dir, RuleStyle { verdict: &verdict, ports_first: true, sets });
     }
     chain
@@ -79,16 +88,30 @@ fn rules(
 /// The counters and sets of one cluster policy (its rules live in the list
 /// chains of the pods it selects); returns the shared sets its rules look
 /// up.
-pub(crate) fn render_tier(r: &mut Table, key: &ObjectKey, program: &TierProgram) -> BTreeSet<String> {
+pub(crate) fn render_tier(
+    r: &mut Table,
+    key: &ObjectKey,
+    program: &TierProgram,
+    flow_log: Option<&FlowLog>,
+) -> BTreeSet<String> {
     let mut shared = BTreeSet::new();
     for dir in Direction::BOTH {
         let actions = &program.actions[dir.slot()];
         if actions.is_empty() {
             continue;
         }
-        let _ = rules(r, &mut shared, (key, program), dir, &Verdict::Return, true);
+        let _ = rules(r, &mut shared, (key, program), dir, (&Verdict::Return, true, flow_log.is_some()));
         if actions.contains(&Action::Deny) {
-            r.counters.insert(tier_counter(key, dir));
+            let counter = tier_counter(key, dir);
+            r.counters.insert(counter.clone());
+            if flow_log.is_some() {
+                let prefix = format!("{DENY_PREFIX} {dir} {}: ", key.path()).chars().take(120).collect();
+                let rules = vec![
+                    log_rule(flow_log, prefix),
+                    Rule(vec![Statement::Counter(counter), Statement::Verdict(Verdict::Drop)]),
+                ];
+                r.chains.insert(tier_deny_chain(key, dir), Chain { base: None, rules });
+            }
         }
     }
     shared
@@ -104,7 +127,7 @@ fn list_chain(
     tier: Tier,
     dir: Direction,
     policies: &[ObjectKey],
-    tiers: &BTreeMap<ObjectKey, TierProgram>,
+    (tiers, logged): (&BTreeMap<ObjectKey, TierProgram>, bool),
 ) -> String {
     let name = format!("{SHARED_PREFIX}{}-{dir}/{}", tier.as_str(), crate::compile::set_id(&policies));
     if r.chains.contains_key(&name) {
@@ -119,7 +142,7 @@ fn list_chain(
     let mut scratch = BTreeSet::new();
     for key in policies {
         if let Some(program) = tiers.get(key) {
-            chain.extend(rules(r, &mut scratch, (key, program), dir, &pass, false));
+            chain.extend(rules(r, &mut scratch, (key, program), dir, (&pass, false, logged)));
         }
     }
     r.chains.insert(name.clone(), Chain { base: None, rules: chain });
@@ -133,14 +156,14 @@ pub(crate) fn pod_tier_jumps(
     r: &mut Table,
     pod: &LocalPod,
     dir: Direction,
-    tiers: &BTreeMap<ObjectKey, TierProgram>,
+    (tiers, logged): (&BTreeMap<ObjectKey, TierProgram>, bool),
     shared: &mut BTreeSet<String>,
 ) -> (Vec<Rule>, Vec<Rule>) {
     let mut jump = |tier: Tier, list: &[ObjectKey]| -> Vec<Rule> {
         if list.is_empty() {
             return Vec::new();
         }
-        let chain = list_chain(r, tier, dir, list, tiers);
+        let chain = list_chain(r, tier, dir, list, (tiers, logged));
         shared.insert(chain.clone());
         vec![Rule(vec![Statement::Verdict(Verdict::Jump(chain))])]
     };

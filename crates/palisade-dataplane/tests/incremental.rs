@@ -52,7 +52,16 @@ fn run_with<S: BuildHasher + Default>(seed: u64, scope: &NodeScope, steps: usize
         pod.node_name = Some(if i % 2 == 0 { "n1" } else { "n2" }.into());
     }
     let n = rng.below(8);
-    let mut index = ClusterIndex::from_objects(namespaces, pods.clone(), random_policies(&mut rng, n));
+    // Some policies are staged or log what they admit (their pods are
+    // observed, and staged ones isolate nothing in the dataplane).
+    let mut policies = random_policies(&mut rng, n);
+    for p in &mut policies {
+        if rng.below(5) == 0 {
+            p.enforcement = palisade_policy::Enforcement::Audit;
+        }
+        p.log_allowed = rng.below(5) == 0;
+    }
+    let mut index = ClusterIndex::from_objects(namespaces, pods.clone(), policies);
     let c = rng.below(4);
     for policy in random_cluster_policies(&mut rng, c) {
         index.apply_cluster_policy(policy);
@@ -67,8 +76,12 @@ fn run_with<S: BuildHasher + Default>(seed: u64, scope: &NodeScope, steps: usize
     } else {
         palisade_dataplane::PodGate::default()
     };
+    // Seeds 2 and 3 of every 4 log flows to NFLOG (denials, observed pods,
+    // cluster policies' deny chains).
+    let flow_log = (seed % 4 >= 2).then_some(palisade_dataplane::FlowLog { group: 7, per_second: 10, burst: 10 });
+    let options = palisade_dataplane::NodeOptions { gate: gate.clone(), flow_log };
     let mut incremental =
-        Incremental::<S>::with_hasher_and_gate(&index, scope.clone(), &ifaces(&index, drop_every), gate.clone());
+        Incremental::<S>::with_hasher_and_options(&index, scope.clone(), &ifaces(&index, drop_every), options);
     let (mut updated, mut patched) = (0, 0);
     for step in 0..steps {
         let what = if rng.below(15) == 0 {
@@ -85,6 +98,7 @@ fn run_with<S: BuildHasher + Default>(seed: u64, scope: &NodeScope, steps: usize
         patched += stats.policies_patched;
         let mut program = compile(&index, scope, &links);
         program.gate = gate.clone();
+        program.flow_log = flow_log;
         if program.tiers.values().any(|t| palisade_policy::Direction::BOTH.iter().any(|d| t.passes(*d))) {
             PASSING.with(|p| p.set(p.get() + 1));
         }

@@ -289,9 +289,10 @@ fn golden_listing_with_flow_logs() {
     use palisade_dataplane::{FlowLog, Incremental, NodeOptions};
     palisade_lab::netns::require_root(&["nft"]);
     let (namespaces, pods) = model();
-    let loaded = load_str("flow-logs.yaml", include_str!("golden/flow-logs.yaml"), "default");
+    let mut loaded = load_str("flow-logs.yaml", include_str!("golden/flow-logs.yaml"), "default");
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-    let index = ClusterIndex::from_objects(namespaces, pods, loaded.policies);
+    (loaded.namespaces, loaded.pods) = (namespaces, pods);
+    let index = loaded.take_index();
     let options =
         NodeOptions { flow_log: Some(FlowLog { group: 7, per_second: 100, burst: 50 }), ..Default::default() };
     let table = Incremental::with_options(&index, NodeScope::All, &ifaces(), options).rendered().clone();

@@ -8,23 +8,7 @@
 use palisade_manifests::load_str;
 use palisade_policy::{Endpoint, Enforcement, Flow, ObjectKey, ObjectKind, Protocol, SideVerdict};
 
-const CLUSTER: &str = "
-apiVersion: v1
-kind: Namespace
-metadata: {name: prod}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web, namespace: prod, labels: {app: web}}
-spec: {containers: [{name: c, image: i}]}
-status: {podIP: 10.0.0.1, podIPs: [{ip: 10.0.0.1}], phase: Running}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: db, namespace: prod, labels: {app: db}}
-spec: {containers: [{name: c, image: i}]}
-status: {podIP: 10.0.0.2, podIPs: [{ip: 10.0.0.2}], phase: Running}
----
+const POLICIES: &str = "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
@@ -49,7 +33,8 @@ fn pod(index: &palisade_policy::ClusterIndex, name: &str) -> Endpoint {
 
 #[test]
 fn audit_policies_count_in_the_analyzer_and_not_in_the_dataplane() {
-    let loaded = load_str("cluster.yaml", CLUSTER, "default");
+    let loaded =
+        load_str("cluster.yaml", &format!("{}---{POLICIES}", palisade_testkit::fixtures::WEB_AND_DB), "default");
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
     let staged = loaded.policies.iter().find(|p| p.name == "staged-deny").unwrap();
     assert_eq!(staged.enforcement, Enforcement::Audit);

@@ -19,6 +19,7 @@
 //!   matches a destination outside the cluster.
 //! - ipBlock peers match pod IPs as well as external addresses.
 
+pub mod attribution;
 mod changes;
 pub mod cluster_policy;
 mod compiled;

@@ -7,6 +7,7 @@
 //!   failing property shrinks to a small policy set;
 //! - [`golden`]: golden files, rewritten with `BLESS=1`;
 //! - [`temp`]: scratch directories removed on drop;
+//! - [`fixtures`]: small clusters as manifests;
 //! - [`memory`]: the process's resident memory;
 //! - [`big`]: one large manifest, for the large-change measurements, and
 //!   synthetic clusters written as files;
@@ -16,6 +17,7 @@
 pub mod big;
 pub mod command;
 pub mod e2e;
+pub mod fixtures;
 pub mod golden;
 pub mod kube_mock;
 pub mod memory;

@@ -177,6 +177,34 @@ struct AgentArgs {
     /// (nothing per connection; each dump walks the whole table).
     #[arg(long)]
     conntrack_events: bool,
+    /// Flow logs: `stdout` writes one JSON record per denied flow (and per
+    /// flow an audit policy would deny, or a `palisade.dev/log: allowed`
+    /// policy admits) to standard output, beside the agent's own log on
+    /// standard error; `off` logs denials to the kernel log instead.
+    #[arg(long, value_enum, default_value = "stdout")]
+    flow_logs: FlowLogsArg,
+    /// Also append flow records to this file.
+    #[arg(long)]
+    flow_log_file: Option<std::path::PathBuf>,
+    /// The NFLOG group the dataplane logs to (one reader per group and
+    /// network namespace).
+    #[arg(long, default_value_t = palisade_agent::flows::DEFAULT_GROUP)]
+    flow_log_group: u16,
+    /// Flow records per second per pod and direction, at most (the kernel
+    /// drops the excess records, never the packets' verdicts).
+    #[arg(long, default_value_t = 100)]
+    flow_log_rate: u32,
+}
+
+/// `--flow-logs`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum FlowLogsArg {
+    /// Records on standard output (and in `--flow-log-file`, if given).
+    Stdout,
+    /// Records only in `--flow-log-file`.
+    File,
+    /// No flow logs: denials go to the kernel log, rate-limited.
+    Off,
 }
 
 /// `--new-pods`.
@@ -261,6 +289,14 @@ enum LabCommand {
         #[command(flatten)]
         probe: LabProbeArgs,
     },
+    /// Print the lab agent's flow records (denied flows with the policies
+    /// that denied them; flows audit policies would deny; flows
+    /// `palisade.dev/log: allowed` policies admitted).
+    Flows {
+        /// Output format (`json`: the agent's JSON lines).
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: TextOrJson,
+    },
     /// Remove everything the lab created.
     Down,
     /// Benchmark the dataplane with real packets (10,000-pod cluster, with and without the table).
@@ -285,9 +321,12 @@ enum LabCommand {
 
 fn run_agent(args: AgentArgs) -> anyhow::Result<u8> {
     use palisade_agent::{AgentOptions, DriverConfig, SourceKind};
+    // The agent's log on standard error; standard output carries the flow
+    // records, one JSON object per line.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_target(false)
+        .with_writer(std::io::stderr)
         .init();
     let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
     let kubernetes = args.kubernetes || (args.manifests.is_none() && in_pod && !args.cleanup);
@@ -312,7 +351,21 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<u8> {
     };
     let gate = palisade_agent::gate::pod_gate(new_pods, &args.pod_interface_prefix, &args.pod_cidr)
         .map_err(anyhow::Error::msg)?;
-    let driver = DriverConfig { scope, resync, status_file: args.status_file, cleanup_on_exit: args.cleanup, gate };
+    let flow_log = match args.flow_logs {
+        FlowLogsArg::Off => None,
+        FlowLogsArg::File if args.flow_log_file.is_none() => anyhow::bail!("--flow-logs file needs --flow-log-file"),
+        mode => Some(palisade_agent::flows::FlowLogConfig {
+            kernel: palisade_dataplane::FlowLog {
+                group: args.flow_log_group,
+                per_second: args.flow_log_rate.max(1),
+                burst: args.flow_log_rate.max(1),
+            },
+            stdout: matches!(mode, FlowLogsArg::Stdout),
+            file: args.flow_log_file,
+        }),
+    };
+    let driver =
+        DriverConfig { scope, resync, status_file: args.status_file, cleanup_on_exit: args.cleanup, gate, flow_log };
     let listen = args.listen.or(kubernetes.then(|| ([127, 0, 0, 1], 9464).into()));
     palisade_agent::run(AgentOptions { source, driver, listen, conntrack_events: args.conntrack_events })?;
     Ok(0)
@@ -335,6 +388,7 @@ fn run_lab(command: LabCommand) -> anyhow::Result<u8> {
         LabCommand::Run { scenario, external, probe } => {
             palisade_lab::session::run(&scenario, &external, &probe.probe_args(), probe.output == TextOrJson::Json)?
         }
+        LabCommand::Flows { output } => palisade_lab::session::flows(output == TextOrJson::Json)?,
         LabCommand::Down => {
             palisade_lab::session::down()?;
             0

@@ -8,11 +8,13 @@
 //! scenario; `down` removes everything. Root only; nothing outside the lab's
 //! namespaces changes.
 
+mod flows;
 mod measure;
 pub mod objects;
 mod scenario;
 pub mod state;
 
+pub use flows::{flow_line, flows, read_flows};
 pub use measure::{ProbeArgs, probe, probe_rows, probe_table};
 pub use scenario::run;
 
@@ -320,6 +322,11 @@ fn start_agent(state: &mut LabState) -> Result<()> {
     let exe = exe()?;
     let manifests = state.manifests().display().to_string();
     let status = state.status_file().display().to_string();
+    let flow_log = state.flow_log().display().to_string();
+    // The flood test raises the per-pod limit to measure the agent's
+    // record rate rather than the kernel's limit.
+    let rate = std::env::var("PALISADE_LAB_FLOW_LOG_RATE").ok().and_then(|r| r.parse::<u32>().ok()).unwrap_or(100);
+    let rate = rate.to_string();
     let args = [
         "netns",
         "exec",
@@ -337,6 +344,13 @@ fn start_agent(state: &mut LabState) -> Result<()> {
         // not programmed yet is cut off (--new-pods=deny, the default).
         "--pod-interface-prefix",
         "pv",
+        // Flow records in a file of the lab's (`palisade lab flows`).
+        "--flow-logs",
+        "file",
+        "--flow-log-file",
+        &flow_log,
+        "--flow-log-rate",
+        &rate,
     ];
     // A previous agent's status must not pass for this one's.
     let _ = std::fs::remove_file(state.status_file());

@@ -80,6 +80,12 @@ impl LabState {
         self.workdir.join("status.json")
     }
 
+    /// The agent's flow records (JSON lines).
+    #[must_use]
+    pub fn flow_log(&self) -> PathBuf {
+        self.workdir.join("flows.jsonl")
+    }
+
     /// Loads the recorded lab, if any.
     pub fn load() -> Result<Option<LabState>> {
         match std::fs::read_to_string(Self::path()) {

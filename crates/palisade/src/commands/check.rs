@@ -10,7 +10,9 @@ use super::{EXIT_ERROR, TextOrJson};
 use crate::endpoint::{Named, describe_named, flow, name_and_address, namespace_of, resolve, shared_node};
 use crate::inputs::{IncompleteJson, State};
 use crate::style::Style;
-use crate::verdict_text::{SideJson, isolating_names, rule_ref, side_json, tier_ref, tier_rules};
+use crate::verdict_text::{rule_ref, tier_ref, tier_rules};
+use palisade_policy::AuditPolicies;
+use palisade_policy::attribution::{SideAttribution, isolating_names, side_attribution};
 
 /// What to check.
 #[derive(Debug)]
@@ -38,8 +40,8 @@ struct CheckJson<'a> {
     to_addr: Option<IpAddr>,
     port: u16,
     protocol: Protocol,
-    egress: SideJson,
-    ingress: SideJson,
+    egress: SideAttribution,
+    ingress: SideAttribution,
     #[serde(skip_serializing_if = "Option::is_none")]
     incomplete: Option<IncompleteCheck<'a>>,
     /// The node both ends are on when one is a hostNetwork pod: allowed,
@@ -102,8 +104,8 @@ pub fn run(state: &State, args: &CheckArgs<'_>, output: TextOrJson, style: Style
                 same_node: node,
                 port: flow.port,
                 protocol: flow.protocol,
-                egress: side_json(index, &flow, Direction::Egress, &verdict),
-                ingress: side_json(index, &flow, Direction::Ingress, &verdict),
+                egress: side_attribution(index, &flow, Direction::Egress, &verdict, AuditPolicies::Include),
+                ingress: side_attribution(index, &flow, Direction::Ingress, &verdict, AuditPolicies::Include),
             };
             println!("{}", serde_json::to_string_pretty(&json).expect("plain data serializes"));
         }

@@ -19,8 +19,17 @@ pub fn root() -> PathBuf {
 
 /// Runs `palisade args` from the workspace root: stdout, stderr, exit code.
 pub fn palisade(args: &[&str]) -> (String, String, i32) {
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_palisade")).args(args).current_dir(root()).output().expect("palisade runs");
+    palisade_with_env(args, &[])
+}
+
+/// [`palisade`] with environment variables set.
+pub fn palisade_with_env(args: &[&str], env: &[(&str, &str)]) -> (String, String, i32) {
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(root())
+        .output()
+        .expect("palisade runs");
     (
         String::from_utf8_lossy(&out.stdout).into(),
         String::from_utf8_lossy(&out.stderr).into(),
