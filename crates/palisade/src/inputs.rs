@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use palisade_manifests::{IgnoredPolicy, Input, LoadError, LoadOptions, Loaded, load_with};
-use palisade_policy::ClusterIndex;
+use palisade_policy::{ClusterIndex, Enforcement};
 use serde::Serialize;
 
 use crate::commands::{EXIT_ERROR, EXIT_INCOMPLETE};
@@ -29,6 +29,21 @@ pub struct InputArgs {
     /// without it they are warnings.
     #[arg(long)]
     pub strict: bool,
+    /// Audit (staged) NetworkPolicies (`palisade.dev/enforcement: audit`):
+    /// `include` counts them as if enforced (what the cluster will do once
+    /// they are); `exclude` leaves them out (what the dataplane does now).
+    #[arg(long, value_enum, default_value = "include")]
+    pub audit: Audit,
+}
+
+/// `--audit`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Audit {
+    /// Count audit policies as enforced.
+    #[default]
+    Include,
+    /// Leave them out.
+    Exclude,
 }
 
 /// Loaded state and its index.
@@ -114,28 +129,28 @@ impl State {
 /// Loads `paths`, printing every error, warning and summary to stderr.
 /// Reading no object at all is an error.
 #[must_use]
-pub fn load_state(paths: &[PathBuf], options: &LoadOptions) -> State {
+pub fn load_state(paths: &[PathBuf], options: &LoadOptions, audit: Audit) -> State {
     let inputs: Vec<Input> = paths.iter().map(|p| Input::parse(&p.to_string_lossy())).collect();
     let loaded = load_with(&inputs, options);
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    report(loaded, &names.join(", "), "no .yaml, .yml or .json file holds a Kubernetes object")
+    report(loaded, &names.join(", "), "no .yaml, .yml or .json file holds a Kubernetes object", audit)
 }
 
 /// Reads the cluster through the Kubernetes API (see [`crate::live`]).
 #[must_use]
-pub fn load_live(context: Option<&str>, options: &LoadOptions) -> State {
+pub fn load_live(context: Option<&str>, options: &LoadOptions, audit: Audit) -> State {
     match crate::live::read(context, options) {
-        Ok(loaded) => report(loaded, "the Kubernetes API", "the cluster has no Namespace, Pod or NetworkPolicy"),
+        Ok(loaded) => report(loaded, "the Kubernetes API", "the cluster has no Namespace, Pod or NetworkPolicy", audit),
         Err(e) => {
             let mut loaded = Loaded::default();
             loaded.errors.push(LoadError::Read { file: "the Kubernetes API".into(), message: format!("{e:#}") });
-            report(loaded, "the Kubernetes API", "")
+            report(loaded, "the Kubernetes API", "", audit)
         }
     }
 }
 
 /// Prints what `loaded` found wrong or left out, and builds the index.
-fn report(mut loaded: Loaded, source: &str, nothing: &str) -> State {
+fn report(mut loaded: Loaded, source: &str, nothing: &str, audit: Audit) -> State {
     if loaded.read_nothing() && loaded.errors.is_empty() {
         loaded
             .errors
@@ -153,6 +168,18 @@ fn report(mut loaded: Loaded, source: &str, nothing: &str) -> State {
     if let Some(summary) = loaded.incomplete_summary() {
         eprintln!("warning: {summary}");
     }
+    let staged = loaded.policies.iter().filter(|p| p.enforcement == Enforcement::Audit).count();
+    if staged > 0 {
+        if audit == Audit::Exclude {
+            loaded.policies.retain(|p| p.enforcement != Enforcement::Audit);
+            eprintln!("note: {staged} audit (staged) NetworkPolicies left out (--audit exclude): what is enforced now");
+        } else {
+            eprintln!(
+                "note: {staged} audit (staged) NetworkPolicies count as enforced (palisade.dev/enforcement: audit; \
+                 --audit exclude leaves them out)"
+            );
+        }
+    }
     let index = loaded.take_index();
     State { loaded, index }
 }
@@ -169,9 +196,9 @@ impl InputArgs {
     #[must_use]
     pub fn load(&self) -> State {
         if self.filenames.is_empty() {
-            load_live(self.context.as_deref(), &self.options())
+            load_live(self.context.as_deref(), &self.options(), self.audit)
         } else {
-            load_state(&self.filenames, &self.options())
+            load_state(&self.filenames, &self.options(), self.audit)
         }
     }
 }

@@ -114,6 +114,15 @@ enum Command {
         /// Reject objects with fields the API does not define (see `check --help`).
         #[arg(long)]
         strict: bool,
+        /// Audit (staged) policies: `include` compares as if they were
+        /// enforced; `exclude` leaves them out (see `check --help`).
+        #[arg(long, value_enum, default_value = "include")]
+        audit: palisade::inputs::Audit,
+        /// Audit policies on the before side only (default: as `--audit`).
+        /// `--before DIR --after DIR --audit-before exclude` lists what
+        /// enforcing the staged policies would open and close.
+        #[arg(long, value_enum)]
+        audit_before: Option<palisade::inputs::Audit>,
         /// Ports to compare (default: declared container ports and ports the policies name).
         #[arg(long, value_delimiter = ',', value_parser = parse_port)]
         ports: Vec<u16>,
@@ -457,10 +466,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Agent(args) => run_agent(args)?,
         Command::Lab(command) => run_lab(command)?,
-        Command::Diff { before, after, default_namespace, strict, ports, protocols, output } => {
+        Command::Diff { before, after, default_namespace, strict, audit, audit_before, ports, protocols, output } => {
             let options = LoadOptions { default_namespace, strict };
-            let before = load_state(&before, &options);
-            let after = load_state(&after, &options);
+            let before = load_state(&before, &options, audit_before.unwrap_or(audit));
+            let after = load_state(&after, &options, audit);
             let code = commands::diff::run(&before, &after, &ports, &protocols, output, style);
             exiting(before);
             exiting(after);

@@ -157,3 +157,54 @@ fn invalid_input_is_reported_and_the_rest_analysed() {
     );
     assert!(out.contains("prod/db"), "the valid pod is still analysed: {out}");
 }
+
+/// Audit (staged) policies: counted by default, left out with `--audit
+/// exclude`, and `diff --audit-before exclude` lists what enforcing them
+/// closes. Expected verdicts from the spec: a default deny for shop's
+/// ingress denies frontend -> backend.
+#[test]
+fn audit_policies_are_included_or_excluded() {
+    let dir = "crates/palisade/tests/fixtures/staged";
+    let check = |audit: &str| {
+        palisade(
+            &[
+                "check",
+                "-f",
+                dir,
+                "--audit",
+                audit,
+                "--from",
+                "shop/frontend",
+                "--to",
+                "shop/backend",
+                "--port",
+                "9000",
+            ],
+            None,
+        )
+    };
+    let (out, err, code) = check("include");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("1 audit (staged) NetworkPolicies count as enforced"), "{err}");
+    let (out, err, code) = check("exclude");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("left out (--audit exclude)"), "{err}");
+    let (out, _, code) = palisade(
+        &["check", "-f", dir, "--from", "shop/frontend", "--to", "shop/backend", "--port", "9000", "-o", "json"],
+        None,
+    );
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ingress"]["audit"], serde_json::json!(["shop/staged-default-deny"]));
+    let (out, _, code) =
+        palisade(&["diff", "--before", dir, "--after", dir, "--audit-before", "exclude", "-o", "json"], None);
+    assert_eq!(code, 1, "enforcing the staged policy closes connections");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["opened"].as_array().unwrap().is_empty(), "{v}");
+    assert!(
+        v["closed"].as_array().unwrap().iter().any(|c| c["from"] == "shop/frontend" && c["to"] == "shop/backend"),
+        "{v}"
+    );
+    let (out, _, code) = palisade(&["diff", "--before", dir, "--after", dir], None);
+    assert_eq!(code, 0, "{out}");
+}
