@@ -53,6 +53,7 @@ fn main() {
         cleanup_on_exit: false,
         gate: palisade_dataplane::PodGate::default(),
         flow_log: None,
+        realization: None,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let name = ns.name().to_string();

@@ -35,6 +35,7 @@ use crate::change::{Change, apply_changes};
 use crate::flows::{FlowLogConfig, FlowWriter};
 use crate::kernel::Kernel;
 use crate::metrics::{KindLabel, Metrics, PodDirection, gauge};
+use crate::realization::{Board, Realization, applying, running_pods};
 use crate::reconcile::{Outcome, Reconciler};
 use crate::revoke::{Affected, Revoker};
 
@@ -54,6 +55,28 @@ pub struct DriverConfig {
     pub gate: PodGate,
     /// Flow logs (`None`: denials go to the kernel log, rate-limited).
     pub flow_log: Option<FlowLogConfig>,
+    /// Where each sync's realization status is published for a reporter
+    /// (the Kubernetes source writes it to the API); the metrics get it
+    /// either way.
+    pub realization: Option<Arc<Board>>,
+}
+
+impl DriverConfig {
+    /// A driver for `scope` with the defaults: resync every minute, no
+    /// status file, the table kept on exit, no gate, no flow log, no
+    /// realization board.
+    #[must_use]
+    pub fn new(scope: NodeScope) -> Self {
+        DriverConfig {
+            scope,
+            resync: Duration::from_secs(60),
+            status_file: None,
+            cleanup_on_exit: false,
+            gate: PodGate::default(),
+            flow_log: None,
+            realization: None,
+        }
+    }
 }
 
 /// What a source sends the driver.
@@ -326,6 +349,7 @@ impl Driver {
                 } else if let Some(n) = revoked.filter(|n| *n > 0) {
                     info!(revoked = n, latency_us = seen.elapsed().as_micros(), "revoked connections");
                 }
+                self.realize(None);
                 if !m.ready.swap(true, Ordering::Relaxed) {
                     info!("first sync programmed; ready");
                 }
@@ -347,8 +371,35 @@ impl Driver {
                 // and the revocation after it looks at every local pod.
                 self.revoker.all_next = true;
                 self.metrics.apply_errors.inc();
+                self.realize(Some(e.to_string()));
                 error!(error = %e, "apply failed; retrying with a full replace");
             }
+        }
+    }
+
+    /// Publishes what this node enforces after a sync (`error`: it failed,
+    /// and the kernel kept the previous rules) to the metrics and the board.
+    fn realize(&self, error: Option<String>) {
+        let (policies, audit) = applying(&self.index, &self.config.scope);
+        let programmed = self.reconciler.programmed_pods();
+        let running = running_pods(&self.index, &self.config.scope);
+        let waiting = running.iter().filter(|p| !programmed.contains(*p)).count();
+        let m = &self.metrics;
+        if error.is_none() {
+            m.policies_programmed.set(gauge(policies.len()));
+        }
+        m.pods_programmed.set(gauge(programmed.len()));
+        m.pods_waiting.set(gauge(waiting));
+        if let Some(board) = &self.config.realization {
+            board.publish(Realization {
+                sync: self.generation,
+                at: Some(SystemTime::now()),
+                policies,
+                audit,
+                error,
+                pods_programmed: programmed.len(),
+                pods_waiting: waiting,
+            });
         }
     }
 

@@ -23,6 +23,7 @@ pub mod kube;
 pub mod manifests;
 pub mod memory;
 pub mod metrics;
+pub mod realization;
 pub mod reconcile;
 pub mod revoke;
 mod routes;

@@ -110,6 +110,13 @@ pub struct Metrics {
     pub revoke_errors: Counter,
     /// Seconds per revocation step (find, judge, delete).
     pub revoke_seconds: Histogram,
+    /// Policies (NetworkPolicies and cluster policies) that select a pod of
+    /// this node, as of the last sync the kernel accepted.
+    pub policies_programmed: Gauge,
+    /// Pods of this node in the applied program.
+    pub pods_programmed: Gauge,
+    /// Running pods of this node not programmed yet.
+    pub pods_waiting: Gauge,
     /// Flow records written, per verdict.
     pub flow_records: Family<VerdictLabel, Counter>,
     /// Denied flows, per pod and policy.
@@ -154,6 +161,9 @@ impl Metrics {
             revoked: Family::default(),
             revoke_errors: Counter::default(),
             revoke_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            policies_programmed: Gauge::default(),
+            pods_programmed: Gauge::default(),
+            pods_waiting: Gauge::default(),
             flow_records: Family::default(),
             denied_flows: Family::default(),
             flow_records_dropped: Family::default(),
@@ -198,6 +208,13 @@ impl Metrics {
         );
         registry.register("revoke_errors", "Revocation steps that failed", m.revoke_errors.clone());
         registry.register("revoke_seconds", "Time per revocation step", m.revoke_seconds.clone());
+        registry.register(
+            "policies_programmed",
+            "Policies selecting a pod of this node, programmed",
+            m.policies_programmed.clone(),
+        );
+        registry.register("pods_programmed", "Pods of this node in the applied program", m.pods_programmed.clone());
+        registry.register("pods_waiting", "Running pods of this node not programmed yet", m.pods_waiting.clone());
         registry.register("flow_records", "Flow records written, per verdict", m.flow_records.clone());
         registry.register("denied_flows", "Denied flows, per pod and policy", m.denied_flows.clone());
         registry.register(

@@ -93,6 +93,12 @@ impl Reconciler {
         Reconciler { kernel, scope, options, applied: None, generation: None }
     }
 
+    /// The pods of the applied program (none while nothing is applied).
+    #[must_use]
+    pub fn programmed_pods(&self) -> std::collections::BTreeSet<palisade_policy::ObjectKey> {
+        self.applied.as_ref().map(|a| a.program().pods.keys().cloned().collect()).unwrap_or_default()
+    }
+
     /// The kernel, for reads (interfaces, the table) and cleanup.
     pub fn kernel(&mut self) -> &mut dyn Kernel {
         self.kernel.as_mut()

@@ -77,7 +77,7 @@ pub fn remove_table() -> Result<(), AgentError> {
 
 /// Runs the agent until SIGTERM or SIGINT (or until its source or driver
 /// ends on its own, which is an error).
-pub fn run(options: AgentOptions) -> Result<(), AgentError> {
+pub fn run(mut options: AgentOptions) -> Result<(), AgentError> {
     // The runtime serves the endpoints and runs the Kubernetes watchers;
     // the driver and the manifests source run on threads of their own.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -102,7 +102,13 @@ pub fn run(options: AgentOptions) -> Result<(), AgentError> {
                 NodeScope::Node(name) => name.clone(),
                 NodeScope::All => "all-pods".into(),
             };
-            Box::new(KubeApi::new(client, runtime.handle().clone(), &host))
+            // Realization status: a ConfigMap per node in the agent's
+            // namespace, and Events on the policies.
+            let board = Arc::new(crate::realization::Board::default());
+            options.driver.realization = Some(board.clone());
+            let namespace =
+                std::env::var("POD_NAMESPACE").unwrap_or_else(|_| crate::kube::status::DEFAULT_NAMESPACE.to_string());
+            Box::new(KubeApi::new(client, runtime.handle().clone(), &host).with_status(board, &namespace))
         }
         SourceKind::Manifests(dir) => Box::new(
             ManifestsDir::new(dir, "default", options.driver.resync)

@@ -74,6 +74,7 @@ fn config(resync: Duration) -> DriverConfig {
         cleanup_on_exit: false,
         gate: palisade_dataplane::PodGate::default(),
         flow_log: None,
+        realization: None,
     }
 }
 

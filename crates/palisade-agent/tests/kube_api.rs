@@ -217,6 +217,7 @@ fn start_agent(runtime: &tokio::runtime::Runtime, mock: &Mock, view: &dyn View) 
         cleanup_on_exit: false,
         gate: palisade_dataplane::PodGate::default(),
         flow_log: None,
+        realization: None,
     };
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("listen");
     let _ = metrics.listening.set(listener.local_addr().expect("address"));

@@ -140,6 +140,10 @@ struct Shared {
     policy_api: bool,
     /// Events created through the API.
     events: Vec<Value>,
+    /// ConfigMaps applied through the API, by `namespace/name`.
+    configmaps: BTreeMap<String, Value>,
+    /// Server-side applies of ConfigMaps received.
+    configmap_writes: usize,
 }
 
 /// The mock server; actions take effect at once.
@@ -171,6 +175,8 @@ impl Mock {
             hold: [false; RESOURCES],
             watchers: std::array::from_fn(|_| broadcast::channel(1024).0),
             events: Vec::new(),
+            configmaps: BTreeMap::new(),
+            configmap_writes: 0,
             policy_api,
         }));
         let server = shared.clone();
@@ -285,6 +291,13 @@ impl Mock {
         self.shared.lock().expect("lock").events.clone()
     }
 
+    /// ConfigMaps applied so far, and how many applies were received.
+    #[must_use]
+    pub fn configmaps(&self) -> (Vec<Value>, usize) {
+        let s = self.shared.lock().expect("lock");
+        (s.configmaps.values().cloned().collect(), s.configmap_writes)
+    }
+
     /// Stops accepting connections.
     pub async fn shutdown(self) {
         self.task.abort();
@@ -317,6 +330,12 @@ async fn serve(mut conn: TcpStream, shared: Arc<Mutex<Shared>>) {
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         if head.starts_with("POST ") && path.ends_with("/events") {
             if !create_event(&mut conn, &head, &shared).await {
+                return;
+            }
+            continue;
+        }
+        if path.contains("/configmaps") {
+            if !configmaps(&mut conn, &head, path, &shared).await {
                 return;
             }
             continue;
@@ -389,8 +408,8 @@ async fn serve(mut conn: TcpStream, shared: Arc<Mutex<Shared>>) {
     }
 }
 
-/// `POST /api/v1/namespaces/{ns}/events`: records the Event, answers 201.
-async fn create_event(conn: &mut TcpStream, head: &str, shared: &Arc<Mutex<Shared>>) -> bool {
+/// A request's body (bounded by its `Content-Length`, at most 1 MiB).
+async fn body(conn: &mut TcpStream, head: &str) -> Option<Value> {
     let length: usize = head
         .lines()
         .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
@@ -398,10 +417,68 @@ async fn create_event(conn: &mut TcpStream, head: &str, shared: &Arc<Mutex<Share
         .unwrap_or(0)
         .min(1 << 20);
     let mut body = vec![0u8; length];
-    if conn.read_exact(&mut body).await.is_err() {
-        return false;
+    conn.read_exact(&mut body).await.ok()?;
+    Some(serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn answer(conn: &mut TcpStream, status: &str, body: &Value) -> bool {
+    let body = body.to_string();
+    let response =
+        format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    conn.write_all(response.as_bytes()).await.is_ok()
+}
+
+/// ConfigMaps: `PATCH …/namespaces/{ns}/configmaps/{name}` (a server-side
+/// apply: the body replaces the object) and `GET …/namespaces/{ns}/configmaps`
+/// (a list, filtered by a `key=value` label selector).
+async fn configmaps(conn: &mut TcpStream, head: &str, path: &str, shared: &Arc<Mutex<Shared>>) -> bool {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let target = head.split_whitespace().nth(1).unwrap_or_default();
+    if let ["api", "v1", "namespaces", ns, "configmaps", name] = parts.as_slice()
+        && head.starts_with("PATCH ")
+    {
+        let Some(mut object) = body(conn, head).await else { return false };
+        object["metadata"]["name"] = json!(name);
+        object["metadata"]["namespace"] = json!(ns);
+        {
+            let mut s = shared.lock().expect("lock");
+            s.configmap_writes += 1;
+            s.configmaps.insert(format!("{ns}/{name}"), object.clone());
+        }
+        return answer(conn, "200 OK", &object).await;
     }
-    let mut event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if let ["api", "v1", "namespaces", ns, "configmaps"] = parts.as_slice() {
+        let selector = target.split_once("labelSelector=").map(|(_, s)| s.split('&').next().unwrap_or_default());
+        let selector = selector.map(|s| s.replace("%3D", "=").replace("%2F", "/"));
+        let items: Vec<Value> = {
+            let s = shared.lock().expect("lock");
+            s.configmaps
+                .iter()
+                .filter(|(k, _)| k.starts_with(&format!("{ns}/")))
+                .map(|(_, v)| v.clone())
+                .filter(|v| {
+                    selector
+                        .as_deref()
+                        .and_then(|s| s.split_once('='))
+                        .is_none_or(|(k, want)| v["metadata"]["labels"][k] == want)
+                })
+                .collect()
+        };
+        let list =
+            json!({"kind": "ConfigMapList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items});
+        return answer(conn, "200 OK", &list).await;
+    }
+    answer(
+        conn,
+        "404 Not Found",
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+    )
+    .await
+}
+
+/// `POST /api/v1/namespaces/{ns}/events`: records the Event, answers 201.
+async fn create_event(conn: &mut TcpStream, head: &str, shared: &Arc<Mutex<Shared>>) -> bool {
+    let Some(mut event) = body(conn, head).await else { return false };
     let name = format!(
         "{}{}",
         event["metadata"]["generateName"].as_str().unwrap_or("event."),
@@ -409,12 +486,7 @@ async fn create_event(conn: &mut TcpStream, head: &str, shared: &Arc<Mutex<Share
     );
     event["metadata"]["name"] = json!(name);
     shared.lock().expect("lock").events.push(event.clone());
-    let body = event.to_string();
-    let response = format!(
-        "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    conn.write_all(response.as_bytes()).await.is_ok()
+    answer(conn, "201 Created", &event).await
 }
 
 async fn watch(mut conn: TcpStream, shared: &Arc<Mutex<Shared>>, r: Resource, from: u64) {

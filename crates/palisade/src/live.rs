@@ -30,16 +30,7 @@ const RESOURCES: [&str; 3] = ["/api/v1/namespaces", "/api/v1/pods", "/apis/netwo
 pub fn read(context: Option<&str>, options: &LoadOptions) -> anyhow::Result<Loaded> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let pages = runtime.block_on(async {
-        let config = match context {
-            Some(context) => {
-                let options = KubeConfigOptions { context: Some(context.to_string()), ..KubeConfigOptions::default() };
-                kube::Config::from_kubeconfig(&options)
-                    .await
-                    .with_context(|| format!("kubeconfig context {context}"))?
-            }
-            None => kube::Config::infer().await.context("no -f given, and no kubeconfig or in-cluster config")?,
-        };
-        let client = kube::Client::try_from(config).context("Kubernetes client")?;
+        let client = client(context).await?;
         let mut pages = Vec::new();
         for path in RESOURCES {
             list(&client, path, &mut pages).await?;
@@ -56,6 +47,22 @@ pub fn read(context: Option<&str>, options: &LoadOptions) -> anyhow::Result<Load
     Ok(load_texts(&texts, options))
 }
 
+/// A client for `context` (or the kubeconfig's current one, or the
+/// in-cluster service account).
+///
+/// # Errors
+/// No such context, no kubeconfig or in-cluster configuration.
+pub async fn client(context: Option<&str>) -> anyhow::Result<kube::Client> {
+    let config = match context {
+        Some(context) => {
+            let options = KubeConfigOptions { context: Some(context.to_string()), ..KubeConfigOptions::default() };
+            kube::Config::from_kubeconfig(&options).await.with_context(|| format!("kubeconfig context {context}"))?
+        }
+        None => kube::Config::infer().await.context("no -f given, and no kubeconfig or in-cluster config")?,
+    };
+    kube::Client::try_from(config).context("Kubernetes client")
+}
+
 /// The `metadata.continue` of a list page.
 #[derive(Deserialize)]
 struct ListMeta {
@@ -70,7 +77,7 @@ struct Continue {
 }
 
 /// Appends every page of the list at `path` to `pages`.
-async fn list(client: &kube::Client, path: &str, pages: &mut Vec<(String, String)>) -> anyhow::Result<()> {
+pub(crate) async fn list(client: &kube::Client, path: &str, pages: &mut Vec<(String, String)>) -> anyhow::Result<()> {
     let mut token = String::new();
     for _ in 0..MAX_PAGES {
         let mut uri = format!("{path}?limit={PAGE}");

@@ -95,6 +95,19 @@ enum Command {
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: TextOrJson,
     },
+    /// Is each policy in force, and on how many nodes (reads the API: the
+    /// status each node's agent writes). Exit 1 when a node is behind or failed.
+    Status {
+        /// The kubeconfig context (default: the current one, or in-cluster).
+        #[arg(long, value_name = "NAME")]
+        context: Option<String>,
+        /// The agents' namespace.
+        #[arg(long, default_value = "palisade-system")]
+        namespace: String,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: TextOrJson,
+    },
     /// Enforce policies on this node: watch manifests, keep nftables in sync.
     Agent(AgentArgs),
     /// A real mini node on this machine: namespaces as pods, real packets (root).
@@ -373,8 +386,15 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<u8> {
             file: args.flow_log_file,
         }),
     };
-    let driver =
-        DriverConfig { scope, resync, status_file: args.status_file, cleanup_on_exit: args.cleanup, gate, flow_log };
+    let driver = DriverConfig {
+        scope,
+        resync,
+        status_file: args.status_file,
+        cleanup_on_exit: args.cleanup,
+        gate,
+        flow_log,
+        realization: None,
+    };
     let listen = args.listen.or(kubernetes.then(|| ([127, 0, 0, 1], 9464).into()));
     palisade_agent::run(AgentOptions { source, driver, listen, conntrack_events: args.conntrack_events })?;
     Ok(0)
@@ -464,6 +484,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             exiting(state);
             code
         }
+        Command::Status { context, namespace, output } => commands::status::run(context.as_deref(), &namespace, output),
         Command::Agent(args) => run_agent(args)?,
         Command::Lab(command) => run_lab(command)?,
         Command::Diff { before, after, default_namespace, strict, audit, audit_before, ports, protocols, output } => {

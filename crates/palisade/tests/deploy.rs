@@ -11,7 +11,7 @@ use std::process::Command;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -46,6 +46,10 @@ fn strict<T: DeserializeOwned>(doc: &Value, what: &str) -> T {
     parsed
 }
 
+/// What `kubectl kustomize deploy/` renders, in order.
+const KINDS: [&str; 7] =
+    ["Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "DaemonSet"];
+
 #[test]
 fn deploy_renders_into_known_types_only() {
     let text = rendered();
@@ -56,6 +60,7 @@ fn deploy_renders_into_known_types_only() {
     let mut kinds = Vec::new();
     let mut daemonset = None;
     let mut role = None;
+    let mut status_role = None;
     for doc in &docs {
         let kind = doc["kind"].as_str().expect("kind").to_string();
         let what = format!("{kind} {}", doc["metadata"]["name"].as_str().unwrap_or("?"));
@@ -64,13 +69,15 @@ fn deploy_renders_into_known_types_only() {
             "ServiceAccount" => drop(strict::<ServiceAccount>(doc, &what)),
             "ClusterRole" => role = Some(strict::<ClusterRole>(doc, &what)),
             "ClusterRoleBinding" => drop(strict::<ClusterRoleBinding>(doc, &what)),
+            "Role" => status_role = Some(strict::<Role>(doc, &what)),
+            "RoleBinding" => drop(strict::<RoleBinding>(doc, &what)),
             "DaemonSet" => daemonset = Some(strict::<DaemonSet>(doc, &what)),
             other => panic!("unexpected kind {other} in deploy/"),
         }
         kinds.push(kind);
     }
-    assert_eq!(kinds, ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet"]);
-
+    assert_eq!(kinds, KINDS);
+    status_role_grants_configmaps_only(status_role.expect("Role"));
     let role = role.expect("ClusterRole");
     let mut grants: Vec<String> = Vec::new();
     for rule in role.rules.iter().flatten() {
@@ -143,6 +150,16 @@ fn deploy_renders_into_known_types_only() {
     );
     assert!(agent.args.iter().flatten().any(|a| a == "--kubernetes"));
     assert!(agent.env.iter().flatten().any(|e| e.name == "NODE_NAME" && e.value_from.is_some()));
+    assert!(agent.env.iter().flatten().any(|e| e.name == "POD_NAMESPACE" && e.value_from.is_some()));
+}
+
+/// The status ConfigMaps: created and patched in the agent's namespace only.
+fn status_role_grants_configmaps_only(role: Role) {
+    assert_eq!(role.metadata.namespace.as_deref(), Some("palisade-system"));
+    let rules = role.rules.expect("rules");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].resources.as_deref(), Some(&["configmaps".to_string()][..]));
+    assert_eq!(rules[0].verbs, ["create", "patch"]);
 }
 
 #[test]

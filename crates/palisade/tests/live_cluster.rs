@@ -140,3 +140,64 @@ fn cluster_policies_and_nodes_are_read_from_the_api() {
     assert_eq!(check("shop/web", "dev/client").2, 0);
     runtime.block_on(mock.shutdown());
 }
+
+/// `palisade status` over what a running agent reported: the agent (on the
+/// fake kernel) writes node-1's status to the mock API; the command reads
+/// the policies and the status and says where each is programmed.
+#[test]
+fn status_reads_what_the_agents_reported() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let mock = runtime.block_on(Mock::start());
+    mock.put(Resource::Namespaces, json!({"metadata": {"name": "shop"}}));
+    mock.put(
+        Resource::Pods,
+        json!({"metadata": {"name": "db", "namespace": "shop", "labels": {"app": "db"}},
+               "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "i"}]},
+               "status": {"phase": "Running", "podIP": "10.0.0.2", "podIPs": [{"ip": "10.0.0.2"}]}}),
+    );
+    mock.put(
+        Resource::NetworkPolicies,
+        json!({"metadata": {"name": "db", "namespace": "shop", "generation": 3},
+               "spec": {"podSelector": {"matchLabels": {"app": "db"}}}}),
+    );
+    mock.put(
+        Resource::NetworkPolicies,
+        json!({"metadata": {"name": "elsewhere", "namespace": "shop", "generation": 1},
+               "spec": {"podSelector": {"matchLabels": {"app": "none"}}}}),
+    );
+    let board = Arc::new(palisade_agent::realization::Board::default());
+    let config = palisade_agent::DriverConfig {
+        realization: Some(board.clone()),
+        ..palisade_agent::DriverConfig::new(palisade_dataplane::NodeScope::Node("node-1".into()))
+    };
+    let client = runtime.block_on(mock.client());
+    let source = palisade_agent::kube::KubeApi::new(client, runtime.handle().clone(), "node-1")
+        .with_status(board, "palisade-system");
+    let agent = palisade_agent::start(
+        config,
+        Box::new(source),
+        Box::new(palisade_agent::fake::FakeKernel::new()),
+        Arc::new(palisade_agent::Metrics::new()),
+    )
+    .expect("agent");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mock.configmaps().0.is_empty() {
+        assert!(Instant::now() < deadline, "the agent wrote no status");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dir = TempDir::new("status");
+    let config = kubeconfig(dir.path(), mock.addr());
+    let (out, err, code) = palisade(dir.path(), &config, &["status", "--context", "mock"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("NetworkPolicy shop/db (generation 3): programmed on 1 node (1 pods)"), "{out}");
+    assert!(out.contains("NetworkPolicy shop/elsewhere (generation 1): selects no pod on a reporting node"), "{out}");
+    assert!(out.contains("node node-1: 1 pods programmed, 0 waiting"), "{out}");
+    let (out, _, code) = palisade(dir.path(), &config, &["status", "--context", "mock", "-o", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["policies"][0]["programmed"], json!(["node-1"]));
+    agent.stop();
+    runtime.block_on(mock.shutdown());
+}

@@ -57,6 +57,19 @@ impl EventReporter {
 /// `default` for a cluster-scoped policy).
 #[must_use]
 pub fn policy_event(key: &ObjectKey, message: &str, host: &str) -> Event {
+    let kind = super::gvk(key.kind).2;
+    event(
+        key,
+        ("Warning", &format!("Invalid{kind}")),
+        &format!("rejected by Palisade, not enforced as written: {message}"),
+        host,
+    )
+}
+
+/// An Event of `(type, reason)` on a policy, from `host` (in `default` for
+/// a cluster-scoped policy, as Kubernetes does).
+#[must_use]
+pub fn event(key: &ObjectKey, (type_, reason): (&str, &str), message: &str, host: &str) -> Event {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let (group, version, kind) = super::gvk(key.kind);
     let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
@@ -75,9 +88,9 @@ pub fn policy_event(key: &ObjectKey, message: &str, host: &str) -> Event {
             namespace: namespaced.then(|| key.namespace.clone()),
             ..ObjectReference::default()
         },
-        reason: Some(format!("Invalid{kind}")),
-        message: Some(format!("rejected by Palisade, not enforced as written: {message}")),
-        type_: Some("Warning".into()),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        type_: Some(type_.into()),
         source: Some(EventSource { component: Some("palisade".into()), host: Some(host.into()) }),
         reporting_component: Some("palisade".into()),
         reporting_instance: Some(host.into()),

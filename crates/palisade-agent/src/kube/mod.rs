@@ -17,6 +17,7 @@
 
 mod events;
 pub mod state;
+pub mod status;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,11 +34,14 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use events::EventReporter;
+pub use events::event;
 pub use events::policy_event;
 use state::{KINDS, KubeState, WatchEvent};
 
 use crate::Source;
 use crate::driver::{Batch, Message};
+use crate::realization::Board;
+use status::Generations;
 
 /// `(group, version, kind)` of a watched kind.
 #[must_use]
@@ -105,26 +109,44 @@ pub fn convert(kind: ObjectKind, obj: &DynamicObject) -> (ObjectKey, Result<ApiO
 
 /// The watcher of one kind, as a stream of converted events; connection
 /// errors are logged and the watcher retries with backoff.
-pub fn watch(client: Client, kind: ObjectKind) -> impl Stream<Item = WatchEvent> + Send {
+pub fn watch(client: Client, kind: ObjectKind, generations: Generations) -> impl Stream<Item = WatchEvent> + Send {
     let (group, version, k) = gvk(kind);
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, k));
     let api: Api<DynamicObject> = Api::all_with(client, &resource);
-    watcher(api, watcher::Config::default()).default_backoff().filter_map(move |event| async move {
-        match event {
-            Ok(watcher::Event::Init) => Some(WatchEvent::InitStart(kind)),
-            Ok(watcher::Event::InitDone) => Some(WatchEvent::InitDone(kind)),
-            Ok(watcher::Event::InitApply(obj)) => {
-                let (key, converted) = convert(kind, &obj);
-                Some(WatchEvent::InitApply(key, converted))
+    let policy = !matches!(kind, ObjectKind::Namespace | ObjectKind::Pod | ObjectKind::Node);
+    watcher(api, watcher::Config::default()).default_backoff().filter_map(move |event| {
+        // Policies' generations, for the realization status.
+        if policy {
+            let mut known = generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &event {
+                Ok(watcher::Event::InitApply(obj) | watcher::Event::Apply(obj)) => {
+                    if let Some(g) = obj.metadata.generation {
+                        known.insert(key_of(kind, obj), g);
+                    }
+                }
+                Ok(watcher::Event::Delete(obj)) => {
+                    known.remove(&key_of(kind, obj));
+                }
+                _ => {}
             }
-            Ok(watcher::Event::Apply(obj)) => {
-                let (key, converted) = convert(kind, &obj);
-                Some(WatchEvent::Apply(key, converted))
-            }
-            Ok(watcher::Event::Delete(obj)) => Some(WatchEvent::Delete(key_of(kind, &obj))),
-            Err(e) => {
-                warn!(kind = kind.as_str(), error = %e, "watch failed; retrying with backoff");
-                None
+        }
+        async move {
+            match event {
+                Ok(watcher::Event::Init) => Some(WatchEvent::InitStart(kind)),
+                Ok(watcher::Event::InitDone) => Some(WatchEvent::InitDone(kind)),
+                Ok(watcher::Event::InitApply(obj)) => {
+                    let (key, converted) = convert(kind, &obj);
+                    Some(WatchEvent::InitApply(key, converted))
+                }
+                Ok(watcher::Event::Apply(obj)) => {
+                    let (key, converted) = convert(kind, &obj);
+                    Some(WatchEvent::Apply(key, converted))
+                }
+                Ok(watcher::Event::Delete(obj)) => Some(WatchEvent::Delete(key_of(kind, &obj))),
+                Err(e) => {
+                    warn!(kind = kind.as_str(), error = %e, "watch failed; retrying with backoff");
+                    None
+                }
             }
         }
     })
@@ -172,6 +194,8 @@ pub struct KubeApi {
     client: Client,
     runtime: tokio::runtime::Handle,
     host: String,
+    /// Realization status to write (with the agent's namespace).
+    status: Option<(Arc<Board>, String)>,
 }
 
 impl std::fmt::Debug for KubeApi {
@@ -184,21 +208,33 @@ impl KubeApi {
     /// A source over `client`'s cluster, its tasks on `runtime`.
     #[must_use]
     pub fn new(client: Client, runtime: tokio::runtime::Handle, host: &str) -> Self {
-        KubeApi { client, runtime, host: host.to_string() }
+        KubeApi { client, runtime, host: host.to_string(), status: None }
+    }
+
+    /// Also writes the realizations `board` receives to a status ConfigMap
+    /// in `namespace` and as Events on the policies.
+    #[must_use]
+    pub fn with_status(mut self, board: Arc<Board>, namespace: &str) -> Self {
+        self.status = Some((board, namespace.to_string()));
+        self
     }
 }
 
 impl Source for KubeApi {
     fn run(self: Box<Self>, driver: Sender<Message>, stop: Arc<AtomicBool>) {
-        let KubeApi { client, runtime, host } = *self;
+        let KubeApi { client, runtime, host, status } = *self;
         runtime.clone().block_on(async move {
             let (tx, mut rx) = mpsc::channel::<WatchEvent>(CHANNEL);
+            let generations = Generations::default();
+            let reporter_task = status.map(|(board, namespace)| {
+                runtime.spawn(status::report(client.clone(), board, host.clone(), namespace, generations.clone()))
+            });
             let mut kinds: Vec<ObjectKind> = KINDS.to_vec();
             kinds.extend(served_policy_kinds(&client).await.unwrap_or_default());
             let spawn = |kind: ObjectKind| {
-                let (tx, client) = (tx.clone(), client.clone());
+                let (tx, client, generations) = (tx.clone(), client.clone(), generations.clone());
                 runtime.spawn(async move {
-                    let mut events = std::pin::pin!(watch(client, kind));
+                    let mut events = std::pin::pin!(watch(client, kind, generations));
                     while let Some(event) = events.next().await {
                         if tx.send(event).await.is_err() {
                             return;
@@ -252,7 +288,7 @@ impl Source for KubeApi {
                     break;
                 }
             }
-            for w in watchers {
+            for w in watchers.into_iter().chain(reporter_task) {
                 w.abort();
             }
         });

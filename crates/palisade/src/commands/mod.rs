@@ -6,6 +6,7 @@ pub mod diff;
 pub mod explain;
 pub mod lint;
 pub mod matrix;
+pub mod status;
 
 use clap::ValueEnum;
 
