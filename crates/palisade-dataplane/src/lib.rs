@@ -43,4 +43,6 @@ pub mod render;
 mod render_gate;
 pub mod render_tiers;
 pub mod ruleset;
+pub mod trace;
+pub mod trace_explain;
 pub mod transaction;

@@ -201,6 +201,18 @@ impl NftCli {
         }
     }
 
+    /// Runs an nft script (`nft -f -`), for tables other than Palisade's
+    /// (the trace marker).
+    pub fn script(&self, text: &str) -> Result<(), NftError> {
+        self.run(&["-f", "-"], Some(text)).map(|_| ())
+    }
+
+    /// Palisade's rules by handle: their chain and position in it.
+    pub fn rule_positions(&self) -> Result<std::collections::BTreeMap<u64, (String, usize)>, NftError> {
+        let text = self.run(&["-j", "-a", "list", "table", "inet", TABLE], None)?;
+        Listing::parse(&text).map(|l| l.rule_positions()).map_err(|e| NftError::Output(e.to_string()))
+    }
+
     /// Applies `transaction` through `nft -j` (the reference path).
     pub fn apply_json(&self, transaction: &Transaction) -> Result<(), NftError> {
         self.run(&["-j", "-f", "-"], Some(&crate::json::transaction(transaction).to_string())).map(|_| ())

@@ -124,7 +124,9 @@ pub fn pod_counter(pod: &ObjectKey, dir: Direction) -> String {
     format!("pod/{}/{dir}/denied", object_name(pod))
 }
 
-fn policy_chain(policy: &ObjectKey, dir: Direction) -> String {
+/// Chain of a policy's rules for a direction.
+#[must_use]
+pub fn policy_chain(policy: &ObjectKey, dir: Direction) -> String {
     format!("policy/{}/{dir}", object_name(policy))
 }
 
@@ -310,6 +312,24 @@ pub(crate) fn render_policy(
         r.chains.insert(policy_chain(key, dir), Chain { base: None, rules: chain });
     }
     shared
+}
+
+/// How many nft rules each of `policy`'s rules for `dir` renders to, in
+/// order: a rule's position in its policy chain tells which policy rule it
+/// is (a trace names the position).
+#[must_use]
+pub fn rule_spans(policy: &PolicyProgram, dir: Direction) -> Vec<usize> {
+    let (mut scratch, mut shared) = (Table::default(), BTreeSet::new());
+    policy
+        .rules(dir)
+        .iter()
+        .map(|rule| {
+            let mut chain = Vec::new();
+            let style = RuleStyle { verdict: &[Statement::Verdict(Verdict::Accept)], ports_first: false, sets: true };
+            render_rule(&mut scratch, &mut chain, &mut shared, rule, dir, style);
+            chain.len()
+        })
+        .collect()
 }
 
 /// `ct state established,related accept`: what a node with conntrack and

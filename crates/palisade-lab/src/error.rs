@@ -22,6 +22,9 @@ pub enum LabError {
     /// Connection tracking (ctnetlink) failed.
     #[error(transparent)]
     Conntrack(#[from] palisade_dataplane::conntrack::ConntrackError),
+    /// Tracing a packet failed.
+    #[error(transparent)]
+    Trace(#[from] palisade_dataplane::trace::TraceError),
     /// A state or status file is not the JSON expected.
     #[error(transparent)]
     Json(#[from] serde_json::Error),

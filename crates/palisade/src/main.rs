@@ -34,21 +34,8 @@ enum Command {
     Check {
         #[command(flatten)]
         input: InputArgs,
-        /// Source: namespace/pod or an IP address.
-        #[arg(long)]
-        from: String,
-        /// Destination: namespace/pod or an IP address.
-        #[arg(long)]
-        to: String,
-        /// Destination port.
-        #[arg(long, value_parser = parse_port)]
-        port: u16,
-        /// TCP, UDP or SCTP.
-        #[arg(long, default_value = "TCP", value_parser = parse_protocol)]
-        protocol: Protocol,
-        /// Output format.
-        #[arg(short = 'o', long, value_enum, default_value = "text")]
-        output: TextOrJson,
+        #[command(flatten)]
+        flow: FlowArgs,
     },
     /// The net effect of all policies on one pod.
     Explain {
@@ -107,6 +94,23 @@ enum Command {
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: TextOrJson,
+    },
+    /// Follow the next packet of a flow through this node's chains (root,
+    /// in the node's network namespace): the path mapped to policies and
+    /// rules, beside the engine's verdict. Exit 0 when they agree, 1 when
+    /// they do not, 2 when no packet came before the timeout.
+    Trace {
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        flow: FlowArgs,
+        /// The node whose pods the agent programs (default: `NODE_NAME`,
+        /// else every pod of the input).
+        #[arg(long, env = "NODE_NAME")]
+        node: Option<String>,
+        /// Seconds to wait for a packet of the flow.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
     },
     /// Enforce policies on this node: watch manifests, keep nftables in sync.
     Agent(AgentArgs),
@@ -218,6 +222,32 @@ struct AgentArgs {
     flow_log_rate: u32,
 }
 
+/// One flow (check, trace).
+#[derive(clap::Args, Debug)]
+struct FlowArgs {
+    /// Source: namespace/pod or an IP address.
+    #[arg(long)]
+    from: String,
+    /// Destination: namespace/pod or an IP address.
+    #[arg(long)]
+    to: String,
+    /// Destination port.
+    #[arg(long, value_parser = parse_port)]
+    port: u16,
+    /// TCP, UDP or SCTP (the lab's trace sends TCP or UDP).
+    #[arg(long, default_value = "TCP", value_parser = parse_protocol)]
+    protocol: Protocol,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    output: TextOrJson,
+}
+
+impl FlowArgs {
+    fn check_args(&self) -> commands::check::CheckArgs<'_> {
+        commands::check::CheckArgs { from: &self.from, to: &self.to, port: self.port, protocol: self.protocol }
+    }
+}
+
 /// `--flow-logs`.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum FlowLogsArg {
@@ -319,6 +349,10 @@ enum LabCommand {
         #[arg(short, long, value_enum, default_value = "text")]
         output: TextOrJson,
     },
+    /// Follow one generated packet through the lab node's chains: the
+    /// path mapped to policies and rules, beside the engine's verdict.
+    /// Exit 0 when they agree, 1 when they do not, 2 when nothing was traced.
+    Trace(FlowArgs),
     /// Remove everything the lab created.
     Down,
     /// Benchmark the dataplane with real packets (10,000-pod cluster, with and without the table).
@@ -417,6 +451,9 @@ fn run_lab(command: LabCommand) -> anyhow::Result<u8> {
         LabCommand::Run { scenario, external, probe } => {
             palisade_lab::session::run(&scenario, &external, &probe.probe_args(), probe.output == TextOrJson::Json)?
         }
+        LabCommand::Trace(t) => {
+            palisade_lab::session::trace(&t.from, &t.to, t.port, t.protocol, t.output == TextOrJson::Json)?
+        }
         LabCommand::Flows { output } => palisade_lab::session::flows(output == TextOrJson::Json)?,
         LabCommand::Down => {
             palisade_lab::session::down()?;
@@ -444,10 +481,10 @@ fn exiting(state: State) {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let style = Style::detect();
     Ok(match cli.command {
-        Command::Check { input, from, to, port, protocol, output } => {
+        Command::Check { input, flow } => {
             let state = input.load();
-            let args = commands::check::CheckArgs { from: &from, to: &to, port, protocol };
-            let code = commands::check::run(&state, &args, output, style);
+            let args = flow.check_args();
+            let code = commands::check::run(&state, &args, flow.output, style);
             exiting(state);
             code
         }
@@ -481,6 +518,17 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Lint { input, output } => {
             let state = input.load();
             let code = commands::lint::run(&state, output, style);
+            exiting(state);
+            code
+        }
+        Command::Trace { input, flow, node, timeout } => {
+            let state = input.load();
+            let args = commands::trace::TraceArgs {
+                flow: flow.check_args(),
+                node: node.as_deref(),
+                timeout: std::time::Duration::from_secs(timeout.clamp(1, 600)),
+            };
+            let code = commands::trace::run(&state, &args, flow.output);
             exiting(state);
             code
         }

@@ -251,6 +251,25 @@ impl Listing {
         self.value.get("nftables").and_then(Value::as_array).into_iter().flatten()
     }
 
+    /// Each rule's handle (as `nft -j -a` lists it), with its chain and
+    /// its position in the chain (from 0).
+    #[must_use]
+    pub fn rule_positions(&self) -> BTreeMap<u64, (String, usize)> {
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut out = BTreeMap::new();
+        for rule in self.items().filter_map(|item| item.get("rule")) {
+            let (Some(chain), Some(handle)) =
+                (rule.get("chain").and_then(Value::as_str), rule.get("handle").and_then(Value::as_u64))
+            else {
+                continue;
+            };
+            let position = seen.entry(chain.to_string()).or_default();
+            out.insert(handle, (chain.to_string(), *position));
+            *position += 1;
+        }
+        out
+    }
+
     /// Packet counts of named counters, sorted by name.
     #[must_use]
     pub fn counters(&self) -> Vec<(String, u64)> {

@@ -13,10 +13,12 @@ mod measure;
 pub mod objects;
 mod scenario;
 pub mod state;
+mod trace;
 
 pub use flows::{flow_line, flows, read_flows};
 pub use measure::{ProbeArgs, probe, probe_rows, probe_table};
 pub use scenario::run;
+pub use trace::trace;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -7,6 +7,7 @@ pub mod explain;
 pub mod lint;
 pub mod matrix;
 pub mod status;
+pub mod trace;
 
 use clap::ValueEnum;
 
