@@ -69,6 +69,29 @@ enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         group: Grouping,
     },
+    /// One self-contained HTML page of the policies: a graph of namespaces
+    /// and pod groups with the allowed edges, each pod's explanation on a
+    /// click, the lint findings, and with --before the connections a change
+    /// opens and closes. Works offline (a CI job's attachment).
+    Report {
+        #[command(flatten)]
+        input: InputArgs,
+        /// The state before a change (file or directory; repeatable).
+        #[arg(long)]
+        before: Vec<PathBuf>,
+        /// Where to write the page (`-`: standard output).
+        #[arg(short = 'o', long, default_value = "report.html")]
+        output: PathBuf,
+        /// The page's title.
+        #[arg(long, default_value = "Palisade report")]
+        title: String,
+        /// Only pods in these namespaces (repeatable or comma-separated).
+        #[arg(short = 'n', long = "namespace", value_delimiter = ',')]
+        namespaces: Vec<String>,
+        /// The most pods one page draws.
+        #[arg(long, default_value_t = 2000)]
+        max_pods: usize,
+    },
     /// Answer JSON Lines queries from stdin, one JSON line out per query.
     Query {
         #[command(flatten)]
@@ -529,6 +552,25 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 timeout: std::time::Duration::from_secs(timeout.clamp(1, 600)),
             };
             let code = commands::trace::run(&state, &args, flow.output);
+            exiting(state);
+            code
+        }
+        Command::Report { input, before, output, title, namespaces, max_pods } => {
+            let state = input.load();
+            let before = (!before.is_empty()).then(|| load_state(&before, &input.options(), input.audit));
+            let args = commands::report::ReportArgs { title: &title, namespaces: &namespaces, max_pods };
+            let page = commands::report::html(&state, before.as_ref(), &args)?;
+            let code = if state.had_errors() || before.as_ref().is_some_and(State::had_errors) {
+                commands::EXIT_ERROR
+            } else {
+                0
+            };
+            if output.as_os_str() == "-" {
+                print!("{page}");
+            } else {
+                std::fs::write(&output, page).with_context(|| format!("writing {}", output.display()))?;
+                eprintln!("wrote {}", output.display());
+            }
             exiting(state);
             code
         }

@@ -208,3 +208,49 @@ fn audit_policies_are_included_or_excluded() {
     let (out, _, code) = palisade(&["diff", "--before", dir, "--after", dir], None);
     assert_eq!(code, 0, "{out}");
 }
+
+/// `report`: one self-contained page whose data holds the groups and the
+/// edges the policies allow (examples/three-tier, read as the spec reads
+/// it); a large input is refused with a way forward. The page itself is
+/// tested in a browser by `report_browser.rs`.
+#[test]
+fn report_writes_one_page_with_the_allowed_edges() {
+    let dir = palisade_testkit::temp::TempDir::new("report-cli");
+    let page = dir.path().join("r.html");
+    let page_arg = page.display().to_string();
+    let (out, err, code) = palisade(
+        &["report", "-f", "examples/three-tier/base", "-f", "examples/three-tier/steps", "-o", &page_arg],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    let start = html.find("type=\"application/json\">").expect("data") + "type=\"application/json\">".len();
+    let data: serde_json::Value =
+        serde_json::from_str(&html[start..start + html[start..].find("</script>").unwrap()]).unwrap();
+    let group = |i: &serde_json::Value| {
+        data["groups"][i.as_u64().unwrap() as usize]["members"][0].as_str().unwrap().to_string()
+    };
+    let mut edges: Vec<String> = data["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{} -> {}", group(&e["from"]), group(&e["to"])))
+        .collect();
+    edges.sort();
+    assert_eq!(
+        edges,
+        [
+            "kube-system/coredns -> shop/frontend",
+            "shop/backend -> kube-system/coredns",
+            "shop/backend -> shop/database",
+            "shop/database -> kube-system/coredns",
+            "shop/frontend -> kube-system/coredns",
+            "shop/frontend -> shop/backend",
+        ]
+    );
+    assert!(data["explain"]["shop/frontend"].as_str().unwrap().starts_with("Pod shop/frontend"));
+    let (_, err, code) =
+        palisade(&["report", "-f", "examples/three-tier/base", "--max-pods", "2", "-o", &page_arg], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("more than --max-pods 2: pick namespaces with -n"), "{err}");
+}

@@ -14,19 +14,7 @@ use crate::style::Style;
 #[must_use]
 pub fn run(state: &State, output: TextOrJson, style: Style) -> u8 {
     let loaded = &state.loaded;
-    let mut findings = input_findings(state);
-    let context = LintContext {
-        pods_elsewhere: (!loaded.pod_creating_kinds.is_empty()).then(|| {
-            let kinds: Vec<String> = loaded.pod_creating_kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
-            kinds.join(", ")
-        }),
-    };
-    findings.extend(lint_with(&state.index, &context));
-    // `palisade.dev/lint-ignore: code,code` on an object suppresses those.
-    findings.retain(|f| {
-        let ignored = f.key.as_ref().and_then(|k| loaded.lint_ignore.get(k));
-        !ignored.is_some_and(|codes| codes.iter().any(|c| c == f.code))
-    });
+    let findings = findings(state);
     match output {
         TextOrJson::Json => {
             let with_files: Vec<FindingJson<'_>> = findings
@@ -38,6 +26,26 @@ pub fn run(state: &State, output: TextOrJson, style: Style) -> u8 {
         TextOrJson::Text => print!("{}", text(&findings, style)),
     }
     if state.had_errors() { EXIT_ERROR } else { u8::from(findings.iter().any(|f| f.severity == Severity::Warning)) }
+}
+
+/// Every finding: the input's and the policies', without those an
+/// object's `palisade.dev/lint-ignore` annotation suppresses.
+#[must_use]
+pub fn findings(state: &State) -> Vec<Finding> {
+    let loaded = &state.loaded;
+    let mut findings = input_findings(state);
+    let context = LintContext {
+        pods_elsewhere: (!loaded.pod_creating_kinds.is_empty()).then(|| {
+            let kinds: Vec<String> = loaded.pod_creating_kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            kinds.join(", ")
+        }),
+    };
+    findings.extend(lint_with(&state.index, &context));
+    findings.retain(|f| {
+        let ignored = f.key.as_ref().and_then(|k| loaded.lint_ignore.get(k));
+        !ignored.is_some_and(|codes| codes.iter().any(|c| c == f.code))
+    });
+    findings
 }
 
 /// A finding with the file its object was read from.

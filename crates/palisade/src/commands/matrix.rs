@@ -114,7 +114,7 @@ pub fn run(state: &State, args: &MatrixArgs) -> u8 {
 /// default every port a shown pod declares and every port number (and
 /// range end) a policy names, each with its own protocol, so a UDP-only
 /// port is not shown as TCP and UDP tables appear when UDP ports exist.
-fn cases(index: &ClusterIndex, pods: &[palisade_policy::PodId], args: &MatrixArgs) -> Vec<Case> {
+pub(crate) fn cases(index: &ClusterIndex, pods: &[palisade_policy::PodId], args: &MatrixArgs) -> Vec<Case> {
     if !args.ports.is_empty() {
         let protocols = if args.protocols.is_empty() { vec![Protocol::Tcp] } else { args.protocols.clone() };
         return protocols
