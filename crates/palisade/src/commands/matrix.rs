@@ -64,18 +64,21 @@ struct View {
     grouped: bool,
 }
 
+/// The policy endpoints among the pods of `namespaces` (all when empty),
+/// in name order.
+pub(crate) fn shown_pods(index: &ClusterIndex, namespaces: &[String]) -> Vec<palisade_policy::PodId> {
+    let shown = |p: &palisade_policy::PodId| {
+        let pod = index.pod(*p).pod();
+        (namespaces.is_empty() || namespaces.contains(&pod.namespace)) && pod.is_endpoint()
+    };
+    index.pods_sorted().into_iter().filter(shown).collect()
+}
+
 /// Runs `matrix`.
 #[must_use]
 pub fn run(state: &State, args: &MatrixArgs) -> u8 {
     let index = &state.index;
-    let pods: Vec<_> = index
-        .pods_sorted()
-        .into_iter()
-        .filter(|p| {
-            let pod = index.pod(*p).pod();
-            (args.namespaces.is_empty() || args.namespaces.contains(&pod.namespace)) && pod.is_endpoint()
-        })
-        .collect();
+    let pods = shown_pods(index, &args.namespaces);
     let excluded = index.pods_sorted().into_iter().filter(|p| !index.pod(*p).pod().is_endpoint()).count();
     if excluded > 0 {
         eprintln!(

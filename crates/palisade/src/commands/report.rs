@@ -12,7 +12,7 @@ use palisade_policy::diff::{diff, interesting_cases};
 use palisade_policy::lint::Finding;
 use serde::Serialize;
 
-use super::matrix::{Grouping, MatrixArgs, MatrixFormat, cases};
+use super::matrix::{Grouping, MatrixArgs, MatrixFormat, cases, shown_pods};
 use crate::inputs::State;
 use crate::style::Style;
 
@@ -95,14 +95,7 @@ pub enum ReportError {
 /// More pods than `args.max_pods`.
 pub fn html(state: &State, before: Option<&State>, args: &ReportArgs<'_>) -> Result<String, ReportError> {
     let index = &state.index;
-    let pods: Vec<_> = index
-        .pods_sorted()
-        .into_iter()
-        .filter(|p| {
-            let pod = index.pod(*p).pod();
-            pod.is_endpoint() && (args.namespaces.is_empty() || args.namespaces.contains(&pod.namespace))
-        })
-        .collect();
+    let pods = shown_pods(index, args.namespaces);
     if pods.len() > args.max_pods {
         return Err(ReportError::TooManyPods { pods: pods.len(), max: args.max_pods });
     }
