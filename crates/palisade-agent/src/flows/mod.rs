@@ -78,6 +78,12 @@ impl FlowWriter {
         Ok(FlowWriter { outputs, in_flight })
     }
 
+    /// A writer to `out` alone (benchmarks, tests).
+    #[must_use]
+    pub fn to_writer(out: Box<dyn std::io::Write + Send>, in_flight: Arc<AtomicUsize>) -> FlowWriter {
+        FlowWriter { outputs: vec![out], in_flight }
+    }
+
     /// Attributes and writes one batch from the reader.
     pub fn write(&mut self, index: &ClusterIndex, batch: &[Logged], metrics: &Metrics) {
         let now = SystemTime::now();
