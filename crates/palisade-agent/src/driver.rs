@@ -220,7 +220,10 @@ impl Driver {
         loop {
             self.metrics.beat();
             let until_resync = self.config.resync.saturating_sub(last_resync.elapsed());
-            let wait = if self.dirty && self.synced { until_resync.min(RETRY) } else { until_resync };
+            let mut wait = if self.dirty && self.synced { until_resync.min(RETRY) } else { until_resync };
+            if let Some(look) = self.revoker.next_look() {
+                wait = wait.min(look.saturating_duration_since(Instant::now()));
+            }
             match messages.recv_timeout(wait) {
                 Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(Message::Interfaces) => self.interfaces_changed(),
@@ -240,6 +243,10 @@ impl Driver {
                     self.count_objects();
                 }
                 Err(RecvTimeoutError::Timeout) => {}
+            }
+            if self.revoker.next_look().is_some_and(|at| at <= Instant::now()) {
+                let local = self.reconciler.local_view().addrs;
+                self.revoker.look(&self.index, self.reconciler.kernel(), &self.metrics, &local);
             }
             if last_resync.elapsed() >= self.config.resync {
                 last_resync = Instant::now();
@@ -349,7 +356,6 @@ impl Driver {
                 } else if let Some(n) = revoked.filter(|n| *n > 0) {
                     info!(revoked = n, latency_us = seen.elapsed().as_micros(), "revoked connections");
                 }
-                self.realize(None);
                 if !m.ready.swap(true, Ordering::Relaxed) {
                     info!("first sync programmed; ready");
                 }
@@ -365,6 +371,9 @@ impl Driver {
                     };
                     write_status(path, &status);
                 }
+                // After the status file: whoever waits on it is not held up
+                // by the walk over the node's pods.
+                self.realize(None);
             }
             Err(e) => {
                 // The journal was taken: the next sync recompiles everything,

@@ -258,13 +258,33 @@ pub struct Revoker {
     pub all_next: bool,
     /// Whether a step has run (the first one's trigger is `restart`).
     started: bool,
+    /// Revoked UDP flows whose echoes are looked for.
+    echoes: echoes::Echoes,
 }
 
 impl Revoker {
     /// A revoker whose first step looks at every local pod.
     #[must_use]
     pub fn new(node_addrs: BTreeSet<IpAddr>) -> Self {
-        Revoker { node_addrs, all_next: true, started: false }
+        Revoker { node_addrs, all_next: true, started: false, echoes: echoes::Echoes::default() }
+    }
+
+    /// When the next look for echoes of revoked flows is due, if any.
+    #[must_use]
+    pub fn next_look(&self) -> Option<Instant> {
+        self.echoes.next()
+    }
+
+    /// Looks for echoes of revoked flows that are due (see [`echoes`]);
+    /// returns how many were deleted.
+    pub fn look(
+        &mut self,
+        index: &ClusterIndex,
+        kernel: &mut dyn Kernel,
+        metrics: &Metrics,
+        local: &LocalAddrs,
+    ) -> usize {
+        self.echoes.look(Instant::now(), (index, local, &self.node_addrs), kernel, metrics)
     }
 
     /// Deletes the tracked connections of `affected` endpoints that the
@@ -298,6 +318,7 @@ impl Revoker {
             let denied = denied(index, local, &self.node_addrs, &entries);
             let doomed: Vec<Entry> = denied.iter().map(|(e, _)| *e).collect();
             let report = kernel.delete_connections(&doomed)?;
+            self.echoes.revoked(&doomed, Instant::now());
             for (_, reason) in &denied {
                 let label = RevokeLabel { reason: reason.as_str().into(), trigger: trigger.into() };
                 metrics.revoked.get_or_create(&label).inc();
@@ -329,5 +350,6 @@ impl Revoker {
     }
 }
 
+pub mod echoes;
 #[cfg(test)]
 mod tests;

@@ -182,3 +182,47 @@ spec:
     let (gone, _) = view(CLUSTER);
     assert_eq!(affected(&gone, &changes, &after, &before), Affected::Addresses([b].into()), "deleted: b listed it");
 }
+
+/// A revoked UDP flow whose peer's answer was in flight: the answer makes
+/// conntrack open the reverse flow, which the policies allow (a's egress
+/// is not isolated; c's ingress is another node's), and the revoked
+/// client would ride on it. The looks 100 ms and 600 ms later delete
+/// exactly that reverse entry, while the state still denies the flow.
+#[test]
+fn the_echo_of_a_revoked_udp_flow_is_revoked_too() {
+    use crate::fake::FakeKernel;
+    let index = palisade_manifests::load_str("c.yaml", CLUSTER, "default").index();
+    // c -> a UDP 80: a is isolated for ingress and nothing admits c.
+    let revoked = plain("10.0.1.3", "10.0.0.1", UDP, 80);
+    // a's answer, landed after the revocation: a -> c, reversed tuples.
+    let echo = Entry { orig: revoked.reply, reply: revoked.orig, zone: 0, id: 2 };
+    // Unrelated flows between the same pods stay.
+    let other = plain("10.0.0.1", "10.0.1.3", UDP, 53);
+    let kernel = FakeKernel::new();
+    kernel.state().connections = vec![echo, other];
+    let metrics = crate::metrics::Metrics::new();
+    let mut echoes = echoes::Echoes::default();
+    let start = Instant::now();
+    echoes.revoked(&[revoked, plain("10.0.1.3", "10.0.0.1", TCP, 80)], start);
+    assert_eq!(echoes.next(), Some(start + std::time::Duration::from_millis(100)), "UDP only, 100 ms later");
+    let state = (&index, &local(), &node());
+    let mut k = kernel.clone();
+    assert_eq!(echoes.look(start, state, &mut k, &metrics), 0, "not due yet");
+    let deleted = echoes.look(start + std::time::Duration::from_millis(100), state, &mut k, &metrics);
+    assert_eq!(deleted, 1);
+    assert_eq!(kernel.state().revoked, [echo]);
+    assert_eq!(kernel.state().connections, [other]);
+    assert_eq!(echoes.next(), Some(start + std::time::Duration::from_millis(600)), "one more look");
+    // Once the flow is allowed again, a new flow on the same tuple stays.
+    let every_pod =
+        CLUSTER.replace("  - from: [{podSelector: {matchLabels: {role: client}}}]\n    ports: [{port: 80}]", "  - {}");
+    assert_ne!(every_pod, CLUSTER);
+    let loaded = palisade_manifests::load_str("c.yaml", &every_pod, "default");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let allowed = loaded.index();
+    kernel.state().connections.push(echo);
+    let late =
+        echoes.look(start + std::time::Duration::from_millis(600), (&allowed, &local(), &node()), &mut k, &metrics);
+    assert_eq!(late, 0, "the state no longer denies it");
+    assert_eq!(echoes.next(), None, "nothing left to look for");
+}
