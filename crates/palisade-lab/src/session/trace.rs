@@ -62,9 +62,8 @@ pub fn trace(from: &str, to: &str, port: u16, protocol: Protocol, json: bool) ->
     if protocol == Protocol::Sctp {
         bail!("lab trace sends TCP or UDP packets (this kernel's SCTP sockets are not used by the lab)");
     }
-    let (dst_ns, dst) = end(&state, to, None)?;
+    let (_, dst) = end(&state, to, None)?;
     let (src_ns, src) = end(&state, from, Some(dst.is_ipv6()))?;
-    let _ = dst_ns;
     let node = format!("{}node", state.prefix);
     let flow = TraceMatch { src, dst, protocol, port };
     let target = SocketAddr::new(dst, port);
