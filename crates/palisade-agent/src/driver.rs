@@ -157,6 +157,9 @@ pub struct Driver {
     generation: u64,
     batch_started: Option<Instant>,
     flows: Option<FlowWriter>,
+    /// The pods of the last program the kernel took (a failed apply leaves
+    /// them in force).
+    programmed: std::collections::BTreeSet<palisade_policy::ObjectKey>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -196,6 +199,7 @@ impl Driver {
             generation: 0,
             batch_started: None,
             flows: None,
+            programmed: std::collections::BTreeSet::new(),
         }
     }
 
@@ -388,9 +392,12 @@ impl Driver {
 
     /// Publishes what this node enforces after a sync (`error`: it failed,
     /// and the kernel kept the previous rules) to the metrics and the board.
-    fn realize(&self, error: Option<String>) {
+    fn realize(&mut self, error: Option<String>) {
         let (policies, audit) = applying(&self.index, &self.config.scope);
-        let programmed = self.reconciler.programmed_pods();
+        if error.is_none() {
+            self.programmed = self.reconciler.programmed_pods();
+        }
+        let programmed = &self.programmed;
         let running = running_pods(&self.index, &self.config.scope);
         let waiting = running.iter().filter(|p| !programmed.contains(*p)).count();
         let m = &self.metrics;

@@ -30,6 +30,12 @@ fn policy(name: &str, generation: i64, spec: &Value, annotations: &Value) -> Val
                         "generation": generation, "annotations": annotations}, "spec": spec})
 }
 
+/// The db policy's third generation: port 5433.
+fn db_spec_v3() -> Value {
+    json!({"podSelector": {"matchLabels": {"app": "db"}},
+           "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}], "ports": [{"port": 5433}]}]})
+}
+
 /// The node's status document, once `want` holds (within 10 s).
 fn status_when(mock: &Mock, want: impl Fn(&NodeStatus) -> bool) -> (NodeStatus, usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -72,8 +78,9 @@ fn the_node_reports_what_it_programmed_once_per_generation() {
         DriverConfig { realization: Some(board.clone()), ..DriverConfig::new(NodeScope::Node("node-1".into())) };
     let client = runtime.block_on(mock.client());
     let source = KubeApi::new(client, runtime.handle().clone(), "node-1").with_status(board, "palisade-system");
+    let kernel = FakeKernel::new();
     let agent =
-        palisade_agent::start(config, Box::new(source), Box::new(FakeKernel::new()), metrics.clone()).expect("start");
+        palisade_agent::start(config, Box::new(source), Box::new(kernel.clone()), metrics.clone()).expect("start");
 
     let (doc, writes) = status_when(&mock, |d| !d.policies.is_empty());
     assert_eq!(doc.node, "node-1");
@@ -105,6 +112,23 @@ fn the_node_reports_what_it_programmed_once_per_generation() {
     assert_eq!(doc.policies[0].state, "programmed");
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(programmed(&mock.events()), 2, "one Event per generation");
+
+    // The kernel refuses the next generation: the node says so, once, and
+    // its new pod waits (the previous rules stay in force).
+    kernel.state().fail_next = 1_000;
+    mock.put(Resource::Pods, pod("worker", "node-1", "10.1.0.5"));
+    mock.put(Resource::NetworkPolicies, policy("db", 3, &db_spec_v3(), &json!({})));
+    let (doc, _) = status_when(&mock, |d| d.error.is_some() && d.policies.iter().any(|p| p.generation == Some(3)));
+    assert_eq!(doc.policies[0].state, "failed");
+    assert_eq!(doc.pods_waiting, 1, "the new pod is not programmed");
+    assert_eq!(metrics.pods_waiting.get(), 1);
+    let failed = |events: &[Value]| events.iter().filter(|e| e["reason"] == "ProgrammingFailed").count();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(failed(&mock.events()), 1, "one Event for the failure, not one per retry: {:?}", mock.events());
+    // Once the kernel takes it again, the node catches up.
+    kernel.state().fail_next = 0;
+    let (doc, _) = status_when(&mock, |d| d.error.is_none() && d.policies.iter().any(|p| p.generation == Some(3)));
+    assert_eq!((doc.policies[0].state.as_str(), doc.pods_waiting), ("programmed", 0));
     agent.stop();
     runtime.block_on(mock.shutdown());
 }
