@@ -6,6 +6,7 @@ pub mod diff;
 pub mod explain;
 pub mod lint;
 pub mod matrix;
+pub mod reach;
 pub mod report;
 pub mod status;
 pub mod trace;

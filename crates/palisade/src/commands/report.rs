@@ -12,7 +12,11 @@ use palisade_policy::diff::{diff, interesting_cases};
 use palisade_policy::lint::Finding;
 use serde::Serialize;
 
+use palisade_policy::matrix::{Case, Matrix};
+use palisade_policy::{ClusterIndex, PodId};
+
 use super::matrix::{Grouping, MatrixArgs, MatrixFormat, cases, shown_pods};
+use super::reach::{Unsupported, reach};
 use crate::inputs::State;
 use crate::style::Style;
 
@@ -78,28 +82,34 @@ pub struct ReportArgs<'a> {
 pub enum ReportError {
     /// Too many pods for one page.
     #[error(
-        "the report would draw {pods} pods, more than --max-pods {max}: pick namespaces with -n (the pods of \
-         other namespaces still count as peers), or raise --max-pods"
+        "the report would draw {pods} pods, more than --max-pods {max}, and the namespace overview does not \
+         handle {why}: pick namespaces with -n (the pods of other namespaces still count as peers), or raise \
+         --max-pods"
     )]
     TooManyPods {
         /// Pods selected.
         pods: usize,
         /// The bound.
         max: usize,
+        /// Why the namespace overview cannot be drawn instead.
+        why: &'static str,
     },
 }
 
-/// The report's HTML for `state` (and what changed since `before`).
+/// The report's HTML for `state` (and what changed since `before`). Up
+/// to `args.max_pods` pods, the groups are `matrix`'s behaviour groups;
+/// above, each namespace is one group and an edge says that some pod of
+/// one namespace reaches some pod of the other (the namespace overview,
+/// from exact bit rows: [`super::reach`]).
 ///
 /// # Errors
-/// More pods than `args.max_pods`.
+/// More pods than `args.max_pods` in a cluster the overview cannot draw
+/// (cluster policies, or audit policies counted).
 pub fn html(state: &State, before: Option<&State>, args: &ReportArgs<'_>) -> Result<String, ReportError> {
     let index = &state.index;
     let pods = shown_pods(index, args.namespaces);
-    if pods.len() > args.max_pods {
-        return Err(ReportError::TooManyPods { pods: pods.len(), max: args.max_pods });
-    }
     let title = args.title;
+    let max_pods = args.max_pods;
     let args = MatrixArgs {
         namespaces: args.namespaces.to_vec(),
         ports: Vec::new(),
@@ -109,36 +119,28 @@ pub fn html(state: &State, before: Option<&State>, args: &ReportArgs<'_>) -> Res
     };
     let cases = cases(index, &pods, &args);
     let namespaces = args.namespaces;
-    let matrix = index.matrix(pods, cases);
-    // Groups of identical behaviour, split by namespace: the picture draws
-    // namespaces as boxes.
-    let mut groups = Vec::new();
-    let mut class_of_group = Vec::new();
-    for (class, members) in matrix.groups().iter().enumerate() {
-        let mut by_ns: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for i in members {
-            let pod = index.pod(matrix.pods[*i]).pod();
-            by_ns.entry(pod.namespace.as_str()).or_default().push(index.pod_name(matrix.pods[*i]).to_string());
-        }
-        for (ns, members) in by_ns {
-            groups.push(GroupJson { namespace: ns.to_string(), members });
-            class_of_group.push(class);
-        }
-    }
-    let mut edges = Vec::new();
-    for (from, cf) in class_of_group.iter().enumerate() {
-        for (to, ct) in class_of_group.iter().enumerate() {
-            if from == to && groups[from].members.len() == 1 {
-                continue;
-            }
-            let allowed: Vec<usize> = (0..matrix.cases.len()).filter(|c| matrix.group_allowed(*c, *cf, *ct)).collect();
-            if !allowed.is_empty() {
-                edges.push(EdgeJson { from, to, cases: allowed });
-            }
-        }
-    }
-    let explain = matrix
-        .pods
+    let mut notes = Vec::new();
+    let (groups, edges, shown) = if pods.len() > max_pods {
+        let overview = namespace_overview(index, &pods, &cases).map_err(|why| ReportError::TooManyPods {
+            pods: pods.len(),
+            max: max_pods,
+            why: match why {
+                Unsupported::ClusterPolicies => "cluster policies",
+                Unsupported::AuditPolicies => "audit policies counted (--audit exclude draws it)",
+            },
+        })?;
+        notes.push(format!(
+            "{} pods, more than --max-pods {max_pods}: each namespace is one group, and an edge means some pod of one \
+             namespace reaches some pod of the other; -n draws namespaces pod by pod",
+            pods.len()
+        ));
+        (overview.0, overview.1, pods)
+    } else {
+        let matrix = index.matrix(pods, cases.clone());
+        let (groups, edges) = behaviour_groups(index, &matrix);
+        (groups, edges, matrix.pods)
+    };
+    let explain = shown
         .iter()
         .map(|p| (index.pod_name(*p).to_string(), super::explain::text(&index.explain(*p), Style::plain())))
         .collect();
@@ -168,13 +170,12 @@ pub fn html(state: &State, before: Option<&State>, args: &ReportArgs<'_>) -> Res
         };
         DiffJson { opened: list(&d.opened), closed: list(&d.closed) }
     });
-    let mut notes = Vec::new();
     if let Some(line) = state.incomplete_line() {
         notes.push(line);
     }
     let data = ReportData {
         title: title.to_string(),
-        cases: matrix.cases.iter().map(|c| format!("{}/{}", c.protocol, c.port)).collect(),
+        cases: cases.iter().map(|c| format!("{}/{}", c.protocol, c.port)).collect(),
         groups,
         edges,
         explain,
@@ -184,6 +185,75 @@ pub fn html(state: &State, before: Option<&State>, args: &ReportArgs<'_>) -> Res
     };
     let json = serde_json::to_string(&data).expect("plain data serializes");
     Ok(TEMPLATE.replace("/*PALISADE_DATA*/", &script_safe(&json)))
+}
+
+/// `matrix`'s behaviour groups, split per namespace, and the allowed
+/// edges between them.
+fn behaviour_groups(index: &ClusterIndex, matrix: &Matrix) -> (Vec<GroupJson>, Vec<EdgeJson>) {
+    let mut groups = Vec::new();
+    let mut class_of_group = Vec::new();
+    for (class, members) in matrix.groups().iter().enumerate() {
+        let mut by_ns: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for i in members {
+            let pod = index.pod(matrix.pods[*i]).pod();
+            by_ns.entry(pod.namespace.as_str()).or_default().push(index.pod_name(matrix.pods[*i]).to_string());
+        }
+        for (ns, members) in by_ns {
+            groups.push(GroupJson { namespace: ns.to_string(), members });
+            class_of_group.push(class);
+        }
+    }
+    let mut edges = Vec::new();
+    for (from, cf) in class_of_group.iter().enumerate() {
+        for (to, ct) in class_of_group.iter().enumerate() {
+            if from == to && groups[from].members.len() == 1 {
+                continue;
+            }
+            let allowed: Vec<usize> = (0..matrix.cases.len()).filter(|c| matrix.group_allowed(*c, *cf, *ct)).collect();
+            if !allowed.is_empty() {
+                edges.push(EdgeJson { from, to, cases: allowed });
+            }
+        }
+    }
+    (groups, edges)
+}
+
+/// One group per namespace of `pods` (in name order, so each namespace's
+/// pods are contiguous), and an edge where some pod of one reaches some
+/// pod of another.
+fn namespace_overview(
+    index: &ClusterIndex,
+    pods: &[PodId],
+    cases: &[Case],
+) -> Result<(Vec<GroupJson>, Vec<EdgeJson>), Unsupported> {
+    let reach = reach(index, pods.to_vec(), cases)?;
+    let mut groups: Vec<GroupJson> = Vec::new();
+    let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, p) in pods.iter().enumerate() {
+        let ns = &index.pod(*p).pod().namespace;
+        if groups.last().is_none_or(|g| &g.namespace != ns) {
+            groups.push(GroupJson { namespace: ns.clone(), members: Vec::new() });
+            ranges.push(i..i);
+        }
+        groups.last_mut().expect("pushed").members.push(index.pod_name(*p).to_string());
+        ranges.last_mut().expect("pushed").end = i + 1;
+    }
+    let mut allowed: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+    for (c, rows) in reach.rows.iter().enumerate() {
+        for (from, range) in ranges.iter().enumerate() {
+            let mut union = rows[range.start].clone();
+            for row in &rows[range.start + 1..range.end] {
+                union.or(row);
+            }
+            for (to, target) in ranges.iter().enumerate() {
+                if from != to && union.any_in(target.clone()) {
+                    allowed.entry((from, to)).or_default().push(c);
+                }
+            }
+        }
+    }
+    let edges = allowed.into_iter().map(|((from, to), cases)| EdgeJson { from, to, cases }).collect();
+    Ok((groups, edges))
 }
 
 /// JSON that cannot end the `<script>` element it sits in (`</script>`,
