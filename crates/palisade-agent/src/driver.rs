@@ -157,6 +157,10 @@ pub struct Driver {
     generation: u64,
     batch_started: Option<Instant>,
     flows: Option<FlowWriter>,
+    /// Logged packets that came before the first sync: the index is not
+    /// whole yet, so they wait to be attributed (bounded by the reader's
+    /// in-flight limit).
+    early_flows: Vec<Logged>,
     /// The pods of the last program the kernel took (a failed apply leaves
     /// them in force).
     programmed: std::collections::BTreeSet<palisade_policy::ObjectKey>,
@@ -199,6 +203,7 @@ impl Driver {
             generation: 0,
             batch_started: None,
             flows: None,
+            early_flows: Vec::new(),
             programmed: std::collections::BTreeSet::new(),
         }
     }
@@ -210,10 +215,18 @@ impl Driver {
         self
     }
 
-    /// Attributes and writes logged packets (dropped when no writer is set).
-    fn flows(&mut self, batch: &[Logged]) {
+    /// Attributes and writes logged packets (dropped when no writer is
+    /// set); before the first sync they wait for the whole index.
+    fn flows(&mut self, batch: Vec<Logged>) {
+        if self.flows.is_none() {
+            return;
+        }
+        if !self.metrics.ready.load(Ordering::Relaxed) {
+            self.early_flows.extend(batch);
+            return;
+        }
         if let Some(writer) = &mut self.flows {
-            writer.write(&self.index, batch, &self.metrics);
+            writer.write(&self.index, &batch, &self.metrics);
         }
     }
 
@@ -231,7 +244,7 @@ impl Driver {
             match messages.recv_timeout(wait) {
                 Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(Message::Interfaces) => self.interfaces_changed(),
-                Ok(Message::Flows(batch)) => self.flows(&batch),
+                Ok(Message::Flows(batch)) => self.flows(batch),
                 Ok(Message::Batch(batch)) => {
                     self.take(batch);
                     // Everything already waiting joins this sync.
@@ -239,7 +252,7 @@ impl Driver {
                         match messages.try_recv() {
                             Ok(Message::Batch(batch)) => self.take(batch),
                             Ok(Message::Interfaces) => self.interfaces_changed(),
-                            Ok(Message::Flows(batch)) => self.flows(&batch),
+                            Ok(Message::Flows(batch)) => self.flows(batch),
                             Ok(Message::Stop) => return self.stop(),
                             Err(_) => break,
                         }
@@ -362,6 +375,10 @@ impl Driver {
                 }
                 if !m.ready.swap(true, Ordering::Relaxed) {
                     info!("first sync programmed; ready");
+                    let early = std::mem::take(&mut self.early_flows);
+                    if !early.is_empty() {
+                        self.flows(early);
+                    }
                 }
                 if let Some(path) = &self.config.status_file {
                     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
