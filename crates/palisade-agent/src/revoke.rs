@@ -27,9 +27,7 @@ use std::time::Instant;
 
 use palisade_dataplane::Program;
 use palisade_dataplane::conntrack::{Entry, SCTP, Sides, TCP, UDP};
-use palisade_policy::{
-    Action, Changes, ClusterIndex, Direction, Endpoint, Flow, ObjectKey, Protocol, SideVerdict, Tier,
-};
+use palisade_policy::{Action, Changes, ClusterIndex, Direction, Flow, ObjectKey, Protocol, SideVerdict, Tier};
 use tracing::{error, info};
 
 use crate::kernel::Kernel;
@@ -196,13 +194,6 @@ fn protocol(number: u8) -> Option<Protocol> {
     }
 }
 
-fn endpoint(index: &ClusterIndex, addr: IpAddr) -> Endpoint {
-    match index.pod_by_ip(addr) {
-        Some(id) if index.pod(id).pod().is_endpoint() => Endpoint::Pod { id, addr: Some(addr) },
-        _ => Endpoint::External(addr),
-    }
-}
-
 /// Why `side` denies, if it does.
 fn denial(side: SideVerdict) -> Option<Reason> {
     match side {
@@ -234,7 +225,8 @@ pub fn denied(
         if !(src_local || dst_local) || node_addrs.contains(&view.src) || node_addrs.contains(&view.dst) {
             continue;
         }
-        let flow = Flow { src: endpoint(index, view.src), dst: endpoint(index, view.dst), port: view.port, protocol };
+        let flow =
+            Flow { src: index.endpoint_at(view.src), dst: index.endpoint_at(view.dst), port: view.port, protocol };
         let verdict = index.evaluate_enforced(&flow);
         let reason = src_local
             .then(|| denial(verdict.egress))

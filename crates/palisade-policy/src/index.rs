@@ -141,6 +141,17 @@ impl ClusterIndex {
     pub fn pod_by_ip(&self, ip: IpAddr) -> Option<PodId> {
         self.pod_by_ip.get(&ip).copied()
     }
+
+    /// What a packet's address stands for: the policy endpoint pod that
+    /// owns it, or an address outside the cluster's pods (a hostNetwork
+    /// pod's address is its node's).
+    #[must_use]
+    pub fn endpoint_at(&self, addr: IpAddr) -> crate::Endpoint {
+        match self.pod_by_ip(addr) {
+            Some(id) if self.pod(id).pod().is_endpoint() => crate::Endpoint::Pod { id, addr: Some(addr) },
+            _ => crate::Endpoint::External(addr),
+        }
+    }
     /// Whether two pods are scheduled on the same node (both name one, and
     /// it is the same). Traffic between a hostNetwork pod (its node's
     /// address) and a pod on that node is node-local: not forwarded, so

@@ -101,15 +101,6 @@ impl Logger {
     }
 }
 
-/// The endpoint `addr` is: an active pod of the index, or an address.
-#[must_use]
-pub fn endpoint(index: &ClusterIndex, addr: IpAddr) -> Endpoint {
-    match index.pod_by_ip(addr) {
-        Some(id) if index.pod(id).pod().is_endpoint() => Endpoint::Pod { id, addr: Some(addr) },
-        _ => Endpoint::External(addr),
-    }
-}
-
 fn end(index: &ClusterIndex, e: Endpoint, addr: IpAddr) -> End {
     let pod = match e {
         Endpoint::Pod { id, .. } => Some(index.pod_name(id).to_string()),
@@ -141,7 +132,7 @@ pub fn attribute(index: &ClusterIndex, logged: &Logged, now: SystemTime) -> Opti
     let rule = Logger::of(&logged.prefix)?;
     let head = logged.head?;
     let protocol = protocol_of(head.protocol);
-    let (src, dst) = (endpoint(index, head.src), endpoint(index, head.dst));
+    let (src, dst) = (index.endpoint_at(head.src), index.endpoint_at(head.dst));
     let dir = rule.direction();
     let attributed = |verdict: FlowVerdict, audit: AuditPolicies| {
         let flow = Flow { src, dst, port: head.dport.unwrap_or(0), protocol: protocol.unwrap_or(Protocol::Tcp) };

@@ -10,7 +10,7 @@ use palisade_dataplane::trace::{TraceMatch, trace_once};
 use palisade_dataplane::trace_explain::{TraceReport, explain};
 use palisade_dataplane::{NodeScope, compile};
 use palisade_manifests::{Input, load};
-use palisade_policy::{Endpoint, Flow, Protocol};
+use palisade_policy::{Flow, Protocol};
 
 use super::state::LabState;
 use crate::bail;
@@ -73,11 +73,7 @@ pub fn trace(from: &str, to: &str, port: u16, protocol: Protocol, json: bool) ->
     let loaded = load(&[Input::parse(&state.manifests().display().to_string())], "default");
     let index = loaded.index();
     let program = compile(&index, &NodeScope::All, &BTreeMap::new());
-    let endpoint = |addr: IpAddr| match index.pod_by_ip(addr) {
-        Some(id) if index.pod(id).pod().is_endpoint() => Endpoint::Pod { id, addr: Some(addr) },
-        _ => Endpoint::External(addr),
-    };
-    let engine_flow = Flow { src: endpoint(src), dst: endpoint(dst), port, protocol };
+    let engine_flow = Flow { src: index.endpoint_at(src), dst: index.endpoint_at(dst), port, protocol };
     let report: TraceReport = explain(&traced.events, &traced.positions, &program, &index, &engine_flow);
     if json {
         println!("{}", serde_json::to_string_pretty(&report).context("report")?);
