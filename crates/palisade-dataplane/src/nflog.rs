@@ -200,12 +200,9 @@ impl Nflog {
     }
 }
 
-fn attr(m: &mut Vec<u8>, kind: u16, payload: &[u8]) {
-    let len = u16::try_from(4 + payload.len()).expect("a short attribute");
-    m.extend_from_slice(&len.to_ne_bytes());
-    m.extend_from_slice(&kind.to_ne_bytes());
-    m.extend_from_slice(payload);
-    m.resize(m.len().next_multiple_of(4), 0);
+/// An attribute holding `payload` (the netlink writer's own framing).
+pub(crate) fn attr(m: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    crate::netlink::attr(m, kind, |b| b.extend_from_slice(payload));
 }
 
 /// One `NFULNL_MSG_PACKET`'s attributes (after its nfgenmsg).

@@ -226,9 +226,10 @@ pub const DENY_PREFIX: &str = "palisade deny";
 /// The prefix of the flow-log records of observed new connections.
 pub const NEW_PREFIX: &str = "palisade new";
 
-/// A log prefix: `what`, the direction and the pod, within the kernel's
-/// limit (the agent reads only `what` and the direction).
-fn log_prefix(what: &str, dir: Direction, pod: &ObjectKey) -> String {
+/// A log prefix: `what`, the direction and the object (a pod, or a cluster
+/// policy for its Deny rules), within the kernel's limit (the agent reads
+/// only `what` and the direction).
+pub(crate) fn log_prefix(what: &str, dir: Direction, pod: &ObjectKey) -> String {
     format!("{what} {dir} {}: ", pod.path()).chars().take(120).collect()
 }
 

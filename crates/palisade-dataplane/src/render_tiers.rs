@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use palisade_policy::{Action, Direction, ObjectKey, Tier};
 
 use crate::program::{FlowLog, LocalPod, TierProgram};
-use crate::render::{DENY_PREFIX, RuleStyle, SHARED_PREFIX, log_rule, object_name, render_rule};
+use crate::render::{DENY_PREFIX, RuleStyle, SHARED_PREFIX, log_prefix, log_rule, object_name, render_rule};
 use crate::ruleset::{Chain, Rule, Statement, Table, Verdict};
 
 /// The prefix of every table object a cluster policy owns:
@@ -105,7 +105,7 @@ pub(crate) fn render_tier(
             let counter = tier_counter(key, dir);
             r.counters.insert(counter.clone());
             if flow_log.is_some() {
-                let prefix = format!("{DENY_PREFIX} {dir} {}: ", key.path()).chars().take(120).collect();
+                let prefix = log_prefix(DENY_PREFIX, dir, key);
                 let rules = vec![
                     log_rule(flow_log, prefix),
                     Rule(vec![Statement::Counter(counter), Statement::Verdict(Verdict::Drop)]),

@@ -286,13 +286,7 @@ impl Drop for Marker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
-        out.extend_from_slice(&u16::try_from(4 + payload.len()).unwrap().to_ne_bytes());
-        out.extend_from_slice(&kind.to_ne_bytes());
-        out.extend_from_slice(payload);
-        out.resize(out.len().next_multiple_of(4), 0);
-    }
+    use crate::nflog::attr;
 
     #[test]
     fn events_carry_chain_rule_and_verdict() {
