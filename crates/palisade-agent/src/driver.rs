@@ -35,7 +35,7 @@ use crate::change::{Change, apply_changes};
 use crate::flows::{FlowLogConfig, FlowWriter};
 use crate::kernel::Kernel;
 use crate::metrics::{KindLabel, Metrics, PodDirection, gauge};
-use crate::realization::{Board, Realization, applying, running_pods};
+use crate::realization::{Board, Realization, applying, local_pods};
 use crate::reconcile::{Outcome, Reconciler};
 use crate::revoke::{Affected, Revoker};
 
@@ -410,13 +410,13 @@ impl Driver {
     /// Publishes what this node enforces after a sync (`error`: it failed,
     /// and the kernel kept the previous rules) to the metrics and the board.
     fn realize(&mut self, error: Option<String>) {
-        let (policies, audit) = applying(&self.index, &self.config.scope);
+        let local = local_pods(&self.index, &self.config.scope);
+        let (policies, audit) = applying(&self.index, &local);
         if error.is_none() {
             self.programmed = self.reconciler.programmed_pods();
         }
         let programmed = &self.programmed;
-        let running = running_pods(&self.index, &self.config.scope);
-        let waiting = running.iter().filter(|p| !programmed.contains(*p)).count();
+        let waiting = local.iter().filter(|p| !programmed.contains(&self.index.pod_key(**p))).count();
         let m = &self.metrics;
         if error.is_none() {
             m.policies_programmed.set(gauge(policies.len()));

@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use palisade_dataplane::NodeScope;
-use palisade_policy::{ClusterIndex, Direction, ObjectKey, PodId, PodState};
+use palisade_dataplane::compile::is_local;
+use palisade_policy::{ClusterIndex, Direction, ObjectKey, PodId};
 
 /// What this node enforces after a sync.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,12 +39,12 @@ pub struct Realization {
     pub pods_waiting: usize,
 }
 
-/// The policies that select the pods of `scope`, split into enforced
-/// (with how many pods each selects) and audit ones.
+/// The policies that select the `local` pods, split into enforced (with
+/// how many pods each selects) and audit ones.
 #[must_use]
-pub fn applying(index: &ClusterIndex, scope: &NodeScope) -> (BTreeMap<ObjectKey, usize>, BTreeSet<ObjectKey>) {
+pub fn applying(index: &ClusterIndex, local: &[PodId]) -> (BTreeMap<ObjectKey, usize>, BTreeSet<ObjectKey>) {
     let (mut enforced, mut audit) = (BTreeMap::new(), BTreeSet::new());
-    for pod in index.pod_ids().filter(|id| running_here(index, scope, *id)) {
+    for &pod in local {
         let entry = index.pod(pod);
         let mut seen = BTreeSet::new();
         for dir in Direction::BOTH {
@@ -66,20 +67,11 @@ pub fn applying(index: &ClusterIndex, scope: &NodeScope) -> (BTreeMap<ObjectKey,
     (enforced, audit)
 }
 
-/// Running pods of `scope` (active, with addresses).
+/// Running pods of `scope` (active, with addresses), in one walk of the
+/// index: the pods the dataplane programs.
 #[must_use]
-pub fn running_pods(index: &ClusterIndex, scope: &NodeScope) -> BTreeSet<ObjectKey> {
-    index.pod_ids().filter(|id| running_here(index, scope, *id)).map(|id| index.pod_key(id)).collect()
-}
-
-/// Whether `pod` runs on this node (active, with addresses).
-fn running_here(index: &ClusterIndex, scope: &NodeScope, pod: PodId) -> bool {
-    let p = index.pod(pod).pod();
-    let local = match scope {
-        NodeScope::All => true,
-        NodeScope::Node(name) => p.node_name.as_deref() == Some(name.as_str()),
-    };
-    local && p.state == PodState::Active && !p.ips.is_empty()
+pub fn local_pods(index: &ClusterIndex, scope: &NodeScope) -> Vec<PodId> {
+    index.pod_ids().filter(|id| is_local(index, scope, *id)).collect()
 }
 
 /// The latest realization, for a reporter that may wait on it.

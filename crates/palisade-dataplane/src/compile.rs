@@ -101,7 +101,8 @@ pub(crate) fn cluster_member_addrs(index: &ClusterIndex, pod: PodId) -> &[IpAddr
 }
 
 /// Whether `pod` is an active pod of this node.
-pub(crate) fn is_local(index: &ClusterIndex, scope: &NodeScope, pod: PodId) -> bool {
+#[must_use]
+pub fn is_local(index: &ClusterIndex, scope: &NodeScope, pod: PodId) -> bool {
     active(index, pod) && scope.includes(index.pod(pod).pod().node_name.as_deref())
 }
 
