@@ -209,6 +209,13 @@ fn audit_policies_are_included_or_excluded() {
     assert_eq!(code, 0, "{out}");
 }
 
+/// The data a report page embeds (its `application/json` script).
+fn report_data(page: &Path) -> serde_json::Value {
+    let html = std::fs::read_to_string(page).unwrap();
+    let start = html.find("type=\"application/json\">").expect("data") + "type=\"application/json\">".len();
+    serde_json::from_str(&html[start..start + html[start..].find("</script>").unwrap()]).unwrap()
+}
+
 /// `report`: one self-contained page whose data holds the groups and the
 /// edges the policies allow (examples/three-tier, read as the spec reads
 /// it); a large input is refused with a way forward. The page itself is
@@ -223,10 +230,7 @@ fn report_writes_one_page_with_the_allowed_edges() {
         None,
     );
     assert_eq!(code, 0, "{out}{err}");
-    let html = std::fs::read_to_string(&page).unwrap();
-    let start = html.find("type=\"application/json\">").expect("data") + "type=\"application/json\">".len();
-    let data: serde_json::Value =
-        serde_json::from_str(&html[start..start + html[start..].find("</script>").unwrap()]).unwrap();
+    let data = report_data(&page);
     let group = |i: &serde_json::Value| {
         data["groups"][i.as_u64().unwrap() as usize]["members"][0].as_str().unwrap().to_string()
     };
@@ -267,10 +271,7 @@ fn report_writes_one_page_with_the_allowed_edges() {
         None,
     );
     assert_eq!(code, 0, "{out}{err}");
-    let html = std::fs::read_to_string(&page).unwrap();
-    let start = html.find("type=\"application/json\">").expect("data") + "type=\"application/json\">".len();
-    let data: serde_json::Value =
-        serde_json::from_str(&html[start..start + html[start..].find("</script>").unwrap()]).unwrap();
+    let data = report_data(&page);
     let namespaces: Vec<&str> =
         data["groups"].as_array().unwrap().iter().map(|g| g["namespace"].as_str().unwrap()).collect();
     assert_eq!(namespaces, ["kube-system", "shop"]);
