@@ -28,6 +28,18 @@ pub enum FlowVerdict {
     Allow,
 }
 
+impl FlowVerdict {
+    /// As the records spell it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowVerdict::Deny => "deny",
+            FlowVerdict::WouldDeny => "would-deny",
+            FlowVerdict::Allow => "allow",
+        }
+    }
+}
+
 /// One end of a flow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct End {
@@ -187,6 +199,13 @@ pub fn rfc3339(t: SystemTime) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn verdicts_are_spelt_as_serialized() {
+        for v in [FlowVerdict::Deny, FlowVerdict::WouldDeny, FlowVerdict::Allow] {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+        }
+    }
 
     #[test]
     fn prefixes_name_the_rule_and_side() {
