@@ -3,9 +3,8 @@
 //!
 //! ```text
 //! chain egress (first rules):
-//!   oifname "<prefix>*" jump unprogrammed            one per pod-interface prefix
-//!   ip  daddr @gate-cidrs4 ip  daddr != @programmed4 counter name "unprogrammed" drop
-//!   ip6 daddr @gate-cidrs6 ip6 daddr != @programmed6 counter name "unprogrammed" drop
+//!   ip  daddr != @programmed4 jump unprogrammed
+//!   ip6 daddr != @programmed6 jump unprogrammed
 //!   (anti-spoofing: a packet not from a programmed pod's own interface and
 //!    address jumps to `spoofed`, which now also drops it when it came in on
 //!    a pod interface or from the node's pod ranges)
@@ -14,10 +13,18 @@
 //! chain midstream:
 //!   ip saddr @programmed4 counter name "midstream" drop
 //!   … the same for daddr, and for IPv6
-//! chain unprogrammed:
-//!   ip  daddr != @programmed4 counter name "unprogrammed" drop
-//!   ip6 daddr != @programmed6 counter name "unprogrammed" drop
+//! chain unprogrammed (a destination that is no programmed pod):
+//!   oifname "<prefix>*" counter name "unprogrammed" drop   one per pod-interface prefix
+//!   ip  daddr @gate-cidrs4 counter name "unprogrammed" drop
+//!   ip6 daddr @gate-cidrs6 counter name "unprogrammed" drop
 //! ```
+//!
+//! The gate drops a packet whose destination is no programmed pod and that
+//! leaves on a pod interface or is addressed to the node's pod ranges. The
+//! programmed set is tested first because every packet meets these rules,
+//! established ones included: a packet to a programmed pod, the common
+//! case, costs one hash lookup (the interface names and the interval set of
+//! the ranges are tested only for the others).
 //!
 //! The mid-stream rules make revocation stick: once a connection's entry
 //! is deleted, the next packet of either end is `ct state new` (with
@@ -35,7 +42,7 @@ use crate::ruleset::{
     AddrField, Chain, CtStates, Datum, Element, Expr, Key, KeyType, Part, Rule, Set, SetDecl, Statement, Table, Verdict,
 };
 
-/// The chain of packets leaving on a pod interface.
+/// The chain of packets to an address that is no programmed pod.
 pub const UNPROGRAMMED_CHAIN: &str = "unprogrammed";
 /// The counter of packets the gate dropped.
 pub const UNPROGRAMMED_COUNTER: &str = "unprogrammed";
@@ -73,26 +80,25 @@ pub(crate) fn gate_rules(program: &Program, r: &mut Table) -> Vec<Rule> {
         return Vec::new();
     }
     r.counters.insert(UNPROGRAMMED_COUNTER.into());
-    let mut rules: Vec<Rule> = gate
+    let mut chain: Vec<Rule> = gate
         .interface_prefixes
         .iter()
         .map(|prefix| {
-            Rule(vec![
-                Statement::IfnamePrefix { out: true, prefix: prefix.clone() },
-                Statement::Verdict(Verdict::Jump(UNPROGRAMMED_CHAIN.into())),
-            ])
+            Rule(
+                [
+                    vec![Statement::IfnamePrefix { out: true, prefix: prefix.clone() }],
+                    drop_counted(UNPROGRAMMED_COUNTER).to_vec(),
+                ]
+                .concat(),
+            )
         })
         .collect();
-    let not_programmed = |v6: bool, field: AddrField| Statement::Lookup {
-        left: vec![Expr::addr(v6, field)],
-        set: programmed_set(v6),
-        negated: true,
-    };
-    let mut chain = Vec::new();
+    let mut rules = Vec::new();
     for v6 in [false, true] {
-        chain.push(Rule(
-            [vec![not_programmed(v6, AddrField::Daddr)], drop_counted(UNPROGRAMMED_COUNTER).to_vec()].concat(),
-        ));
+        rules.push(Rule(vec![
+            Statement::Lookup { left: vec![Expr::addr(v6, AddrField::Daddr)], set: programmed_set(v6), negated: true },
+            Statement::Verdict(Verdict::Jump(UNPROGRAMMED_CHAIN.into())),
+        ]));
         let ranges: BTreeSet<Element> = if v6 {
             gate.cidrs
                 .v6
@@ -108,12 +114,9 @@ pub(crate) fn gate_rules(program: &Program, r: &mut Table) -> Vec<Rule> {
             continue;
         }
         r.sets.insert(cidr_set(v6), Set { decl: SetDecl::set(vec![KeyType::addr(v6)], true), elements: ranges });
-        rules.push(Rule(
+        chain.push(Rule(
             [
-                vec![
-                    Statement::lookup(vec![Expr::addr(v6, AddrField::Daddr)], cidr_set(v6)),
-                    not_programmed(v6, AddrField::Daddr),
-                ],
+                vec![Statement::lookup(vec![Expr::addr(v6, AddrField::Daddr)], cidr_set(v6))],
                 drop_counted(UNPROGRAMMED_COUNTER).to_vec(),
             ]
             .concat(),

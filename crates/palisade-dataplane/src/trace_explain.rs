@@ -172,8 +172,10 @@ fn base_chain(e: &TraceEvent, position: Option<usize>, v: Option<&TraceVerdict>,
     let chain = e.chain.as_str();
     match chain {
         "egress" | "ingress" => {
-            // The first rules of a base chain admit established connections.
-            if v == Some(&TraceVerdict::Accept) && position.is_some_and(|p| p < 4) {
+            // A base chain's rules accept nothing but established
+            // connections (policies accept in the chains the verdict maps
+            // jump to; falling off the end is the chain's policy).
+            if v == Some(&TraceVerdict::Accept) && e.kind == TraceKind::Rule && position.is_some() {
                 let dir = if chain == "egress" { Direction::Egress } else { Direction::Ingress };
                 let pod = pod_of(walk.flow, dir, walk.index);
                 walk.sides.entry(dir).or_insert_with(|| format!("{dir} {pod}: an established connection -> accept"));
