@@ -40,7 +40,7 @@ pub mod nflog;
 pub mod nft;
 mod patch;
 pub mod render;
-mod render_gate;
+pub mod render_gate;
 pub mod render_tiers;
 pub mod ruleset;
 pub mod trace;
