@@ -367,11 +367,61 @@ pub fn load_str_with(file: &str, text: &str, options: &LoadOptions) -> Loaded {
 }
 
 /// What a piece turned into, in order.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "an object is the common case; boxing it costs a cross-thread free per object (see `Events`)"
+)]
 enum Event {
     Error(LoadError),
     /// A syntax error: nothing after it in its file is read.
     Syntax(LoadError),
-    Object(Box<Outcome>),
+    Object(Outcome),
+}
+
+/// A piece's events: almost always one object, held without allocating.
+/// The loader takes them on one thread while others still convert; every
+/// allocation a conversion makes and that thread frees is a free into the
+/// converting thread's heap under its lock (with one `Vec` and one `Box`
+/// per object, taking the results of L took 0.9 s instead of 0.14 s).
+#[allow(
+    clippy::large_enum_variant,
+    reason = "an object is the common case; boxing it costs a cross-thread free per object (see `Events`)"
+)]
+enum Events {
+    One(Outcome),
+    Many(Vec<Event>),
+}
+
+impl IntoIterator for Events {
+    type Item = Event;
+    type IntoIter = EventsIter;
+
+    fn into_iter(self) -> EventsIter {
+        match self {
+            Events::One(o) => EventsIter::One(Some(o)),
+            Events::Many(v) => EventsIter::Many(v.into_iter()),
+        }
+    }
+}
+
+#[allow(
+    clippy::large_enum_variant,
+    reason = "an object is the common case; boxing it costs a cross-thread free per object (see `Events`)"
+)]
+enum EventsIter {
+    One(Option<Outcome>),
+    Many(std::vec::IntoIter<Event>),
+}
+
+impl Iterator for EventsIter {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        match self {
+            EventsIter::One(o) => o.take().map(Event::Object),
+            EventsIter::Many(v) => v.next(),
+        }
+    }
 }
 
 fn add_texts(loaded: &mut Loaded, files: &[(&str, &str)], options: &LoadOptions) {
@@ -382,38 +432,51 @@ fn add_texts(loaded: &mut Loaded, files: &[(&str, &str)], options: &LoadOptions)
         let found = if pieces::is_json(text) { pieces::json_pieces(file, text) } else { pieces::yaml_pieces(text) };
         pieces.extend(found.into_iter().map(|p| (i, p)));
     }
-    let events = parallel::map(&pieces, |(i, piece)| piece_events(files[*i].0, piece, &options.default_namespace));
     let mut stopped = vec![false; files.len()];
-    for ((i, _), events) in pieces.iter().zip(events) {
+    let convert = |(i, piece): &(usize, Piece<'_>)| (*i, piece_events(files[*i].0, piece, &options.default_namespace));
+    // Taken in input order while later pieces still convert.
+    parallel::map_in_order(&pieces, convert, |(i, events)| {
         for event in events {
-            if stopped[*i] {
+            if stopped[i] {
                 break;
             }
             match event {
                 Event::Error(e) => loaded.errors.push(e),
                 Event::Syntax(e) => {
                     loaded.errors.push(e);
-                    stopped[*i] = true;
+                    stopped[i] = true;
                 }
-                Event::Object(outcome) => loaded.absorb(files[*i].0, *outcome, options.strict),
+                Event::Object(outcome) => loaded.absorb(files[i].0, outcome, options.strict),
             }
         }
-    }
+    });
 }
 
 /// Converts one piece: its objects (Lists flattened), in order.
-fn piece_events(file: &str, piece: &Piece<'_>, default_namespace: &str) -> Vec<Event> {
+fn piece_events(file: &str, piece: &Piece<'_>, default_namespace: &str) -> Events {
     let mut errors = Vec::new();
-    let mut objects = Vec::new();
+    let (mut first, mut more) = (None, Vec::new());
     let syntax = pieces::piece_objects(file, piece, &mut errors, &mut |raw, head| {
-        objects.push(convert::convert(raw, &head, default_namespace));
+        let outcome = convert::convert(raw, &head, default_namespace);
+        if first.is_none() && more.is_empty() {
+            first = Some(outcome);
+        } else {
+            more.push(outcome);
+        }
     });
+    if errors.is_empty()
+        && more.is_empty()
+        && syntax.is_none()
+        && let Some(one) = first.take()
+    {
+        return Events::One(one);
+    }
     // Structure errors and objects keep their relative order only within
     // each kind; both are reported, which is what matters.
     let mut events: Vec<Event> = errors.into_iter().map(Event::Error).collect();
-    events.extend(objects.into_iter().map(|o| Event::Object(Box::new(o))));
+    events.extend(first.into_iter().chain(more).map(Event::Object));
     events.extend(syntax.map(Event::Syntax));
-    events
+    Events::Many(events)
 }
 
 /// One object as the Kubernetes API serves it, converted.
