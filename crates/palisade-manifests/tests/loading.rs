@@ -231,3 +231,48 @@ fn cluster_policies_and_nodes_load_from_lists() {
     let index = loaded.index();
     assert_eq!(index.cluster_policies().len(), 2);
 }
+
+/// A pod as one JSON List item.
+fn pod_item(name: &str, ip: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}", "namespace": "big", "labels": {{"app": "a"}}}},
+  "spec": {{"containers": [{{"name": "c", "image": "i"}}]}}, "status": {{"phase": "Running", "podIP": "{ip}"}}}}"#
+    )
+}
+
+/// Thousands of items convert in blocks on several threads and are taken
+/// in input order while later blocks still convert: the result is the one
+/// a sequential read gives. The first of two copies is kept wherever the
+/// second falls, errors keep the input's order, and a syntax error in a
+/// later file stops that file only.
+#[test]
+fn many_pieces_are_taken_in_input_order() {
+    let dir = palisade_testkit::temp::TempDir::new("load-order");
+    let mut items: Vec<String> =
+        (0..3_000).map(|i| pod_item(&format!("p{i}"), &format!("10.9.{}.{}", i / 250, i % 250))).collect();
+    // A duplicate of p10 far away, in another block, with another address.
+    items.insert(2_500, pod_item("p10", "10.99.0.1"));
+    // Invalid items at the start, in the middle and at the end.
+    for at in [0, 1_500, items.len()] {
+        items.insert(at, format!(r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "bad{at}", "namespace": "big"}}, "spec": 5}}"#));
+    }
+    let list = format!(r#"{{"apiVersion": "v1", "kind": "List", "items": [{}]}}"#, items.join(",\n"));
+    fs::write(dir.path().join("a.json"), list).unwrap();
+    // A second file: one pod, then a syntax error; nothing after it is read.
+    fs::write(dir.path().join("b.yaml"), "apiVersion: v1\nkind: Pod\nmetadata: {name: last, namespace: big}\n---\nkind: [\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: never, namespace: big}\n").unwrap();
+    let loaded = load(&[Input::Path(dir.path().to_path_buf())], "default");
+    let names: Vec<&str> = loaded.pods.iter().map(|p| p.name.as_str()).collect();
+    let expected: Vec<String> = (0..3_000).map(|i| format!("p{i}")).chain(["last".to_string()]).collect();
+    assert_eq!(names, expected.iter().map(String::as_str).collect::<Vec<_>>());
+    let p10 = loaded.pods.iter().find(|p| p.name == "p10").unwrap();
+    assert_eq!(p10.ips, ["10.9.0.10".parse::<std::net::IpAddr>().unwrap()], "the first copy is kept");
+    let messages: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+    let order: Vec<usize> = ["bad0", "bad1500", "duplicate Pod", "bad3001", "b.yaml"]
+        .iter()
+        .map(|needle| {
+            messages.iter().position(|m| m.contains(needle)).unwrap_or_else(|| panic!("{needle}: {messages:#?}"))
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "errors in input order: {messages:#?}");
+    assert_eq!(messages.len(), 5, "{messages:#?}");
+}
