@@ -91,10 +91,35 @@ pub(crate) fn syntax(file: &str, line: usize, column: usize, message: &str) -> L
     LoadError::Syntax { file: file.into(), line, column, message: without_location(message) }
 }
 
-/// The documents of a YAML text that starts on line `first_line` of
-/// `file`, as JSON values (an empty document is `Null`), with merge keys
-/// (`<<: *anchor`) applied; a syntax error ends the list.
-pub(crate) fn yaml_documents(file: &str, text: &str, first_line: usize) -> Vec<Result<Value, LoadError>> {
+/// The documents of a YAML text as JSON text (`None` for an empty
+/// document), in order, or the syntax error that ends them; lines are
+/// counted from `first_line`.
+///
+/// Each document is transcoded straight to JSON text, in the document's
+/// key order, without building a value tree (which, with its map nodes and
+/// key strings, was most of the allocation on this path). A document with
+/// merge keys (`<<: *anchor`) is resolved on a YAML value first, and any
+/// error is reported by [`yaml_values`], which knows its line and column.
+pub(crate) fn yaml_documents(file: &str, text: &str, first_line: usize) -> Vec<Result<Option<String>, LoadError>> {
+    if text.contains("<<") {
+        return yaml_values(file, text, first_line);
+    }
+    let mut out = Vec::new();
+    for document in serde_norway::Deserializer::from_str(text) {
+        let mut json = Vec::with_capacity(text.len() + 64);
+        if serde_transcode::transcode(document, &mut serde_json::Serializer::new(&mut json)).is_err() {
+            return yaml_values(file, text, first_line);
+        }
+        // serde_json writes only UTF-8.
+        let json = String::from_utf8(json).unwrap_or_default();
+        out.push(Ok((json != "null").then_some(json)));
+    }
+    out
+}
+
+/// [`yaml_documents`] through a value tree: merge keys, and the precise
+/// location of an error.
+fn yaml_values(file: &str, text: &str, first_line: usize) -> Vec<Result<Option<String>, LoadError>> {
     let mut out = Vec::new();
     let merges = text.contains("<<");
     for document in serde_norway::Deserializer::from_str(text) {
@@ -107,7 +132,8 @@ pub(crate) fn yaml_documents(file: &str, text: &str, first_line: usize) -> Vec<R
             Value::deserialize(document)
         };
         match value {
-            Ok(v) => out.push(Ok(v)),
+            Ok(Value::Null) => out.push(Ok(None)),
+            Ok(v) => out.push(Ok(Some(v.to_string()))),
             Err(e) => {
                 let (line, column) = e.location().map_or((0, 0), |l| (l.line() + first_line - 1, l.column()));
                 out.push(Err(syntax(file, line, column, &e.to_string())));

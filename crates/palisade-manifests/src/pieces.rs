@@ -404,8 +404,8 @@ pub(crate) fn piece_objects(
         Piece::Yaml { text, line } => {
             for document in crate::documents::yaml_documents(file, text, *line) {
                 match document {
-                    Ok(serde_json::Value::Null) => {}
-                    Ok(value) => flatten_json(file, &value.to_string(), 0, None, errors, object),
+                    Ok(None) => {}
+                    Ok(Some(json)) => flatten_json(file, &json, 0, None, errors, object),
                     Err(e) => return Some(e),
                 }
             }
