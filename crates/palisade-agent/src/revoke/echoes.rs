@@ -28,28 +28,43 @@ const LOOKS: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(
 /// at for its first flows only; the rest end on their own timeouts).
 const REMEMBERED: usize = 100_000;
 
+/// The UDP flows one revocation step deleted, and how many of their looks
+/// are done (the next is due `LOOKS[done]` after `at`).
+#[derive(Debug)]
+struct Step {
+    at: Instant,
+    done: usize,
+    flows: Vec<Entry>,
+}
+
+impl Step {
+    fn due(&self) -> Instant {
+        self.at + LOOKS[self.done]
+    }
+}
+
 /// Revoked UDP flows, and when to look for their echoes.
 #[derive(Debug, Default)]
 pub struct Echoes {
-    /// Each revoked flow with the instants of the looks still to come.
-    pending: Vec<(Entry, Vec<Instant>)>,
+    /// One entry per revocation step with UDP flows still to look at.
+    pending: Vec<Step>,
 }
 
 impl Echoes {
     /// Remembers the UDP flows among `revoked`.
     pub fn revoked(&mut self, revoked: &[Entry], now: Instant) {
-        for e in revoked.iter().filter(|e| e.orig.protocol == UDP) {
-            if self.pending.len() >= REMEMBERED {
-                break;
-            }
-            self.pending.push((*e, LOOKS.iter().map(|d| now + *d).collect()));
+        let remembered: usize = self.pending.iter().map(|step| step.flows.len()).sum();
+        let room = REMEMBERED.saturating_sub(remembered);
+        let flows: Vec<Entry> = revoked.iter().filter(|e| e.orig.protocol == UDP).take(room).copied().collect();
+        if !flows.is_empty() {
+            self.pending.push(Step { at: now, done: 0, flows });
         }
     }
 
     /// When the next look is due, if any.
     #[must_use]
     pub fn next(&self) -> Option<Instant> {
-        self.pending.iter().filter_map(|(_, at)| at.first().copied()).min()
+        self.pending.iter().map(Step::due).min()
     }
 
     /// Looks for echoes of the flows whose look is due at `now`: deletes
@@ -64,25 +79,25 @@ impl Echoes {
         metrics: &Metrics,
     ) -> usize {
         let mut due = Vec::new();
-        for (entry, at) in &mut self.pending {
-            if at.first().is_some_and(|t| *t <= now) {
-                at.remove(0);
-                due.push(*entry);
+        for step in &mut self.pending {
+            if step.due() <= now {
+                step.done += 1;
+                due.extend_from_slice(&step.flows);
             }
         }
-        self.pending.retain(|(_, at)| !at.is_empty());
+        self.pending.retain(|step| step.done < LOOKS.len());
         if due.is_empty() {
             return 0;
         }
         let still: Vec<Entry> = denied(index, local, node_addrs, &due).into_iter().map(|(e, _)| e).collect();
-        let reversed: BTreeMap<_, _> = still.iter().map(|e| ((e.reply, e.zone), e)).collect();
+        let reversed: BTreeSet<_> = still.iter().map(|e| (e.reply, e.zone)).collect();
         let addrs: BTreeMap<IpAddr, Sides> =
             still.iter().flat_map(|e| [e.orig.src, e.reply.src]).map(|a| (a, Sides::BOTH)).collect();
         if addrs.is_empty() {
             return 0;
         }
         let echoes: Vec<Entry> = match kernel.connections(&addrs) {
-            Ok(entries) => entries.into_iter().filter(|e| reversed.contains_key(&(e.orig, e.zone))).collect(),
+            Ok(entries) => entries.into_iter().filter(|e| reversed.contains(&(e.orig, e.zone))).collect(),
             Err(e) => {
                 metrics.revoke_errors.inc();
                 tracing::warn!(error = %e, "cannot look for echoes of revoked flows");
