@@ -152,6 +152,7 @@ impl ClusterIndex {
             _ => crate::Endpoint::External(addr),
         }
     }
+
     /// Whether two pods are scheduled on the same node (both name one, and
     /// it is the same). Traffic between a hostNetwork pod (its node's
     /// address) and a pod on that node is node-local: not forwarded, so

@@ -47,10 +47,7 @@ pub fn resolve(index: &ClusterIndex, text: &str) -> Result<Named, String> {
 #[must_use]
 pub fn flow(index: &ClusterIndex, from: &Named, to: &Named, port: u16, protocol: Protocol) -> Flow {
     let fixed = |n: &Named| match n {
-        Named::Address(ip) => Some(match index.pod_by_ip(*ip) {
-            Some(id) => Endpoint::Pod { id, addr: Some(*ip) },
-            None => Endpoint::External(*ip),
-        }),
+        Named::Address(ip) => Some(index.endpoint_at(*ip)),
         Named::HostNetwork(id) => index.pod(*id).pod().ips.first().map(|ip| Endpoint::External(*ip)),
         Named::Pod(_) => None,
     };

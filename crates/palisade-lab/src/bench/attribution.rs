@@ -60,24 +60,26 @@ fn baseline_plus(palisade: &Table, keep: impl Fn(&Rule) -> bool) -> Table {
             _ => None,
         })
         .collect();
+    let reached: Vec<&Rule> = picked
+        .iter()
+        .chain(jumped.iter().filter_map(|name| palisade.chains.get(*name)).flat_map(|c| &c.rules))
+        .collect();
+    for s in reached.iter().flat_map(|r| &r.0) {
+        match s {
+            Statement::Lookup { set, .. } => {
+                if let Some(found) = palisade.sets.get(set) {
+                    table.sets.insert(set.clone(), found.clone());
+                }
+            }
+            Statement::Counter(name) => {
+                table.counters.insert(name.clone());
+            }
+            _ => {}
+        }
+    }
     for name in jumped {
         if let Some(chain) = palisade.chains.get(name) {
             table.chains.insert(name.clone(), chain.clone());
-        }
-    }
-    for rule in picked.iter().chain(table.chains.values().flat_map(|c| &c.rules)).cloned().collect::<Vec<_>>() {
-        for s in &rule.0 {
-            match s {
-                Statement::Lookup { set, .. } => {
-                    if let Some(found) = palisade.sets.get(set) {
-                        table.sets.insert(set.clone(), found.clone());
-                    }
-                }
-                Statement::Counter(name) => {
-                    table.counters.insert(name.clone());
-                }
-                _ => {}
-            }
         }
     }
     let chain = table.chains.get_mut("ct").expect("the baseline's chain");
