@@ -1,7 +1,7 @@
 //! Finding manifest files and splitting them into documents.
 
 use std::fs;
-use std::io::Read as _;
+use std::io::{Read as _, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize as _;
@@ -61,16 +61,47 @@ const STREAM_LIMIT: u64 = 1 << 30;
 
 /// Reads `path` as UTF-8, at most `limit` bytes.
 fn read_bounded(path: &Path, limit: u64) -> Result<String, String> {
-    let file = fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut file = fs::File::open(path).map_err(|e| e.to_string())?;
     // A regular file's size sizes the buffer at once (growing it by
     // doubling copied a 157 MB dump about twice over); a pipe says 0.
-    let size = file.metadata().map_or(0, |m| m.len()).min(limit);
-    let mut bytes = Vec::with_capacity(usize::try_from(size).map_or(0, |s| s.saturating_add(1)));
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    let size = file.metadata().map_or(0, |m| if m.is_file() { m.len() } else { 0 }).min(limit);
+    let size = usize::try_from(size).map_err(|e| e.to_string())?;
+    let mut bytes = if size >= READ_IN_PARTS_FROM {
+        let bytes = read_in_parts(&file, size).map_err(|e| format!("{e} (did the file change while it was read?)"))?;
+        file.seek(SeekFrom::Start(size as u64)).map_err(|e| e.to_string())?;
+        bytes
+    } else {
+        Vec::with_capacity(size.saturating_add(1))
+    };
+    // All of a pipe, the rest of a growing file.
+    let read = bytes.len() as u64;
+    file.take(limit + 1 - read.min(limit + 1)).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
     if bytes.len() as u64 > limit {
         return Err(format!("larger than {limit} bytes: not read"));
     }
     String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
+}
+
+/// From this size on, a file is read in parts, one per core, at once:
+/// the copy and the first touch of the buffer's pages then run in
+/// parallel (a 157 MB dump: 85 ms in one part, 50 ms in two).
+const READ_IN_PARTS_FROM: usize = 8 << 20;
+
+/// The first `size` bytes of `file`, read in parts on up to one thread per core.
+fn read_in_parts(file: &fs::File, size: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt as _;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(4);
+    let mut bytes = vec![0u8; size];
+    let part = size.div_ceil(cores);
+    std::thread::scope(|s| {
+        let reads: Vec<_> = bytes
+            .chunks_mut(part)
+            .enumerate()
+            .map(|(i, chunk)| s.spawn(move || file.read_exact_at(chunk, (i * part) as u64)))
+            .collect();
+        reads.into_iter().try_for_each(|r| r.join().unwrap_or_else(|_| Err(std::io::Error::other("a read failed"))))
+    })?;
+    Ok(bytes)
 }
 
 /// The manifest files under `dir` (.yaml, .yml, .json; recursive, hidden
@@ -147,4 +178,30 @@ fn yaml_values(file: &str, text: &str, first_line: usize) -> Vec<Result<Option<S
 /// Parser messages end with " at line L column C", which the error already carries.
 pub(crate) fn without_location(message: &str) -> String {
     message.find(" at line ").map_or(message, |i| &message[..i]).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{READ_IN_PARTS_FROM, read_bounded};
+
+    #[test]
+    fn a_large_file_read_in_parts_is_read_whole_and_checked_as_utf8() {
+        let dir = palisade_testkit::temp::TempDir::new("read-parts");
+        let path = dir.path().join("big.json");
+        // Characters of 1 to 4 bytes, so that parts end inside characters.
+        let text: String = "aé€😀".repeat(READ_IN_PARTS_FROM / 10 + 3);
+        assert!(text.len() > READ_IN_PARTS_FROM);
+        std::fs::write(&path, &text).unwrap();
+        assert!(read_bounded(&path, u64::MAX >> 1).unwrap() == text, "the text read differs");
+        assert_eq!(read_bounded(&path, 1_000).unwrap_err(), "larger than 1000 bytes: not read");
+        // A byte that is not UTF-8, late in the file, is found and placed.
+        let mut bytes = text.into_bytes();
+        let at = bytes.len() - 7;
+        bytes[at] = 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let error = read_bounded(&path, u64::MAX >> 1).unwrap_err();
+        assert!(error.starts_with("not UTF-8 text (byte "), "{error}");
+        let byte: usize = error.trim_start_matches("not UTF-8 text (byte ").trim_end_matches(')').parse().unwrap();
+        assert!(byte <= at && at - byte < 4, "{error} for a bad byte at {at}");
+    }
 }
