@@ -144,11 +144,13 @@ pub(crate) fn convert(raw: &str, head: &Head<'_>, default_namespace: &str) -> Ou
             let labels = pod::namespace_labels(ns, &mut errors);
             Kept::Namespace(Namespace { name: name.to_string(), labels })
         }),
-        "Pod" => fast(raw, &mut out, lean::Pod::into_api).map(|p: core::Pod| {
-            let owners = p.metadata.owner_references.iter().flatten().map(|o| (o.kind.clone(), o.name.clone()));
-            let owners = owners.collect();
-            Kept::Pod(pod::pod(p, namespace, name, &mut errors), owners)
-        }),
+        "Pod" => {
+            let fast = lean::read::<lean::Pod>(raw).and_then(|p| p.into_parts().ok());
+            fast.or_else(|| typed::<core::Pod>(raw, &mut out).map(pod::PodParts::of_api)).map(|mut p| {
+                let owners = std::mem::take(&mut p.owners);
+                Kept::Pod(pod::pod(p, namespace, name, &mut errors), owners)
+            })
+        }
         "NetworkPolicy" => network_policy(raw, &mut out, &mut errors, namespace, name),
         "Node" => typed::<core::Node>(raw, &mut out).map(|n| Kept::Node(cluster_policy::node(&n, name, &mut errors))),
         "Deployment" => template::<apps::Deployment>(raw, &mut out, &mut errors, (kind, name, namespace), |d| {

@@ -19,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::pieces::Lenient;
+use crate::pod::{PodParts, PortParts, SpecParts, StatusParts};
 
 thread_local! {
     /// Whether the object being read had a field its type does not define.
@@ -270,32 +271,6 @@ impl Namespace {
     }
 }
 
-fn containers(list: Option<Vec<Container>>) -> Read<Option<Vec<core::Container>>> {
-    let Some(list) = list else { return Ok(None) };
-    let mut out = Vec::with_capacity(list.len());
-    for c in list {
-        let ports = match c.ports {
-            None => None,
-            Some(ports) => {
-                let mut converted = Vec::with_capacity(ports.len());
-                for p in ports {
-                    // Required: the precise path says so.
-                    let container_port = p.number.ok_or(Missing)?;
-                    converted.push(core::ContainerPort {
-                        container_port,
-                        name: p.name,
-                        protocol: p.protocol,
-                        ..core::ContainerPort::default()
-                    });
-                }
-                Some(converted)
-            }
-        };
-        out.push(core::Container { ports, ..core::Container::default() });
-    }
-    Ok(Some(out))
-}
-
 fn ips<T>(list: Option<Vec<Ip>>, make: impl Fn(String) -> T) -> Read<Option<Vec<T>>> {
     let Some(list) = list else { return Ok(None) };
     // `ip` is required: the precise path says so.
@@ -303,33 +278,45 @@ fn ips<T>(list: Option<Vec<Ip>>, make: impl Fn(String) -> T) -> Read<Option<Vec<
 }
 
 impl Pod {
-    /// The pod as k8s-openapi holds it, with only the fields policy uses.
-    pub(crate) fn into_api(self) -> Read<core::Pod> {
+    /// What policy reads of the pod.
+    pub(crate) fn into_parts(self) -> Read<PodParts> {
         let spec = match self.spec {
-            None => None,
-            Some(s) => Some(core::PodSpec {
+            None => SpecParts::default(),
+            Some(s) => SpecParts {
                 // `containers` is required in the API but absent is read as
                 // empty, as k8s-openapi does.
-                containers: containers(s.containers)?.unwrap_or_default(),
-                init_containers: containers(s.init_containers)?,
+                containers: container_ports(s.containers)?,
+                init_containers: container_ports(s.init_containers)?,
                 host_network: s.host_network,
                 node_name: s.node_name,
-                ..core::PodSpec::default()
-            }),
+            },
         };
         let status = match self.status {
-            None => None,
-            Some(s) => Some(core::PodStatus {
-                phase: s.phase,
-                pod_ip: s.pod_ip,
-                pod_ips: ips(s.pod_ips, |ip| core::PodIP { ip })?,
-                host_ip: s.host_ip,
-                host_ips: ips(s.host_ips, |ip| core::HostIP { ip })?,
-                ..core::PodStatus::default()
-            }),
+            None => StatusParts::default(),
+            Some(s) => {
+                // Not used, but `ip` is required in each.
+                ips(s.host_ips, |ip| ip)?;
+                StatusParts { phase: s.phase, pod_ip: s.pod_ip, pod_ips: ips(s.pod_ips, |ip| ip)?.unwrap_or_default() }
+            }
         };
-        Ok(core::Pod { metadata: object_meta(self.metadata), spec, status })
+        let meta = self.metadata.unwrap_or_default();
+        let owners = meta.owner_references.into_iter().flatten();
+        let owners = owners.map(|o| (o.kind.unwrap_or_default(), o.name.unwrap_or_default())).collect();
+        Ok(PodParts { labels: meta.labels, owners, spec, status })
     }
+}
+
+/// Each container's declared ports.
+fn container_ports(list: Option<Vec<Container>>) -> Read<Vec<Vec<PortParts>>> {
+    let mut out = Vec::with_capacity(list.as_ref().map_or(0, Vec::len));
+    for c in list.into_iter().flatten() {
+        let ports = c.ports.into_iter().flatten().map(|p| {
+            // Required: the precise path says so.
+            Ok(PortParts { number: p.number.ok_or(Missing)?, name: p.name, protocol: p.protocol })
+        });
+        out.push(ports.collect::<Read<Vec<PortParts>>>()?);
+    }
+    Ok(out)
 }
 
 fn selector(s: Selector) -> Read<meta::LabelSelector> {

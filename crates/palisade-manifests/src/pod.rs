@@ -1,5 +1,6 @@
 //! Pods, workload templates and namespaces.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1 as core;
@@ -10,21 +11,102 @@ use crate::error::FieldErrors;
 use crate::policy::protocol;
 use crate::selector::{labels, owned_labels};
 
+/// What policy reads of a pod, from either path of conversion (the lean
+/// reader, or k8s-openapi's types), so that both are validated by the same
+/// code and neither builds a full `core::Pod` (2 KB, and as much again per
+/// container) only to read a few fields of it.
+#[derive(Debug, Default)]
+pub(crate) struct PodParts {
+    pub labels: Option<BTreeMap<String, String>>,
+    /// `(kind, name)` of each owner reference.
+    pub owners: Vec<(String, String)>,
+    pub spec: SpecParts,
+    pub status: StatusParts,
+}
+
+/// What policy reads of a pod spec (an absent spec reads as an empty one).
+#[derive(Debug, Default)]
+pub(crate) struct SpecParts {
+    /// Each container's declared ports, in order.
+    pub containers: Vec<Vec<PortParts>>,
+    /// Each init container's declared ports (restartable sidecars serve).
+    pub init_containers: Vec<Vec<PortParts>>,
+    pub host_network: Option<bool>,
+    pub node_name: Option<String>,
+}
+
+/// One declared container port.
+#[derive(Debug)]
+pub(crate) struct PortParts {
+    pub number: i32,
+    pub name: Option<String>,
+    pub protocol: Option<String>,
+}
+
+/// What policy reads of a pod's status (an absent status reads as empty).
+#[derive(Debug, Default)]
+pub(crate) struct StatusParts {
+    pub phase: Option<String>,
+    pub pod_ip: Option<String>,
+    pub pod_ips: Vec<String>,
+}
+
+impl PodParts {
+    /// The parts of a pod read with k8s-openapi's types.
+    pub(crate) fn of_api(p: core::Pod) -> PodParts {
+        let owners = p.metadata.owner_references.into_iter().flatten().map(|o| (o.kind, o.name)).collect();
+        let status = p.status.map(|s| StatusParts {
+            phase: s.phase,
+            pod_ip: s.pod_ip,
+            pod_ips: s.pod_ips.into_iter().flatten().map(|ip| ip.ip).collect(),
+        });
+        PodParts {
+            labels: p.metadata.labels,
+            owners,
+            spec: p.spec.as_ref().map(SpecParts::of_api).unwrap_or_default(),
+            status: status.unwrap_or_default(),
+        }
+    }
+}
+
+impl SpecParts {
+    /// The parts of a pod spec read with k8s-openapi's types.
+    pub(crate) fn of_api(spec: &core::PodSpec) -> SpecParts {
+        let ports = |containers: &[core::Container]| -> Vec<Vec<PortParts>> {
+            containers
+                .iter()
+                .map(|c| {
+                    let ports = c.ports.iter().flatten();
+                    ports
+                        .map(|p| PortParts {
+                            number: p.container_port,
+                            name: p.name.clone(),
+                            protocol: p.protocol.clone(),
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        SpecParts {
+            containers: ports(&spec.containers),
+            init_containers: ports(spec.init_containers.as_deref().unwrap_or_default()),
+            host_network: spec.host_network,
+            node_name: spec.node_name.clone(),
+        }
+    }
+}
+
 /// Declared container ports of a pod spec (containers and init containers,
 /// whose restartable sidecars serve too), validated, at `field`.
-fn ports(spec: &core::PodSpec, field: &str, errors: &mut FieldErrors) -> Vec<ContainerPort> {
+fn ports(spec: &SpecParts, field: &str, errors: &mut FieldErrors) -> Vec<ContainerPort> {
     let mut out = Vec::new();
-    let lists = [("containers", Some(&spec.containers)), ("initContainers", spec.init_containers.as_ref())];
-    for (list, containers) in lists {
-        for (c, container) in containers.into_iter().flatten().enumerate() {
-            for (p, port) in container.ports.iter().flatten().enumerate() {
+    for (list, containers) in [("containers", &spec.containers), ("initContainers", &spec.init_containers)] {
+        for (c, container) in containers.iter().enumerate() {
+            for (p, port) in container.iter().enumerate() {
                 // Field paths are written only for an error (most pods have none).
                 let at = |leaf: &str| format!("{field}.{list}[{c}].ports[{p}].{leaf}");
-                let Some(number) = u16::try_from(port.container_port).ok().filter(|n| *n >= 1) else {
-                    errors.push(
-                        at("containerPort"),
-                        format!("{} must be between 1 and 65535, inclusive", port.container_port),
-                    );
+                let Some(number) = u16::try_from(port.number).ok().filter(|n| *n >= 1) else {
+                    errors.push(at("containerPort"), format!("{} must be between 1 and 65535, inclusive", port.number));
                     continue;
                 };
                 if let Some(name) = &port.name {
@@ -41,12 +123,13 @@ fn ports(spec: &core::PodSpec, field: &str, errors: &mut FieldErrors) -> Vec<Con
     out
 }
 
-fn addresses(status: &core::PodStatus, errors: &mut FieldErrors) -> Vec<IpAddr> {
+fn addresses(status: &StatusParts, errors: &mut FieldErrors) -> Vec<IpAddr> {
     let mut ips = Vec::new();
     // (index in status.podIPs, or None for status.podIP; the address text)
-    let listed: Vec<(Option<usize>, &str)> = match &status.pod_ips {
-        Some(list) if !list.is_empty() => list.iter().enumerate().map(|(i, ip)| (Some(i), ip.ip.as_str())).collect(),
-        _ => status.pod_ip.iter().map(|ip| (None, ip.as_str())).collect(),
+    let listed: Vec<(Option<usize>, &str)> = if status.pod_ips.is_empty() {
+        status.pod_ip.iter().map(|ip| (None, ip.as_str())).collect()
+    } else {
+        status.pod_ips.iter().enumerate().map(|(i, ip)| (Some(i), ip.as_str())).collect()
     };
     for (at, text) in listed {
         match text.parse::<IpAddr>() {
@@ -64,13 +147,12 @@ fn addresses(status: &core::PodStatus, errors: &mut FieldErrors) -> Vec<IpAddr> 
 pub use palisade_policy::HOST_NETWORK;
 
 /// Converts a Pod.
-pub fn pod(mut p: core::Pod, namespace: &str, name: &str, errors: &mut FieldErrors) -> Pod {
-    let labels = owned_labels(p.metadata.labels.take().unwrap_or_default(), &"metadata.labels", errors);
-    let default_spec = core::PodSpec::default();
-    let spec = p.spec.as_ref().unwrap_or(&default_spec);
-    let ports = ports(spec, "spec", errors);
-    let ips = p.status.as_ref().map(|s| addresses(s, errors)).unwrap_or_default();
-    let phase = p.status.as_ref().and_then(|s| s.phase.clone());
+pub(crate) fn pod(p: PodParts, namespace: &str, name: &str, errors: &mut FieldErrors) -> Pod {
+    let labels = owned_labels(p.labels.unwrap_or_default(), &"metadata.labels", errors);
+    let spec = p.spec;
+    let ports = ports(&spec, "spec", errors);
+    let ips = addresses(&p.status, errors);
+    let phase = p.status.phase;
     let state = if spec.host_network == Some(true) {
         PodState::Excluded(HOST_NETWORK.into())
     } else if let Some(phase @ ("Succeeded" | "Failed")) = phase.as_deref() {
@@ -88,7 +170,7 @@ pub fn pod(mut p: core::Pod, namespace: &str, name: &str, errors: &mut FieldErro
         labels,
         ips,
         ports,
-        node_name: spec.node_name.clone(),
+        node_name: spec.node_name,
         state,
         workload: None,
     }
@@ -105,9 +187,8 @@ pub fn template(
 ) -> Pod {
     let labels =
         labels(t.metadata.as_ref().and_then(|m| m.labels.as_ref()), &format!("{field}.metadata.labels"), errors);
-    let default_spec = core::PodSpec::default();
-    let spec = t.spec.as_ref().unwrap_or(&default_spec);
-    let ports = ports(spec, &format!("{field}.spec"), errors);
+    let spec = t.spec.as_ref().map(SpecParts::of_api).unwrap_or_default();
+    let ports = ports(&spec, &format!("{field}.spec"), errors);
     let state =
         if spec.host_network == Some(true) { PodState::Excluded(HOST_NETWORK.into()) } else { PodState::Planned };
     Pod {
