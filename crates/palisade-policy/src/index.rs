@@ -74,6 +74,19 @@ impl ClusterIndex {
         index
     }
 
+    /// Makes room for this many more namespaces, pods and policies, so
+    /// that building a large index does not grow (and copy) its tables
+    /// step by step.
+    pub fn reserve(&mut self, namespaces: usize, pods: usize, policies: usize) {
+        self.namespaces.reserve(namespaces);
+        self.ns_by_name.reserve(namespaces);
+        self.pods.reserve(pods);
+        self.pod_by_key.reserve(pods, |(key, _)| SlotKey::hash(key.as_bytes()));
+        self.pod_by_ip.reserve(pods);
+        self.policies.reserve(policies);
+        self.policy_by_key.reserve(policies);
+    }
+
     // ----- change journal --------------------------------------------------
 
     /// Starts recording which objects change (off by default, so one-shot

@@ -27,6 +27,11 @@ impl<T> Slab<T> {
         }
     }
 
+    /// Room for `more` inserts without moving the slots.
+    pub(crate) fn reserve(&mut self, more: usize) {
+        self.slots.reserve(more.saturating_sub(self.free.len()));
+    }
+
     pub(crate) fn remove(&mut self, id: u32) -> Option<T> {
         let value = self.slots.get_mut(id as usize)?.take()?;
         self.free.push(id);
