@@ -302,7 +302,11 @@ fn cluster_index(
     pods: Vec<Pod>,
     policies: Vec<NetworkPolicy>,
 ) -> ClusterIndex {
-    let mut index = ClusterIndex::from_objects(namespaces, Vec::new(), Vec::new());
+    let mut index = ClusterIndex::new();
+    index.reserve(namespaces.len(), pods.len(), policies.len());
+    for ns in namespaces {
+        index.apply_namespace(ns);
+    }
     for node in nodes {
         index.apply_node(node);
     }
@@ -424,18 +428,36 @@ impl Iterator for EventsIter {
     }
 }
 
-fn add_texts(loaded: &mut Loaded, files: &[(&str, &str)], options: &LoadOptions) {
-    let mut pieces: Vec<(usize, Piece<'_>)> = Vec::new();
-    for (i, (file, text)) in files.iter().enumerate() {
-        loaded.files += 1;
-        let text = documents::without_bom(text);
-        let found = if pieces::is_json(text) { pieces::json_pieces(file, text) } else { pieces::yaml_pieces(text) };
-        pieces.extend(found.into_iter().map(|p| (i, p)));
-    }
+fn add_texts<'f>(loaded: &mut Loaded, files: &[(&'f str, &'f str)], options: &LoadOptions) {
+    loaded.files += files.len();
     let mut stopped = vec![false; files.len()];
-    let convert = |(i, piece): &(usize, Piece<'_>)| (*i, piece_events(files[*i].0, piece, &options.default_namespace));
-    // Taken in input order while later pieces still convert.
-    parallel::map_in_order(&pieces, convert, |(i, events)| {
+    // Cut on this thread, converted meanwhile on the others, taken here in
+    // input order once everything is cut.
+    let cut = |emit: &mut dyn FnMut((usize, Piece<'f>))| {
+        for (i, (file, text)) in files.iter().enumerate() {
+            let text = documents::without_bom(text);
+            if pieces::is_json(text) {
+                pieces::stream_json(file, text, &mut |piece| emit((i, piece)));
+            } else {
+                for piece in pieces::yaml_pieces(text) {
+                    emit((i, piece));
+                }
+            }
+        }
+    };
+    let convert = |(i, piece): &(usize, Piece<'f>)| {
+        let events = if piece.retracted() {
+            Events::Many(Vec::new())
+        } else {
+            piece_events(files[*i].0, piece, &options.default_namespace)
+        };
+        (*i, piece.speculation(), events)
+    };
+    parallel::map_streamed(cut, convert, |(i, speculation, events)| {
+        // The items of what turned out not to be a List, cut again.
+        if speculation.is_some_and(|s| s.retracted()) {
+            return;
+        }
         for event in events {
             if stopped[i] {
                 break;

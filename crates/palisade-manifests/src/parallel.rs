@@ -1,15 +1,18 @@
-//! A parallel map over a slice with the standard library's scoped threads,
-//! whose results are taken in input order while later items still convert.
+//! A parallel map with the standard library's scoped threads, over items
+//! that a producer yields one by one, whose results are taken in input
+//! order once the producer is done.
 //!
-//! The items are cut into blocks. Helper threads (one per core but one)
-//! convert blocks in turn; the calling thread gives each result to
-//! `consume` in input order as soon as its block is done, and converts a
-//! block itself whenever the next one is not. So taking the results (the
-//! loader's sequential part: duplicates, origins) overlaps the conversion
-//! instead of following it, and no core waits on a slow block.
+//! The producer runs on the calling thread and cuts its items into
+//! blocks. Helper threads (one per core but one) convert each block as
+//! soon as it is published, so conversion overlaps production (the loader
+//! scans a cluster dump's List while its first items already convert).
+//! Then the calling thread gives each result to `consume` in input order
+//! as soon as its block is done, and converts a block itself whenever the
+//! next one is not. So taking the results (the loader's sequential part:
+//! duplicates, origins) overlaps the rest of the conversion too, and no
+//! core waits on a slow block.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 /// Below this many items a second thread costs more than it saves.
 const PER_THREAD_AT_LEAST: usize = 64;
@@ -22,91 +25,147 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// What the threads share: the next block to claim, each block's results,
-/// and the signal that a block is done (or a helper panicked).
-struct Shared<'t, T, R> {
-    blocks: Vec<&'t [T]>,
-    next: AtomicUsize,
-    done: Vec<Mutex<Option<Vec<R>>>>,
-    signal: Mutex<()>,
-    changed: Condvar,
-    failed: AtomicBool,
+/// What the threads share, under one lock: the published blocks, each
+/// block's results, how many blocks are claimed, and whether the producer
+/// is done or some thread failed.
+struct State<T, R> {
+    blocks: Vec<Arc<Vec<T>>>,
+    results: Vec<Option<Vec<R>>>,
+    claimed: usize,
+    produced: bool,
+    failed: bool,
 }
 
-impl<T, R> Shared<'_, T, R> {
-    /// Converts the next unclaimed block; false when none is left.
-    fn convert_next(&self, f: &impl Fn(&T) -> R) -> bool {
-        let b = self.next.fetch_add(1, Ordering::Relaxed);
-        let Some(block) = self.blocks.get(b) else { return false };
-        let out: Vec<R> = block.iter().map(f).collect();
-        *lock(&self.done[b]) = Some(out);
-        // Notified under the signal's lock: a waiter that saw the block
-        // missing is already waiting, so it cannot miss this.
-        let _signal = lock(&self.signal);
+struct Shared<T, R> {
+    state: Mutex<State<T, R>>,
+    /// Signalled when a block is published or done, production ends, or a
+    /// thread fails.
+    changed: Condvar,
+}
+
+impl<T, R> Shared<T, R> {
+    fn new() -> Self {
+        let state = State { blocks: Vec::new(), results: Vec::new(), claimed: 0, produced: false, failed: false };
+        Shared { state: Mutex::new(state), changed: Condvar::new() }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut State<T, R>)) {
+        change(&mut lock(&self.state));
         self.changed.notify_all();
-        true
+    }
+
+    /// Converts block `b` and stores its results.
+    fn convert(&self, b: usize, block: &[T], f: &impl Fn(&T) -> R) {
+        let out: Vec<R> = block.iter().map(f).collect();
+        self.update(|s| s.results[b] = Some(out));
+    }
+
+    /// A helper's loop: converts published blocks in turn until the
+    /// producer is done and none is left, or a thread failed.
+    fn help(&self, f: &impl Fn(&T) -> R) {
+        loop {
+            let (b, block) = {
+                let mut s = lock(&self.state);
+                loop {
+                    if s.failed {
+                        return;
+                    }
+                    if s.claimed < s.blocks.len() {
+                        let b = s.claimed;
+                        s.claimed += 1;
+                        break (b, Arc::clone(&s.blocks[b]));
+                    }
+                    if s.produced {
+                        return;
+                    }
+                    s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
+                }
+            };
+            self.convert(b, &block, f);
+        }
     }
 }
 
-/// Sets `failed` and wakes the calling thread if a helper unwinds, so that
-/// it stops waiting for a block that will never be done.
-struct PanicFlag<'s, 't, T, R>(&'s Shared<'t, T, R>);
+/// Marks the map failed and wakes every thread if its thread unwinds, so
+/// that no helper waits for blocks that will never be published and the
+/// calling thread does not wait for results that will never come.
+struct PanicFlag<'s, T, R>(&'s Shared<T, R>);
 
-impl<T, R> Drop for PanicFlag<'_, '_, T, R> {
+impl<T, R> Drop for PanicFlag<'_, T, R> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.failed.store(true, Ordering::Relaxed);
-            let _signal = lock(&self.0.signal);
-            self.0.changed.notify_all();
+            self.0.update(|s| s.failed = true);
         }
     }
 }
 
-/// `items.iter().map(f).for_each(consume)`, with `f` on up to one thread
-/// per core and `consume` on the calling thread, in input order.
-pub(crate) fn map_in_order<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync, mut consume: impl FnMut(R)) {
+/// `produce`'s items mapped by `f` and given to `consume` in the order
+/// produced: `f` on up to one thread per core while `produce` still runs,
+/// `produce` and `consume` on the calling thread.
+pub(crate) fn map_streamed<T: Send + Sync, R: Send>(
+    produce: impl FnOnce(&mut dyn FnMut(T)),
+    f: impl Fn(&T) -> R + Sync,
+    mut consume: impl FnMut(R),
+) {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let helpers = (cores - 1).min(items.len() / PER_THREAD_AT_LEAST);
-    if helpers == 0 {
-        items.iter().map(f).for_each(consume);
-        return;
-    }
-    let blocks: Vec<&[T]> = items.chunks(BLOCK).collect();
-    let shared = Shared {
-        done: (0..blocks.len()).map(|_| Mutex::new(None)).collect(),
-        blocks,
-        next: AtomicUsize::new(0),
-        signal: Mutex::new(()),
-        changed: Condvar::new(),
-        failed: AtomicBool::new(false),
-    };
+    let shared = Shared::<T, R>::new();
     let (shared, f) = (&shared, &f);
-    std::thread::scope(|s| {
-        for _ in 0..helpers {
-            s.spawn(move || {
-                let _flag = PanicFlag(shared);
-                while shared.convert_next(f) {}
+    std::thread::scope(|scope| {
+        let _flag = PanicFlag(shared);
+        let (mut pending, mut total, mut helpers) = (Vec::with_capacity(BLOCK), 0usize, 0usize);
+        let mut publish = |pending: &mut Vec<T>, total: usize| {
+            let block = Arc::new(std::mem::replace(pending, Vec::with_capacity(BLOCK)));
+            shared.update(|s| {
+                s.blocks.push(block);
+                s.results.push(None);
             });
+            // Helpers start once there is enough work for them.
+            let wanted = (cores - 1).min(total / PER_THREAD_AT_LEAST);
+            while helpers < wanted {
+                helpers += 1;
+                scope.spawn(move || {
+                    let _flag = PanicFlag(shared);
+                    shared.help(f);
+                });
+            }
+        };
+        produce(&mut |item| {
+            pending.push(item);
+            total += 1;
+            if pending.len() == BLOCK {
+                publish(&mut pending, total);
+            }
+        });
+        if !pending.is_empty() {
+            publish(&mut pending, total);
         }
-        for b in 0..shared.blocks.len() {
+        shared.update(|s| s.produced = true);
+        let blocks = lock(&shared.state).blocks.len();
+        for b in 0..blocks {
             loop {
-                if let Some(out) = lock(&shared.done[b]).take() {
+                let mut s = lock(&shared.state);
+                if let Some(out) = s.results[b].take() {
+                    drop(s);
                     out.into_iter().for_each(&mut consume);
                     break;
                 }
-                if shared.convert_next(f) {
+                if s.claimed < s.blocks.len() {
+                    // Blocks are claimed in order and those before `b` are
+                    // taken, so this is `b` or a later one.
+                    let claimed = s.claimed;
+                    s.claimed += 1;
+                    let block = Arc::clone(&s.blocks[claimed]);
+                    drop(s);
+                    shared.convert(claimed, &block, f);
                     continue;
                 }
-                // Every block is claimed and this one is not done: wait for
-                // the helper converting it.
-                let signal = lock(&shared.signal);
-                if shared.failed.load(Ordering::Relaxed) {
+                if s.failed {
                     // The scope re-raises the helper's panic when it ends.
                     return;
                 }
-                if lock(&shared.done[b]).is_none() {
-                    drop(shared.changed.wait(signal).unwrap_or_else(PoisonError::into_inner));
-                }
+                // Every block is claimed and this one is not done: wait for
+                // the helper converting it.
+                drop(shared.changed.wait(s).unwrap_or_else(PoisonError::into_inner));
             }
         }
     });
@@ -114,11 +173,11 @@ pub(crate) fn map_in_order<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + 
 
 #[cfg(test)]
 mod tests {
-    use super::map_in_order;
+    use super::map_streamed;
 
-    fn collected<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    fn collected<T: Send + Sync + Clone, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
         let mut out = Vec::new();
-        map_in_order(items, f, |r| out.push(r));
+        map_streamed(|emit| items.iter().cloned().for_each(emit), f, |r| out.push(r));
         out
     }
 
@@ -139,6 +198,40 @@ mod tests {
     }
 
     #[test]
+    fn items_convert_while_the_producer_still_runs() {
+        // The producer waits (bounded) after its first blocks until one of
+        // them has been converted: only a helper can do that meanwhile.
+        let converted = std::sync::atomic::AtomicUsize::new(0);
+        let mut seen_while_producing = 0;
+        let mut out = Vec::new();
+        map_streamed(
+            |emit| {
+                for i in 0..2_000usize {
+                    emit(i);
+                    if i == 1_000 {
+                        let start = std::time::Instant::now();
+                        while converted.load(std::sync::atomic::Ordering::Relaxed) == 0
+                            && start.elapsed() < std::time::Duration::from_secs(5)
+                        {
+                            std::thread::yield_now();
+                        }
+                        seen_while_producing = converted.load(std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            },
+            |i| {
+                converted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                *i
+            },
+            |r| out.push(r),
+        );
+        assert_eq!(out, (0..2_000).collect::<Vec<_>>());
+        if std::thread::available_parallelism().map_or(1, std::num::NonZero::get) > 1 {
+            assert!(seen_while_producing > 0, "nothing converted while the producer ran");
+        }
+    }
+
+    #[test]
     fn a_panic_in_a_conversion_reaches_the_caller_and_nothing_hangs() {
         let items: Vec<usize> = (0..5_000).collect();
         for bad in [0, 300, 4_999] {
@@ -150,5 +243,26 @@ mod tests {
             });
             assert!(caught.is_err(), "the panic at {bad} was lost");
         }
+    }
+
+    #[test]
+    fn a_panic_in_the_producer_or_the_consumer_does_not_hang_the_helpers() {
+        let caught = std::panic::catch_unwind(|| {
+            map_streamed(
+                |emit| {
+                    for i in 0..1_000usize {
+                        emit(i);
+                    }
+                    panic!("producer");
+                },
+                |i| *i,
+                |_| {},
+            );
+        });
+        assert!(caught.is_err());
+        let caught = std::panic::catch_unwind(|| {
+            map_streamed(|emit| (0..5_000usize).for_each(emit), |i| *i, |r| assert!(r != 2_000, "consumer"));
+        });
+        assert!(caught.is_err());
     }
 }

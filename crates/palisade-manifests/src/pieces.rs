@@ -4,7 +4,7 @@
 //! of every document, cut at its `---` line.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -20,12 +20,74 @@ pub(crate) enum Piece<'a> {
     /// One JSON value, as a slice of the text: an object or, inside a
     /// top-level List, an item (which may be a List itself) at `depth` 1,
     /// with the kind its typed list implies.
-    Json { text: &'a str, depth: usize, implied: Option<Arc<Implied>> },
+    Json { text: &'a str, depth: usize, implied: Implying },
     /// One YAML document's text; `line` is the file's line it starts on.
     Yaml { text: &'a str, line: usize },
     /// What splitting found wrong; for a syntax error, nothing after it in
     /// the file is read.
     Error(LoadError),
+}
+
+impl Piece<'_> {
+    /// Whether this is the item of a List that turned out to be something
+    /// else (see [`stream_json`]): its results are dropped.
+    pub(crate) fn retracted(&self) -> bool {
+        self.speculation().is_some_and(|s| s.retracted())
+    }
+
+    /// For a streamed item, what settles whether it stands.
+    pub(crate) fn speculation(&self) -> Option<Arc<Speculation>> {
+        match self {
+            Piece::Json { implied: Implying::Streamed(s), .. } => Some(Arc::clone(s)),
+            _ => None,
+        }
+    }
+}
+
+/// The kind a List's items take when they carry none (a typed list's).
+#[derive(Debug, Clone)]
+pub(crate) enum Implying {
+    /// Known when the piece was cut.
+    Known(Option<Arc<Implied>>),
+    /// An item of a List still being read ([`stream_json`]): known once
+    /// the List is read to its end.
+    Streamed(Arc<Speculation>),
+}
+
+impl Implying {
+    /// The implied kind; for a streamed item, once its List is read.
+    fn get(&self) -> Option<&Implied> {
+        match self {
+            Implying::Known(implied) => implied.as_deref(),
+            Implying::Streamed(speculation) => match speculation.0.wait() {
+                Verdict::List(implied) => implied.as_deref(),
+                Verdict::Retracted => None,
+            },
+        }
+    }
+}
+
+/// What the items cut from a text while it was still being read turn out
+/// to be: the items of a List (with what they imply), or nothing (the text
+/// was not one List, or not valid, and is cut again exactly).
+#[derive(Debug, Default)]
+pub(crate) struct Speculation(OnceLock<Verdict>);
+
+#[derive(Debug)]
+enum Verdict {
+    List(Option<Arc<Implied>>),
+    Retracted,
+}
+
+impl Speculation {
+    pub(crate) fn retracted(&self) -> bool {
+        matches!(self.0.get(), Some(Verdict::Retracted))
+    }
+
+    fn settle(&self, verdict: Verdict) {
+        // Settled once, by the one thread that reads the text.
+        let _ = self.0.set(verdict);
+    }
 }
 
 /// Whether a text is JSON (it starts with `{` or `[`) rather than YAML.
@@ -204,13 +266,13 @@ pub(crate) fn json_pieces<'a>(file: &str, text: &'a str) -> Vec<Piece<'a>> {
         match value {
             Ok(Value::Object(head)) if head.is_list() => match head.items {
                 Some(Items(Some(ref items))) => {
-                    let implied = Implied::of(&head).map(Arc::new);
+                    let implied = Implying::Known(Implied::of(&head).map(Arc::new));
                     out.extend(items.iter().map(|i| Piece::Json { text: i.get(), depth: 1, implied: implied.clone() }));
                 }
                 Some(Items(None)) => out.push(Piece::Error(invalid(file, head.kind(), "items", "must be a list"))),
                 None => {}
             },
-            Ok(Value::Object(_)) => out.push(Piece::Json { text: raw, depth: 0, implied: None }),
+            Ok(Value::Object(_)) => out.push(Piece::Json { text: raw, depth: 0, implied: Implying::Known(None) }),
             Ok(Value::Other) => out.push(Piece::Error(invalid(file, "document", "(root)", "is not an object"))),
             Err(e) => {
                 out.push(Piece::Error(crate::documents::syntax(file, e.line(), e.column(), &e.to_string())));
@@ -219,6 +281,139 @@ pub(crate) fn json_pieces<'a>(file: &str, text: &'a str) -> Vec<Piece<'a>> {
         }
     }
     out
+}
+
+/// Cuts a JSON text into pieces like [`json_pieces`], giving each to
+/// `emit` as soon as it is cut: when the text is one List (a cluster
+/// dump), its items go out while the rest of it is still being read, so
+/// they convert meanwhile. kubectl writes `items` before `kind`, so
+/// whether they are a List's items is settled only at the end: until then
+/// they are streamed items, whose conversion waits for the List's kind only
+/// when it needs it. If the text turns out to be anything else (not one
+/// object, not a List, invalid, a duplicate field), those items are
+/// retracted (their results are dropped) and the text is cut again by
+/// [`json_pieces`], so what is loaded, and every error, are the same.
+pub(crate) fn stream_json<'a>(file: &str, text: &'a str, emit: &mut dyn FnMut(Piece<'a>)) {
+    if !text.trim_start().starts_with('{') {
+        return json_pieces(file, text).into_iter().for_each(emit);
+    }
+    let speculation = Arc::new(Speculation::default());
+    let mut list = ListRead { head: Head::default(), items: None, speculation: &speculation, emit };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let read = serde::de::DeserializeSeed::deserialize(&mut list, &mut de).and_then(|()| de.end());
+    let ListRead { head, items, emit, .. } = list;
+    match (read, items) {
+        (Ok(()), Some(true)) if head.is_list() => {
+            speculation.settle(Verdict::List(Implied::of(&head).map(Arc::new)));
+        }
+        (Ok(()), _) if !head.is_list() => {
+            speculation.settle(Verdict::Retracted);
+            let raw = text.trim_matches([' ', '\t', '\n', '\r']);
+            emit(Piece::Json { text: raw, depth: 0, implied: Implying::Known(None) });
+        }
+        _ => {
+            speculation.settle(Verdict::Retracted);
+            json_pieces(file, text).into_iter().for_each(emit);
+        }
+    }
+}
+
+/// Reads one object's head, streaming the items of its `items` array.
+/// `items`: `None` when absent, whether it is an array otherwise (also
+/// set in `head.items`, for [`Head::is_list`]).
+struct ListRead<'s, 'a> {
+    head: Head<'a>,
+    items: Option<bool>,
+    speculation: &'s Arc<Speculation>,
+    emit: &'s mut dyn FnMut(Piece<'a>),
+}
+
+impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for &mut ListRead<'_, 'a> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for &mut ListRead<'_, 'a> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = [false; 4];
+        while let Some(key) = map.next_key::<Lenient<'de>>()? {
+            let field = match key.0.as_deref().unwrap_or_default() {
+                "kind" => 0,
+                "apiVersion" => 1,
+                "metadata" => 2,
+                "items" => 3,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    continue;
+                }
+            };
+            if std::mem::replace(&mut seen[field], true) {
+                // Cut again exactly, which reports it.
+                return Err(serde::de::Error::custom("duplicate field"));
+            }
+            match field {
+                0 => self.head.kind = map.next_value()?,
+                1 => self.head.api_version = map.next_value()?,
+                2 => self.head.metadata = map.next_value()?,
+                _ => {
+                    let array = map.next_value_seed(ItemsRead { speculation: self.speculation, emit: self.emit })?;
+                    self.items = Some(array);
+                    self.head.items = Some(Items(array.then(Vec::new)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Streams the items of an `items` value; whether it is an array (or
+/// `null`, which reads as an empty one).
+struct ItemsRead<'s, 'a> {
+    speculation: &'s Arc<Speculation>,
+    emit: &'s mut dyn FnMut(Piece<'a>),
+}
+
+impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for ItemsRead<'_, 'a> {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for ItemsRead<'_, 'a> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list")
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            let implied = Implying::Streamed(Arc::clone(self.speculation));
+            (self.emit)(Piece::Json { text: item.get(), depth: 1, implied });
+        }
+        Ok(true)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+    numbers_and_bools_are!(false);
 }
 
 /// A top-level JSON value: an object's head, or anything else.
@@ -352,7 +547,7 @@ pub(crate) fn flatten_json(
     file: &str,
     raw: &str,
     depth: usize,
-    implied: Option<&Implied>,
+    implied: &Implying,
     errors: &mut Vec<LoadError>,
     object: &mut dyn FnMut(&str, Head<'_>),
 ) {
@@ -361,9 +556,9 @@ pub(crate) fn flatten_json(
         return;
     };
     if head.kind().is_empty() {
-        if let Some(implied) = implied {
+        if let Some(implied) = implied.get() {
             let completed = implied.complete(raw);
-            return flatten_json(file, &completed, depth, None, errors, object);
+            return flatten_json(file, &completed, depth, &Implying::Known(None), errors, object);
         }
         errors.push(invalid(file, format!("object {:?}", head.name()), "kind", "required"));
         return;
@@ -376,11 +571,11 @@ pub(crate) fn flatten_json(
         errors.push(invalid(file, head.kind(), "items", "Lists nested too deeply"));
         return;
     }
-    let implied = Implied::of(&head);
+    let implied = Implying::Known(Implied::of(&head).map(Arc::new));
     match head.items {
         Some(Items(Some(items))) => {
             for item in items {
-                flatten_json(file, item.get(), depth + 1, implied.as_ref(), errors, object);
+                flatten_json(file, item.get(), depth + 1, &implied, errors, object);
             }
         }
         Some(Items(None)) => errors.push(invalid(file, head.kind(), "items", "must be a list")),
@@ -400,12 +595,12 @@ pub(crate) fn piece_objects(
     match piece {
         Piece::Error(e @ LoadError::Syntax { .. }) => return Some(e.clone()),
         Piece::Error(e) => errors.push(e.clone()),
-        Piece::Json { text, depth, implied } => flatten_json(file, text, *depth, implied.as_deref(), errors, object),
+        Piece::Json { text, depth, implied } => flatten_json(file, text, *depth, implied, errors, object),
         Piece::Yaml { text, line } => {
             for document in crate::documents::yaml_documents(file, text, *line) {
                 match document {
                     Ok(None) => {}
-                    Ok(Some(json)) => flatten_json(file, &json, 0, None, errors, object),
+                    Ok(Some(json)) => flatten_json(file, &json, 0, &Implying::Known(None), errors, object),
                     Err(e) => return Some(e),
                 }
             }
@@ -475,13 +670,24 @@ mod tests {
         assert_eq!(yaml_texts("----\na: 1\n"), [("----\na: 1\n", 1)], "`----` is not a marker");
     }
 
+    /// The objects and errors of a JSON text, the same whether its pieces
+    /// are cut after the whole read or streamed while it is read.
     fn json_objects(text: &str) -> (Vec<String>, Vec<String>) {
+        let whole = objects_of(json_pieces("f", text));
+        let mut streamed = Vec::new();
+        stream_json("f", text, &mut |piece| streamed.push(piece));
+        streamed.retain(|p| !p.retracted());
+        assert_eq!(objects_of(streamed), whole, "streamed and whole reads differ on {text}");
+        whole
+    }
+
+    fn objects_of(pieces: Vec<Piece<'_>>) -> (Vec<String>, Vec<String>) {
         let (mut objects, mut errors) = (Vec::new(), Vec::new());
-        for piece in json_pieces("f", text) {
+        for piece in pieces {
             match piece {
                 Piece::Json { text: raw, depth, implied } => {
                     let mut found = Vec::new();
-                    flatten_json("f", raw, depth, implied.as_deref(), &mut found, &mut |raw, head| {
+                    flatten_json("f", raw, depth, &implied, &mut found, &mut |raw, head| {
                         objects.push(format!("{} {raw}", head.kind()));
                     });
                     errors.extend(found.iter().map(ToString::to_string));
@@ -532,5 +738,26 @@ mod tests {
         let nested = r#"{"kind":"List","items":[{"kind":"List","items":[{"kind":"List","items":[{"kind":"List","items":[{"kind":"List","items":[]}]}]}]}]}"#;
         assert_eq!(errors(nested), ["f: List: items: Lists nested too deeply"]);
         assert_eq!(errors("{\"kind\":\n\"Pod\""), ["f:2:5: EOF while parsing an object"]);
+        assert_eq!(
+            errors(r#"{"kind":"List","items":[{"kind":"Pod"}],"kind":"List"}"#),
+            ["f:1:46: duplicate field `kind`"]
+        );
+        assert_eq!(errors(r#"{"kind":"List","items":[{"kind":"Pod"}]} x"#), ["f:1:42: expected value"]);
+    }
+
+    #[test]
+    fn streamed_items_wait_for_their_lists_kind_only_when_they_need_it() {
+        let text = r#"{"items":[{"kind":"Namespace"},{"metadata":{"name":"x"}}],"apiVersion":"v1","kind":"PodList"}"#;
+        let (objects, errors) = json_objects(text);
+        assert_eq!(
+            objects,
+            [r#"Namespace {"kind":"Namespace"}"#, r#"Pod {"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}}"#]
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        // Not a List: the items are retracted and the object stands whole.
+        let (objects, _) = json_objects(r#"{"items":[{"kind":"Pod"}],"kind":"Thing"}"#);
+        assert_eq!(objects, [r#"Thing {"items":[{"kind":"Pod"}],"kind":"Thing"}"#]);
+        let (objects, _) = json_objects(r#" {"kind":"List","items":null} "#);
+        assert!(objects.is_empty());
     }
 }

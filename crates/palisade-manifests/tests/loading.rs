@@ -276,3 +276,71 @@ fn many_pieces_are_taken_in_input_order() {
     assert!(order.windows(2).all(|w| w[0] < w[1]), "errors in input order: {messages:#?}");
     assert_eq!(messages.len(), 5, "{messages:#?}");
 }
+
+/// A List's items are cut and converted while the rest of the text is
+/// still being read, before its `kind` (which kubectl and the API write
+/// after `items`) is known. They stand only if the text turns out to be one
+/// List; otherwise the text is read again exactly, and the result is the
+/// one a whole read gives.
+#[test]
+fn streamed_list_items_stand_only_when_the_text_is_one_list() {
+    let items = |n: usize| -> String {
+        let all: Vec<String> =
+            (0..n).map(|i| pod_item(&format!("p{i}"), &format!("10.8.{}.{}", i / 250, i % 250))).collect();
+        all.join(",\n")
+    };
+    let names = |text: &str| -> (Vec<String>, Vec<String>) {
+        let loaded = load_str("dump.json", text, "default");
+        let pods = loaded.pods.iter().map(|p| p.name.clone()).collect();
+        (pods, loaded.errors.iter().map(ToString::to_string).collect())
+    };
+    let all: Vec<String> = (0..3_000).map(|i| format!("p{i}")).collect();
+
+    // A typed list as the API serves it: items without a kind, the list's
+    // kind written last.
+    let kindless: Vec<String> = (0..3_000)
+        .map(|i| {
+            format!(
+                r#"{{"metadata": {{"name": "p{i}", "namespace": "big"}}, "status": {{"podIP": "10.7.{}.{}"}}}}"#,
+                i / 250,
+                i % 250
+            )
+        })
+        .collect();
+    let typed =
+        format!(r#"{{"items": [{}], "apiVersion": "v1", "kind": "PodList", "metadata": {{}}}}"#, kindless.join(","));
+    assert_eq!(names(&typed), (all.clone(), vec![]), "items take the kind the list implies");
+
+    // A List followed by another object: both are read.
+    let two = format!(
+        r#"{{"items": [{}], "apiVersion": "v1", "kind": "List"}} {{"apiVersion": "v1", "kind": "Namespace", "metadata": {{"name": "big"}}}}"#,
+        items(3_000)
+    );
+    let loaded = load_str("dump.json", &two, "default");
+    assert_eq!(loaded.pods.len(), 3_000);
+    assert_eq!(loaded.namespaces.len(), 1);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+
+    // Not a List at all: an object of another kind that has `items`.
+    let other = format!(
+        r#"{{"items": [{}], "apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "c"}}}}"#,
+        items(3_000)
+    );
+    let loaded = load_str("dump.json", &other, "default");
+    assert!(loaded.pods.is_empty(), "no item of a ConfigMap is a pod");
+    assert_eq!(loaded.skipped.get("ConfigMap"), Some(&1));
+
+    // A syntax error near the end: nothing of the List is read, as when
+    // the whole List is read first.
+    let broken = format!(r#"{{"apiVersion": "v1", "items": [{}, {{"kind": }}], "kind": "List"}}"#, items(3_000));
+    let (pods, errors) = names(&broken);
+    assert!(pods.is_empty(), "{} pods read from a broken List", pods.len());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("dump.json:") && errors[0].contains("expected value"), "{errors:?}");
+
+    // A duplicate `kind`: refused as a whole read refuses it.
+    let twice = format!(r#"{{"kind": "List", "items": [{}], "kind": "List"}}"#, items(3_000));
+    let (pods, errors) = names(&twice);
+    assert!(pods.is_empty());
+    assert!(errors.len() == 1 && errors[0].contains("duplicate field `kind`"), "{errors:?}");
+}
