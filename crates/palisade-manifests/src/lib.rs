@@ -19,6 +19,7 @@
 //! are listed ([`Loaded::ignored_policies`]) so that callers can say their
 //! answers are incomplete.
 
+mod build;
 mod cluster_policy;
 mod convert;
 mod documents;
@@ -37,9 +38,12 @@ mod walk;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use palisade_policy::{ClusterIndex, ClusterPolicy, Namespace, NetworkPolicy, Node, ObjectKey, ObjectKind, Pod};
+use palisade_policy::{
+    ClusterIndex, ClusterPolicy, Enforcement, Namespace, NetworkPolicy, Node, ObjectKey, ObjectKind, Pod,
+};
 use serde_json::Value;
 
+pub use build::Build;
 use convert::{Kept, Outcome};
 pub use documents::{Input, manifest_files};
 pub use error::{FieldError, LoadError};
@@ -56,13 +60,15 @@ pub struct LoadOptions {
     /// Unknown fields reject their object (the API server's strict field
     /// validation) instead of being warned about.
     pub strict: bool,
+    /// What the load builds from the objects.
+    pub build: Build,
 }
 
 impl LoadOptions {
-    /// Options with `default_namespace`, not strict.
+    /// Options with `default_namespace`, not strict, building the objects.
     #[must_use]
     pub fn new(default_namespace: &str) -> Self {
-        LoadOptions { default_namespace: default_namespace.to_string(), strict: false }
+        LoadOptions { default_namespace: default_namespace.to_string(), strict: false, build: Build::Objects }
     }
 }
 
@@ -111,6 +117,11 @@ pub struct Loaded {
     owners: Vec<(String, String, String)>,
     /// Workload pods, merged in at the end.
     templates: Vec<(Pod, String)>,
+    /// Audit (staged) NetworkPolicies read (`palisade.dev/enforcement:
+    /// audit`), whether or not they are left out of the index.
+    pub staged: usize,
+    /// The index built while objects are taken ([`Build::Index`]).
+    building: Option<build::Building>,
 }
 
 impl Loaded {
@@ -127,9 +138,14 @@ impl Loaded {
     }
 
     /// Builds the cluster index, moving the objects into it (they are left
-    /// empty here): what a command that only needs the index does.
+    /// empty here): what a command that only needs the index does. With
+    /// [`Build::Index`], it is the index built while the objects were
+    /// taken.
     #[must_use]
     pub fn take_index(&mut self) -> ClusterIndex {
+        if let Some(index) = self.finish_building() {
+            return index;
+        }
         cluster_index(
             std::mem::take(&mut self.namespaces),
             std::mem::take(&mut self.nodes),
@@ -242,7 +258,10 @@ impl Loaded {
                 if !out.lint_ignore.is_empty() && !self.origins.contains_key(&key) {
                     self.lint_ignore.insert(key.clone(), out.lint_ignore);
                 }
-                self.keep(file, None, key, p, |l, v| l.policies.push(v));
+                self.keep(file, None, key, p, |l, v| {
+                    l.staged += usize::from(v.enforcement == Enforcement::Audit);
+                    l.policies.push(v);
+                });
             }
             Some(Kept::ClusterPolicy(p)) => {
                 let key = out.key.unwrap_or_else(|| ObjectKey::cluster_policy(p.kind, &p.name));
@@ -337,7 +356,7 @@ pub fn load(inputs: &[Input], default_namespace: &str) -> Loaded {
 /// input order, so the result does not depend on the number of threads.
 #[must_use]
 pub fn load_with(inputs: &[Input], options: &LoadOptions) -> Loaded {
-    let mut loaded = Loaded::default();
+    let mut loaded = Loaded::for_build(options.build);
     let texts = documents::read_inputs(inputs, &mut loaded.errors);
     let files: Vec<(&str, &str)> = texts.iter().map(|(f, t)| (f.as_str(), t.as_str())).collect();
     add_texts(&mut loaded, &files, options);
@@ -349,7 +368,7 @@ pub fn load_with(inputs: &[Input], options: &LoadOptions) -> Loaded {
 /// an API server's lists, for example), with `options`.
 #[must_use]
 pub fn load_texts(texts: &[(&str, &str)], options: &LoadOptions) -> Loaded {
-    let mut loaded = Loaded::default();
+    let mut loaded = Loaded::for_build(options.build);
     add_texts(&mut loaded, texts, options);
     finish(&mut loaded);
     loaded
@@ -364,7 +383,7 @@ pub fn load_str(file: &str, text: &str, default_namespace: &str) -> Loaded {
 /// [`load_str`] with `options`.
 #[must_use]
 pub fn load_str_with(file: &str, text: &str, options: &LoadOptions) -> Loaded {
-    let mut loaded = Loaded::default();
+    let mut loaded = Loaded::for_build(options.build);
     add_texts(&mut loaded, &[(file, text)], options);
     finish(&mut loaded);
     loaded
@@ -471,6 +490,7 @@ fn add_texts<'f>(loaded: &mut Loaded, files: &[(&'f str, &'f str)], options: &Lo
                 Event::Object(outcome) => loaded.absorb(files[i].0, outcome, options.strict),
             }
         }
+        loaded.feed_index();
     });
 }
 
@@ -589,6 +609,7 @@ fn finish(loaded: &mut Loaded) {
         let key = ObjectKey::new(ObjectKind::Pod, &pod.namespace, &pod.name);
         loaded.keep(&file, Some(&object), key, pod, |l, v| l.pods.push(v));
     }
+    loaded.feed_index();
 }
 
 /// An object as read, before conversion: for tools that rewrite manifests

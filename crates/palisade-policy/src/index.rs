@@ -363,14 +363,25 @@ impl ClusterIndex {
     // ----- pods ----------------------------------------------------------
 
     /// Adds or updates a pod. Returns whether anything changed.
-    pub fn apply_pod(&mut self, mut pod: Pod) -> bool {
+    pub fn apply_pod(&mut self, pod: Pod) -> bool {
+        self.apply_pod_returning_labels(pod).0
+    }
+
+    /// [`apply_pod`](Self::apply_pod), handing back the pod's label map,
+    /// which the index does not keep (it keeps the labels interned): for a
+    /// caller that frees it later or on another thread. The loader does, as
+    /// the map was allocated by the thread that converted the pod, and
+    /// freeing it here while that thread still allocates contends for its
+    /// allocator's lock.
+    pub fn apply_pod_returning_labels(&mut self, mut pod: Pod) -> (bool, Labels) {
         let pod_key = key(&pod.namespace, &pod.name);
         // Labels are kept once, interned (see `pod_labels`): at 10^5 pods the
         // map and its strings would otherwise be half of each pod's memory.
-        let labels = CompiledLabels::compile(&std::mem::take(&mut pod.labels), &mut self.interner);
+        let map = std::mem::take(&mut pod.labels);
+        let labels = CompiledLabels::compile(&map, &mut self.interner);
         if let Some(id) = self.pod_id_by_key(&pod_key) {
             if self.pod(id).pod == pod && self.pod(id).labels == labels {
-                return false;
+                return (false, map);
             }
             self.remove_pod(id);
         }
@@ -411,7 +422,7 @@ impl ClusterIndex {
             }
             self.link_pod_to_cluster_policies(id);
         }
-        true
+        (true, map)
     }
 
     /// Removes a pod. Returns whether it existed.

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use palisade_manifests::{IgnoredPolicy, Input, LoadError, LoadOptions, Loaded, load_with};
+use palisade_manifests::{Build, IgnoredPolicy, Input, LoadError, LoadOptions, Loaded, load_with};
 use palisade_policy::{ClusterIndex, Enforcement};
 use serde::Serialize;
 
@@ -131,7 +131,7 @@ impl State {
 #[must_use]
 pub fn load_state(paths: &[PathBuf], options: &LoadOptions, audit: Audit) -> State {
     let inputs: Vec<Input> = paths.iter().map(|p| Input::parse(&p.to_string_lossy())).collect();
-    let loaded = load_with(&inputs, options);
+    let loaded = load_with(&inputs, &index_only(options, audit));
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     report(loaded, &names.join(", "), "no .yaml, .yml or .json file holds a Kubernetes object", audit)
 }
@@ -139,7 +139,7 @@ pub fn load_state(paths: &[PathBuf], options: &LoadOptions, audit: Audit) -> Sta
 /// Reads the cluster through the Kubernetes API (see [`crate::live`]).
 #[must_use]
 pub fn load_live(context: Option<&str>, options: &LoadOptions, audit: Audit) -> State {
-    match crate::live::read(context, options) {
+    match crate::live::read(context, &index_only(options, audit)) {
         Ok(loaded) => report(loaded, "the Kubernetes API", "the cluster has no Namespace, Pod or NetworkPolicy", audit),
         Err(e) => {
             let mut loaded = Loaded::default();
@@ -147,6 +147,12 @@ pub fn load_live(context: Option<&str>, options: &LoadOptions, audit: Audit) -> 
             report(loaded, "the Kubernetes API", "", audit)
         }
     }
+}
+
+/// `options` for a command that needs only the index: built while the
+/// objects are taken, without the audit policies under `--audit exclude`.
+fn index_only(options: &LoadOptions, audit: Audit) -> LoadOptions {
+    LoadOptions { build: Build::Index { leave_out_audit: audit == Audit::Exclude }, ..options.clone() }
 }
 
 /// Prints what `loaded` found wrong or left out, and builds the index.
@@ -168,9 +174,10 @@ fn report(mut loaded: Loaded, source: &str, nothing: &str, audit: Audit) -> Stat
     if let Some(summary) = loaded.incomplete_summary() {
         eprintln!("warning: {summary}");
     }
-    let staged = loaded.policies.iter().filter(|p| p.enforcement == Enforcement::Audit).count();
+    let staged = loaded.staged;
     if staged > 0 {
         if audit == Audit::Exclude {
+            // Left out of the index as it was built; any still held here too.
             loaded.policies.retain(|p| p.enforcement != Enforcement::Audit);
             eprintln!("note: {staged} audit (staged) NetworkPolicies left out (--audit exclude): what is enforced now");
         } else {
@@ -188,7 +195,7 @@ impl InputArgs {
     /// The load options these arguments ask for.
     #[must_use]
     pub fn options(&self) -> LoadOptions {
-        LoadOptions { default_namespace: self.default_namespace.clone(), strict: self.strict }
+        LoadOptions { default_namespace: self.default_namespace.clone(), strict: self.strict, build: Build::Objects }
     }
 
     /// Loads these inputs: the files, or without any, the cluster through

@@ -578,7 +578,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Agent(args) => run_agent(args)?,
         Command::Lab(command) => run_lab(command)?,
         Command::Diff { before, after, default_namespace, strict, audit, audit_before, ports, protocols, output } => {
-            let options = LoadOptions { default_namespace, strict };
+            let options = LoadOptions { default_namespace, strict, build: palisade_manifests::Build::default() };
             let before = load_state(&before, &options, audit_before.unwrap_or(audit));
             let after = load_state(&after, &options, audit);
             let code = commands::diff::run(&before, &after, &ports, &protocols, output, style);
