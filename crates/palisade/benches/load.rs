@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use divan::Bencher;
 use palisade::endpoint::{flow, resolve};
-use palisade_manifests::{Input, load};
+use palisade_manifests::{Build, Input, LoadOptions, load, load_with};
 use palisade_policy::Protocol;
 use palisade_policy::synth::Size;
 use palisade_testkit::temp::TempDir;
@@ -32,9 +32,11 @@ fn file(size: &str, name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// Loads `path`, builds the index and answers one query.
+/// Loads `path`, building the index as the analyzer's commands do (while
+/// the objects are taken), and answers one query.
 fn first_answer(path: &Path) -> bool {
-    let mut loaded = load(&[Input::Path(path.to_path_buf())], "default");
+    let options = LoadOptions { build: Build::Index { leave_out_audit: false }, ..LoadOptions::new("default") };
+    let mut loaded = load_with(&[Input::Path(path.to_path_buf())], &options);
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors.first());
     let index = loaded.take_index();
     let pods = index.pods_sorted();
