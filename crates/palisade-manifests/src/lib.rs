@@ -125,7 +125,9 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Builds the cluster index from what loaded.
+    /// Builds the cluster index from what loaded (the objects in the
+    /// vectors: with [`Build::Index`] they are in the index
+    /// [`Loaded::take_index`] returns instead, and this one is empty).
     #[must_use]
     pub fn index(&self) -> ClusterIndex {
         cluster_index(

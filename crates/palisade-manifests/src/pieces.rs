@@ -85,7 +85,8 @@ impl Speculation {
     }
 
     fn settle(&self, verdict: Verdict) {
-        // Settled once, by the one thread that reads the text.
+        // Settled once, by the one thread that reads the text: the first
+        // verdict stands (a guard's later retraction is ignored).
         let _ = self.0.set(verdict);
     }
 }
@@ -298,6 +299,9 @@ pub(crate) fn stream_json<'a>(file: &str, text: &'a str, emit: &mut dyn FnMut(Pi
         return json_pieces(file, text).into_iter().for_each(emit);
     }
     let speculation = Arc::new(Speculation::default());
+    // Should anything unwind before the verdict, a conversion waiting for
+    // it must not wait for ever.
+    let _settled = RetractUnlessSettled(&speculation);
     let mut list = ListRead { head: Head::default(), items: None, speculation: &speculation, emit };
     let mut de = serde_json::Deserializer::from_str(text);
     let read = serde::de::DeserializeSeed::deserialize(&mut list, &mut de).and_then(|()| de.end());
@@ -315,6 +319,15 @@ pub(crate) fn stream_json<'a>(file: &str, text: &'a str, emit: &mut dyn FnMut(Pi
             speculation.settle(Verdict::Retracted);
             json_pieces(file, text).into_iter().for_each(emit);
         }
+    }
+}
+
+/// Retracts a speculation left unsettled (only when unwinding).
+struct RetractUnlessSettled<'s>(&'s Speculation);
+
+impl Drop for RetractUnlessSettled<'_> {
+    fn drop(&mut self) {
+        self.0.settle(Verdict::Retracted);
     }
 }
 

@@ -14,21 +14,26 @@ use palisade::endpoint::{flow, resolve};
 use palisade_manifests::{Build, Input, LoadOptions, load, load_with};
 use palisade_policy::Protocol;
 use palisade_policy::synth::Size;
-use palisade_testkit::temp::TempDir;
 
 fn main() {
     divan::main();
 }
 
-static FILES: LazyLock<(TempDir, TempDir)> = LazyLock::new(|| {
-    let (s, l) = (TempDir::new("bench-load-s"), TempDir::new("bench-load-l"));
-    palisade_testkit::big::write_cluster(Size::S, s.path());
-    palisade_testkit::big::write_cluster(Size::L, l.path());
+/// The files, written once per run into the same place under `target/`
+/// (a static is never dropped, so a temporary directory would be left
+/// behind: 230 MB per run).
+static FILES: LazyLock<(PathBuf, PathBuf)> = LazyLock::new(|| {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let (s, l) = (root.join("bench-load-s"), root.join("bench-load-l"));
+    for (size, dir) in [(Size::S, &s), (Size::L, &l)] {
+        std::fs::create_dir_all(dir).expect("bench directory");
+        palisade_testkit::big::write_cluster(size, dir);
+    }
     (s, l)
 });
 
 fn file(size: &str, name: &str) -> PathBuf {
-    let dir: &Path = if size == "S" { FILES.0.path() } else { FILES.1.path() };
+    let dir: &Path = if size == "S" { &FILES.0 } else { &FILES.1 };
     dir.join(name)
 }
 
