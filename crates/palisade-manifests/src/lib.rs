@@ -460,9 +460,7 @@ fn add_texts<'f>(loaded: &mut Loaded, files: &[(&'f str, &'f str)], options: &Lo
             if pieces::is_json(text) {
                 pieces::stream_json(file, text, &mut |piece| emit((i, piece)));
             } else {
-                for piece in pieces::yaml_pieces(text) {
-                    emit((i, piece));
-                }
+                pieces::cut_yaml(text, &mut |piece| emit((i, piece)));
             }
         }
     };

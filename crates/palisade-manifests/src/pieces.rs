@@ -642,19 +642,25 @@ fn no_content(text: &str) -> bool {
 /// The documents of a YAML text, each with the line it starts on.
 pub(crate) fn yaml_pieces(text: &str) -> Vec<Piece<'_>> {
     let mut out = Vec::new();
+    cut_yaml(text, &mut |piece| out.push(piece));
+    out
+}
+
+/// [`yaml_pieces`], each given to `emit` as soon as it is cut (so that the
+/// first documents convert while the rest of a large file is cut).
+pub(crate) fn cut_yaml<'a>(text: &'a str, emit: &mut dyn FnMut(Piece<'a>)) {
     let (mut start, mut start_line) = (0, 1);
     let mut offset = 0;
     for (n, line) in text.split_inclusive('\n').enumerate() {
         if n > 0 && starts_document(line) && !no_content(&text[start..offset]) {
-            out.push(Piece::Yaml { text: &text[start..offset], line: start_line });
+            emit(Piece::Yaml { text: &text[start..offset], line: start_line });
             (start, start_line) = (offset, n + 1);
         }
         offset += line.len();
     }
     if !no_content(&text[start..]) {
-        out.push(Piece::Yaml { text: &text[start..], line: start_line });
+        emit(Piece::Yaml { text: &text[start..], line: start_line });
     }
-    out
 }
 
 #[cfg(test)]
