@@ -74,8 +74,7 @@ fn read_bounded(path: &Path, limit: u64) -> Result<String, String> {
         Vec::with_capacity(size.saturating_add(1))
     };
     // All of a pipe, the rest of a growing file.
-    let read = bytes.len() as u64;
-    file.take(limit + 1 - read.min(limit + 1)).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    file.take((limit + 1).saturating_sub(bytes.len() as u64)).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
     if bytes.len() as u64 > limit {
         return Err(format!("larger than {limit} bytes: not read"));
     }

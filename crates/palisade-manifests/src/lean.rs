@@ -251,18 +251,9 @@ pub(crate) struct Missing;
 
 type Read<T> = Result<T, Missing>;
 
+/// The metadata policy reads of a Namespace: its labels.
 fn object_meta(m: Option<Meta>) -> meta::ObjectMeta {
-    let m = m.unwrap_or_default();
-    let owners = m.owner_references.map(|refs| {
-        refs.into_iter()
-            .map(|o| meta::OwnerReference {
-                kind: o.kind.unwrap_or_default(),
-                name: o.name.unwrap_or_default(),
-                ..meta::OwnerReference::default()
-            })
-            .collect()
-    });
-    meta::ObjectMeta { labels: m.labels, owner_references: owners, ..meta::ObjectMeta::default() }
+    meta::ObjectMeta { labels: m.unwrap_or_default().labels, ..meta::ObjectMeta::default() }
 }
 
 impl Namespace {

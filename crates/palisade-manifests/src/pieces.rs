@@ -189,33 +189,48 @@ pub(crate) struct Items<'a>(pub Option<Vec<&'a RawValue>>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Items<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Items<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a list")
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Items(Some(Vec::new())))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-                while let Some(item) = seq.next_element::<&'de RawValue>()? {
-                    items.push(item);
-                }
-                Ok(Items(Some(items)))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
-                Ok(Items(None))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Items(None))
-            }
-            numbers_and_bools_are!(Items(None));
-        }
-        d.deserialize_any(Visit)
+        let mut items = Vec::new();
+        let array = serde::de::DeserializeSeed::deserialize(EachItem(|item| items.push(item)), d)?;
+        Ok(Items(array.then_some(items)))
     }
+}
+
+/// Reads an `items` value, giving each item to `.0` as a slice of the
+/// text as soon as it is read; whether it is an array (or `null`, which
+/// reads as an empty one).
+struct EachItem<F>(F);
+
+impl<'de, F: FnMut(&'de RawValue)> serde::de::DeserializeSeed<'de> for EachItem<F> {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, F: FnMut(&'de RawValue)> serde::de::Visitor<'de> for EachItem<F> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list")
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<bool, A::Error> {
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            (self.0)(item);
+        }
+        Ok(true)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+    numbers_and_bools_are!(false);
 }
 
 impl Head<'_> {
@@ -378,7 +393,11 @@ impl<'de: 'a, 'a> serde::de::Visitor<'de> for &mut ListRead<'_, 'a> {
                 1 => self.head.api_version = map.next_value()?,
                 2 => self.head.metadata = map.next_value()?,
                 _ => {
-                    let array = map.next_value_seed(ItemsRead { speculation: self.speculation, emit: self.emit })?;
+                    let (speculation, emit) = (self.speculation, &mut *self.emit);
+                    let array = map.next_value_seed(EachItem(|item: &'de RawValue| {
+                        let implied = Implying::Streamed(Arc::clone(speculation));
+                        emit(Piece::Json { text: item.get(), depth: 1, implied });
+                    }))?;
                     self.items = Some(array);
                     self.head.items = Some(Items(array.then(Vec::new)));
                 }
@@ -386,47 +405,6 @@ impl<'de: 'a, 'a> serde::de::Visitor<'de> for &mut ListRead<'_, 'a> {
         }
         Ok(())
     }
-}
-
-/// Streams the items of an `items` value; whether it is an array (or
-/// `null`, which reads as an empty one).
-struct ItemsRead<'s, 'a> {
-    speculation: &'s Arc<Speculation>,
-    emit: &'s mut dyn FnMut(Piece<'a>),
-}
-
-impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for ItemsRead<'_, 'a> {
-    type Value = bool;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de: 'a, 'a> serde::de::Visitor<'de> for ItemsRead<'_, 'a> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a list")
-    }
-    fn visit_unit<E>(self) -> Result<bool, E> {
-        Ok(true)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        while let Some(item) = seq.next_element::<&'de RawValue>()? {
-            let implied = Implying::Streamed(Arc::clone(self.speculation));
-            (self.emit)(Piece::Json { text: item.get(), depth: 1, implied });
-        }
-        Ok(true)
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
-        Ok(false)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
-        Ok(false)
-    }
-    numbers_and_bools_are!(false);
 }
 
 /// A top-level JSON value: an object's head, or anything else.
