@@ -125,7 +125,9 @@ pub(crate) fn syntax(file: &str, line: usize, column: usize, message: &str) -> L
 /// document), in order, or the syntax error that ends them; lines are
 /// counted from `first_line`.
 ///
-/// Each document is transcoded straight to JSON text, in the document's
+/// A document in the block YAML that kubectl writes is read by
+/// [`crate::block_yaml`], which leaves anything else to serde_norway.
+/// Each other document is transcoded straight to JSON text, in the document's
 /// key order, without building a value tree (which, with its map nodes and
 /// key strings, was most of the allocation on this path). A document with
 /// merge keys (`<<: *anchor`) is resolved on a YAML value first, and any
@@ -133,6 +135,9 @@ pub(crate) fn syntax(file: &str, line: usize, column: usize, message: &str) -> L
 pub(crate) fn yaml_documents(file: &str, text: &str, first_line: usize) -> Vec<Result<Option<String>, LoadError>> {
     if text.contains("<<") {
         return yaml_values(file, text, first_line);
+    }
+    if let Some(json) = crate::block_yaml::to_json(text) {
+        return vec![Ok(Some(json))];
     }
     let mut out = Vec::new();
     for document in serde_norway::Deserializer::from_str(text) {

@@ -19,6 +19,7 @@
 //! are listed ([`Loaded::ignored_policies`]) so that callers can say their
 //! answers are incomplete.
 
+mod block_yaml;
 mod build;
 mod cluster_policy;
 mod convert;
