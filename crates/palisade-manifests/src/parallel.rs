@@ -36,6 +36,16 @@ struct State<T, R> {
     failed: bool,
 }
 
+impl<T, R> State<T, R> {
+    /// Claims the next published block, if one is unclaimed. Blocks are
+    /// claimed in order.
+    fn claim(&mut self) -> Option<(usize, Arc<Vec<T>>)> {
+        let block = Arc::clone(self.blocks.get(self.claimed)?);
+        self.claimed += 1;
+        Some((self.claimed - 1, block))
+    }
+}
+
 struct Shared<T, R> {
     state: Mutex<State<T, R>>,
     /// Signalled when a block is published or done, production ends, or a
@@ -70,10 +80,8 @@ impl<T, R> Shared<T, R> {
                     if s.failed {
                         return;
                     }
-                    if s.claimed < s.blocks.len() {
-                        let b = s.claimed;
-                        s.claimed += 1;
-                        break (b, Arc::clone(&s.blocks[b]));
+                    if let Some(claimed) = s.claim() {
+                        break claimed;
                     }
                     if s.produced {
                         return;
@@ -149,12 +157,8 @@ pub(crate) fn map_streamed<T: Send + Sync, R: Send>(
                     out.into_iter().for_each(&mut consume);
                     break;
                 }
-                if s.claimed < s.blocks.len() {
-                    // Blocks are claimed in order and those before `b` are
-                    // taken, so this is `b` or a later one.
-                    let claimed = s.claimed;
-                    s.claimed += 1;
-                    let block = Arc::clone(&s.blocks[claimed]);
+                // Blocks before `b` are taken, so this is `b` or a later one.
+                if let Some((claimed, block)) = s.claim() {
                     drop(s);
                     shared.convert(claimed, &block, f);
                     continue;
