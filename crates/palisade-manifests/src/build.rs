@@ -12,7 +12,7 @@
 //! (it made the load slower than building afterwards). So they are freed
 //! at the end, on a thread of their own.
 
-use palisade_policy::{ClusterIndex, Enforcement, Labels};
+use palisade_policy::{ClusterIndex, ClusterPolicy, Enforcement, Labels, Namespace, NetworkPolicy, Node, Pod};
 
 use crate::Loaded;
 
@@ -56,28 +56,22 @@ impl Loaded {
     /// is. Namespaces, Nodes and cluster policies go before pods, and pods
     /// before policies, of what was taken since the last call.
     pub(crate) fn feed_index(&mut self) {
-        let Some(building) = &mut self.building else { return };
-        let index = &mut building.index;
-        for ns in self.namespaces.drain(..) {
-            index.apply_namespace(ns);
-        }
-        for node in self.nodes.drain(..) {
-            index.apply_node(node);
-        }
-        for policy in self.cluster_policies.drain(..) {
-            index.apply_cluster_policy(policy);
-        }
-        for pod in self.pods.drain(..) {
-            let (_, map) = index.apply_pod_returning_labels(pod);
-            if !map.is_empty() {
-                building.maps.push(map);
-            }
-        }
-        for policy in self.policies.drain(..) {
-            if !(building.leave_out_audit && policy.enforcement == Enforcement::Audit) {
-                index.apply_policy(policy);
-            }
-        }
+        let Some(Building { index, leave_out_audit, maps }) = &mut self.building else { return };
+        let leave_out_audit = *leave_out_audit;
+        let policies = self.policies.drain(..);
+        apply_in_order(
+            index,
+            self.namespaces.drain(..),
+            self.nodes.drain(..),
+            self.cluster_policies.drain(..),
+            self.pods.drain(..),
+            policies.filter(|p| !(leave_out_audit && p.enforcement == Enforcement::Audit)),
+            |map| {
+                if !map.is_empty() {
+                    maps.push(map);
+                }
+            },
+        );
     }
 
     /// The index built while loading, with whatever was taken last (the
@@ -91,5 +85,34 @@ impl Loaded {
             drop(e);
         }
         Some(index)
+    }
+}
+
+/// Applies objects to `index` in the order its links need: namespaces,
+/// Nodes and cluster policies before pods, pods before policies. Each
+/// pod's label map, once interned, goes to `labels`.
+pub(crate) fn apply_in_order(
+    index: &mut ClusterIndex,
+    namespaces: impl IntoIterator<Item = Namespace>,
+    nodes: impl IntoIterator<Item = Node>,
+    cluster_policies: impl IntoIterator<Item = ClusterPolicy>,
+    pods: impl IntoIterator<Item = Pod>,
+    policies: impl IntoIterator<Item = NetworkPolicy>,
+    mut labels: impl FnMut(Labels),
+) {
+    for ns in namespaces {
+        index.apply_namespace(ns);
+    }
+    for node in nodes {
+        index.apply_node(node);
+    }
+    for policy in cluster_policies {
+        index.apply_cluster_policy(policy);
+    }
+    for pod in pods {
+        labels(index.apply_pod_returning_labels(pod).1);
+    }
+    for policy in policies {
+        index.apply_policy(policy);
     }
 }

@@ -326,21 +326,7 @@ fn cluster_index(
 ) -> ClusterIndex {
     let mut index = ClusterIndex::new();
     index.reserve(namespaces.len(), pods.len(), policies.len());
-    for ns in namespaces {
-        index.apply_namespace(ns);
-    }
-    for node in nodes {
-        index.apply_node(node);
-    }
-    for policy in cluster_policies {
-        index.apply_cluster_policy(policy);
-    }
-    for pod in pods {
-        index.apply_pod(pod);
-    }
-    for policy in policies {
-        index.apply_policy(policy);
-    }
+    build::apply_in_order(&mut index, namespaces, nodes, cluster_policies, pods, policies, drop);
     index
 }
 
