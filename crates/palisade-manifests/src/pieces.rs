@@ -317,12 +317,12 @@ pub(crate) fn stream_json<'a>(file: &str, text: &'a str, emit: &mut dyn FnMut(Pi
     // Should anything unwind before the verdict, a conversion waiting for
     // it must not wait for ever.
     let _settled = RetractUnlessSettled(&speculation);
-    let mut list = ListRead { head: Head::default(), items: None, speculation: &speculation, emit };
+    let mut list = ListRead { head: Head::default(), speculation: &speculation, emit };
     let mut de = serde_json::Deserializer::from_str(text);
     let read = serde::de::DeserializeSeed::deserialize(&mut list, &mut de).and_then(|()| de.end());
-    let ListRead { head, items, emit, .. } = list;
-    match (read, items) {
-        (Ok(()), Some(true)) if head.is_list() => {
+    let ListRead { head, emit, .. } = list;
+    match (read, &head.items) {
+        (Ok(()), Some(Items(Some(_)))) if head.is_list() => {
             speculation.settle(Verdict::List(Implied::of(&head).map(Arc::new)));
         }
         (Ok(()), _) if !head.is_list() => {
@@ -346,12 +346,10 @@ impl Drop for RetractUnlessSettled<'_> {
     }
 }
 
-/// Reads one object's head, streaming the items of its `items` array.
-/// `items`: `None` when absent, whether it is an array otherwise (also
-/// set in `head.items`, for [`Head::is_list`]).
+/// Reads one object's head, streaming the items of its `items` array
+/// (`head.items` then says whether it was one, holding none of them).
 struct ListRead<'s, 'a> {
     head: Head<'a>,
-    items: Option<bool>,
     speculation: &'s Arc<Speculation>,
     emit: &'s mut dyn FnMut(Piece<'a>),
 }
@@ -398,7 +396,6 @@ impl<'de: 'a, 'a> serde::de::Visitor<'de> for &mut ListRead<'_, 'a> {
                         let implied = Implying::Streamed(Arc::clone(speculation));
                         emit(Piece::Json { text: item.get(), depth: 1, implied });
                     }))?;
-                    self.items = Some(array);
                     self.head.items = Some(Items(array.then(Vec::new)));
                 }
             }
