@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use palisade_manifests::{Build, IgnoredPolicy, Input, LoadError, LoadOptions, Loaded, load_with};
-use palisade_policy::{ClusterIndex, Enforcement};
+use palisade_policy::ClusterIndex;
 use serde::Serialize;
 
 use crate::commands::{EXIT_ERROR, EXIT_INCOMPLETE};
@@ -177,8 +177,7 @@ fn report(mut loaded: Loaded, source: &str, nothing: &str, audit: Audit) -> Stat
     let staged = loaded.staged;
     if staged > 0 {
         if audit == Audit::Exclude {
-            // Left out of the index as it was built; any still held here too.
-            loaded.policies.retain(|p| p.enforcement != Enforcement::Audit);
+            // Left out of the index as it was built (`index_only`).
             eprintln!("note: {staged} audit (staged) NetworkPolicies left out (--audit exclude): what is enforced now");
         } else {
             eprintln!(
