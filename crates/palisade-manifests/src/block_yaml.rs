@@ -88,7 +88,7 @@ impl<'a> Reader<'a> {
     /// The raw line starting at `start`: its end and its indentation.
     fn raw_line(&self, start: usize) -> (usize, usize) {
         let bytes = self.text.as_bytes();
-        let end = memchr_newline(&bytes[start..]).map_or(bytes.len(), |i| start + i);
+        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
         let indent = bytes[start..end].iter().take_while(|&&b| b == b' ').count();
         (end, indent)
     }
@@ -307,10 +307,6 @@ impl<'a> Reader<'a> {
         write_string(&mut self.out, &text);
         self.after_scalar(indent)
     }
-}
-
-fn memchr_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
 }
 
 /// A `-` entry: `-` alone or followed by a space.
